@@ -1,0 +1,467 @@
+#include "frontends/yaml/yaml_frontend.hpp"
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+
+#include <yaml-cpp/yaml.h>
+
+#include "frontends/safetensors.hpp"
+#include "ops/op.hpp"
+
+namespace kiln {
+
+namespace {
+
+constexpr int kMaxBlockDepth = 16;
+constexpr std::int64_t kMaxRepeat = 4096;
+
+bool is_identifier(const std::string& s) {
+  if (s.empty() || !(std::isalpha(static_cast<unsigned char>(s[0])) || s[0] == '_')) return false;
+  for (char c : s)
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_')) return false;
+  return true;
+}
+
+std::string join(const std::vector<std::string>& items) {
+  std::string out;
+  for (const auto& s : items) out += (out.empty() ? "" : ", ") + s;
+  return out;
+}
+
+struct BlockDef {
+  std::vector<std::string> args, params, returns;
+  YAML::Node nodes;
+  YAML::Node where;
+};
+
+// Values visible by local name, and the `{param}` substitutions in force.
+struct Scope {
+  std::map<std::string, Value*> values;
+  std::map<std::string, std::string> params;
+  std::string prefix;  // prepended to the names of values created in this scope
+  int depth = 0;
+};
+
+class Parser {
+ public:
+  Parser(std::string filename, std::string base_dir) : file_(std::move(filename)), base_dir_(std::move(base_dir)) {}
+
+  std::unique_ptr<Graph> parse(const std::string& text) {
+    YAML::Node root;
+    try {
+      root = YAML::Load(text);
+    } catch (const YAML::ParserException& e) {
+      fail_at(SourceLoc{file_, e.mark.line + 1, e.mark.column + 1}, "invalid YAML: " + e.msg);
+    }
+    if (!root.IsMap()) fail_at(SourceLoc{file_, 1, 1}, "expected a mapping with keys kiln, name, inputs, outputs, nodes");
+    static const std::set<std::string> known = {"kiln", "name", "doc", "weights", "inputs", "outputs", "blocks", "nodes"};
+    for (const auto& kv : root) {
+      std::string key = scalar(kv.first, "a top-level key");
+      if (!known.count(key))
+        error(kv.first, "unknown top-level key '" + key + "' (expected one of: kiln, name, doc, weights, inputs, outputs, blocks, nodes)");
+    }
+    const YAML::Node version = require(root, "kiln", root);
+    if (int_of(version, "the format version") != 1)
+      error(version, "unsupported format version " + scalar(version, "") + " (this Kiln reads version 1)");
+
+    graph_ = std::make_unique<Graph>();
+    graph_->name = root["name"] ? scalar(root["name"], "a model name") : "model";
+    if (root["weights"]) open_weights(root["weights"]);
+    if (root["blocks"]) parse_blocks(root["blocks"]);
+
+    Scope top;
+    parse_inputs(require(root, "inputs", root), top);
+    const YAML::Node nodes = require(root, "nodes", root);
+    if (!nodes.IsSequence()) error(nodes, "'nodes' must be a list of nodes");
+    for (const auto& n : nodes) parse_node(n, top);
+    parse_outputs(require(root, "outputs", root), top);
+
+    graph_->verify();
+    graph_->infer_shapes();
+    return std::move(graph_);
+  }
+
+ private:
+  // ---- diagnostics and scalar helpers ----
+  SourceLoc loc(const YAML::Node& n) const { return SourceLoc{file_, n.Mark().line + 1, n.Mark().column + 1}; }
+  [[noreturn]] void error(const YAML::Node& n, const std::string& message) const {
+    if (n.Mark().is_null()) fail_at(SourceLoc{file_, 0, 0}, message);
+    fail_at(loc(n), message);
+  }
+  YAML::Node require(const YAML::Node& map, const char* key, const YAML::Node& where) const {
+    YAML::Node v = map[key];
+    if (!v) error(where, std::string("missing required key '") + key + "'");
+    return v;
+  }
+  std::string scalar(const YAML::Node& n, const std::string& what) const {
+    if (!n.IsScalar()) error(n, "expected " + what + " (a scalar), got a " + (n.IsSequence() ? "list" : n.IsMap() ? "mapping" : "null"));
+    return n.Scalar();
+  }
+  std::int64_t int_of(const YAML::Node& n, const std::string& what) const {
+    std::string s = scalar(n, what);
+    try {
+      return n.as<std::int64_t>();
+    } catch (const YAML::Exception&) {
+      error(n, "expected " + what + " to be an integer, got '" + s + "'");
+    }
+  }
+  std::vector<std::string> names(const YAML::Node& n, const std::string& what) const {
+    std::vector<std::string> out;
+    if (n.IsScalar()) return {n.Scalar()};
+    if (!n.IsSequence()) error(n, "expected " + what + " as a name or a list of names");
+    for (const auto& item : n) out.push_back(scalar(item, "a name in " + what));
+    return out;
+  }
+
+  // `{param}` substitution inside blocks.
+  std::string substitute(const YAML::Node& where, const std::string& s, const Scope& scope) const {
+    if (scope.params.empty()) return s;
+    std::string out;
+    for (std::size_t i = 0; i < s.size();) {
+      if (s[i] != '{') {
+        out += s[i++];
+        continue;
+      }
+      std::size_t close = s.find('}', i);
+      if (close == std::string::npos) error(where, "unclosed '{' in '" + s + "'");
+      std::string key = s.substr(i + 1, close - i - 1);
+      auto it = scope.params.find(key);
+      if (it == scope.params.end()) {
+        std::vector<std::string> known;
+        for (const auto& [k, v] : scope.params) known.push_back(k);
+        error(where, "unknown parameter '{" + key + "}' (this block has: " + join(known) + ")");
+      }
+      out += it->second;
+      i = close + 1;
+    }
+    return out;
+  }
+
+  // ---- weights ----
+  void open_weights(const YAML::Node& n) {
+    std::string rel = scalar(n, "a weights file path");
+    std::filesystem::path p(rel);
+    if (p.is_relative()) p = std::filesystem::path(base_dir_) / p;
+    try {
+      weights_ = WeightsFile::open(p.string());
+    } catch (const Error& e) {
+      error(n, std::string("cannot load weights: ") + e.what());
+    }
+  }
+
+  // The constant value for a weight, created once per name.
+  Value* weight_value(const std::string& name) {
+    auto it = constants_.find(name);
+    if (it != constants_.end()) return it->second;
+    if (!weights_) return nullptr;
+    const WeightTensor* w = weights_->find(name);
+    if (!w) return nullptr;
+    Value* v = graph_->add_constant(name, TensorType{w->dtype, concrete_shape(w->shape)}, w->data);
+    constants_.emplace(name, v);
+    return v;
+  }
+
+  std::string weights_name() const { return weights_ ? "'" + weights_->path() + "'" : "the weights file (none is named: add 'weights:')"; }
+
+  // ---- inputs, outputs, blocks ----
+  void parse_inputs(const YAML::Node& inputs, Scope& scope) {
+    if (!inputs.IsMap()) error(inputs, "'inputs' must map each input name to {dtype, shape}");
+    for (const auto& kv : inputs) {
+      std::string name = scalar(kv.first, "an input name");
+      const YAML::Node& spec = kv.second;
+      if (!spec.IsMap()) error(spec, "input '" + name + "' must be a mapping {dtype: ..., shape: [...]}");
+      for (const auto& f : spec) {
+        std::string key = scalar(f.first, "a key");
+        if (key != "dtype" && key != "shape") error(f.first, "unknown key '" + key + "' in input '" + name + "' (expected dtype, shape)");
+      }
+      std::string dt = scalar(require(spec, "dtype", spec), "a dtype");
+      TensorType type;
+      if (!parse_dtype(dt, &type.dtype)) error(spec["dtype"], "unknown dtype '" + dt + "' (expected f32, f16, bf16, f64, i64, i32, i8, u8 or bool)");
+      const YAML::Node shape = require(spec, "shape", spec);
+      if (!shape.IsSequence()) error(shape, "the shape of input '" + name + "' must be a list of dims");
+      for (const auto& d : shape) {
+        std::string s = scalar(d, "a dim");
+        if (is_identifier(s)) {
+          type.shape.push_back(Dim::symbol(s));
+        } else {
+          std::int64_t v = -1;
+          try {
+            v = d.as<std::int64_t>();
+          } catch (const YAML::Exception&) {
+          }
+          if (v < 0) error(d, "expected a dim: a non-negative integer or a symbol name such as 'batch', got '" + s + "'");
+          type.shape.push_back(Dim::of(v));
+        }
+      }
+      if (scope.values.count(name)) error(kv.first, "input '" + name + "' is declared twice");
+      Value* v = graph_->add_value(name, type);
+      graph_->inputs.push_back(v);
+      scope.values[name] = v;
+    }
+  }
+
+  void parse_outputs(const YAML::Node& outputs, const Scope& scope) {
+    if (!outputs.IsSequence() || outputs.size() == 0) error(outputs, "'outputs' must be a non-empty list of value names");
+    for (const auto& o : outputs) {
+      std::string name = scalar(o, "an output name");
+      auto it = scope.values.find(name);
+      if (it == scope.values.end()) error(o, "output '" + name + "' is not a value computed by the model");
+      graph_->outputs.push_back(it->second);
+    }
+  }
+
+  void parse_blocks(const YAML::Node& blocks) {
+    if (!blocks.IsMap()) error(blocks, "'blocks' must map block names to {args, params, returns, nodes}");
+    for (const auto& kv : blocks) {
+      std::string name = scalar(kv.first, "a block name");
+      const YAML::Node& b = kv.second;
+      if (!b.IsMap()) error(b, "block '" + name + "' must be a mapping with args, returns and nodes");
+      for (const auto& f : b) {
+        std::string key = scalar(f.first, "a key");
+        if (key != "args" && key != "params" && key != "returns" && key != "nodes" && key != "doc")
+          error(f.first, "unknown key '" + key + "' in block '" + name + "' (expected args, params, returns, nodes, doc)");
+      }
+      BlockDef def;
+      def.args = names(require(b, "args", b), "block args");
+      def.returns = names(require(b, "returns", b), "block returns");
+      if (b["params"]) def.params = names(b["params"], "block params");
+      for (const auto& p : def.params)
+        if (p == "i") error(b["params"], "block param 'i' is reserved for the repeat index");
+      def.nodes = require(b, "nodes", b);
+      if (!def.nodes.IsSequence()) error(def.nodes, "the nodes of block '" + name + "' must be a list");
+      def.where = kv.first;
+      blocks_.emplace(name, def);
+    }
+  }
+
+  // ---- nodes ----
+  Value* lookup(const YAML::Node& where, const std::string& name, const Scope& scope) {
+    auto it = scope.values.find(name);
+    if (it != scope.values.end()) return it->second;
+    if (Value* w = weight_value(name)) return w;
+    error(where, "undefined value '" + name + "' (not an input, an earlier output, or a weight in " + weights_name() + ")");
+  }
+
+  void define(const YAML::Node& where, Scope& scope, const std::string& local, Value* v) {
+    if (scope.values.count(local) || (scope.depth == 0 && constants_.count(local)))
+      error(where, "value '" + local + "' is defined twice");
+    scope.values[local] = v;
+  }
+
+  void parse_node(const YAML::Node& n, Scope& scope) {
+    if (!n.IsMap()) error(n, "expected a node: a mapping with 'op' (or 'block'), 'in' and 'out'");
+    if (n["block"]) return parse_block_call(n, scope);
+    if (!n["op"]) error(n, "node has neither 'op' nor 'block'");
+    std::string op = scalar(n["op"], "an op name");
+    const OpSchema* schema = find_op(op);
+    if (!schema) {
+      std::vector<std::string> known;
+      for (const auto* s : all_ops()) known.push_back(s->name);
+      error(n["op"], "unknown op '" + op + "' (known ops: " + join(known) + ")");
+    }
+    std::vector<std::string> outs = names(require(n, "out", n), "'out'");
+    if (static_cast<int>(outs.size()) != schema->num_outputs)
+      error(n["out"], op + " has " + std::to_string(schema->num_outputs) + " output(s), 'out' names " + std::to_string(outs.size()));
+    std::string node_name = n["name"] ? substitute(n["name"], scalar(n["name"], "a node name"), scope) : outs[0];
+    std::string label = op + " '" + scope.prefix + node_name + "'";
+
+    // Inputs: activations from `in`, weights from the `weights` prefix (or all positionally from `in`).
+    std::vector<std::pair<std::string, YAML::Node>> ins;
+    if (n["in"]) {
+      YAML::Node in = n["in"];
+      if (in.IsScalar()) ins.emplace_back(substitute(in, in.Scalar(), scope), in);
+      else if (in.IsSequence())
+        for (const auto& i : in) ins.emplace_back(substitute(i, scalar(i, "an input name"), scope), i);
+      else error(in, "'in' must be a value name or a list of value names");
+    }
+    std::vector<Value*> inputs(schema->inputs.size(), nullptr);
+    std::size_t next = 0;
+    if (n["weights"]) {
+      std::string prefix = substitute(n["weights"], scalar(n["weights"], "a weight-name prefix"), scope);
+      std::vector<std::size_t> act;
+      for (std::size_t i = 0; i < schema->inputs.size(); ++i)
+        if (schema->inputs[i].weight.empty()) act.push_back(i);
+      if (ins.size() > act.size())
+        error(n["in"], label + ": takes " + std::to_string(act.size()) + " input(s) besides its weights, 'in' names " + std::to_string(ins.size()));
+      for (; next < ins.size(); ++next) inputs[act[next]] = lookup(ins[next].second, ins[next].first, scope);
+      bool any = false;
+      for (std::size_t i = 0; i < schema->inputs.size(); ++i) {
+        const InputSpec& spec = schema->inputs[i];
+        if (spec.weight.empty()) continue;
+        std::string wname = prefix + "." + spec.weight;
+        Value* w = weight_value(wname);
+        if (!w && !spec.optional)
+          error(n["weights"], label + ": missing weight '" + wname + "' in " + weights_name());
+        inputs[i] = w;
+        any = any || w;
+      }
+      (void)any;
+    } else {
+      if (ins.size() > schema->inputs.size())
+        error(n["in"], label + ": takes at most " + std::to_string(schema->inputs.size()) + " input(s), 'in' names " + std::to_string(ins.size()));
+      for (; next < ins.size(); ++next) inputs[next] = lookup(ins[next].second, ins[next].first, scope);
+    }
+    for (std::size_t i = 0; i < schema->inputs.size(); ++i)
+      if (!inputs[i] && !schema->inputs[i].optional)
+        error(n, label + ": missing input '" + schema->inputs[i].name + "'" +
+                     (schema->inputs[i].weight.empty() ? "" : " (a weight: give 'weights: PREFIX' for PREFIX." + schema->inputs[i].weight + ")"));
+
+    // Attributes: every other key, typed by the schema.
+    AttrMap attrs;
+    static const std::set<std::string> reserved = {"op", "in", "out", "name", "weights", "doc"};
+    for (const auto& kv : n) {
+      std::string key = scalar(kv.first, "a key");
+      if (reserved.count(key)) continue;
+      const AttrSpec* spec = schema->find_attr(key);
+      if (!spec) {
+        std::vector<std::string> known;
+        for (const auto& a : schema->attrs) known.push_back(a.name);
+        error(kv.first, label + ": unknown attribute '" + key + "'" +
+                            (known.empty() ? " (it takes none)" : " (expected one of: " + join(known) + ")"));
+      }
+      attrs.emplace(key, attribute(kv.second, *spec, label, scope));
+    }
+
+    std::vector<Value*> outputs;
+    for (const auto& o : outs) {
+      Value* v = graph_->add_value(scope.prefix + o, TensorType{});
+      define(n["out"], scope, o, v);
+      outputs.push_back(v);
+    }
+    graph_->add_node(op, scope.prefix + node_name, std::move(inputs), std::move(outputs), std::move(attrs), loc(n));
+  }
+
+  Attr attribute(const YAML::Node& v, const AttrSpec& spec, const std::string& label, const Scope& scope) const {
+    auto mistyped = [&](const std::string& got) {
+      error(v, label + ": attribute '" + spec.name + "' expects " + attr_type_name(spec.type) + ", got " + got);
+    };
+    auto text = [&](const YAML::Node& s) { return s.IsScalar() ? "'" + s.Scalar() + "'" : std::string(s.IsSequence() ? "a list" : "a mapping"); };
+    try {
+      switch (spec.type) {
+        case AttrType::Int:
+          if (!v.IsScalar()) mistyped(text(v));
+          return v.as<std::int64_t>();
+        case AttrType::Float:
+          if (!v.IsScalar()) mistyped(text(v));
+          return v.as<double>();
+        case AttrType::String:
+          if (!v.IsScalar()) mistyped(text(v));
+          return substitute(v, v.Scalar(), scope);
+        case AttrType::Bool:
+          if (!v.IsScalar()) mistyped(text(v));
+          return v.as<bool>();
+        case AttrType::Ints: {
+          if (!v.IsSequence()) mistyped(text(v));
+          std::vector<std::int64_t> out;
+          for (const auto& e : v) out.push_back(e.as<std::int64_t>());
+          return out;
+        }
+        case AttrType::Floats: {
+          if (!v.IsSequence()) mistyped(text(v));
+          std::vector<double> out;
+          for (const auto& e : v) out.push_back(e.as<double>());
+          return out;
+        }
+      }
+    } catch (const YAML::BadConversion&) {
+    }
+    error(v, label + ": attribute '" + spec.name + "' expects " + attr_type_name(spec.type) + ", got " + text(v));
+  }
+
+  void parse_block_call(const YAML::Node& n, Scope& scope) {
+    std::string name = scalar(n["block"], "a block name");
+    auto it = blocks_.find(name);
+    if (it == blocks_.end()) {
+      std::vector<std::string> known;
+      for (const auto& [k, v] : blocks_) known.push_back(k);
+      error(n["block"], "unknown block '" + name + "'" + (known.empty() ? " (the model defines no blocks)" : " (defined: " + join(known) + ")"));
+    }
+    const BlockDef& def = it->second;
+    if (scope.depth >= kMaxBlockDepth) error(n, "blocks nest deeper than " + std::to_string(kMaxBlockDepth) + " levels (a block that calls itself?)");
+    std::int64_t repeat = n["repeat"] ? int_of(n["repeat"], "'repeat'") : 1;
+    if (repeat < 1 || repeat > kMaxRepeat) error(n["repeat"], "'repeat' must be between 1 and " + std::to_string(kMaxRepeat));
+    if (repeat > 1 && def.args.size() != def.returns.size())
+      error(n["repeat"], "block '" + name + "' is repeated, so it must return as many values as it takes (" +
+                             std::to_string(def.args.size()) + " args, " + std::to_string(def.returns.size()) + " returns)");
+    std::vector<std::pair<std::string, YAML::Node>> ins;
+    if (!n["in"]) error(n, "block call needs 'in'");
+    for (const auto& i : n["in"].IsSequence() ? n["in"] : YAML::Node(YAML::NodeType::Sequence)) ins.emplace_back(substitute(i, scalar(i, "an input name"), scope), i);
+    if (n["in"].IsScalar()) ins.emplace_back(substitute(n["in"], n["in"].Scalar(), scope), n["in"]);
+    if (ins.size() != def.args.size())
+      error(n["in"], "block '" + name + "' takes " + std::to_string(def.args.size()) + " input(s) (" + join(def.args) + "), 'in' names " + std::to_string(ins.size()));
+    std::vector<std::string> outs = names(require(n, "out", n), "'out'");
+    if (outs.size() != def.returns.size())
+      error(n["out"], "block '" + name + "' returns " + std::to_string(def.returns.size()) + " value(s) (" + join(def.returns) + "), 'out' names " + std::to_string(outs.size()));
+
+    // Params: every key that is not part of the call syntax.
+    std::map<std::string, std::pair<std::string, YAML::Node>> given;
+    static const std::set<std::string> reserved = {"block", "in", "out", "name", "repeat", "doc"};
+    for (const auto& kv : n) {
+      std::string key = scalar(kv.first, "a key");
+      if (reserved.count(key)) continue;
+      if (std::find(def.params.begin(), def.params.end(), key) == def.params.end())
+        error(kv.first, "block '" + name + "' has no parameter '" + key + "'" + (def.params.empty() ? "" : " (its params: " + join(def.params) + ")"));
+      given[key] = {scalar(kv.second, "a parameter value"), kv.second};
+    }
+    for (const auto& p : def.params)
+      if (!given.count(p)) error(n, "block '" + name + "': missing parameter '" + p + "'");
+
+    std::string call = n["name"] ? scalar(n["name"], "a call name") : name;
+    std::vector<Value*> current;
+    for (const auto& [v, where] : ins) current.push_back(lookup(where, v, scope));
+    for (std::int64_t i = 0; i < repeat; ++i) {
+      Scope inner;
+      inner.depth = scope.depth + 1;
+      inner.prefix = scope.prefix + call + (repeat > 1 ? "." + std::to_string(i) : std::string()) + "/";
+      inner.params = scope.params;  // outer params stay visible
+      inner.params["i"] = std::to_string(i);
+      for (const auto& [k, v] : given) {
+        Scope outer_for_subst = scope;
+        outer_for_subst.params["i"] = std::to_string(i);
+        inner.params[k] = substitute(v.second, v.first, outer_for_subst);
+      }
+      for (std::size_t a = 0; a < def.args.size(); ++a) inner.values[def.args[a]] = current[a];
+      for (const auto& node : def.nodes) parse_node(node, inner);
+      current.clear();
+      for (const auto& r : def.returns) {
+        auto rv = inner.values.find(r);
+        if (rv == inner.values.end()) error(def.where, "block '" + name + "' returns '" + r + "', which none of its nodes defines");
+        current.push_back(rv->second);
+      }
+    }
+    for (std::size_t o = 0; o < outs.size(); ++o) {
+      Value* v = current[o];
+      // Name the returned value after the call's output, unless it is one of the call's own inputs.
+      if (v->producer && v->name.rfind(scope.prefix + call, 0) == 0) v->name = scope.prefix + outs[o];
+      define(n["out"], scope, outs[o], v);
+    }
+  }
+
+  std::string file_, base_dir_;
+  std::unique_ptr<Graph> graph_;
+  std::shared_ptr<WeightsFile> weights_;
+  std::map<std::string, Value*> constants_;
+  std::map<std::string, BlockDef> blocks_;
+};
+
+}  // namespace
+
+std::unique_ptr<Graph> parse_yaml_model(const std::string& text, const std::string& filename, const std::string& base_dir) {
+  return Parser(filename, base_dir).parse(text);
+}
+
+std::unique_ptr<Graph> load_yaml_model(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail_at(SourceLoc{path, 0, 0}, std::string("cannot open model file: ") + std::strerror(errno));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  std::string dir = std::filesystem::path(path).parent_path().string();
+  return parse_yaml_model(ss.str(), path, dir.empty() ? "." : dir);
+}
+
+}  // namespace kiln

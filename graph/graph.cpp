@@ -1,0 +1,228 @@
+#include "graph/graph.hpp"
+
+#include <algorithm>
+#include <set>
+#include <sstream>
+#include <unordered_set>
+
+#include "ops/op.hpp"
+
+namespace kiln {
+
+// ---- Node ----
+
+const Attr& Node::attr(const std::string& key) const {
+  auto it = attrs.find(key);
+  if (it != attrs.end()) return it->second;
+  const AttrSpec* spec = schema ? schema->find_attr(key) : nullptr;
+  if (spec && spec->default_value) return *spec->default_value;
+  fail("internal: attribute '" + key + "' is not set and has no default");
+}
+
+namespace {
+template <class T>
+const T& attr_as(const Node& n, const std::string& key) {
+  const Attr& a = n.attr(key);
+  if (const T* v = std::get_if<T>(&a)) return *v;
+  n.fail("internal: attribute '" + key + "' has type " + attr_type_name(attr_type_of(a)));
+}
+}  // namespace
+
+std::int64_t Node::attr_int(const std::string& key) const { return attr_as<std::int64_t>(*this, key); }
+double Node::attr_float(const std::string& key) const { return attr_as<double>(*this, key); }
+const std::string& Node::attr_string(const std::string& key) const { return attr_as<std::string>(*this, key); }
+const std::vector<std::int64_t>& Node::attr_ints(const std::string& key) const {
+  return attr_as<std::vector<std::int64_t>>(*this, key);
+}
+bool Node::attr_bool(const std::string& key) const { return attr_as<bool>(*this, key); }
+
+std::string Node::label() const { return op + " '" + name + "'"; }
+
+void Node::fail(const std::string& message) const { fail_at(loc, label() + ": " + message); }
+
+// ---- Graph ----
+
+Value* Graph::add_value(const std::string& name, TensorType type) {
+  auto v = std::make_unique<Value>();
+  v->name = name;
+  v->type = std::move(type);
+  v->id = static_cast<int>(values_.size());
+  values_.push_back(std::move(v));
+  return values_.back().get();
+}
+
+Value* Graph::add_constant(const std::string& name, TensorType type, ConstData data) {
+  Value* v = add_value(name, std::move(type));
+  v->constant = std::move(data);
+  return v;
+}
+
+Node* Graph::add_node(const std::string& op, const std::string& name, std::vector<Value*> inputs,
+                      std::vector<Value*> outputs, AttrMap attrs, SourceLoc loc) {
+  const OpSchema* schema = find_op(op);
+  if (!schema) {
+    std::string known;
+    for (const auto* s : all_ops()) known += (known.empty() ? "" : ", ") + s->name;
+    fail_at(loc, "unknown op '" + op + "' (known ops: " + known + ")");
+  }
+  auto n = std::make_unique<Node>();
+  n->op = op;
+  n->name = name;
+  n->schema = schema;
+  n->loc = std::move(loc);
+  for (auto& [key, value] : attrs) {
+    const AttrSpec* spec = schema->find_attr(key);
+    if (!spec) {
+      std::string known;
+      for (const auto& a : schema->attrs) known += (known.empty() ? "" : ", ") + a.name;
+      n->fail("unknown attribute '" + key + "'" + (known.empty() ? " (it takes none)" : " (expected one of: " + known + ")"));
+    }
+    if (attr_type_of(value) != spec->type)
+      n->fail("attribute '" + key + "' expects " + attr_type_name(spec->type) + ", got " +
+              attr_type_name(attr_type_of(value)));
+  }
+  for (const auto& spec : schema->attrs) {
+    if (attrs.count(spec.name)) continue;
+    if (!spec.default_value) n->fail("missing required attribute '" + spec.name + "' (" + attr_type_name(spec.type) + ")");
+    attrs.emplace(spec.name, *spec.default_value);
+  }
+  n->attrs = std::move(attrs);
+  n->inputs = std::move(inputs);
+  n->outputs = std::move(outputs);
+  for (Value* in : n->inputs)
+    if (in) in->users.push_back(n.get());
+  for (Value* out : n->outputs) out->producer = n.get();
+  nodes_.push_back(std::move(n));
+  return nodes_.back().get();
+}
+
+void Graph::remove_node(Node* node) {
+  for (Value* in : node->inputs) {
+    if (!in) continue;
+    auto it = std::find(in->users.begin(), in->users.end(), node);
+    if (it != in->users.end()) in->users.erase(it);
+  }
+  for (Value* out : node->outputs)
+    if (out->producer == node) out->producer = nullptr;
+  nodes_.erase(std::remove_if(nodes_.begin(), nodes_.end(), [&](const auto& p) { return p.get() == node; }),
+               nodes_.end());
+}
+
+void Graph::compact() {
+  std::unordered_set<const Value*> keep(inputs.begin(), inputs.end());
+  keep.insert(outputs.begin(), outputs.end());
+  for (const auto& n : nodes_) {
+    for (Value* v : n->inputs)
+      if (v) keep.insert(v);
+    for (Value* v : n->outputs) keep.insert(v);
+  }
+  values_.erase(std::remove_if(values_.begin(), values_.end(), [&](const auto& v) { return !keep.count(v.get()); }),
+                values_.end());
+  for (std::size_t i = 0; i < values_.size(); ++i) values_[i]->id = static_cast<int>(i);
+}
+
+Value* Graph::find_value(const std::string& name) const {
+  for (const auto& v : values_)
+    if (v->name == name) return v.get();
+  return nullptr;
+}
+
+void Graph::verify() const {
+  std::set<std::string> names;
+  for (const auto& v : values_)
+    if (!names.insert(v->name).second) fail("graph '" + name + "': value name '" + v->name + "' is defined twice");
+  std::unordered_set<const Value*> defined(inputs.begin(), inputs.end());
+  for (const auto& v : values_)
+    if (v->is_constant()) defined.insert(v.get());
+  for (const auto& n : nodes_) {
+    const OpSchema& s = *n->schema;
+    std::size_t want = s.inputs.size();
+    if (s.variadic ? n->inputs.size() < want : n->inputs.size() != want)
+      n->fail("expected " + std::string(s.variadic ? "at least " : "") + std::to_string(want) + " inputs, got " +
+              std::to_string(n->inputs.size()));
+    for (std::size_t i = 0; i < n->inputs.size(); ++i) {
+      const InputSpec& spec = s.inputs[std::min(i, s.inputs.size() - 1)];
+      Value* in = n->inputs[i];
+      if (!in) {
+        if (!spec.optional) n->fail("required input '" + spec.name + "' is missing");
+        continue;
+      }
+      if (!defined.count(in)) n->fail("input '" + spec.name + "' uses value '" + in->name + "' before it is defined");
+      if (std::find(in->users.begin(), in->users.end(), n.get()) == in->users.end())
+        n->fail("internal: value '" + in->name + "' does not list this node as a user");
+    }
+    if (static_cast<int>(n->outputs.size()) != s.num_outputs)
+      n->fail("expected " + std::to_string(s.num_outputs) + " outputs, got " + std::to_string(n->outputs.size()));
+    for (Value* out : n->outputs) {
+      if (out->producer != n.get()) n->fail("internal: output '" + out->name + "' has another producer");
+      if (!defined.insert(out).second) n->fail("value '" + out->name + "' is defined twice");
+    }
+    for (const auto& spec : s.attrs) {
+      auto it = n->attrs.find(spec.name);
+      if (it == n->attrs.end()) n->fail("missing attribute '" + spec.name + "'");
+      if (attr_type_of(it->second) != spec.type) n->fail("attribute '" + spec.name + "' has the wrong type");
+    }
+  }
+  for (Value* out : outputs)
+    if (!defined.count(out)) fail("graph '" + name + "': output '" + out->name + "' is never computed");
+}
+
+void Graph::infer_shapes() {
+  for (const auto& n : nodes_) {
+    std::vector<const TensorType*> in;
+    in.reserve(n->inputs.size());
+    for (Value* v : n->inputs) in.push_back(v ? &v->type : nullptr);
+    std::vector<TensorType> out = n->schema->infer(ShapeCtx(*n, std::move(in)));
+    if (out.size() != n->outputs.size()) n->fail("internal: shape rule returned the wrong number of outputs");
+    for (std::size_t i = 0; i < out.size(); ++i) n->outputs[i]->type = std::move(out[i]);
+  }
+}
+
+std::string Graph::print(bool with_locations) const {
+  std::ostringstream os;
+  os << "graph " << name << "(";
+  for (std::size_t i = 0; i < inputs.size(); ++i)
+    os << (i ? ", " : "") << "%" << inputs[i]->name << ": " << inputs[i]->type.str();
+  os << ") -> (";
+  for (std::size_t i = 0; i < outputs.size(); ++i) os << (i ? ", " : "") << "%" << outputs[i]->name;
+  os << ") {\n";
+  for (const auto& v : values_)
+    if (v->is_constant() && !v->users.empty()) os << "  %" << v->name << " = const : " << v->type.str() << "\n";
+  for (const auto& n : nodes_) {
+    os << "  ";
+    for (std::size_t i = 0; i < n->outputs.size(); ++i) os << (i ? ", " : "") << "%" << n->outputs[i]->name;
+    os << " = " << n->op << "(";
+    for (std::size_t i = 0; i < n->inputs.size(); ++i)
+      os << (i ? ", " : "") << (n->inputs[i] ? "%" + n->inputs[i]->name : std::string("_"));
+    os << ")";
+    if (!n->attrs.empty()) {
+      os << " {";
+      bool first = true;
+      for (const auto& [k, v] : n->attrs) {
+        os << (first ? "" : ", ") << k << "=" << attr_str(v);
+        first = false;
+      }
+      os << "}";
+    }
+    os << " : (";
+    for (std::size_t i = 0; i < n->inputs.size(); ++i)
+      os << (i ? ", " : "") << (n->inputs[i] ? n->inputs[i]->type.str() : std::string("_"));
+    os << ") -> ";
+    if (n->outputs.size() == 1) {
+      os << n->outputs[0]->type.str();
+    } else {
+      os << "(";
+      for (std::size_t i = 0; i < n->outputs.size(); ++i) os << (i ? ", " : "") << n->outputs[i]->type.str();
+      os << ")";
+    }
+    if (n->name != (n->outputs.empty() ? "" : n->outputs[0]->name)) os << "  name(\"" << n->name << "\")";
+    if (with_locations && n->loc.known()) os << "  loc(" << n->loc.str() << ")";
+    os << "\n";
+  }
+  os << "  return";
+  for (std::size_t i = 0; i < outputs.size(); ++i) os << (i ? ", " : " ") << "%" << outputs[i]->name;
+  os << "\n}\n";
+  return os.str();
+}
+
+}  // namespace kiln

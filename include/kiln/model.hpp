@@ -1,0 +1,78 @@
+#pragma once
+/// \file
+/// Loading a model and running it.
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "kiln/tensor.hpp"
+
+namespace kiln {
+
+namespace detail {
+struct ModelImpl;
+struct SessionImpl;
+}  // namespace detail
+
+/// A graph input or output as declared by the model. Symbolic dims (e.g. `batch`) appear in `dims` as
+/// their names; concrete dims as decimal numbers.
+struct IoInfo {
+  std::string name;
+  DType dtype = DType::f32;
+  std::vector<std::string> dims;
+};
+
+/// Options for loading a model.
+struct LoadOptions {
+  /// Optimization level: 0 runs the graph as written; higher levels apply Kiln's passes.
+  int opt_level = 2;
+};
+
+/// A loaded, verified model: the graph with its weights (memory-mapped from the weights file, which stays
+/// mapped while any Model or Session copy refers to it). Cheap to copy: copies share the same graph.
+class Model {
+ public:
+  /// Loads a `.yaml` model file and the weights file it names. Throws kiln::Error with file, line and
+  /// column on any problem in either file.
+  static Model load(const std::string& path, const LoadOptions& options = {});
+
+  const std::string& name() const;
+  std::vector<IoInfo> inputs() const;
+  std::vector<IoInfo> outputs() const;
+  /// The IR as text (stable; one node per line).
+  std::string ir(bool with_locations = false) const;
+
+  std::shared_ptr<const detail::ModelImpl> impl() const { return impl_; }
+
+ private:
+  std::shared_ptr<const detail::ModelImpl> impl_;
+};
+
+/// Runs a model. A session compiles one execution plan per distinct set of input shapes (primitives,
+/// buffers) on first use and reuses it afterwards; after that warm-up, `run` allocates only the output
+/// tensors it returns (or nothing, with `run_into`).
+/// Not yet safe to call from several threads at once: use one Session per thread.
+class Session {
+ public:
+  explicit Session(Model model);
+  ~Session();
+  Session(Session&&) noexcept;
+  Session& operator=(Session&&) noexcept;
+
+  /// Runs the model on named inputs; returns every declared output by name (owned tensors).
+  std::map<std::string, Tensor> run(const std::map<std::string, Tensor>& inputs);
+
+  /// Compiles (or finds) the plan for these input shapes without running it.
+  void prepare(const std::map<std::string, Tensor>& inputs);
+
+  /// Number of plans compiled so far (one per distinct input-shape set).
+  std::size_t plan_count() const;
+
+ private:
+  std::unique_ptr<detail::SessionImpl> impl_;
+};
+
+}  // namespace kiln

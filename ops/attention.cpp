@@ -1,0 +1,156 @@
+// attention: multi-head scaled-dot-product attention with PyTorch nn.MultiheadAttention's weights
+// (in_proj_weight [3E,E] holding q, k, v rows; out_proj [E,E]), batch-first.
+//   %a = attention(%x, %x, %x, %sa.in_proj_weight, %sa.in_proj_bias, %sa.out_proj.weight, %sa.out_proj.bias)
+//        {heads=8} : (f32[batch,seq,64], ...) -> f32[batch,seq,64]
+// Kernel, all oneDNN matmuls over strided views (no per-head copies):
+//   1. projections: one GEMM [B*S,E]x[E,3E] when query, key and value are the same value, else three;
+//   2. scores[B,H,Sq,Sk] = Q·Kᵀ / sqrt(E/H), reading Q and K in place as [B,H,S,dh] views of the projection;
+//   3. softmax over the last axis, in place;
+//   4. context = P·V written straight into [B,Sq,H*dh] = [B,Sq,E] order;
+//   5. output projection.
+
+#include <cmath>
+
+#include "ops/common.hpp"
+
+namespace kiln {
+namespace {
+
+enum { kQuery, kKey, kValue, kInW, kInB, kOutW, kOutB };
+
+std::vector<TensorType> infer(const ShapeCtx& ctx) {
+  for (std::size_t i = 0; i < 7; ++i)
+    if (ctx.has(i)) expect_f32(ctx, i);
+  for (std::size_t i : {kQuery, kKey, kValue}) ctx.expect_rank(i, 3);
+  const Shape& q = ctx.in(kQuery).shape;
+  const Shape& k = ctx.in(kKey).shape;
+  const Shape& v = ctx.in(kValue).shape;
+  const Dim& e = q[2];
+  if (!e.concrete()) ctx.fail("the embedding dim (last axis of query) must be concrete, got " + ctx.in(kQuery).str());
+  if (k[2] != e || v[2] != e) ctx.fail("query, key and value must share the embedding dim: " + ctx.in(kQuery).str() + ", " + ctx.in(kKey).str() + ", " + ctx.in(kValue).str());
+  if (k[0] != q[0] || v[0] != q[0]) ctx.fail("query, key and value must share the batch dim");
+  if (k[1] != v[1]) ctx.fail("key and value must have the same length: " + ctx.in(kKey).str() + " vs " + ctx.in(kValue).str());
+  std::int64_t heads = ctx.node().attr_int("heads");
+  if (heads <= 0 || e.value % heads != 0)
+    ctx.fail("attribute 'heads' = " + std::to_string(heads) + " must be positive and divide the embedding dim " + e.str());
+  expect_weight_shape(ctx, kInW, {Dim::of(3 * e.value), e});
+  if (ctx.has(kInB)) expect_weight_shape(ctx, kInB, {Dim::of(3 * e.value)});
+  expect_weight_shape(ctx, kOutW, {e, e});
+  if (ctx.has(kOutB)) expect_weight_shape(ctx, kOutB, {e});
+  return {ctx.in(kQuery)};
+}
+
+std::unique_ptr<Kernel> make(const KernelCtx& ctx) {
+  const auto qd = dims_of(ctx.in[kQuery].shape);
+  const std::int64_t b = qd[0], sq = qd[1], e = qd[2];
+  const std::int64_t sk = ctx.in[kKey].shape[1].value;
+  const std::int64_t h = ctx.node.attr_int("heads"), dh = e / h;
+  const bool fused_qkv = ctx.node.inputs[kQuery] == ctx.node.inputs[kKey] && ctx.node.inputs[kKey] == ctx.node.inputs[kValue];
+  const bool has_in_bias = ctx.has(kInB), has_out_bias = ctx.has(kOutB);
+  constexpr std::size_t f = sizeof(float);
+  auto kernel = std::make_unique<DnnlKernel>(ctx.engine);
+
+  // 1. Projections into scratch. `ld` is the row stride of each projected tensor, `*_at` their offsets.
+  std::int64_t ld;
+  std::size_t q_at, k_at, v_at;
+  auto projection = [&](int src_input, std::int64_t rows, std::int64_t out_features, std::size_t w_offset_rows,
+                        std::size_t dst_at) {
+    auto src = plain_md({rows, e});
+    auto wei = strided_md({e, out_features}, {1, e});
+    auto dst = plain_md({rows, out_features});
+    auto bias = plain_md({1, out_features});
+    auto desc = has_in_bias ? dnnl::matmul::desc(src, wei, bias, dst) : dnnl::matmul::desc(src, wei, dst);
+    dnnl::matmul::primitive_desc pd(desc, user_scratchpad_attr(), ctx.engine);
+    int s = kernel->add(pd);
+    kernel->input(s, DNNL_ARG_SRC, src, src_input);
+    kernel->input(s, DNNL_ARG_WEIGHTS, wei, kInW, w_offset_rows * e * f);
+    if (has_in_bias) kernel->input(s, DNNL_ARG_BIAS, bias, kInB, w_offset_rows * f);
+    kernel->scratch(s, DNNL_ARG_DST, dst, dst_at);
+  };
+  if (fused_qkv) {
+    ld = 3 * e;
+    q_at = kernel->reserve(static_cast<std::size_t>(b * sq * 3 * e) * f);
+    k_at = q_at + e * f;
+    v_at = q_at + 2 * e * f;
+    projection(kQuery, b * sq, 3 * e, 0, q_at);
+  } else {
+    ld = e;
+    q_at = kernel->reserve(static_cast<std::size_t>(b * sq * e) * f);
+    k_at = kernel->reserve(static_cast<std::size_t>(b * sk * e) * f);
+    v_at = kernel->reserve(static_cast<std::size_t>(b * sk * e) * f);
+    projection(kQuery, b * sq, e, 0, q_at);
+    projection(kKey, b * sk, e, e, k_at);
+    projection(kValue, b * sk, e, 2 * e, v_at);
+  }
+
+  // 2. scores = Q·Kᵀ · 1/sqrt(dh)
+  const std::size_t scores_at = kernel->reserve(static_cast<std::size_t>(b * h * sq * sk) * f);
+  auto q_md = strided_md({b, h, sq, dh}, {sq * ld, dh, ld, 1});
+  auto kt_md = strided_md({b, h, dh, sk}, {sk * ld, dh, 1, ld});
+  auto scores_md = plain_md({b, h, sq, sk});
+  {
+    auto attr = user_scratchpad_attr();
+    attr.set_output_scales(0, {1.0f / std::sqrt(static_cast<float>(dh))});
+    dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(q_md, kt_md, scores_md), attr, ctx.engine);
+    int s = kernel->add(pd);
+    kernel->scratch(s, DNNL_ARG_SRC, q_md, q_at);
+    kernel->scratch(s, DNNL_ARG_WEIGHTS, kt_md, k_at);
+    kernel->scratch(s, DNNL_ARG_DST, scores_md, scores_at);
+  }
+  // 3. softmax in place
+  {
+    dnnl::softmax_forward::primitive_desc pd(
+        dnnl::softmax_forward::desc(dnnl::prop_kind::forward_inference, scores_md, 3), user_scratchpad_attr(), ctx.engine);
+    int s = kernel->add(pd);
+    kernel->scratch(s, DNNL_ARG_SRC, scores_md, scores_at);
+    kernel->scratch(s, DNNL_ARG_DST, scores_md, scores_at);
+  }
+  // 4. context = P·V, into [B,Sq,E]
+  const std::size_t ctx_at = kernel->reserve(static_cast<std::size_t>(b * sq * e) * f);
+  {
+    auto v_md = strided_md({b, h, sk, dh}, {sk * ld, dh, ld, 1});
+    auto c_md = strided_md({b, h, sq, dh}, {sq * e, dh, e, 1});
+    dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(scores_md, v_md, c_md), user_scratchpad_attr(), ctx.engine);
+    int s = kernel->add(pd);
+    kernel->scratch(s, DNNL_ARG_SRC, scores_md, scores_at);
+    kernel->scratch(s, DNNL_ARG_WEIGHTS, v_md, v_at);
+    kernel->scratch(s, DNNL_ARG_DST, c_md, ctx_at);
+  }
+  // 5. output projection
+  {
+    auto src = plain_md({b * sq, e});
+    auto wei = strided_md({e, e}, {1, e});
+    auto dst = plain_md({b * sq, e});
+    auto bias = plain_md({1, e});
+    auto desc = has_out_bias ? dnnl::matmul::desc(src, wei, bias, dst) : dnnl::matmul::desc(src, wei, dst);
+    dnnl::matmul::primitive_desc pd(desc, user_scratchpad_attr(), ctx.engine);
+    int s = kernel->add(pd);
+    kernel->scratch(s, DNNL_ARG_SRC, src, ctx_at);
+    kernel->input(s, DNNL_ARG_WEIGHTS, wei, kOutW);
+    if (has_out_bias) kernel->input(s, DNNL_ARG_BIAS, bias, kOutB);
+    kernel->output(s, DNNL_ARG_DST, dst, 0);
+  }
+  return kernel;
+}
+
+}  // namespace
+
+const OpSchema& op_attention() {
+  static const OpSchema s{
+      .name = "attention",
+      .doc = "multi-head attention with nn.MultiheadAttention weights, batch-first",
+      .inputs = {{"query"},
+                 {"key"},
+                 {"value"},
+                 {"in_proj_weight", false, "in_proj_weight"},
+                 {"in_proj_bias", true, "in_proj_bias"},
+                 {"out_proj_weight", false, "out_proj.weight"},
+                 {"out_proj_bias", true, "out_proj.bias"}},
+      .attrs = {AttrSpec{"heads", AttrType::Int, std::nullopt, "number of heads; divides the embedding dim"}},
+      .infer = infer,
+      .make_kernel = make,
+  };
+  return s;
+}
+
+}  // namespace kiln

@@ -1,0 +1,141 @@
+#include "ops/common.hpp"
+
+namespace kiln {
+
+int normalize_axis(const ShapeCtx& ctx, std::int64_t axis, int rank, const char* attr) {
+  if (axis < -rank || axis >= rank)
+    ctx.fail(std::string("attribute '") + attr + "' = " + std::to_string(axis) + " is out of range for rank " +
+             std::to_string(rank) + " (expected " + std::to_string(-rank) + ".." + std::to_string(rank - 1) + ")");
+  return static_cast<int>(axis < 0 ? axis + rank : axis);
+}
+
+bool same_dim(const Dim& a, const Dim& b) { return a == b; }
+
+Shape broadcast(const ShapeCtx& ctx, const Shape& a, const Shape& b) {
+  std::size_t rank = std::max(a.size(), b.size());
+  Shape out(rank);
+  for (std::size_t i = 0; i < rank; ++i) {
+    const Dim* da = i < rank - a.size() ? nullptr : &a[i - (rank - a.size())];
+    const Dim* db = i < rank - b.size() ? nullptr : &b[i - (rank - b.size())];
+    if (!da) out[i] = *db;
+    else if (!db) out[i] = *da;
+    else if (*da == *db) out[i] = *da;
+    else if (da->is(1)) out[i] = *db;
+    else if (db->is(1)) out[i] = *da;
+    else
+      ctx.fail("cannot broadcast shapes " + shape_str(a) + " and " + shape_str(b) + " (dim " + std::to_string(i) +
+               ": " + da->str() + " vs " + db->str() + ")");
+  }
+  return out;
+}
+
+void expect_f32(const ShapeCtx& ctx, std::size_t i) { ctx.expect_dtype(i, DType::f32); }
+
+void expect_weight_shape(const ShapeCtx& ctx, std::size_t i, const Shape& want) {
+  const TensorType& t = ctx.in(i);
+  if (t.shape != want) {
+    const Value* v = ctx.node().inputs.at(i);
+    const auto& spec = ctx.node().schema->inputs.at(i);
+    ctx.fail("expected " + spec.name + " of shape " + shape_str(want) + ", got " + shape_str(t.shape) +
+             (v ? " ('" + v->name + "')" : std::string()));
+  }
+}
+
+dnnl::memory::dims to_dnnl(const std::vector<std::int64_t>& dims) {
+  return dnnl::memory::dims(dims.begin(), dims.end());
+}
+
+dnnl::memory::data_type dnnl_type(DType t) {
+  using dt = dnnl::memory::data_type;
+  switch (t) {
+    case DType::f32: return dt::f32;
+    case DType::f16: return dt::f16;
+    case DType::bf16: return dt::bf16;
+    case DType::i32: return dt::s32;
+    case DType::i8: return dt::s8;
+    case DType::u8: case DType::boolean: return dt::u8;
+    default: fail("internal: dtype " + std::string(dtype_name(t)) + " has no oneDNN equivalent");
+  }
+}
+
+dnnl::memory::desc plain_md(const std::vector<std::int64_t>& dims, DType t) {
+  std::vector<std::int64_t> strides(dims.size(), 1);
+  for (int i = static_cast<int>(dims.size()) - 2; i >= 0; --i) strides[i] = strides[i + 1] * std::max<std::int64_t>(dims[i + 1], 1);
+  return strided_md(dims, strides, t);
+}
+
+dnnl::memory::desc plain_md(const TensorType& t) { return plain_md(dims_of(t.shape), t.dtype); }
+
+dnnl::memory::desc strided_md(const std::vector<std::int64_t>& dims, const std::vector<std::int64_t>& strides,
+                              DType t) {
+  if (dims.empty()) return dnnl::memory::desc({1}, dnnl_type(t), dnnl::memory::dims{1});
+  return dnnl::memory::desc(to_dnnl(dims), dnnl_type(t), to_dnnl(strides));
+}
+
+dnnl::primitive_attr user_scratchpad_attr() {
+  dnnl::primitive_attr attr;
+  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+  return attr;
+}
+
+std::size_t DnnlKernel::reserve(std::size_t bytes) {
+  std::size_t offset = scratch_;
+  scratch_ += (bytes + 63) / 64 * 64;
+  return offset;
+}
+
+int DnnlKernel::add(const dnnl::primitive& prim, const dnnl::memory::desc& scratchpad_md, std::string impl) {
+  steps_.push_back(Step{prim, {}, {}, std::move(impl)});
+  int step = static_cast<int>(steps_.size()) - 1;
+  std::size_t pad = scratchpad_md.get_size();
+  if (pad > 0) {
+    scratchpad_ = std::max(scratchpad_, pad);
+    bind(step, DNNL_ARG_SCRATCHPAD, scratchpad_md, Source::Scratchpad, 0, 0);
+  }
+  return step;
+}
+
+void DnnlKernel::bind(int step, int arg, const dnnl::memory::desc& md, Source source, int index, std::size_t offset) {
+  // DNNL_MEMORY_NONE: the handle is set before every execution.
+  dnnl::memory mem(md, engine_, DNNL_MEMORY_NONE);
+  steps_.at(step).args[arg] = mem;
+  steps_.at(step).bindings.push_back(Binding{mem, source, index, offset});
+}
+
+void DnnlKernel::input(int step, int arg, const dnnl::memory::desc& md, int index, std::size_t byte_offset) {
+  bind(step, arg, md, Source::Input, index, byte_offset);
+}
+void DnnlKernel::output(int step, int arg, const dnnl::memory::desc& md, int index, std::size_t byte_offset) {
+  bind(step, arg, md, Source::Output, index, byte_offset);
+}
+void DnnlKernel::scratch(int step, int arg, const dnnl::memory::desc& md, std::size_t byte_offset) {
+  bind(step, arg, md, Source::Scratch, 0, byte_offset);
+}
+void DnnlKernel::fixed(int step, int arg, const dnnl::memory& mem) { steps_.at(step).args[arg] = mem; }
+
+void DnnlKernel::execute(dnnl::stream& stream, const KernelArgs& args) {
+  auto* scratch = static_cast<char*>(args.scratch);
+  for (auto& step : steps_) {
+    for (auto& b : step.bindings) {
+      char* base = nullptr;
+      switch (b.source) {
+        case Source::Input: base = const_cast<char*>(static_cast<const char*>(args.in[b.index])); break;
+        case Source::Output: base = static_cast<char*>(args.out[b.index]); break;
+        case Source::Scratch: base = scratch; break;
+        case Source::Scratchpad: base = scratch + scratch_; break;
+      }
+      b.mem.set_data_handle(base + b.offset);
+    }
+    step.prim.execute(stream, step.args);
+  }
+}
+
+std::size_t DnnlKernel::scratch_bytes() const { return scratch_ + scratchpad_; }
+
+std::string DnnlKernel::impl() const {
+  std::string out;
+  for (const auto& s : steps_) out += (out.empty() ? "" : " + ") + s.impl;
+  return out;
+}
+
+}  // namespace kiln

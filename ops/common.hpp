@@ -1,0 +1,85 @@
+#pragma once
+// Helpers shared by op definitions: shape-rule utilities and DnnlKernel, a kernel made of oneDNN
+// primitives whose buffers are bound by position (node input i, output j, scratch offset).
+
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "ops/op.hpp"
+
+namespace kiln {
+
+// ---- shape rules ----
+
+/// Normalizes a possibly negative axis for a tensor of `rank`; fails on the node when out of range.
+int normalize_axis(const ShapeCtx& ctx, std::int64_t axis, int rank, const char* attr = "axis");
+/// Whether two dims may be equal at run time (equal, or concrete == concrete).
+bool same_dim(const Dim& a, const Dim& b);
+/// NumPy-style broadcast of two shapes; fails on the node with both shapes when incompatible.
+Shape broadcast(const ShapeCtx& ctx, const Shape& a, const Shape& b);
+/// Fails unless input i is a float tensor (f32: the only float type kernels run on here).
+void expect_f32(const ShapeCtx& ctx, std::size_t i);
+/// Fails unless constant input `i` (a weight) has exactly `want`; the message names the weight's value.
+void expect_weight_shape(const ShapeCtx& ctx, std::size_t i, const Shape& want);
+
+// ---- oneDNN ----
+
+dnnl::memory::dims to_dnnl(const std::vector<std::int64_t>& dims);
+dnnl::memory::data_type dnnl_type(DType t);
+/// Dense row-major descriptor for a concrete type.
+dnnl::memory::desc plain_md(const TensorType& t);
+dnnl::memory::desc plain_md(const std::vector<std::int64_t>& dims, DType t = DType::f32);
+/// Descriptor with explicit strides (in elements).
+dnnl::memory::desc strided_md(const std::vector<std::int64_t>& dims, const std::vector<std::int64_t>& strides,
+                              DType t = DType::f32);
+/// Primitive attributes with a user-managed scratchpad (Kiln hands oneDNN memory from its arena).
+dnnl::primitive_attr user_scratchpad_attr();
+
+/// A kernel built from one or more oneDNN primitives executed in order. Each primitive's memory
+/// arguments are bound to a node input, a node output, a region of this kernel's scratch, or fixed
+/// memory (constants). Binding happens once; execute only swaps data handles.
+class DnnlKernel : public Kernel {
+ public:
+  explicit DnnlKernel(const dnnl::engine& engine) : engine_(engine) {}
+
+  /// Reserves `bytes` of scratch (64-byte aligned) and returns its offset.
+  std::size_t reserve(std::size_t bytes);
+  /// Adds a primitive; its oneDNN scratchpad (user mode) is bound automatically.
+  int add(const dnnl::primitive& prim, const dnnl::memory::desc& scratchpad_md, std::string impl);
+  template <class PD>
+  int add(const PD& pd) {
+    return add(dnnl::primitive(pd.get()), pd.scratchpad_desc(), pd.impl_info_str());
+  }
+  void input(int step, int arg, const dnnl::memory::desc& md, int index, std::size_t byte_offset = 0);
+  void output(int step, int arg, const dnnl::memory::desc& md, int index, std::size_t byte_offset = 0);
+  void scratch(int step, int arg, const dnnl::memory::desc& md, std::size_t byte_offset);
+  void fixed(int step, int arg, const dnnl::memory& mem);
+
+  void execute(dnnl::stream& stream, const KernelArgs& args) override;
+  std::size_t scratch_bytes() const override;
+  std::string impl() const override;
+
+ private:
+  enum class Source : std::uint8_t { Input, Output, Scratch, Scratchpad };
+  struct Binding {
+    dnnl::memory mem;
+    Source source;
+    int index;
+    std::size_t offset;
+  };
+  struct Step {
+    dnnl::primitive prim;
+    std::unordered_map<int, dnnl::memory> args;
+    std::vector<Binding> bindings;
+    std::string impl;
+  };
+  void bind(int step, int arg, const dnnl::memory::desc& md, Source source, int index, std::size_t offset);
+
+  dnnl::engine engine_;
+  std::vector<Step> steps_;
+  std::size_t scratch_ = 0;     // user scratch regions
+  std::size_t scratchpad_ = 0;  // max oneDNN scratchpad over steps (steps run one after another)
+};
+
+}  // namespace kiln

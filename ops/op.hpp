@@ -1,0 +1,109 @@
+#pragma once
+// An operator is declared once: its schema (inputs, attributes with defaults, a one-line doc), its shape
+// rule, and its kernel factory. See ops/op_list.inc for the op set and docs/ops.md for each op.
+
+#include <cstddef>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <oneapi/dnnl/dnnl.hpp>
+
+#include "graph/graph.hpp"
+
+namespace kiln {
+
+/// One input of an op. `weight` names the tensor under a node's `weights:` prefix in a model file
+/// (e.g. linear's input `weight` is `<prefix>.weight`); empty for activations.
+struct InputSpec {
+  std::string name;
+  bool optional = false;
+  std::string weight;
+};
+
+struct AttrSpec {
+  std::string name;
+  AttrType type = AttrType::Int;
+  std::optional<Attr> default_value;  // absent: the attribute is required
+  std::string doc;
+};
+
+/// What a shape rule sees: the node (attributes, location) and its input types (null for an absent
+/// optional input). Shapes may hold symbolic dims.
+class ShapeCtx {
+ public:
+  ShapeCtx(const Node& node, std::vector<const TensorType*> inputs) : node_(node), inputs_(std::move(inputs)) {}
+  const Node& node() const { return node_; }
+  std::size_t num_inputs() const { return inputs_.size(); }
+  bool has(std::size_t i) const { return i < inputs_.size() && inputs_[i] != nullptr; }
+  const TensorType& in(std::size_t i) const { return *inputs_.at(i); }
+  [[noreturn]] void fail(const std::string& message) const { node_.fail(message); }
+  /// Fails unless input i has the dtype.
+  void expect_dtype(std::size_t i, DType t) const;
+  /// Fails unless input i has the rank.
+  void expect_rank(std::size_t i, int rank) const;
+
+ private:
+  const Node& node_;
+  std::vector<const TensorType*> inputs_;
+};
+
+using InferFn = std::vector<TensorType> (*)(const ShapeCtx&);
+
+/// Buffers a kernel runs on: one pointer per node input (null for an absent optional input) and output,
+/// plus the scratch memory it asked for.
+struct KernelArgs {
+  const void* const* in = nullptr;
+  void* const* out = nullptr;
+  void* scratch = nullptr;
+};
+
+/// A kernel is created once per plan for concrete shapes (oneDNN primitives built then), and executed
+/// many times. Executing may not allocate.
+class Kernel {
+ public:
+  virtual ~Kernel() = default;
+  virtual void execute(dnnl::stream& stream, const KernelArgs& args) = 0;
+  /// Scratch bytes needed during execute (carved out of the plan's arena).
+  virtual std::size_t scratch_bytes() const { return 0; }
+  /// The implementation(s) used, e.g. oneDNN's impl_info_str: "brg:avx2".
+  virtual std::string impl() const = 0;
+};
+
+struct KernelCtx {
+  const Node& node;
+  std::vector<TensorType> in;   // concrete
+  std::vector<TensorType> out;  // concrete
+  const dnnl::engine& engine;
+  bool has(std::size_t i) const { return i < node.inputs.size() && node.inputs[i] != nullptr; }
+  /// The constant data of input i, or null when it is computed at run time.
+  const ConstData* constant(std::size_t i) const {
+    return has(i) && node.inputs[i]->is_constant() ? &node.inputs[i]->constant : nullptr;
+  }
+};
+
+using KernelFn = std::unique_ptr<Kernel> (*)(const KernelCtx&);
+
+struct OpSchema {
+  std::string name;
+  std::string doc;
+  std::vector<InputSpec> inputs;
+  bool variadic = false;  // the last input repeats (at least once)
+  int num_outputs = 1;
+  std::vector<AttrSpec> attrs;
+  InferFn infer = nullptr;
+  KernelFn make_kernel = nullptr;  // null for view ops
+  /// For a view op (reshape): output 0 is input `view_of`'s bytes reinterpreted; no kernel runs.
+  int view_of = -1;
+
+  const AttrSpec* find_attr(std::string_view attr) const;
+  const InputSpec* find_weight(std::string_view suffix) const;
+};
+
+/// The registry: every op compiled in, from ops/op_list.inc.
+const OpSchema* find_op(std::string_view name);
+std::vector<const OpSchema*> all_ops();
+
+}  // namespace kiln

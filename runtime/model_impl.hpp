@@ -1,0 +1,41 @@
+#pragma once
+// What the public kiln::Model and kiln::Session hold.
+
+#include <list>
+#include <memory>
+
+#include <oneapi/dnnl/dnnl.hpp>
+
+#include "graph/graph.hpp"
+#include "kiln/model.hpp"
+#include "runtime/plan.hpp"
+
+namespace kiln::detail {
+
+struct ModelImpl {
+  std::unique_ptr<Graph> graph;
+  std::string path;
+};
+
+/// The CPU engine shared by all sessions.
+const dnnl::engine& cpu_engine();
+
+struct SessionImpl {
+  static constexpr std::size_t kMaxPlans = 16;  // plans kept per session (least recently used dropped)
+
+  std::shared_ptr<const ModelImpl> model;
+  dnnl::stream stream;
+  struct Entry {
+    std::vector<std::vector<std::int64_t>> dims;
+    std::unique_ptr<Plan> plan;
+  };
+  std::list<Entry> plans;  // most recently used first
+  std::size_t compiled = 0;
+
+  /// Checks inputs against the model's declared inputs (names, dtypes, ranks, dims, symbol bindings) and
+  /// returns them in graph-input order.
+  std::vector<const Tensor*> bind(const std::map<std::string, Tensor>& inputs) const;
+  Plan& plan_for(const std::vector<const Tensor*>& inputs);
+};
+
+}  // namespace kiln::detail

@@ -1,0 +1,185 @@
+#include "runtime/plan.hpp"
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <sstream>
+
+namespace kiln {
+
+namespace {
+
+struct Interval {
+  std::size_t bytes;
+  int first, last;  // steps during which the buffer is live, inclusive
+  std::size_t offset = 0;
+};
+
+// Greedy best-fit by decreasing size: each buffer takes the lowest offset that does not overlap a
+// buffer live at the same time. Returns the arena size.
+std::size_t place(std::vector<Interval*>& buffers) {
+  std::sort(buffers.begin(), buffers.end(), [](auto* a, auto* b) { return a->bytes > b->bytes; });
+  std::vector<Interval*> placed;
+  std::size_t total = 0;
+  for (Interval* buf : buffers) {
+    std::vector<std::pair<std::size_t, std::size_t>> busy;
+    for (Interval* p : placed)
+      if (p->first <= buf->last && buf->first <= p->last) busy.emplace_back(p->offset, p->offset + p->bytes);
+    std::sort(busy.begin(), busy.end());
+    std::size_t offset = 0;
+    for (auto [lo, hi] : busy) {
+      if (offset + buf->bytes <= lo) break;
+      offset = std::max(offset, hi);
+    }
+    buf->offset = offset;
+    total = std::max(total, offset + buf->bytes);
+    placed.push_back(buf);
+  }
+  return total;
+}
+
+std::size_t aligned(std::size_t bytes) { return (bytes + 63) / 64 * 64; }
+
+}  // namespace
+
+Plan::Plan(const Graph& graph, const std::vector<std::vector<std::int64_t>>& input_dims, const dnnl::engine& engine)
+    : graph_(graph) {
+  const std::size_t nv = graph.num_values();
+  types_.resize(nv);
+  locs_.resize(nv);
+  for (const auto& v : graph.values()) types_[v->id] = v->type;
+  for (std::size_t i = 0; i < graph.inputs.size(); ++i) {
+    Value* in = graph.inputs[i];
+    types_[in->id].shape = concrete_shape(input_dims.at(i));
+    locs_[in->id] = Loc{Where::Input, static_cast<int>(i), 0, nullptr};
+  }
+  for (const auto& v : graph.values())
+    if (v->is_constant()) locs_[v->id] = Loc{Where::Constant, 0, 0, v->constant.data};
+
+  // Concrete shapes for every value: the same shape rules, now over concrete input types.
+  for (const auto& n : graph.nodes()) {
+    std::vector<const TensorType*> in;
+    for (Value* v : n->inputs) in.push_back(v ? &types_[v->id] : nullptr);
+    auto out = n->schema->infer(ShapeCtx(*n, std::move(in)));
+    for (std::size_t i = 0; i < out.size(); ++i) types_[n->outputs[i]->id] = std::move(out[i]);
+  }
+
+  // Views alias their source: find each value's root buffer.
+  std::vector<int> root(nv);
+  for (std::size_t i = 0; i < nv; ++i) root[i] = static_cast<int>(i);
+  for (const auto& n : graph.nodes())
+    if (n->schema->view_of >= 0) root[n->outputs[0]->id] = root[n->inputs[n->schema->view_of]->id];
+
+  std::vector<int> output_index(nv, -1);
+  for (std::size_t j = 0; j < graph.outputs.size(); ++j) {
+    const Value* out = graph.outputs[j];
+    bool computed_here = out->producer && out->producer->schema->view_of < 0;
+    if (computed_here && output_index[out->id] < 0) output_index[out->id] = static_cast<int>(j);
+    else copy_outputs_.push_back(static_cast<int>(j));
+  }
+
+  // Kernels, and liveness of every buffer the arena holds.
+  std::vector<Interval> intervals(nv + graph.nodes().size(), Interval{0, -1, -1});
+  const int last_step = static_cast<int>(graph.nodes().size());  // graph outputs stay live to the end
+  int step_index = 0;
+  for (const auto& n : graph.nodes()) {
+    Step step;
+    step.node = n.get();
+    for (Value* v : n->inputs) {
+      step.in_values.push_back(v ? v->id : -1);
+      if (v) intervals[root[v->id]].last = std::max(intervals[root[v->id]].last, step_index);
+    }
+    for (Value* v : n->outputs) step.out_values.push_back(v->id);
+    step.in_ptrs.resize(n->inputs.size());
+    step.out_ptrs.resize(n->outputs.size());
+    if (n->schema->view_of < 0) {
+      KernelCtx kctx{*n, {}, {}, engine};
+      for (Value* v : n->inputs) kctx.in.push_back(v ? types_[v->id] : TensorType{});
+      for (Value* v : n->outputs) kctx.out.push_back(types_[v->id]);
+      try {
+        step.kernel = n->schema->make_kernel(kctx);
+      } catch (const dnnl::error& e) {
+        n->fail(std::string("oneDNN could not create a kernel: ") + e.what());
+      }
+      for (Value* v : n->outputs) {
+        if (output_index[v->id] >= 0) {
+          locs_[v->id] = Loc{Where::Output, output_index[v->id], 0, nullptr};
+          continue;
+        }
+        auto& iv = intervals[v->id];
+        iv.bytes = aligned(static_cast<std::size_t>(numel_of(types_[v->id].shape)) * dtype_size(types_[v->id].dtype));
+        iv.first = step_index;
+        iv.last = std::max(iv.last, step_index);
+        locs_[v->id].where = Where::Arena;
+      }
+      auto& scratch = intervals[nv + step_index];
+      scratch.bytes = aligned(step.kernel->scratch_bytes());
+      scratch.first = scratch.last = step_index;
+    }
+    steps_.push_back(std::move(step));
+    ++step_index;
+  }
+  for (int j : copy_outputs_) {
+    int r = root[graph.outputs[j]->id];
+    intervals[r].last = last_step;
+  }
+
+  std::vector<Interval*> buffers;
+  for (std::size_t i = 0; i < intervals.size(); ++i) {
+    bool arena_value = i < nv && locs_[i].where == Where::Arena;
+    if ((arena_value || i >= nv) && intervals[i].bytes > 0) buffers.push_back(&intervals[i]);
+  }
+  arena_bytes_ = place(buffers);
+  for (std::size_t i = 0; i < nv; ++i)
+    if (locs_[i].where == Where::Arena) locs_[i].offset = intervals[i].offset;
+  for (std::size_t s = 0; s < steps_.size(); ++s) steps_[s].scratch_offset = intervals[nv + s].offset;
+  for (std::size_t i = 0; i < nv; ++i)
+    if (root[i] != static_cast<int>(i)) locs_[i] = locs_[root[i]];
+
+  void* mem = std::aligned_alloc(64, std::max<std::size_t>(arena_bytes_, 64));
+  if (!mem) fail("out of memory allocating an arena of " + std::to_string(arena_bytes_) + " bytes");
+  arena_ = std::shared_ptr<char>(static_cast<char*>(mem), [](char* p) { std::free(p); });
+}
+
+Plan::~Plan() = default;
+
+void* Plan::resolve(int value, const void* const* inputs, void* const* outputs) const {
+  const Loc& loc = locs_[value];
+  switch (loc.where) {
+    case Where::Input: return const_cast<void*>(inputs[loc.index]);
+    case Where::Output: return outputs[loc.index];
+    case Where::Constant: return const_cast<void*>(loc.constant);
+    case Where::Arena: return arena_.get() + loc.offset;
+    case Where::None: break;
+  }
+  return nullptr;
+}
+
+void Plan::run(dnnl::stream& stream, const void* const* inputs, void* const* outputs) {
+  for (auto& step : steps_) {
+    if (!step.kernel) continue;
+    for (std::size_t i = 0; i < step.in_values.size(); ++i)
+      step.in_ptrs[i] = step.in_values[i] < 0 ? nullptr : resolve(step.in_values[i], inputs, outputs);
+    for (std::size_t i = 0; i < step.out_values.size(); ++i) step.out_ptrs[i] = resolve(step.out_values[i], inputs, outputs);
+    KernelArgs args{step.in_ptrs.data(), step.out_ptrs.data(), arena_.get() + step.scratch_offset};
+    step.kernel->execute(stream, args);
+  }
+  stream.wait();
+  for (int j : copy_outputs_) {
+    const Value* v = graph_.outputs[j];
+    const TensorType& t = types_[v->id];
+    std::memcpy(outputs[j], resolve(v->id, inputs, outputs), static_cast<std::size_t>(numel_of(t.shape)) * dtype_size(t.dtype));
+  }
+}
+
+std::string Plan::describe() const {
+  std::ostringstream os;
+  for (const auto& step : steps_) {
+    os << step.node->label() << " -> " << types_[step.node->outputs[0]->id].str() << "  ["
+       << (step.kernel ? step.kernel->impl() : std::string("view")) << "]\n";
+  }
+  os << "arena: " << arena_bytes_ << " bytes\n";
+  return os.str();
+}
+
+}  // namespace kiln

@@ -1,0 +1,60 @@
+#pragma once
+// A Plan is a graph compiled for concrete input shapes: concrete types for every value, one kernel per
+// node (oneDNN primitives created here, once), and a memory plan placing every intermediate tensor and
+// every kernel's scratch in one arena by liveness. Running a plan allocates nothing.
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <oneapi/dnnl/dnnl.hpp>
+
+#include "graph/graph.hpp"
+#include "ops/op.hpp"
+
+namespace kiln {
+
+class Plan {
+ public:
+  /// Compiles `graph` for the given concrete shapes of its inputs (in graph input order). Throws
+  /// kiln::Error when a shape rule rejects them.
+  Plan(const Graph& graph, const std::vector<std::vector<std::int64_t>>& input_dims, const dnnl::engine& engine);
+  ~Plan();
+
+  /// Runs on caller buffers: `inputs[i]` for graph input i, `outputs[j]` sized for output_type(j).
+  void run(dnnl::stream& stream, const void* const* inputs, void* const* outputs);
+
+  const TensorType& output_type(std::size_t j) const { return types_[graph_.outputs[j]->id]; }
+  const TensorType& value_type(const Value* v) const { return types_[v->id]; }
+  std::size_t arena_bytes() const { return arena_bytes_; }
+  /// One line per node: name, op, implementation, output type.
+  std::string describe() const;
+
+ private:
+  enum class Where : std::uint8_t { None, Input, Output, Constant, Arena };
+  struct Loc {
+    Where where = Where::None;
+    int index = 0;            // graph input / output index
+    std::size_t offset = 0;   // bytes into the arena (or into the root buffer for views)
+    const void* constant = nullptr;
+  };
+  struct Step {
+    const Node* node;
+    std::unique_ptr<Kernel> kernel;
+    std::vector<int> in_values, out_values;  // value ids; -1 for an absent input
+    std::vector<const void*> in_ptrs;        // filled per run
+    std::vector<void*> out_ptrs;
+    std::size_t scratch_offset = 0;
+  };
+  void* resolve(int value, const void* const* inputs, void* const* outputs) const;
+
+  const Graph& graph_;
+  std::vector<TensorType> types_;
+  std::vector<Loc> locs_;
+  std::vector<Step> steps_;
+  std::vector<int> copy_outputs_;  // graph outputs not produced in place (inputs, constants, views)
+  std::size_t arena_bytes_ = 0;
+  std::shared_ptr<char> arena_;
+};
+
+}  // namespace kiln

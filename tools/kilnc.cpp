@@ -1,0 +1,158 @@
+// kilnc: Kiln's command-line graph compiler. `kilnc --help` lists the subcommands.
+
+#include <omp.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+#include <map>
+#include <memory>
+
+#include <CLI/CLI.hpp>
+#include <tbb/global_control.h>
+
+#include "graph/graph.hpp"
+#include "kiln/kiln.hpp"
+#include "ops/op.hpp"
+#include "runtime/npy.hpp"
+
+namespace {
+
+void print_values(const std::string& name, const kiln::Tensor& t, std::size_t limit) {
+  std::printf("%s: %s%s\n", name.c_str(), std::string(kiln::dtype_name(t.dtype())).c_str(),
+              kiln::shape_to_string(t.shape()).c_str());
+  std::size_t n = static_cast<std::size_t>(t.numel());
+  std::size_t row = t.shape().empty() ? 1 : static_cast<std::size_t>(std::max<std::int64_t>(t.shape().back(), 1));
+  std::size_t shown = std::min(n, limit);
+  for (std::size_t i = 0; i < shown; ++i) {
+    if (i % row == 0) std::printf("  ");
+    switch (t.dtype()) {
+      case kiln::DType::f32: std::printf("%.6f", static_cast<double>(t.data_as<float>()[i])); break;
+      case kiln::DType::i64: std::printf("%lld", static_cast<long long>(t.data_as<std::int64_t>()[i])); break;
+      case kiln::DType::i32: std::printf("%d", t.data_as<std::int32_t>()[i]); break;
+      default: std::printf("?"); break;
+    }
+    std::printf((i + 1) % row == 0 || i + 1 == shown ? "\n" : " ");
+  }
+  if (shown < n) std::printf("  ... (%zu more)\n", n - shown);
+}
+
+std::map<std::string, kiln::Tensor> read_inputs(const std::vector<std::string>& specs) {
+  std::map<std::string, kiln::Tensor> inputs;
+  for (const auto& spec : specs) {
+    auto eq = spec.find('=');
+    if (eq == std::string::npos || eq == 0 || eq + 1 == spec.size())
+      throw kiln::Error("error: --input expects NAME=FILE.npy, got '" + spec + "'");
+    std::string name = spec.substr(0, eq);
+    if (inputs.count(name)) throw kiln::Error("error: --input '" + name + "' given twice");
+    inputs.emplace(name, kiln::read_npy(spec.substr(eq + 1)));
+  }
+  return inputs;
+}
+
+int cmd_check(const std::string& model_path, bool locations) {
+  kiln::Model model = kiln::Model::load(model_path);
+  std::cout << model.ir(locations);
+  return 0;
+}
+
+int cmd_run(const std::string& model_path, const std::vector<std::string>& input_specs, const std::string& output_dir,
+            int repeat, int warmup, std::size_t print_limit) {
+  kiln::Model model = kiln::Model::load(model_path);
+  auto inputs = read_inputs(input_specs);
+  kiln::Session session(model);
+  auto outputs = session.run(inputs);  // also the first warm-up: compiles the plan for these shapes
+  for (int i = 1; i < warmup; ++i) session.run(inputs);
+  std::vector<double> times_ms;
+  for (int i = 0; i < repeat; ++i) {
+    auto t0 = std::chrono::steady_clock::now();
+    outputs = session.run(inputs);
+    auto t1 = std::chrono::steady_clock::now();
+    times_ms.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
+  }
+  for (const auto& [name, t] : outputs) print_values(name, t, print_limit);
+  if (!times_ms.empty()) {
+    std::sort(times_ms.begin(), times_ms.end());
+    std::printf("time per inference: median %.3f ms, min %.3f ms over %d runs (%d threads)\n",
+                times_ms[times_ms.size() / 2], times_ms.front(), repeat, omp_get_max_threads());
+  }
+  if (!output_dir.empty()) {
+    std::filesystem::create_directories(output_dir);
+    for (const auto& [name, t] : outputs) {
+      std::string base = name;  // value names from blocks hold '/': keep one flat folder
+      std::replace(base.begin(), base.end(), '/', '_');
+      std::string file = (std::filesystem::path(output_dir) / (base + ".npy")).string();
+      kiln::write_npy(file, t);
+      std::printf("wrote %s\n", file.c_str());
+    }
+  }
+  return 0;
+}
+
+int cmd_ops() {
+  for (const kiln::OpSchema* s : kiln::all_ops()) {
+    std::printf("%-12s %s\n", s->name.c_str(), s->doc.c_str());
+    std::string ins;
+    for (const auto& i : s->inputs)
+      ins += (ins.empty() ? "" : ", ") + i.name + (i.optional ? "?" : "") + (i.weight.empty() ? "" : " (weight ." + i.weight + ")");
+    std::printf("%-12s   inputs: %s\n", "", ins.c_str());
+    for (const auto& a : s->attrs)
+      std::printf("%-12s   attr %s: %s%s — %s\n", "", a.name.c_str(), kiln::attr_type_name(a.type),
+                  a.default_value ? (" = " + kiln::attr_str(*a.default_value)).c_str() : " (required)", a.doc.c_str());
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"kilnc — Kiln's graph compiler: check and run YAML models on oneDNN"};
+  app.require_subcommand(1);
+  int threads = 0;
+  app.add_option("-t,--threads", threads, "intra-op threads (default: all cores)")->check(CLI::PositiveNumber);
+
+  std::string model_path;
+  bool locations = false;
+  auto* check = app.add_subcommand("check", "parse and verify a model, then print its IR");
+  check->add_option("model", model_path, "model file (.yaml)")->required();
+  check->add_flag("--locations", locations, "append each node's source location");
+
+  std::vector<std::string> input_specs;
+  std::string output_dir;
+  int repeat = 0, warmup = 3;
+  std::size_t print_limit = 64;
+  auto* run = app.add_subcommand("run", "run a model on inputs read from .npy files and print its outputs");
+  run->add_option("model", model_path, "model file (.yaml)")->required();
+  run->add_option("-i,--input", input_specs, "an input as NAME=FILE.npy (repeat for each input)")->required();
+  run->add_option("-o,--output-dir", output_dir, "write each output to DIR/NAME.npy");
+  run->add_option("-r,--repeat", repeat, "time this many runs after warm-up and print the median")->check(CLI::NonNegativeNumber);
+  run->add_option("--warmup", warmup, "untimed runs before timing (default 3)")->check(CLI::NonNegativeNumber);
+  run->add_option("--print-limit", print_limit, "print at most this many values per output (default 64)");
+
+  auto* ops = app.add_subcommand("ops", "list the operators this build knows, with inputs and attributes");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  try {
+    std::unique_ptr<tbb::global_control> tbb_threads;
+    if (threads > 0) {
+      omp_set_num_threads(threads);
+      tbb_threads = std::make_unique<tbb::global_control>(tbb::global_control::max_allowed_parallelism, threads);
+    }
+    if (*check) return cmd_check(model_path, locations);
+    if (*run) return cmd_run(model_path, input_specs, output_dir, repeat, warmup, print_limit);
+    if (*ops) return cmd_ops();
+  } catch (const kiln::Error& e) {
+    std::fprintf(stderr, "%s\n", e.what());
+    return 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}
