@@ -1,0 +1,593 @@
+#!/usr/bin/env python3
+"""Benchmark Kiln (kilnc) against PyTorch on the reference Transformer-encoder classifier.
+
+Both engines run the same model, the same weights and the same token ids in the same
+invocation of this script, so the ratios printed are comparable even on a noisy machine.
+
+Models (the reference module tools/reference/classifier.py; 8 heads, 4 classes):
+  a   d_model 128, 2 layers, dim_ff 512,  vocab 1000   examples/transformer_classifier/
+  b   d_model 512, 6 layers, dim_ff 2048, vocab 10000  generated once into --cache-dir
+
+Per row (model, shape, threads) it measures:
+  kiln ms          median reported by `kilnc --threads T run ... --repeat N --warmup W`
+                   (OMP_NUM_THREADS=T in its environment)
+  torch eager ms   nn.Module in eval mode under torch.no_grad(), torch.set_num_threads(T),
+                   batch_first=True (the TransformerEncoderLayer fast path)
+  torch script ms  torch.jit.script -> torch.jit.freeze -> torch.jit.optimize_for_inference
+                   ("n/a" with the reason in the notes if that fails on this model)
+  kiln/eager       kiln ms / torch eager ms  (< 1 means Kiln is faster)
+  kiln GFLOP/s     matmul FLOPs of the model (2*M*N*K for the QKV projection, attention
+                   scores, attention context, out projection, both FFN linears and the head)
+                   divided by kiln's median time
+  max|Δprobs|      max abs difference between Kiln's probs (written by kilnc --output-dir)
+                   and PyTorch eager's probs for the same tokens
+
+Medians are the element at index N//2 of the sorted timings, the same definition kilnc
+uses; PyTorch timings use time.perf_counter around each forward call after W warm-up calls.
+
+Examples (from the repository root):
+  /usr/bin/python3 bench/bench_classifier.py --quick
+  /usr/bin/python3 bench/bench_classifier.py
+  /usr/bin/python3 bench/bench_classifier.py --models b --shapes b16xs128 --threads 2 --repeat 10
+"""
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.dont_write_bytecode = True  # do not leave __pycache__ folders in tools/reference
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+REPO_ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+sys.path.insert(0, os.path.join(REPO_ROOT, "tools", "reference"))
+
+import classifier  # noqa: E402
+import safetensors_io  # noqa: E402
+
+BLAS_ALTERNATIVE = "libblas.so.3-x86_64-linux-gnu"
+OPENBLAS_OPENMP_PATH = "/usr/lib/x86_64-linux-gnu/openblas-openmp/libblas.so.3"
+
+MODELS = {
+    "a": dict(label="a d128 L2", vocab=1000, d_model=128, num_layers=2, dim_ff=512, num_classes=4,
+              yaml=os.path.join(REPO_ROOT, "examples", "transformer_classifier",
+                                "transformer_classifier.yaml"),
+              weights=os.path.join(REPO_ROOT, "examples", "transformer_classifier",
+                                   "transformer_classifier.safetensors")),
+    "b": dict(label="b d512 L6", vocab=10000, d_model=512, num_layers=6, dim_ff=2048, num_classes=4,
+              seed=5120, generated="classifier_d512_l6"),
+}
+
+DEFAULT_SHAPES = "b1xs32,b1xs128,b16xs128"
+DEFAULT_THREADS = "1,2"
+DEFAULT_MAX_REPEAT = 30
+DEFAULT_MIN_REPEAT = 5
+DEFAULT_BUDGET_S = 1.5
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------------------
+# Environment: machine, BLAS
+# ---------------------------------------------------------------------------
+
+def cpu_model():
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown CPU"
+
+
+def machine_line():
+    nproc = os.cpu_count()
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:
+        usable = nproc
+    load = ""
+    try:
+        load = ", load average %s" % " ".join("%.2f" % v for v in os.getloadavg())
+    except OSError:
+        pass
+    return "Machine: %s, nproc %d (usable %d)%s" % (cpu_model(), nproc, usable, load)
+
+
+def blas_report():
+    """Returns (lines to print, is_openblas)."""
+    lines = []
+    selected = None
+    try:
+        q = subprocess.run(["update-alternatives", "--query", BLAS_ALTERNATIVE],
+                           capture_output=True, text=True, timeout=10)
+        for line in q.stdout.splitlines():
+            if line.startswith("Value:"):
+                selected = line.split(":", 1)[1].strip()
+    except (OSError, subprocess.TimeoutExpired):
+        pass
+    # A small matmul makes sure the BLAS is mapped, then look at what this process really loaded.
+    a = torch.ones(64, 64)
+    _ = a @ a
+    mapped = set()
+    try:
+        with open("/proc/self/maps", encoding="utf-8") as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) >= 6 and re.search(r"blas|mkl_rt|libmkl", parts[-1]):
+                    mapped.add(parts[-1])
+    except OSError:
+        pass
+    mapped = sorted(mapped)
+    is_openblas = any("openblas" in p for p in mapped) or (
+        not mapped and selected is not None and "openblas" in selected)
+    lines.append("BLAS selected (update-alternatives %s): %s" % (BLAS_ALTERNATIVE, selected or "unknown"))
+    lines.append("BLAS mapped into this process: %s" % (", ".join(mapped) if mapped else "none found"))
+    if not is_openblas:
+        lines.append("")
+        lines.append("!" * 78)
+        lines.append("WARNING: PyTorch is NOT using OpenBLAS. Debian's python3-torch then runs on the")
+        lines.append("reference BLAS and is 10-28x slower than it really is: the torch columns below")
+        lines.append("are NOT a fair peer. To fix (as root; this script does not change the system):")
+        lines.append("  apt-get install libopenblas0-openmp")
+        lines.append("  update-alternatives --set %s %s" % (BLAS_ALTERNATIVE, OPENBLAS_OPENMP_PATH))
+        lines.append("!" * 78)
+        lines.append("")
+    elif not any("openblas-openmp" in p for p in mapped):
+        lines.append("note: OpenBLAS is not the OpenMP build; torch.set_num_threads may not bound its "
+                     "threads (fair setup: libopenblas0-openmp, `update-alternatives --set %s %s`)"
+                     % (BLAS_ALTERNATIVE, OPENBLAS_OPENMP_PATH))
+    return lines, is_openblas
+
+
+class BackgroundLoad:
+    """How many CPUs other processes kept busy between start() and stop(), from /proc/stat minus
+    this process's and its waited-for children's CPU time."""
+
+    HZ = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+    @staticmethod
+    def _busy_s():
+        try:
+            with open("/proc/stat", encoding="utf-8") as f:
+                v = [int(x) for x in f.readline().split()[1:]]
+            # user nice system idle iowait irq softirq steal ...
+            return (v[0] + v[1] + v[2] + v[5] + v[6] + (v[7] if len(v) > 7 else 0)) / BackgroundLoad.HZ
+        except (OSError, ValueError, IndexError):
+            return None
+
+    @staticmethod
+    def _own_s():
+        t = os.times()
+        return t.user + t.system + t.children_user + t.children_system
+
+    def start(self):
+        self.t0, self.busy0, self.own0 = time.perf_counter(), self._busy_s(), self._own_s()
+
+    def stop(self):
+        busy1, own1, t1 = self._busy_s(), self._own_s(), time.perf_counter()
+        if self.busy0 is None or busy1 is None or t1 <= self.t0:
+            return None
+        return max(0.0, ((busy1 - self.busy0) - (own1 - self.own0)) / (t1 - self.t0))
+
+
+def git_line():
+    try:
+        rev = subprocess.run(["git", "-C", REPO_ROOT, "rev-parse", "--short", "HEAD"],
+                             capture_output=True, text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "-C", REPO_ROOT, "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        if rev:
+            return "Kiln source: git %s%s" % (rev, " (with uncommitted changes)" if dirty else "")
+    except (OSError, subprocess.TimeoutExpired):
+        pass
+    return "Kiln source: unknown revision"
+
+
+# ---------------------------------------------------------------------------
+# Models, weights, tokens
+# ---------------------------------------------------------------------------
+
+def describe(cfg, seed):
+    return ("vocab %d, d_model %d, %d layers, %d heads, dim_ff %d, %d classes, seed %d"
+            % (cfg["vocab"], cfg["d_model"], cfg["num_layers"], classifier.NHEAD,
+               cfg["dim_ff"], cfg["num_classes"], seed))
+
+
+def ensure_generated(cfg, cache_dir):
+    """Writes model.yaml + weights.safetensors for a generated model unless an up-to-date copy exists."""
+    out_dir = os.path.join(cache_dir, cfg["generated"])
+    yaml_path = os.path.join(out_dir, "model.yaml")
+    weights_path = os.path.join(out_dir, "weights.safetensors")
+    stamp_path = os.path.join(out_dir, "config.json")
+    stamp = {k: cfg[k] for k in ("vocab", "d_model", "num_layers", "dim_ff", "num_classes", "seed")}
+    stamp["nhead"] = classifier.NHEAD
+    try:
+        with open(stamp_path, encoding="utf-8") as f:
+            if json.load(f) == stamp and os.path.isfile(yaml_path) and os.path.isfile(weights_path):
+                return yaml_path, weights_path
+    except (OSError, ValueError):
+        pass
+    log("generating %s (%s) into %s ..." % (cfg["label"], describe(cfg, cfg["seed"]), out_dir))
+    os.makedirs(out_dir, exist_ok=True)
+    model = classifier.build_model(cfg["seed"], cfg["vocab"], cfg["d_model"], cfg["num_layers"],
+                                   cfg["dim_ff"], cfg["num_classes"])
+    tmp = weights_path + ".tmp"
+    safetensors_io.save_file(classifier.state_dict_numpy(model), tmp)
+    os.replace(tmp, weights_path)
+    with open(yaml_path, "w", encoding="utf-8", newline="\n") as f:
+        f.write(classifier.model_yaml(describe(cfg, cfg["seed"]) + " (bench/bench_classifier.py)",
+                                      "weights.safetensors", ["probs"], cfg["num_layers"]))
+    with open(stamp_path, "w", encoding="utf-8") as f:
+        json.dump(stamp, f)
+    return yaml_path, weights_path
+
+
+def load_torch_model(cfg, weights_path):
+    """The reference module with its weights read back from the very file Kiln loads."""
+    model = classifier.build_model(0, cfg["vocab"], cfg["d_model"], cfg["num_layers"],
+                                   cfg["dim_ff"], cfg["num_classes"])
+    tensors, _ = safetensors_io.load_file(weights_path)
+    state = {k: torch.from_numpy(np.array(v, dtype=np.float32)) for k, v in tensors.items()}
+    model.load_state_dict(state, strict=True)
+    return model.eval()
+
+
+def matmul_flops(cfg, batch, seq):
+    """2*M*N*K summed over the model's matrix products."""
+    d, ff, c, layers = cfg["d_model"], cfg["dim_ff"], cfg["num_classes"], cfg["num_layers"]
+    m = batch * seq
+    per_layer = (2 * m * d * (3 * d)        # QKV projection
+                 + 2 * batch * seq * seq * d  # scores: H heads x [S, hd] @ [hd, S]
+                 + 2 * batch * seq * seq * d  # context: H heads x [S, S] @ [S, hd]
+                 + 2 * m * d * d            # out projection
+                 + 2 * m * d * ff           # linear1
+                 + 2 * m * ff * d)          # linear2
+    return layers * per_layer + 2 * batch * d * c  # + head
+
+
+def parse_shape(text):
+    m = re.fullmatch(r"b?(\d+)\s*x\s*s?(\d+)", text.strip().lower())
+    if not m:
+        raise argparse.ArgumentTypeError("shape '%s' is not BxS, e.g. b1xs32 or 16x128" % text)
+    return int(m.group(1)), int(m.group(2))
+
+
+def shape_label(shape):
+    return "b%dxs%d" % shape
+
+
+def make_tokens(cfg_key, cfg, batch, seq):
+    seed = (sum(ord(ch) for ch in cfg_key) * 1000003 + batch * 7919 + seq) % (2 ** 31)
+    return np.random.RandomState(seed).randint(0, cfg["vocab"], size=(batch, seq)).astype(np.int64)
+
+
+# ---------------------------------------------------------------------------
+# Timing
+# ---------------------------------------------------------------------------
+
+def median(times):
+    s = sorted(times)
+    return s[len(s) // 2]
+
+
+def torch_warmup(fn, x, warmup):
+    """Runs fn warmup times (at least once); returns the time of the last call in seconds."""
+    last = 0.0
+    with torch.no_grad():
+        for _ in range(max(1, warmup)):
+            t0 = time.perf_counter()
+            fn(x)
+            last = time.perf_counter() - t0
+    return last
+
+
+def torch_time(fn, x, repeat):
+    times = []
+    with torch.no_grad():
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            fn(x)
+            times.append((time.perf_counter() - t0) * 1e3)
+    return median(times)
+
+
+class Kilnc:
+    TIME_RE = re.compile(r"time per inference: median ([0-9.]+) ms, min ([0-9.]+) ms over (\d+) runs \((\d+) threads\)")
+
+    def __init__(self, path):
+        self.path = path
+        self.threads_before_run = True  # CLI11: --threads is an option of the top-level app
+
+    def _cmd(self, threads, yaml_path, tokens_path, repeat, warmup, out_dir):
+        run = ["run", yaml_path, "--input", "tokens=" + tokens_path, "--repeat", str(repeat),
+               "--warmup", str(warmup), "--print-limit", "0", "--output-dir", out_dir]
+        t = ["--threads", str(threads)]
+        return [self.path] + (t + run if self.threads_before_run else run + t)
+
+    def run(self, threads, yaml_path, tokens_path, repeat, warmup, out_dir):
+        env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+        for attempt in range(2):
+            cmd = self._cmd(threads, yaml_path, tokens_path, repeat, warmup, out_dir)
+            p = subprocess.run(cmd, capture_output=True, text=True, env=env)
+            if p.returncode == 0:
+                break
+            if attempt == 0 and ("not expected" in p.stderr or "--threads" in p.stderr):
+                self.threads_before_run = not self.threads_before_run  # try the other placement
+                continue
+            raise RuntimeError("kilnc failed (exit %d): %s\n%s%s"
+                               % (p.returncode, " ".join(cmd), p.stdout[-2000:], p.stderr[-2000:]))
+        m = self.TIME_RE.search(p.stdout)
+        if not m:
+            raise RuntimeError("could not find the timing line in kilnc's output:\n" + p.stdout[-2000:])
+        ms, reported_threads = float(m.group(1)), int(m.group(4))
+        probs_path = os.path.join(out_dir, "probs.npy")
+        probs = np.load(probs_path) if os.path.isfile(probs_path) else None
+        return ms, reported_threads, probs
+
+
+# ---------------------------------------------------------------------------
+# PyTorch variants
+# ---------------------------------------------------------------------------
+
+def eager_fast_path_taken(model, x):
+    """True if nn.TransformerEncoderLayer's fused fast path ran, per the profiler."""
+    try:
+        with torch.no_grad(), torch.autograd.profiler.profile() as prof:
+            model(x)
+        names = {e.name for e in prof.function_events}
+        return any("_transformer_encoder_layer_fwd" in n for n in names)
+    except Exception:  # noqa: BLE001 - diagnostics only
+        return None
+
+
+def make_script(model, example):
+    """script -> freeze -> optimize_for_inference; returns (module, None) or (None, reason)."""
+    import warnings
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            scripted = torch.jit.script(model)
+            frozen = torch.jit.freeze(scripted.eval())
+            optimized = torch.jit.optimize_for_inference(frozen)
+            with torch.no_grad():
+                optimized(example)
+        return optimized, None
+    except Exception as e:  # noqa: BLE001 - reported in the notes
+        first = (str(e).strip().splitlines() or [""])[0]
+        return None, "%s: %s" % (type(e).__name__, first[:200])
+
+
+# ---------------------------------------------------------------------------
+# Main
+# ---------------------------------------------------------------------------
+
+def csv_list(text):
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        epilog=__doc__.split("\n\n", 1)[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--models", default="a,b",
+                   help="comma-separated models among: %s (default: %%(default)s)" % ", ".join(MODELS))
+    p.add_argument("--shapes", default=DEFAULT_SHAPES,
+                   help="comma-separated BxS shapes, e.g. b1xs32,b16xs128 (default: %(default)s)")
+    p.add_argument("--threads", default=DEFAULT_THREADS,
+                   help="comma-separated thread counts (default: %(default)s)")
+    p.add_argument("--repeat", type=int, default=None,
+                   help="timed runs per measurement for every engine and row. Default: automatic, "
+                        "%d at most, fewer (not below %d) for rows whose warm-up run shows a "
+                        "measurement would take over %.1f s" % (DEFAULT_MAX_REPEAT, DEFAULT_MIN_REPEAT,
+                                                               DEFAULT_BUDGET_S))
+    p.add_argument("--warmup", type=int, default=3,
+                   help="untimed runs before timing, for every engine (default: %(default)s)")
+    p.add_argument("--quick", action="store_true",
+                   help="just model a, shape b1xs32, threads 1 and 2")
+    p.add_argument("--kilnc", default=os.path.join(REPO_ROOT, "build", "tools", "kilnc"),
+                   help="path to the kilnc binary (default: %(default)s)")
+    p.add_argument("--cache-dir", default=os.path.join(REPO_ROOT, "build", "bench"),
+                   help="where generated models (weights + YAML) are kept (default: %(default)s)")
+    p.add_argument("--no-script", action="store_true", help="skip the TorchScript column")
+    p.add_argument("--json", metavar="PATH", help="also write the results as JSON to PATH")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.models, args.shapes, args.threads = "a", "b1xs32", "1,2"
+    args.model_keys = csv_list(args.models)
+    for k in args.model_keys:
+        if k not in MODELS:
+            p.error("unknown model '%s' (known: %s)" % (k, ", ".join(MODELS)))
+    try:
+        args.shape_list = [parse_shape(s) for s in csv_list(args.shapes)]
+    except argparse.ArgumentTypeError as e:
+        p.error(str(e))
+    try:
+        args.thread_list = [int(t) for t in csv_list(args.threads)]
+    except ValueError:
+        p.error("--threads expects comma-separated integers")
+    if not args.model_keys or not args.shape_list or not args.thread_list or min(args.thread_list) < 1:
+        p.error("need at least one model, shape and positive thread count")
+    if args.repeat is not None and args.repeat < 1:
+        p.error("--repeat must be >= 1")
+    if args.warmup < 1:
+        p.error("--warmup must be >= 1")
+    return args
+
+
+def fmt_ms(v):
+    if v is None:
+        return "n/a"
+    return "%.3f" % v if v < 10 else "%.2f" % v if v < 100 else "%.1f" % v
+
+
+def main(argv=None):
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    kilnc_path = os.path.abspath(args.kilnc)
+    if not (os.path.isfile(kilnc_path) and os.access(kilnc_path, os.X_OK)):
+        print("error: kilnc not found at %s; build it first: cmake -S . -B build && cmake --build build -j2"
+              % kilnc_path, file=sys.stderr)
+        return 2
+    kilnc = Kilnc(kilnc_path)
+    t_start = time.perf_counter()
+
+    header = [machine_line(),
+              "PyTorch %s, numpy %s, python %s" % (torch.__version__, np.__version__, sys.version.split()[0])]
+    blas_lines, _ = blas_report()
+    header += blas_lines
+    header.append("kilnc: %s; %s" % (os.path.relpath(kilnc_path, os.getcwd()), git_line()))
+    for line in header:
+        print(line, flush=True)
+    print(flush=True)
+
+    rows, notes = [], []
+    repeats_used = {}
+    tmp_root = tempfile.mkdtemp(prefix="kiln_bench_")
+    try:
+        for key in args.model_keys:
+            cfg = dict(MODELS[key])
+            if "generated" in cfg:
+                yaml_path, weights_path = ensure_generated(cfg, os.path.abspath(args.cache_dir))
+            else:
+                yaml_path, weights_path = cfg["yaml"], cfg["weights"]
+            log("model %s: %s" % (cfg["label"], os.path.relpath(yaml_path, REPO_ROOT)))
+            model = load_torch_model(cfg, weights_path)
+
+            first = torch.from_numpy(make_tokens(key, cfg, *args.shape_list[0]))
+            torch.set_num_threads(args.thread_list[0])
+            fast = eager_fast_path_taken(model, first)
+            notes.append("model %s: PyTorch eager TransformerEncoderLayer fast path %s"
+                         % (cfg["label"], {True: "taken", False: "NOT taken", None: "unknown"}[fast]))
+            script, why = (None, "skipped (--no-script)") if args.no_script else make_script(model, first)
+            if script is None:
+                notes.append("model %s: TorchScript frozen + optimize_for_inference: n/a (%s)"
+                             % (cfg["label"], why))
+
+            for batch, seq in args.shape_list:
+                tokens = make_tokens(key, cfg, batch, seq)
+                tokens_path = os.path.join(tmp_root, "tokens_%s_b%d_s%d.npy" % (key, batch, seq))
+                np.save(tokens_path, tokens, allow_pickle=False)
+                x = torch.from_numpy(tokens)
+                flops = matmul_flops(cfg, batch, seq)
+                for threads in args.thread_list:
+                    bg = BackgroundLoad()
+                    bg.start()
+                    torch.set_num_threads(threads)
+                    eager = lambda t: model(t)  # noqa: E731
+                    last_s = torch_warmup(eager, x, args.warmup)
+                    if args.repeat is not None:
+                        repeat = args.repeat
+                    else:
+                        repeat = int(min(DEFAULT_MAX_REPEAT,
+                                         max(DEFAULT_MIN_REPEAT, DEFAULT_BUDGET_S / max(last_s, 1e-6))))
+                    repeats_used[(cfg["label"], shape_label((batch, seq)), threads)] = repeat
+                    log("  %s t%d: %d runs after %d warm-up ..." % (shape_label((batch, seq)), threads,
+                                                                    repeat, args.warmup))
+                    eager_ms = torch_time(eager, x, repeat)
+                    with torch.no_grad():
+                        torch_probs = model(x)[1].numpy()
+
+                    script_ms = None
+                    if script is not None:
+                        torch_warmup(script, x, args.warmup)
+                        script_ms = torch_time(script, x, repeat)
+                        with torch.no_grad():
+                            sd = float(np.max(np.abs(script(x)[1].numpy() - torch_probs)))
+                        if sd > 1e-5:
+                            notes.append("%s %s t%d: TorchScript probs differ from eager by %.2e"
+                                         % (cfg["label"], shape_label((batch, seq)), threads, sd))
+
+                    out_dir = os.path.join(tmp_root, "out_%s_b%d_s%d_t%d" % (key, batch, seq, threads))
+                    try:
+                        kiln_ms, kiln_threads, kiln_probs = kilnc.run(threads, yaml_path, tokens_path,
+                                                                       repeat, args.warmup, out_dir)
+                    except RuntimeError as e:
+                        log(str(e))
+                        notes.append("%s %s t%d: kilnc failed: %s" % (cfg["label"], shape_label((batch, seq)),
+                                                                      threads, str(e).splitlines()[0]))
+                        kiln_ms, kiln_threads, kiln_probs = None, threads, None
+                    if kiln_threads != threads:
+                        notes.append("%s %s: asked kilnc for %d threads, it reports %d"
+                                     % (cfg["label"], shape_label((batch, seq)), threads, kiln_threads))
+                    if kiln_probs is None or kiln_probs.shape != torch_probs.shape:
+                        diff = None
+                        notes.append("%s %s t%d: kilnc wrote no probs of shape %s"
+                                     % (cfg["label"], shape_label((batch, seq)), threads,
+                                        list(torch_probs.shape)))
+                    else:
+                        diff = float(np.max(np.abs(kiln_probs.astype(np.float64) - torch_probs)))
+                    bg_cores = bg.stop()
+                    rows.append(dict(model=cfg["label"], shape=shape_label((batch, seq)), threads=threads,
+                                     background_cpus=bg_cores,
+                                     kiln_ms=kiln_ms, eager_ms=eager_ms, script_ms=script_ms,
+                                     ratio=None if kiln_ms is None else kiln_ms / eager_ms,
+                                     gflops=None if kiln_ms is None else flops / (kiln_ms * 1e-3) / 1e9,
+                                     flops=flops, max_dprobs=diff, repeat=repeat, warmup=args.warmup))
+                    log("    kiln %s ms, eager %s ms, script %s ms; other processes busy on %s CPUs"
+                        % (fmt_ms(kiln_ms), fmt_ms(eager_ms), fmt_ms(script_ms),
+                           "?" if bg_cores is None else "%.2f" % bg_cores))
+            del model, script
+    finally:
+        shutil.rmtree(tmp_root, ignore_errors=True)
+
+    print("| model | shape | threads | kiln ms | torch eager ms | torch script ms | kiln/eager ratio "
+          "| kiln GFLOP/s | max\\|Δprobs\\| |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        print("| %s | %s | %d | %s | %s | %s | %s | %s | %s |"
+              % (r["model"], r["shape"], r["threads"], fmt_ms(r["kiln_ms"]), fmt_ms(r["eager_ms"]),
+                 fmt_ms(r["script_ms"]), "n/a" if r["ratio"] is None else "%.2f" % r["ratio"],
+                 "n/a" if r["gflops"] is None else "%.1f" % r["gflops"] if r["gflops"] >= 1 else
+                 "%.2f" % r["gflops"],
+                 "n/a" if r["max_dprobs"] is None else "%.1e" % r["max_dprobs"]))
+    print()
+    reps = sorted(set(r["repeat"] for r in rows))
+    if len(reps) == 1:
+        print("Timed runs per measurement: %d, after %d warm-up runs (same for every engine)."
+              % (reps[0], args.warmup))
+    else:
+        print("Timed runs per measurement (same for every engine in a row), after %d warm-up runs: %s."
+              % (args.warmup, ", ".join("%s %s t%d: %d" % (m, s, t, n)
+                                        for (m, s, t), n in repeats_used.items())))
+    for n in notes:
+        print("Note: " + n)
+    loads = [r["background_cpus"] for r in rows if r["background_cpus"] is not None]
+    if loads:
+        nproc = os.cpu_count() or 1
+        noisy = [r for r in rows if r["background_cpus"] is not None and r["background_cpus"] > 0.25]
+        print("Other processes kept %.2f-%.2f of %d CPUs busy while rows ran (mean %.2f)."
+              % (min(loads), max(loads), nproc, sum(loads) / len(loads)))
+        if noisy:
+            print("WARNING: rows measured while other processes used > 0.25 CPU (timings, and especially "
+                  "multi-thread ones, are unreliable there; rerun when the machine is idle): %s."
+                  % "; ".join("%s %s t%d (%.2f)" % (r["model"], r["shape"], r["threads"], r["background_cpus"])
+                              for r in noisy))
+    slower = [r for r in rows if r["ratio"] is not None and r["ratio"] > 1.0]
+    if slower:
+        print("Kiln slower than PyTorch eager in %d of %d rows: %s."
+              % (len(slower), len(rows), "; ".join("%s %s t%d x%.2f" % (r["model"], r["shape"], r["threads"],
+                                                                        r["ratio"]) for r in slower)))
+    else:
+        print("Kiln is at least as fast as PyTorch eager in every row.")
+    print("Wall time of this benchmark: %.0f s." % (time.perf_counter() - t_start))
+
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(dict(header=header, rows=rows, notes=notes), f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages Kiln needs to build and test, skipping those already installed.
+# Usage: scripts/install_deps.sh [--bench]   (--bench adds PyTorch and OpenBLAS for bench/ and tools/reference/)
+set -euo pipefail
+packages=(g++ cmake make libdnnl-dev ocl-icd-opencl-dev libtbb-dev libyaml-cpp-dev doctest-dev libcli11-dev)
+if [[ "${1:-}" == "--bench" ]]; then
+  packages+=(python3 python3-numpy python3-torch libopenblas0-openmp)
+fi
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]} == 0)); then
+  exit 0
+fi
+echo "installing: ${missing[*]}"
+sudo_cmd=()
+if [[ $(id -u) -ne 0 ]]; then sudo_cmd=(sudo); fi
+"${sudo_cmd[@]}" apt-get update -qq
+DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
