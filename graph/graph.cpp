@@ -108,6 +108,53 @@ void Graph::remove_node(Node* node) {
                nodes_.end());
 }
 
+void Graph::set_input(Node* node, std::size_t i, Value* v) {
+  if (i > node->inputs.size()) fail("internal: set_input past the end of " + node->label());
+  if (i == node->inputs.size()) node->inputs.push_back(nullptr);
+  if (Value* old = node->inputs[i]) {
+    auto it = std::find(old->users.begin(), old->users.end(), node);
+    if (it != old->users.end()) old->users.erase(it);
+  }
+  node->inputs[i] = v;
+  if (v) v->users.push_back(node);
+}
+
+void Graph::set_output(Node* node, std::size_t i, Value* v) {
+  Value* old = node->outputs.at(i);
+  if (old->producer == node) old->producer = nullptr;
+  node->outputs[i] = v;
+  v->producer = node;
+}
+
+void Graph::replace_uses(Value* from, Value* to) {
+  std::vector<Node*> users = from->users;
+  for (Node* n : users)
+    for (std::size_t i = 0; i < n->inputs.size(); ++i)
+      if (n->inputs[i] == from) set_input(n, i, to);
+  for (Value*& out : outputs)
+    if (out == from) out = to;
+}
+
+bool Graph::is_output(const Value* v) const { return std::find(outputs.begin(), outputs.end(), v) != outputs.end(); }
+
+void Graph::toposort() {
+  // Repeatedly take the first node (in current order) whose inputs are all available.
+  std::unordered_set<const Value*> ready(inputs.begin(), inputs.end());
+  for (const auto& v : values_)
+    if (v->is_constant() || !v->producer) ready.insert(v.get());
+  std::vector<std::unique_ptr<Node>> pending = std::move(nodes_);
+  nodes_.clear();
+  while (!pending.empty()) {
+    auto it = std::find_if(pending.begin(), pending.end(), [&](const auto& n) {
+      return std::all_of(n->inputs.begin(), n->inputs.end(), [&](const Value* v) { return !v || ready.count(v); });
+    });
+    if (it == pending.end()) pending.front()->fail("internal: the graph has a cycle");
+    for (Value* out : (*it)->outputs) ready.insert(out);
+    nodes_.push_back(std::move(*it));
+    pending.erase(it);
+  }
+}
+
 void Graph::compact() {
   std::unordered_set<const Value*> keep(inputs.begin(), inputs.end());
   keep.insert(outputs.begin(), outputs.end());
@@ -136,8 +183,10 @@ void Graph::verify() const {
     if (v->is_constant()) defined.insert(v.get());
   for (const auto& n : nodes_) {
     const OpSchema& s = *n->schema;
+    // Trailing optional inputs may be left out entirely.
     std::size_t want = s.inputs.size();
-    if (s.variadic ? n->inputs.size() < want : n->inputs.size() != want)
+    while (want > 0 && s.inputs[want - 1].optional && n->inputs.size() < want) --want;
+    if (s.variadic ? n->inputs.size() < want : n->inputs.size() < want || n->inputs.size() > s.inputs.size())
       n->fail("expected " + std::string(s.variadic ? "at least " : "") + std::to_string(want) + " inputs, got " +
               std::to_string(n->inputs.size()));
     for (std::size_t i = 0; i < n->inputs.size(); ++i) {

@@ -78,6 +78,19 @@ class Graph {
                  std::vector<Value*> outputs, AttrMap attrs, SourceLoc loc);
   /// Removes a node; its outputs stay as values without producer (callers rewire users first).
   void remove_node(Node* node);
+
+  // ---- rewriting (passes) ----
+  /// Sets input i of `node` (null clears an optional input), keeping user lists right; i may equal the
+  /// current input count to append.
+  void set_input(Node* node, std::size_t i, Value* v);
+  /// Makes `node` the producer of `v` as its output i (the previous output value loses its producer).
+  void set_output(Node* node, std::size_t i, Value* v);
+  /// Points every use of `from` (node inputs and graph outputs) at `to`.
+  void replace_uses(Value* from, Value* to);
+  /// Restores topological order after rewrites, keeping the existing order wherever it is valid.
+  void toposort();
+  /// Whether `v` is one of the graph's outputs.
+  bool is_output(const Value* v) const;
   /// Drops values that no node, input or output refers to and renumbers ids densely.
   void compact();
 

@@ -10,7 +10,8 @@ namespace {
 class DeadCode : public Pass {
  public:
   const char* name() const override { return "dead-code"; }
-  bool run(Graph& g) override {
+  const char* summary() const override { return "remove nodes whose outputs reach no graph output"; }
+  bool run(Graph& g, PassContext&) override {
     std::unordered_set<const Value*> live(g.outputs.begin(), g.outputs.end());
     std::vector<Node*> dead;
     for (auto it = g.nodes().rbegin(); it != g.nodes().rend(); ++it) {

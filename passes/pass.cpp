@@ -1,23 +1,82 @@
 #include "passes/pass.hpp"
 
+#include <ostream>
+
 namespace kiln {
 
-std::vector<std::unique_ptr<Pass>> make_pipeline(const PipelineOptions& options) {
-  std::vector<std::unique_ptr<Pass>> all;
-  if (options.opt_level >= 1) all.push_back(make_dead_code_pass());
+std::string Remark::str() const {
+  std::string where = loc.known() ? loc.str() + ": " : std::string();
+  return where + pass + ": " + (fired ? "fired on " : "declined on ") + node + ": " + message;
+}
+
+void PassContext::fired(const Node& node, const std::string& message) {
+  remarks_.push_back(Remark{pass_, true, node.label(), node.loc, message});
+}
+
+void PassContext::declined(const Node& node, const std::string& reason) {
+  remarks_.push_back(Remark{pass_, false, node.label(), node.loc, reason});
+}
+
+namespace {
+
+// The pipeline, in order, with the level each pass starts at.
+struct Entry {
+  int level;
+  std::unique_ptr<Pass> (*make)();
+};
+const std::vector<Entry>& pipeline() {
+  static const std::vector<Entry> entries = {
+      {2, make_fuse_linear_activation_pass},
+      {2, make_fuse_linear_residual_pass},
+      {2, make_fuse_add_layer_norm_pass},
+      {1, make_dead_code_pass},
+  };
+  return entries;
+}
+
+}  // namespace
+
+std::vector<std::unique_ptr<Pass>> all_passes() {
   std::vector<std::unique_ptr<Pass>> out;
-  for (auto& p : all)
-    if (!options.disabled.count(p->name())) out.push_back(std::move(p));
+  for (const auto& e : pipeline()) out.push_back(e.make());
   return out;
 }
 
-void run_pipeline(Graph& g, const PipelineOptions& options) {
+std::vector<std::unique_ptr<Pass>> make_pipeline(const PipelineOptions& options) {
+  std::set<std::string> known;
+  std::string names;
+  for (const auto& p : all_passes()) {
+    known.insert(p->name());
+    names += (names.empty() ? "" : ", ") + std::string(p->name());
+  }
+  for (const auto& d : options.disabled)
+    if (!known.count(d)) fail("unknown pass '" + d + "' in --disable-pass (passes: " + names + ")");
+  for (const auto& d : options.print_after)
+    if (d != "all" && !known.count(d)) fail("unknown pass '" + d + "' in --print-after (passes: " + names + ", or all)");
+  std::vector<std::unique_ptr<Pass>> out;
+  for (const auto& e : pipeline()) {
+    if (options.opt_level < e.level) continue;
+    auto p = e.make();
+    if (!options.disabled.count(p->name())) out.push_back(std::move(p));
+  }
+  return out;
+}
+
+std::vector<Remark> run_pipeline(Graph& g, const PipelineOptions& options) {
+  std::vector<Remark> remarks;
   for (auto& pass : make_pipeline(options)) {
-    if (pass->run(g)) {
-      g.verify();
+    PassContext ctx(pass->name());
+    bool changed = pass->run(g, ctx);
+    if (changed) {
+      g.toposort();
+      if (options.verify_each) g.verify();
       g.infer_shapes();
     }
+    remarks.insert(remarks.end(), ctx.remarks().begin(), ctx.remarks().end());
+    if (options.print_to && (options.print_after.count("all") || options.print_after.count(pass->name())))
+      *options.print_to << "// after " << pass->name() << (changed ? "" : " (unchanged)") << "\n" << g.print();
   }
+  return remarks;
 }
 
 }  // namespace kiln

@@ -1,7 +1,8 @@
 #pragma once
-// A pass rewrites a Graph and reports whether it changed it. A pipeline runs passes by optimization
-// level; each pass has a name usable to disable it.
+// A pass rewrites a Graph and reports whether it changed it, leaving remarks (what fired, what declined
+// and why) for `kilnc --explain`. The pipeline per optimization level is written out in make_pipeline.
 
+#include <iosfwd>
 #include <memory>
 #include <set>
 #include <string>
@@ -11,25 +12,64 @@
 
 namespace kiln {
 
+/// One line of `--explain`: a rewrite that fired, or one that matched partly and declined, with why.
+struct Remark {
+  std::string pass;
+  bool fired = false;
+  std::string node;  // the node's label, e.g. "linear 'encoder_layer.0/h'"
+  SourceLoc loc;
+  std::string message;
+  std::string str() const;  // "model.yaml:17:9: fuse-linear-activation: fired on linear 'h': absorbed relu 'h1'"
+};
+
+class PassContext {
+ public:
+  explicit PassContext(std::string pass = {}) : pass_(std::move(pass)) {}
+  void set_pass(std::string pass) { pass_ = std::move(pass); }
+  void fired(const Node& node, const std::string& message);
+  void declined(const Node& node, const std::string& reason);
+  const std::vector<Remark>& remarks() const { return remarks_; }
+
+ private:
+  std::string pass_;
+  std::vector<Remark> remarks_;
+};
+
 class Pass {
  public:
   virtual ~Pass() = default;
+  /// The name used by --disable-pass and --print-after.
   virtual const char* name() const = 0;
+  /// One line for `kilnc passes`.
+  virtual const char* summary() const = 0;
   /// Rewrites `g`; returns true when it changed anything.
-  virtual bool run(Graph& g) = 0;
+  virtual bool run(Graph& g, PassContext& ctx) = 0;
 };
 
-/// Removes nodes whose outputs nothing uses and constants no node reads.
+// The passes (one file each in passes/).
 std::unique_ptr<Pass> make_dead_code_pass();
+std::unique_ptr<Pass> make_fuse_linear_activation_pass();
+std::unique_ptr<Pass> make_fuse_linear_residual_pass();
+std::unique_ptr<Pass> make_fuse_add_layer_norm_pass();
 
 struct PipelineOptions {
   int opt_level = 2;
-  std::set<std::string> disabled;
+  std::set<std::string> disabled;     // pass names not to run
+  std::set<std::string> print_after;  // pass names, or "all", whose result is printed
+  std::ostream* print_to = nullptr;   // where --print-after writes (IR after each listed pass)
+#ifdef NDEBUG
+  bool verify_each = false;  // debug builds verify the graph after every pass
+#else
+  bool verify_each = true;
+#endif
 };
 
-/// The passes for a level, in order: -O0 none; -O1 and up: dead-code.
+/// Every pass at every level, in pipeline order (for --help and validation).
+std::vector<std::unique_ptr<Pass>> all_passes();
+/// The passes for a level, in order: -O0 none; -O1 cleanup (dead-code); -O2 cleanup + fusions.
 std::vector<std::unique_ptr<Pass>> make_pipeline(const PipelineOptions& options);
-/// Runs the pipeline; verifies and re-infers shapes after each pass that changed the graph.
-void run_pipeline(Graph& g, const PipelineOptions& options);
+/// Runs the pipeline; re-infers shapes after each pass that changed the graph (and verifies, when
+/// verify_each). Throws kiln::Error naming unknown pass names in options.
+std::vector<Remark> run_pipeline(Graph& g, const PipelineOptions& options);
 
 }  // namespace kiln

@@ -68,21 +68,27 @@ Plan& SessionImpl::plan_for(const std::vector<const Tensor*>& inputs) {
   return *plans.front().plan;
 }
 
-}  // namespace detail
-
-Model Model::load(const std::string& path, const LoadOptions& options) {
-  (void)options;
-  auto impl = std::make_shared<detail::ModelImpl>();
+std::shared_ptr<ModelImpl> compile_model(const std::string& path, const PipelineOptions& options) {
+  auto impl = std::make_shared<ModelImpl>();
   impl->path = path;
-  auto ext = path.substr(path.find_last_of('.') == std::string::npos ? path.size() : path.find_last_of('.'));
+  auto dot = path.find_last_of('.');
+  std::string ext = dot == std::string::npos ? std::string() : path.substr(dot);
   if (ext == ".yaml" || ext == ".yml") {
     impl->graph = load_yaml_model(path);
   } else {
     fail_at(SourceLoc{path, 0, 0}, "unrecognized model file type '" + ext + "' (expected .yaml or .yml)");
   }
-  Model m;
-  m.impl_ = std::move(impl);
-  return m;
+  impl->remarks = run_pipeline(*impl->graph, options);
+  return impl;
+}
+
+}  // namespace detail
+
+Model Model::load(const std::string& path, const LoadOptions& options) {
+  PipelineOptions pipeline;
+  pipeline.opt_level = options.opt_level;
+  pipeline.disabled.insert(options.disabled_passes.begin(), options.disabled_passes.end());
+  return Model(detail::compile_model(path, pipeline));
 }
 
 const std::string& Model::name() const { return impl_->graph->name; }
@@ -131,5 +137,9 @@ std::map<std::string, Tensor> Session::run(const std::map<std::string, Tensor>& 
 }
 
 std::size_t Session::plan_count() const { return impl_->compiled; }
+
+std::string Session::explain(const std::map<std::string, Tensor>& inputs) {
+  return impl_->plan_for(impl_->bind(inputs)).describe();
+}
 
 }  // namespace kiln

@@ -8,6 +8,7 @@
 
 #include "graph/graph.hpp"
 #include "kiln/model.hpp"
+#include "passes/pass.hpp"
 #include "runtime/plan.hpp"
 
 namespace kiln::detail {
@@ -15,7 +16,11 @@ namespace kiln::detail {
 struct ModelImpl {
   std::unique_ptr<Graph> graph;
   std::string path;
+  std::vector<Remark> remarks;  // what the passes did, for --explain
 };
+
+/// Loads a model file and runs the pass pipeline on it.
+std::shared_ptr<ModelImpl> compile_model(const std::string& path, const PipelineOptions& options);
 
 /// The CPU engine shared by all sessions.
 const dnnl::engine& cpu_engine();

@@ -178,7 +178,17 @@ std::string Plan::describe() const {
     os << step.node->label() << " -> " << types_[step.node->outputs[0]->id].str() << "  ["
        << (step.kernel ? step.kernel->impl() : std::string("view")) << "]\n";
   }
-  os << "arena: " << arena_bytes_ << " bytes\n";
+  std::size_t weight_bytes = 0, weights = 0;
+  for (const auto& v : graph_.values())
+    if (v->is_constant() && !v->users.empty()) {
+      weight_bytes += v->constant.bytes;
+      ++weights;
+    }
+  std::size_t kernels = 0;
+  for (const auto& step : steps_) kernels += step.kernel ? 1 : 0;
+  os << "kernels: " << kernels << "\n";
+  os << "activation arena: " << arena_bytes_ << " bytes (peak, intermediates and kernel scratch)\n";
+  os << "weights: " << weight_bytes << " bytes in " << weights << " tensors\n";
   return os.str();
 }
 

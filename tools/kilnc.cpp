@@ -16,9 +16,41 @@
 #include "graph/graph.hpp"
 #include "kiln/kiln.hpp"
 #include "ops/op.hpp"
+#include "passes/pass.hpp"
+#include "runtime/model_impl.hpp"
 #include "runtime/npy.hpp"
 
 namespace {
+
+struct CompileFlags {
+  int opt_level = 2;
+  std::vector<std::string> disabled;
+  std::vector<std::string> print_after;
+  bool explain = false;
+};
+
+void add_compile_flags(CLI::App* cmd, CompileFlags& f) {
+  cmd->add_option("-O,--opt-level", f.opt_level, "optimization level: 0 none, 1 cleanup, 2 fusions (default)")
+      ->check(CLI::Range(0, 2));
+  cmd->add_option("--disable-pass", f.disabled, "do not run this pass (repeatable; see `kilnc passes`)");
+  cmd->add_option("--print-after", f.print_after, "print the IR after this pass, or after all (repeatable)");
+  cmd->add_flag("--explain", f.explain, "list each fusion that fired or declined, and the plan's kernels and memory");
+}
+
+kiln::Model compile(const std::string& path, const CompileFlags& f) {
+  kiln::PipelineOptions options;
+  options.opt_level = f.opt_level;
+  options.disabled.insert(f.disabled.begin(), f.disabled.end());
+  options.print_after.insert(f.print_after.begin(), f.print_after.end());
+  options.print_to = &std::cout;
+  auto impl = kiln::detail::compile_model(path, options);
+  if (f.explain) {
+    std::printf("passes at -O%d:\n", f.opt_level);
+    if (impl->remarks.empty()) std::printf("  (no fusion matched)\n");
+    for (const auto& r : impl->remarks) std::printf("  %s\n", r.str().c_str());
+  }
+  return kiln::Model(impl);
+}
 
 void print_values(const std::string& name, const kiln::Tensor& t, std::size_t limit) {
   std::printf("%s: %s%s\n", name.c_str(), std::string(kiln::dtype_name(t.dtype())).c_str(),
@@ -52,17 +84,18 @@ std::map<std::string, kiln::Tensor> read_inputs(const std::vector<std::string>& 
   return inputs;
 }
 
-int cmd_check(const std::string& model_path, bool locations) {
-  kiln::Model model = kiln::Model::load(model_path);
+int cmd_check(const std::string& model_path, bool locations, const CompileFlags& flags) {
+  kiln::Model model = compile(model_path, flags);
   std::cout << model.ir(locations);
   return 0;
 }
 
 int cmd_run(const std::string& model_path, const std::vector<std::string>& input_specs, const std::string& output_dir,
-            int repeat, int warmup, std::size_t print_limit) {
-  kiln::Model model = kiln::Model::load(model_path);
+            int repeat, int warmup, std::size_t print_limit, const CompileFlags& flags) {
+  kiln::Model model = compile(model_path, flags);
   auto inputs = read_inputs(input_specs);
   kiln::Session session(model);
+  if (flags.explain) std::printf("plan for these input shapes:\n%s", session.explain(inputs).c_str());
   auto outputs = session.run(inputs);  // also the first warm-up: compiles the plan for these shapes
   for (int i = 1; i < warmup; ++i) session.run(inputs);
   std::vector<double> times_ms;
@@ -88,6 +121,11 @@ int cmd_run(const std::string& model_path, const std::vector<std::string>& input
       std::printf("wrote %s\n", file.c_str());
     }
   }
+  return 0;
+}
+
+int cmd_passes() {
+  for (const auto& p : kiln::all_passes()) std::printf("%-24s %s\n", p->name(), p->summary());
   return 0;
 }
 
@@ -118,6 +156,8 @@ int main(int argc, char** argv) {
   auto* check = app.add_subcommand("check", "parse and verify a model, then print its IR");
   check->add_option("model", model_path, "model file (.yaml)")->required();
   check->add_flag("--locations", locations, "append each node's source location");
+  CompileFlags flags;
+  add_compile_flags(check, flags);
 
   std::vector<std::string> input_specs;
   std::string output_dir;
@@ -130,8 +170,10 @@ int main(int argc, char** argv) {
   run->add_option("-r,--repeat", repeat, "time this many runs after warm-up and print the median")->check(CLI::NonNegativeNumber);
   run->add_option("--warmup", warmup, "untimed runs before timing (default 3)")->check(CLI::NonNegativeNumber);
   run->add_option("--print-limit", print_limit, "print at most this many values per output (default 64)");
+  add_compile_flags(run, flags);
 
   auto* ops = app.add_subcommand("ops", "list the operators this build knows, with inputs and attributes");
+  auto* passes = app.add_subcommand("passes", "list the optimization passes in pipeline order");
 
   try {
     app.parse(argc, argv);
@@ -144,9 +186,10 @@ int main(int argc, char** argv) {
       omp_set_num_threads(threads);
       tbb_threads = std::make_unique<tbb::global_control>(tbb::global_control::max_allowed_parallelism, threads);
     }
-    if (*check) return cmd_check(model_path, locations);
-    if (*run) return cmd_run(model_path, input_specs, output_dir, repeat, warmup, print_limit);
+    if (*check) return cmd_check(model_path, locations, flags);
+    if (*run) return cmd_run(model_path, input_specs, output_dir, repeat, warmup, print_limit, flags);
     if (*ops) return cmd_ops();
+    if (*passes) return cmd_passes();
   } catch (const kiln::Error& e) {
     std::fprintf(stderr, "%s\n", e.what());
     return 1;

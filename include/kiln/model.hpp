@@ -27,14 +27,21 @@ struct IoInfo {
 
 /// Options for loading a model.
 struct LoadOptions {
-  /// Optimization level: 0 runs the graph as written; higher levels apply Kiln's passes.
+  /// Optimization level: 0 runs the graph as written; 1 removes dead code; 2 (default) also fuses
+  /// (see `kilnc passes`).
   int opt_level = 2;
+  /// Names of passes not to run.
+  std::vector<std::string> disabled_passes;
 };
 
 /// A loaded, verified model: the graph with its weights (memory-mapped from the weights file, which stays
 /// mapped while any Model or Session copy refers to it). Cheap to copy: copies share the same graph.
 class Model {
  public:
+  Model() = default;
+  /// Wraps an already compiled model (used by tools inside Kiln).
+  explicit Model(std::shared_ptr<const detail::ModelImpl> impl) : impl_(std::move(impl)) {}
+
   /// Loads a `.yaml` model file and the weights file it names. Throws kiln::Error with file, line and
   /// column on any problem in either file.
   static Model load(const std::string& path, const LoadOptions& options = {});
@@ -70,6 +77,10 @@ class Session {
 
   /// Number of plans compiled so far (one per distinct input-shape set).
   std::size_t plan_count() const;
+
+  /// Describes the plan for these input shapes (compiling it if needed): one line per kernel with the
+  /// implementation oneDNN or Kiln chose, then activation arena bytes and weight bytes.
+  std::string explain(const std::map<std::string, Tensor>& inputs);
 
  private:
   std::unique_ptr<detail::SessionImpl> impl_;
