@@ -126,7 +126,13 @@ void DnnlKernel::execute(dnnl::stream& stream, const KernelArgs& args) {
       }
       b.mem.set_data_handle(base + b.offset);
     }
-    step.prim.execute(stream, step.args);
+    if (step.c_args.size() != step.args.size()) {
+      step.c_args.clear();
+      for (const auto& [arg, mem] : step.args) step.c_args.push_back(dnnl_exec_arg_t{arg, mem.get()});
+    }
+    dnnl_status_t status = dnnl_primitive_execute(step.prim.get(), stream.get(), static_cast<int>(step.c_args.size()),
+                                                  step.c_args.data());
+    if (status != dnnl_success) throw dnnl::error(status, ("could not execute " + step.impl).c_str());
   }
 }
 

@@ -73,6 +73,9 @@ class DnnlKernel : public Kernel {
     std::unordered_map<int, dnnl::memory> args;
     std::vector<Binding> bindings;
     std::string impl;
+    // `args` as the C API takes them, built on first execution: executing through the C++ wrapper
+    // would build this array (a heap allocation) on every call.
+    std::vector<dnnl_exec_arg_t> c_args;
   };
   void bind(int step, int arg, const dnnl::memory::desc& md, Source source, int index, std::size_t offset);
 

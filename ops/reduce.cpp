@@ -3,6 +3,8 @@
 
 #include <set>
 
+#include <tbb/parallel_for.h>
+
 #include "ops/common.hpp"
 
 namespace kiln {
@@ -30,14 +32,71 @@ std::vector<TensorType> infer(const ShapeCtx& ctx) {
   return {TensorType{DType::f32, out}};
 }
 
+// Reduction over one contiguous run of axes, viewed as [outer, reduced, inner]: oneDNN 2.6 takes its
+// reference implementation for such shapes (e.g. the mean over the sequence of [batch, seq, dim]), so
+// Kiln sums rows with a vectorized loop instead.
+class ContiguousReduceKernel : public Kernel {
+ public:
+  ContiguousReduceKernel(std::int64_t outer, std::int64_t reduced, std::int64_t inner, bool mean)
+      : outer_(outer), reduced_(reduced), inner_(inner), scale_(mean && reduced ? 1.0f / static_cast<float>(reduced) : 1.0f) {}
+
+  void execute(dnnl::stream&, const KernelArgs& args) override {
+    const auto* x = static_cast<const float*>(args.in[0]);
+    auto* y = static_cast<float*>(args.out[0]);
+    const std::int64_t inner = inner_, reduced = reduced_;
+    auto body = [&](std::int64_t o) {
+      float* dst = y + o * inner;
+      const float* src = x + o * reduced * inner;
+      for (std::int64_t j = 0; j < inner; ++j) dst[j] = 0.f;
+      for (std::int64_t r = 0; r < reduced; ++r) {
+        const float* row = src + r * inner;
+#pragma omp simd
+        for (std::int64_t j = 0; j < inner; ++j) dst[j] += row[j];
+      }
+#pragma omp simd
+      for (std::int64_t j = 0; j < inner; ++j) dst[j] *= scale_;
+    };
+    if (outer_ * reduced_ * inner_ < 65536) {
+      for (std::int64_t o = 0; o < outer_; ++o) body(o);
+    } else {
+      tbb::parallel_for(std::int64_t{0}, outer_, body);
+    }
+  }
+  std::string impl() const override { return "kiln:reduce_rows"; }
+
+ private:
+  std::int64_t outer_, reduced_, inner_;
+  float scale_;
+};
+
 std::unique_ptr<Kernel> make(const KernelCtx& ctx) {
   auto src_dims = dims_of(ctx.in[0].shape);
+  {
+    std::set<std::int64_t> axes;
+    for (auto a : ctx.node.attr_ints("axes")) axes.insert(a < 0 ? a + static_cast<std::int64_t>(src_dims.size()) : a);
+    bool contiguous = *axes.rbegin() - *axes.begin() + 1 == static_cast<std::int64_t>(axes.size());
+    if (contiguous && *axes.rbegin() + 1 < static_cast<std::int64_t>(src_dims.size())) {
+      std::int64_t outer = 1, reduced = 1, inner = 1;
+      for (std::int64_t i = 0; i < static_cast<std::int64_t>(src_dims.size()); ++i)
+        (i < *axes.begin() ? outer : i <= *axes.rbegin() ? reduced : inner) *= src_dims[i];
+      return std::make_unique<ContiguousReduceKernel>(outer, reduced, inner, ctx.node.op == "reduce_mean");
+    }
+  }
   auto dst_dims = src_dims;
   for (auto a : ctx.node.attr_ints("axes")) dst_dims[a < 0 ? a + src_dims.size() : a] = 1;
   auto src = plain_md(src_dims), dst = plain_md(dst_dims);
+  auto kernel = std::make_unique<DnnlKernel>(ctx.engine);
+  if (dst_dims == src_dims) {
+    // Every reduced axis has size 1 (e.g. seq = 1 at run time): the result is a copy, and oneDNN
+    // rejects a reduction descriptor that reduces nothing.
+    dnnl::reorder::primitive_desc pd(ctx.engine, src, ctx.engine, dst, user_scratchpad_attr());
+    int s = kernel->add(pd);
+    kernel->input(s, DNNL_ARG_FROM, src, 0);
+    kernel->output(s, DNNL_ARG_TO, dst, 0);
+    return kernel;
+  }
   auto alg = ctx.node.op == "reduce_mean" ? dnnl::algorithm::reduction_mean : dnnl::algorithm::reduction_sum;
   dnnl::reduction::primitive_desc pd(dnnl::reduction::desc(alg, src, dst, 0.f, 0.f), user_scratchpad_attr(), ctx.engine);
-  auto kernel = std::make_unique<DnnlKernel>(ctx.engine);
   int s = kernel->add(pd);
   kernel->input(s, DNNL_ARG_SRC, src, 0);
   kernel->output(s, DNNL_ARG_DST, dst, 0);

@@ -5,6 +5,15 @@
 
 namespace kiln {
 
+namespace {
+bool same_dims(const std::vector<std::int64_t>& dims, const Shape& shape) {
+  if (dims.size() != shape.size()) return false;
+  for (std::size_t i = 0; i < dims.size(); ++i)
+    if (!shape[i].is(dims[i])) return false;
+  return true;
+}
+}  // namespace
+
 namespace detail {
 
 const dnnl::engine& cpu_engine() {
@@ -12,55 +21,79 @@ const dnnl::engine& cpu_engine() {
   return engine;
 }
 
-std::vector<const Tensor*> SessionImpl::bind(const std::map<std::string, Tensor>& inputs) const {
+void SessionImpl::bind(const std::map<std::string, Tensor>& inputs) {
   const Graph& g = *model->graph;
-  std::vector<const Tensor*> out;
-  std::map<std::string, std::pair<std::int64_t, std::string>> symbols;  // symbol -> (value, where bound)
-  for (const auto& [name, t] : inputs) {
-    bool known = false;
-    for (const Value* in : g.inputs) known = known || in->name == name;
-    if (!known) {
-      std::string names;
-      for (const Value* in : g.inputs) names += (names.empty() ? "" : ", ") + in->name;
-      fail("model '" + g.name + "' has no input '" + name + "' (its inputs: " + names + ")");
+  auto input_names = [&] {
+    std::string names;
+    for (const Value* in : g.inputs) names += (names.empty() ? "" : ", ") + in->name;
+    return names;
+  };
+  if (inputs.size() > g.inputs.size()) {
+    for (const auto& [name, t] : inputs) {
+      bool known = false;
+      for (const Value* in : g.inputs) known = known || in->name == name;
+      if (!known) fail("model '" + g.name + "' has no input '" + name + "' (its inputs: " + input_names() + ")");
     }
   }
+  bound.clear();
+  symbols.clear();
   for (const Value* in : g.inputs) {
     auto it = inputs.find(in->name);
-    if (it == inputs.end()) fail("missing input '" + in->name + "' (" + in->type.str() + ")");
+    if (it == inputs.end()) {
+      for (const auto& [name, t] : inputs) {
+        bool known = false;
+        for (const Value* v : g.inputs) known = known || v->name == name;
+        if (!known) fail("model '" + g.name + "' has no input '" + name + "' (its inputs: " + input_names() + ")");
+      }
+      fail("missing input '" + in->name + "' (" + in->type.str() + ")");
+    }
     const Tensor& t = it->second;
-    const std::string got = std::string(dtype_name(t.dtype())) + shape_to_string(t.shape());
+    auto got = [&] { return std::string(dtype_name(t.dtype())) + shape_to_string(t.shape()); };
     if (t.dtype() != in->type.dtype || t.shape().size() != in->type.shape.size())
-      fail("input '" + in->name + "': expected " + in->type.str() + ", got " + got);
+      fail("input '" + in->name + "': expected " + in->type.str() + ", got " + got());
     for (std::size_t d = 0; d < t.shape().size(); ++d) {
       const Dim& want = in->type.shape[d];
       std::int64_t have = t.shape()[d];
       if (want.concrete()) {
         if (want.value != have)
-          fail("input '" + in->name + "': expected " + in->type.str() + ", got " + got + " (dim " + std::to_string(d) + ")");
+          fail("input '" + in->name + "': expected " + in->type.str() + ", got " + got() + " (dim " + std::to_string(d) + ")");
         continue;
       }
       if (have == 0) fail("input '" + in->name + "': dim " + std::to_string(d) + " ('" + want.sym + "') is 0");
-      auto [pos, fresh] = symbols.emplace(want.sym, std::make_pair(have, in->name));
-      if (!fresh && pos->second.first != have)
+      auto seen = std::find_if(symbols.begin(), symbols.end(), [&](const auto& s) { return *s.first == want.sym; });
+      if (seen == symbols.end()) {
+        symbols.emplace_back(&want.sym, have);
+      } else if (seen->second != have) {
+        std::string where;
+        for (const Tensor* b : bound)
+          for (const Value* v : g.inputs)
+            if (&inputs.at(v->name) == b)
+              for (std::size_t k = 0; k < v->type.shape.size(); ++k)
+                if (where.empty() && v->type.shape[k].sym == want.sym) where = v->name;
+        if (where.empty()) where = in->name;
         fail("input '" + in->name + "': dim '" + want.sym + "' is " + std::to_string(have) + " here but " +
-             std::to_string(pos->second.first) + " in input '" + pos->second.second + "'");
+             std::to_string(seen->second) + (where == in->name ? " in an earlier dim" : " in input '" + where + "'"));
+      }
     }
     if (!t.data() && t.numel() > 0) fail("input '" + in->name + "' has no data");
-    out.push_back(&t);
+    bound.push_back(&t);
   }
-  return out;
 }
 
-Plan& SessionImpl::plan_for(const std::vector<const Tensor*>& inputs) {
-  std::vector<std::vector<std::int64_t>> dims;
-  for (const Tensor* t : inputs) dims.push_back(t->shape());
+Plan& SessionImpl::plan_for_bound() {
+  auto same = [&](const Entry& e) {
+    for (std::size_t i = 0; i < bound.size(); ++i)
+      if (e.dims[i] != bound[i]->shape()) return false;
+    return true;
+  };
   for (auto it = plans.begin(); it != plans.end(); ++it) {
-    if (it->dims == dims) {
-      plans.splice(plans.begin(), plans, it);
+    if (same(*it)) {
+      if (it != plans.begin()) plans.splice(plans.begin(), plans, it);
       return *plans.front().plan;
     }
   }
+  std::vector<std::vector<std::int64_t>> dims;
+  for (const Tensor* t : bound) dims.push_back(t->shape());
   auto plan = std::make_unique<Plan>(*model->graph, dims, cpu_engine());
   ++compiled;
   plans.push_front(Entry{dims, std::move(plan)});
@@ -117,29 +150,50 @@ Session::~Session() = default;
 Session::Session(Session&&) noexcept = default;
 Session& Session::operator=(Session&&) noexcept = default;
 
-void Session::prepare(const std::map<std::string, Tensor>& inputs) { impl_->plan_for(impl_->bind(inputs)); }
+void Session::prepare(const std::map<std::string, Tensor>& inputs) {
+  impl_->bind(inputs);
+  impl_->plan_for_bound();
+}
 
 std::map<std::string, Tensor> Session::run(const std::map<std::string, Tensor>& inputs) {
-  auto bound = impl_->bind(inputs);
-  Plan& plan = impl_->plan_for(bound);
+  impl_->bind(inputs);
+  Plan& plan = impl_->plan_for_bound();
   const Graph& g = *impl_->model->graph;
   std::map<std::string, Tensor> result;
-  std::vector<const void*> in_ptrs;
-  for (const Tensor* t : bound) in_ptrs.push_back(t->data());
-  std::vector<void*> out_ptrs;
   for (std::size_t j = 0; j < g.outputs.size(); ++j) {
     const TensorType& t = plan.output_type(j);
-    auto [it, fresh] = result.emplace(g.outputs[j]->name, Tensor::empty(t.dtype, dims_of(t.shape)));
-    out_ptrs.push_back(it->second.data());
+    result.emplace(g.outputs[j]->name, Tensor::empty(t.dtype, dims_of(t.shape)));
   }
-  plan.run(impl_->stream, in_ptrs.data(), out_ptrs.data());
+  run(inputs, result);
   return result;
+}
+
+void Session::run(const std::map<std::string, Tensor>& inputs, std::map<std::string, Tensor>& outputs) {
+  impl_->bind(inputs);
+  Plan& plan = impl_->plan_for_bound();
+  const Graph& g = *impl_->model->graph;
+  impl_->in_ptrs.clear();
+  for (const Tensor* t : impl_->bound) impl_->in_ptrs.push_back(t->data());
+  impl_->out_ptrs.clear();
+  for (std::size_t j = 0; j < g.outputs.size(); ++j) {
+    const std::string& name = g.outputs[j]->name;
+    auto it = outputs.find(name);
+    const TensorType& want = plan.output_type(j);
+    if (it == outputs.end()) fail("output tensor '" + name + "' (" + want.str() + ") was not provided");
+    const Tensor& t = it->second;
+    if (t.dtype() != want.dtype || !same_dims(t.shape(), want.shape))
+      fail("output '" + name + "': expected " + want.str() + ", got " + std::string(dtype_name(t.dtype())) +
+           shape_to_string(t.shape()));
+    impl_->out_ptrs.push_back(t.data());
+  }
+  plan.run(impl_->stream, impl_->in_ptrs.data(), impl_->out_ptrs.data());
 }
 
 std::size_t Session::plan_count() const { return impl_->compiled; }
 
 std::string Session::explain(const std::map<std::string, Tensor>& inputs) {
-  return impl_->plan_for(impl_->bind(inputs)).describe();
+  impl_->bind(inputs);
+  return impl_->plan_for_bound().describe();
 }
 
 }  // namespace kiln

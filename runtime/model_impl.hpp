@@ -37,10 +37,17 @@ struct SessionImpl {
   std::list<Entry> plans;  // most recently used first
   std::size_t compiled = 0;
 
+  // Reused between runs so that a warm run allocates nothing.
+  std::vector<const Tensor*> bound;
+  std::vector<std::pair<const std::string*, std::int64_t>> symbols;
+  std::vector<const void*> in_ptrs;
+  std::vector<void*> out_ptrs;
+
   /// Checks inputs against the model's declared inputs (names, dtypes, ranks, dims, symbol bindings) and
-  /// returns them in graph-input order.
-  std::vector<const Tensor*> bind(const std::map<std::string, Tensor>& inputs) const;
-  Plan& plan_for(const std::vector<const Tensor*>& inputs);
+  /// fills `bound` in graph-input order. Allocates nothing unless it fails.
+  void bind(const std::map<std::string, Tensor>& inputs);
+  /// The plan for the shapes in `bound`, compiled on first use.
+  Plan& plan_for_bound();
 };
 
 }  // namespace kiln::detail

@@ -60,7 +60,7 @@ class Model {
 
 /// Runs a model. A session compiles one execution plan per distinct set of input shapes (primitives,
 /// buffers) on first use and reuses it afterwards; after that warm-up, `run` allocates only the output
-/// tensors it returns (or nothing, with `run_into`).
+/// tensors it returns (or nothing, with the overload that takes output tensors).
 /// Not yet safe to call from several threads at once: use one Session per thread.
 class Session {
  public:
@@ -71,6 +71,11 @@ class Session {
 
   /// Runs the model on named inputs; returns every declared output by name (owned tensors).
   std::map<std::string, Tensor> run(const std::map<std::string, Tensor>& inputs);
+
+  /// Runs the model writing into caller-provided output tensors (every declared output, by name, with
+  /// the exact dtype and shape; a `Tensor::view` over the caller's memory works). Once the plan for
+  /// these shapes exists, this call performs no heap allocation in Kiln's code.
+  void run(const std::map<std::string, Tensor>& inputs, std::map<std::string, Tensor>& outputs);
 
   /// Compiles (or finds) the plan for these input shapes without running it.
   void prepare(const std::map<std::string, Tensor>& inputs);
