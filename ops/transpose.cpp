@@ -37,8 +37,17 @@ std::unique_ptr<Kernel> make(const KernelCtx& ctx) {
   const auto& perm = ctx.node.attr_ints("perm");
   std::vector<std::int64_t> strides;
   for (auto p : perm) strides.push_back(in_strides[p < 0 ? p + in.size() : p]);
-  auto src = strided_md(out, strides, ctx.in[0].dtype);
-  auto dst = plain_md(out, ctx.in[0].dtype);
+  DType dtype = ctx.in[0].dtype;
+  if (dtype_size(dtype) == 8) {
+    // oneDNN has no 8-byte types (i64 ids, f64): move each element as two s32 halves, an extra
+    // innermost dim of 2.
+    for (auto& st : strides) st *= 2;
+    out.push_back(2);
+    strides.push_back(1);
+    dtype = DType::i32;
+  }
+  auto src = strided_md(out, strides, dtype);
+  auto dst = plain_md(out, dtype);
   dnnl::reorder::primitive_desc pd(ctx.engine, src, ctx.engine, dst, user_scratchpad_attr());
   auto kernel = std::make_unique<DnnlKernel>(ctx.engine);
   int s = kernel->add(pd);

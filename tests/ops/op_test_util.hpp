@@ -68,8 +68,9 @@ std::vector<Tensor> run_graph(const Graph& graph, const std::vector<Tensor>& inp
 
 /// Max |a - b| (shapes must match; NaN counts as infinite).
 double max_abs_error(const Tensor& got, const Tensor& want);
-/// Max |got - want| / (|want| + atol): a relative error that stays finite where want is ~0.
-double max_rel_error(const Tensor& got, const Tensor& want, double atol);
+/// Max over elements of |got - want| / (atol + rtol * |want|): numpy.allclose(got, want, rtol, atol)
+/// holds exactly when this is <= 1.
+double allclose_ratio(const Tensor& got, const Tensor& want, double rtol, double atol);
 /// Whether two tensors hold identical bytes (and equal shape and dtype).
 bool same_bytes(const Tensor& a, const Tensor& b);
 /// "[3,1,5]" for messages.
