@@ -1,6 +1,11 @@
-// relu, gelu, tanh, sigmoid: elementwise activations, one oneDNN eltwise primitive each.
+// relu, gelu, tanh, sigmoid, exp, sqrt, erf, pow: elementwise functions, one oneDNN eltwise primitive
+// each (erf, which oneDNN lacks, is a TBB loop).
 //   %h1 = relu(%h) : (f32[batch,seq,256]) -> f32[batch,seq,256]
 //   %g = gelu(%h) {approximate="tanh"} : ...   (PyTorch's approximate="none" | "tanh")
+
+#include <cmath>
+
+#include <tbb/parallel_for.h>
 
 #include "ops/common.hpp"
 
@@ -16,18 +21,44 @@ std::vector<TensorType> infer(const ShapeCtx& ctx) {
   return {ctx.in(0)};
 }
 
-dnnl::algorithm algorithm_for(const Node& node) {
-  if (node.op == "relu") return dnnl::algorithm::eltwise_relu;
-  if (node.op == "tanh") return dnnl::algorithm::eltwise_tanh;
-  if (node.op == "sigmoid") return dnnl::algorithm::eltwise_logistic;
-  return node.attr_string("approximate") == "tanh" ? dnnl::algorithm::eltwise_gelu_tanh
-                                                    : dnnl::algorithm::eltwise_gelu_erf;
+// oneDNN eltwise algorithm and its alpha, beta for this node.
+struct Eltwise {
+  dnnl::algorithm alg;
+  float alpha = 0.f, beta = 0.f;
+};
+
+Eltwise algorithm_for(const Node& node) {
+  if (node.op == "relu") return {dnnl::algorithm::eltwise_relu};
+  if (node.op == "tanh") return {dnnl::algorithm::eltwise_tanh};
+  if (node.op == "sigmoid") return {dnnl::algorithm::eltwise_logistic};
+  if (node.op == "exp") return {dnnl::algorithm::eltwise_exp};
+  if (node.op == "sqrt") return {dnnl::algorithm::eltwise_sqrt};
+  if (node.op == "pow") return {dnnl::algorithm::eltwise_pow, 1.f, static_cast<float>(node.attr_float("exponent"))};
+  return {node.attr_string("approximate") == "tanh" ? dnnl::algorithm::eltwise_gelu_tanh : dnnl::algorithm::eltwise_gelu_erf};
 }
 
+class ErfKernel : public Kernel {
+ public:
+  explicit ErfKernel(std::int64_t n) : n_(n) {}
+  void execute(dnnl::stream&, const KernelArgs& args) override {
+    const auto* x = static_cast<const float*>(args.in[0]);
+    auto* y = static_cast<float*>(args.out[0]);
+    tbb::parallel_for(tbb::blocked_range<std::int64_t>(0, n_, 4096), [&](const tbb::blocked_range<std::int64_t>& r) {
+      for (std::int64_t i = r.begin(); i < r.end(); ++i) y[i] = std::erf(x[i]);
+    });
+  }
+  std::string impl() const override { return "kiln:erf"; }
+
+ private:
+  std::int64_t n_;
+};
+
 std::unique_ptr<Kernel> make(const KernelCtx& ctx) {
+  if (ctx.node.op == "erf") return std::make_unique<ErfKernel>(numel_of(ctx.in[0].shape));
   auto md = plain_md({numel_of(ctx.in[0].shape)});
+  Eltwise e = algorithm_for(ctx.node);
   dnnl::eltwise_forward::primitive_desc pd(
-      dnnl::eltwise_forward::desc(dnnl::prop_kind::forward_inference, algorithm_for(ctx.node), md, 0.f, 0.f),
+      dnnl::eltwise_forward::desc(dnnl::prop_kind::forward_inference, e.alg, md, e.alpha, e.beta),
       user_scratchpad_attr(), ctx.engine);
   auto kernel = std::make_unique<DnnlKernel>(ctx.engine);
   int s = kernel->add(pd);
@@ -52,6 +83,23 @@ const OpSchema& op_tanh() {
 }
 const OpSchema& op_sigmoid() {
   static const OpSchema s = unary_schema("sigmoid", "1 / (1 + exp(-x))");
+  return s;
+}
+const OpSchema& op_exp() {
+  static const OpSchema s = unary_schema("exp", "e^x");
+  return s;
+}
+const OpSchema& op_sqrt() {
+  static const OpSchema s = unary_schema("sqrt", "√x");
+  return s;
+}
+const OpSchema& op_erf() {
+  static const OpSchema s = unary_schema("erf", "the error function");
+  return s;
+}
+const OpSchema& op_pow() {
+  static const OpSchema s = unary_schema("pow", "x^exponent (torch.pow with a scalar exponent)",
+                                         {AttrSpec{"exponent", AttrType::Float, std::nullopt, "the exponent"}});
   return s;
 }
 const OpSchema& op_gelu() {

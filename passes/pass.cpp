@@ -26,6 +26,9 @@ struct Entry {
 };
 const std::vector<Entry>& pipeline() {
   static const std::vector<Entry> entries = {
+      {1, make_remove_noops_pass},
+      {1, make_constant_fold_pass},
+      {1, make_cse_pass},
       {2, make_fuse_linear_activation_pass},
       {2, make_fuse_linear_residual_pass},
       {2, make_fuse_add_layer_norm_pass},

@@ -48,6 +48,9 @@ class Pass {
 
 // The passes (one file each in passes/).
 std::unique_ptr<Pass> make_dead_code_pass();
+std::unique_ptr<Pass> make_constant_fold_pass();
+std::unique_ptr<Pass> make_cse_pass();
+std::unique_ptr<Pass> make_remove_noops_pass();
 std::unique_ptr<Pass> make_fuse_linear_activation_pass();
 std::unique_ptr<Pass> make_fuse_linear_residual_pass();
 std::unique_ptr<Pass> make_fuse_add_layer_norm_pass();
@@ -66,7 +69,8 @@ struct PipelineOptions {
 
 /// Every pass at every level, in pipeline order (for --help and validation).
 std::vector<std::unique_ptr<Pass>> all_passes();
-/// The passes for a level, in order: -O0 none; -O1 cleanup (dead-code); -O2 cleanup + fusions.
+/// The passes for a level, in order: -O0 none; -O1 cleanup (no-ops, constants, cse, dead code);
+/// -O2 cleanup + fusions.
 std::vector<std::unique_ptr<Pass>> make_pipeline(const PipelineOptions& options);
 /// Runs the pipeline; re-infers shapes after each pass that changed the graph (and verifies, when
 /// verify_each). Throws kiln::Error naming unknown pass names in options.
