@@ -1,6 +1,8 @@
 #pragma once
 // Small predicates shared by the pattern passes.
 
+#include <cmath>
+#include <cstring>
 #include <string>
 
 #include "graph/graph.hpp"
@@ -17,6 +19,28 @@ inline std::string why_not_single_use(const Graph& g, const Value* v) {
   if (g.is_output(v)) return "its output '" + v->name + "' is a graph output";
   if (v->users.size() != 1) return "its output '" + v->name + "' has " + std::to_string(v->users.size()) + " uses";
   return {};
+}
+
+/// Whether `v` is a one-element f32 constant; its value goes to `out`.
+inline bool scalar_constant(const Value* v, float* out) {
+  if (!v || !v->is_constant() || v->type.dtype != DType::f32 || !is_concrete(v->type.shape) || numel_of(v->type.shape) != 1)
+    return false;
+  std::memcpy(out, v->constant.data, sizeof(float));
+  return true;
+}
+
+/// Whether `v` is a one-element f32 constant equal to `want` (relative tolerance 1e-6).
+inline bool is_scalar(const Value* v, double want) {
+  float c = 0;
+  return scalar_constant(v, &c) && std::fabs(c - want) <= 1e-6 * std::max(1.0, std::fabs(want));
+}
+
+/// For a binary node with one scalar operand equal to `want`, the other operand; else null.
+/// `commutes`: the scalar may be on either side (mul, add), else only on the right (div, sub).
+inline Value* other_than_scalar(const Node* n, double want, bool commutes) {
+  if (is_scalar(n->inputs[1], want)) return n->inputs[0];
+  if (commutes && is_scalar(n->inputs[0], want)) return n->inputs[1];
+  return nullptr;
 }
 
 /// Input i of `node`, or null when absent.

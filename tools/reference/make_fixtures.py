@@ -22,6 +22,10 @@ It (re)writes, deterministically (fixed torch and numpy seeds, one CPU thread):
       tokens.npy                          int64 [1, 32]
       expected_probs.npy                  float32 [1, 4]
 
+  tests/fixtures/decomposed_d64/        attention, LayerNorm and GELU written out op by op, for
+                                        the fusion passes (see tools/reference/decomposed.py);
+                                        --decomposed-only regenerates just this one
+
 Self-checks (the script fails if any does not hold):
   * every safetensors file read back with the hand-written reader is bit-identical
     to the state_dict, and the state_dict has exactly the key set the YAML refers to;
@@ -40,6 +44,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import classifier  # noqa: E402
+import decomposed  # noqa: E402
 import safetensors_io  # noqa: E402
 
 REPO_ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
@@ -209,6 +214,8 @@ def main(argv=None):
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--root", default=REPO_ROOT,
                         help="repository root to write into (default: %(default)s)")
+    parser.add_argument("--decomposed-only", action="store_true",
+                        help="only (re)write tests/fixtures/decomposed_d64 (tools/reference/decomposed.py)")
     args = parser.parse_args(argv)
 
     torch.set_num_threads(1)  # keep float summation order stable across machines
@@ -218,10 +225,13 @@ def main(argv=None):
 
     print("PyTorch %s, numpy %s; self-check vs float64 numpy reference:"
           % (torch.__version__, np.__version__))
-    for cfg in FIXTURE_CONFIGS:
-        make_fixture(w, cfg, worst)
-    make_example(w, EXAMPLE_CONFIG, worst)
-    w.text(os.path.join("tests", "fixtures", "README.md"), FIXTURES_README)
+    if not args.decomposed_only:
+        for cfg in FIXTURE_CONFIGS:
+            make_fixture(w, cfg, worst)
+        make_example(w, EXAMPLE_CONFIG, worst)
+    decomposed.make_fixture(w, worst)
+    if not args.decomposed_only:
+        w.text(os.path.join("tests", "fixtures", "README.md"), FIXTURES_README)
 
     print()
     print("safetensors round trip: bit-identical for all weight files")
