@@ -236,7 +236,7 @@ std::string Graph::print(bool with_locations) const {
   for (std::size_t i = 0; i < outputs.size(); ++i) os << (i ? ", " : "") << "%" << outputs[i]->name;
   os << ") {\n";
   for (const auto& v : values_)
-    if (v->is_constant() && !v->users.empty()) os << "  %" << v->name << " = const : " << v->type.str() << "\n";
+    if (v->is_constant() && (!v->users.empty() || is_output(v.get()))) os << "  %" << v->name << " = const : " << v->type.str() << "\n";
   for (const auto& n : nodes_) {
     os << "  ";
     for (std::size_t i = 0; i < n->outputs.size(); ++i) os << (i ? ", " : "") << "%" << n->outputs[i]->name;

@@ -31,10 +31,27 @@ class RemoveNoops : public Pass {
       // reshape(reshape(x)) -> reshape(x): the outer one alone says where the elements go.
       if (n->op == "reshape") {
         if (Node* inner = producer_of(in, "reshape")) {
-          g.set_input(n, 0, inner->inputs[0]);
-          ctx.fired(*n, "reads through " + inner->label());
-          changed = true;
-          in = n->inputs[0];
+          // A 0 in the outer shape copies a dim of the inner reshape's output; reading from the inner
+          // input instead, it must copy the same dim, or become that dim's concrete size.
+          std::vector<std::int64_t> shape = n->attr_ints("shape");
+          const Shape& mid = in->type.shape;
+          const Shape& src = inner->inputs[0]->type.shape;
+          bool ok = true;
+          for (std::size_t i = 0; i < shape.size() && ok; ++i) {
+            if (shape[i] != 0) continue;
+            if (i < src.size() && src[i] == mid[i]) continue;
+            if (mid[i].concrete()) shape[i] = mid[i].value;
+            else ok = false;
+          }
+          if (ok) {
+            g.set_input(n, 0, inner->inputs[0]);
+            n->attrs["shape"] = shape;
+            ctx.fired(*n, "reads through " + inner->label());
+            changed = true;
+            in = n->inputs[0];
+          } else {
+            ctx.declined(*n, "its shape copies a symbolic dim of " + inner->label() + " that its input does not have there");
+          }
         }
       }
       bool noop = n->op == "dropout" || (n->op == "reshape" && in->type.shape == out->type.shape) ||
