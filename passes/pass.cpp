@@ -29,6 +29,7 @@ const std::vector<Entry>& pipeline() {
       {1, make_remove_noops_pass},
       {1, make_constant_fold_pass},
       {1, make_cse_pass},
+      {2, make_prepack_matmul_weights_pass},
       {2, make_fuse_layer_norm_pass},
       {2, make_fuse_gelu_pass},
       {2, make_fuse_attention_pass},

@@ -51,6 +51,7 @@ std::unique_ptr<Pass> make_dead_code_pass();
 std::unique_ptr<Pass> make_constant_fold_pass();
 std::unique_ptr<Pass> make_cse_pass();
 std::unique_ptr<Pass> make_remove_noops_pass();
+std::unique_ptr<Pass> make_prepack_matmul_weights_pass();
 std::unique_ptr<Pass> make_fuse_layer_norm_pass();
 std::unique_ptr<Pass> make_fuse_gelu_pass();
 std::unique_ptr<Pass> make_fuse_attention_pass();

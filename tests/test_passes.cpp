@@ -1212,3 +1212,54 @@ TEST_CASE("passes: --print-after writes the IR after a named pass, or after ever
     CHECK(os.str().empty());
   }
 }
+
+// ================================================================================================
+// prepack-matmul-weights
+// ================================================================================================
+
+namespace {
+
+const std::string kPrepack = R"(kiln: 1
+name: prepack
+weights: weights.safetensors
+inputs:
+  x: {dtype: f32, shape: [batch, 256]}
+  z: {dtype: f32, shape: [batch, 64, 4]}
+outputs: [y, q]
+nodes:
+  - {op: matmul, in: [x, transformer_encoder.layers.0.linear1.weight], out: y}
+  - {op: reshape, in: [y], shape: [0, 4, 16], out: y3}
+  - {op: matmul, in: [z, y3], out: q}
+)";
+
+}  // namespace
+
+TEST_CASE("passes: prepack-matmul-weights stores a constant matmul operand as [N,K] for linear") {
+  auto g = parse(kPrepack);
+  Value* w = g->find_value("transformer_encoder.layers.0.linear1.weight");
+  REQUIRE(w != nullptr);
+  // Copy: once the pass drops the original weight, nothing keeps the weights file mapped.
+  std::vector<float> before(f32_data(w), f32_data(w) + 256 * 64);
+  PassResult r = run_pass(*g, make_prepack_matmul_weights_pass);
+  CHECK(r.changed);
+  CHECK(g->print() ==
+        "graph prepack(%x: f32[batch,256], %z: f32[batch,64,4]) -> (%y, %q) {\n"
+        "  %transformer_encoder.layers.0.linear1.weight.packed = const : f32[64,256]\n"
+        "  %y = linear(%x, %transformer_encoder.layers.0.linear1.weight.packed) {activation=\"none\"} : (f32[batch,256], "
+        "f32[64,256]) -> f32[batch,64]\n"
+        "  %y3 = reshape(%y) {shape=[0,4,16]} : (f32[batch,64]) -> f32[batch,4,16]\n"
+        "  %q = matmul(%z, %y3) : (f32[batch,64,4], f32[batch,4,16]) -> f32[batch,64,16]\n"
+        "  return %y, %q\n"
+        "}\n");
+  REQUIRE(r.remarks.size() == 1);  // the matmul of two activations is not a candidate: no remark
+  check_remark(r.remarks[0], "prepack-matmul-weights", true, "matmul 'y'", "stored transposed [64,256]",
+               line_of(kPrepack, "out: y}"));
+  // The packed constant is the transpose: packed[j][i] == w[i][j] for w [256,64].
+  const float* packed = f32_data(g->find_value("transformer_encoder.layers.0.linear1.weight.packed"));
+  for (int i = 0; i < 256; i += 37)
+    for (int j = 0; j < 64; j += 7) CHECK(packed[j * 256 + i] == before[i * 64 + j]);
+}
+
+TEST_CASE("passes: prepack-matmul-weights gives the same results") {
+  check_same_results(kPrepack, make_prepack_matmul_weights_pass, 11);
+}
