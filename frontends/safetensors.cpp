@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <tuple>
 
 #include <yaml-cpp/yaml.h>
 
@@ -78,9 +79,10 @@ std::shared_ptr<WeightsFile> WeightsFile::from_memory(const std::string& name, c
   }
   if (!root.IsMap()) bad(name, "header is not a JSON object");
 
-  std::vector<std::pair<std::uint64_t, std::uint64_t>> ranges;
+  std::vector<std::tuple<std::uint64_t, std::uint64_t, std::string>> ranges;  // begin, end, tensor
   for (const auto& kv : root) {
-    const std::string key = kv.first.as<std::string>();
+    if (!kv.first.IsScalar()) bad(name, "header keys must be tensor names (strings)");
+    const std::string key = kv.first.Scalar();
     if (key == "__metadata__") continue;
     const YAML::Node& t = kv.second;
     auto what = [&](const std::string& msg) { bad(name, "tensor '" + key + "': " + msg); };
@@ -103,7 +105,10 @@ std::shared_ptr<WeightsFile> WeightsFile::from_memory(const std::string& name, c
         v = d.as<std::int64_t>();
       } catch (const YAML::Exception&) {
       }
-      if (v < 0) what("\"shape\" must hold non-negative integers");
+      if (v < 0)
+        what("\"shape\" must hold non-negative integers, got " +
+             (d.IsScalar() ? d.Scalar() : std::string(d.IsSequence() ? "a list" : "an object")));
+      if (v > 0 && numel > (std::uint64_t{1} << 62) / static_cast<std::uint64_t>(v)) what("\"shape\" is too large");
       w.shape.push_back(v);
       numel *= static_cast<std::uint64_t>(v);
     }
@@ -123,7 +128,7 @@ std::shared_ptr<WeightsFile> WeightsFile::from_memory(const std::string& name, c
     if (end - begin != want)
       what("shape " + shape_to_string(w.shape) + " of " + dtype + " needs " + std::to_string(want) +
            " bytes, data_offsets give " + std::to_string(end - begin));
-    ranges.emplace_back(begin, end);
+    ranges.emplace_back(begin, end, key);
     const unsigned char* p = data + begin;
     if (reinterpret_cast<std::uintptr_t>(p) % dtype_size(w.dtype) != 0) {
       // Misaligned for its type: copy once into an aligned buffer.
@@ -139,7 +144,9 @@ std::shared_ptr<WeightsFile> WeightsFile::from_memory(const std::string& name, c
   }
   std::sort(ranges.begin(), ranges.end());
   for (std::size_t i = 1; i < ranges.size(); ++i)
-    if (ranges[i].first < ranges[i - 1].second) bad(name, "tensors overlap in the data section (corrupt header)");
+    if (std::get<0>(ranges[i]) < std::get<1>(ranges[i - 1]))
+      bad(name, "tensors '" + std::get<2>(ranges[i - 1]) + "' and '" + std::get<2>(ranges[i]) +
+                    "' overlap in the data section (corrupt header)");
   return file;
 }
 

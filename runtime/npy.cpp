@@ -2,6 +2,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -20,6 +21,7 @@ std::string field(const std::string& header, const std::string& key, const std::
   std::size_t colon = header.find(':', k);
   if (colon == std::string::npos) bad(name, "npy header is malformed near '" + key + "'");
   std::size_t start = header.find_first_not_of(' ', colon + 1);
+  if (start == std::string::npos) bad(name, "npy header is malformed near '" + key + "'");
   std::size_t end = start;
   if (header[start] == '(') end = header.find(')', start) + 1;
   else end = header.find_first_of(",}", start);
@@ -58,6 +60,8 @@ Tensor parse_npy(const std::string& bytes, const std::string& name) {
   else if (descr == "'|u1'") dtype = DType::u8;
   else if (descr == "'|b1'") dtype = DType::boolean;
   else bad(name, "unsupported npy dtype " + descr + " (expected <f4, <f8, <i8, <i4, |i1, |u1 or |b1)");
+  if (shape_text.size() < 2 || shape_text.front() != '(' || shape_text.back() != ')')
+    bad(name, "npy header has an invalid shape " + shape_text + " (expected a tuple)");
   std::vector<std::int64_t> shape;
   std::string inner = shape_text.substr(1, shape_text.size() - 2);
   std::stringstream ss(inner);
@@ -74,11 +78,18 @@ Tensor parse_npy(const std::string& bytes, const std::string& name) {
       bad(name, "npy header has an invalid shape " + shape_text);
     }
   }
-  Tensor t = Tensor::empty(dtype, shape);
+  // Check the data size before allocating: a corrupt shape must not trigger a huge allocation.
+  std::uint64_t want = dtype_size(dtype);
+  for (auto d : shape) {
+    if (d > 0 && want > (std::uint64_t{1} << 62) / static_cast<std::uint64_t>(d))
+      bad(name, "npy header has a shape too large to load " + shape_text);
+    want *= static_cast<std::uint64_t>(d);
+  }
   std::size_t data_at = header_at + header_len;
-  if (bytes.size() - data_at != t.bytes())
-    bad(name, "expected " + std::to_string(t.bytes()) + " data bytes for shape " + shape_to_string(shape) + ", found " +
+  if (bytes.size() - data_at != want)
+    bad(name, "expected " + std::to_string(want) + " data bytes for shape " + shape_to_string(shape) + ", found " +
                   std::to_string(bytes.size() - data_at));
+  Tensor t = Tensor::empty(dtype, shape);
   std::memcpy(t.data(), bytes.data() + data_at, t.bytes());
   return t;
 }
@@ -86,6 +97,8 @@ Tensor parse_npy(const std::string& bytes, const std::string& name) {
 Tensor read_npy(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) bad(path, std::string("cannot open: ") + std::strerror(errno));
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) bad(path, "is a folder, not a .npy file");
   std::stringstream ss;
   ss << in.rdbuf();
   return parse_npy(ss.str(), path);

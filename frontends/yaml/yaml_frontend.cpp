@@ -44,6 +44,7 @@ struct Scope {
   std::map<std::string, Value*> values;
   std::map<std::string, std::string> params;
   std::string prefix;  // prepended to the names of values created in this scope
+  std::string called_at;  // location of the block call that made this scope ("" at the top level)
   int depth = 0;
 };
 
@@ -58,7 +59,9 @@ class Parser {
     } catch (const YAML::ParserException& e) {
       fail_at(SourceLoc{file_, e.mark.line + 1, e.mark.column + 1}, "invalid YAML: " + e.msg);
     }
-    if (!root.IsMap()) fail_at(SourceLoc{file_, 1, 1}, "expected a mapping with keys kiln, name, inputs, outputs, nodes");
+    if (!root.IsMap())
+      fail_at(SourceLoc{file_, 1, 1}, std::string("expected a mapping with keys kiln, name, inputs, outputs, nodes, got ") +
+                                          (root.IsSequence() ? "a list" : root.IsScalar() ? "a scalar" : "an empty document"));
     static const std::set<std::string> known = {"kiln", "name", "doc", "weights", "inputs", "outputs", "blocks", "nodes"};
     for (const auto& kv : root) {
       std::string key = scalar(kv.first, "a top-level key");
@@ -150,20 +153,36 @@ class Parser {
     try {
       weights_ = WeightsFile::open(p.string());
     } catch (const Error& e) {
-      error(n, std::string("cannot load weights: ") + e.what());
+      // e.what() is "PATH: error: WHAT"; keep one "error:" in the combined message.
+      std::string what = e.what();
+      std::size_t tag = what.find(": error: ");
+      if (tag != std::string::npos) what.replace(tag, 9, ": ");
+      error(n, "cannot load weights: " + what);
     }
   }
 
   // The constant value for a weight, created once per name.
-  Value* weight_value(const std::string& name) {
+  Value* weight_value(const YAML::Node& where, const std::string& name) {
     auto it = constants_.find(name);
     if (it != constants_.end()) return it->second;
     if (!weights_) return nullptr;
     const WeightTensor* w = weights_->find(name);
     if (!w) return nullptr;
+    claim_name(where, name, "weight '" + name + "'");
     Value* v = graph_->add_constant(name, TensorType{w->dtype, concrete_shape(w->shape)}, w->data);
     constants_.emplace(name, v);
     return v;
+  }
+
+  // Value names are unique across the graph (blocks prefix theirs with "CALL/"); a clash is reported here,
+  // with a location, rather than by Graph::verify without one.
+  void claim_name(const YAML::Node& where, const std::string& name, const std::string& what, const Scope* scope = nullptr) {
+    std::string at = loc(where).str();
+    if (scope && !scope->called_at.empty()) at += " (in the block call at " + scope->called_at + ")";
+    auto [it, fresh] = value_names_.emplace(name, at);
+    if (!fresh)
+      error(where, what + " has the same name as the value defined at " + it->second +
+                       (name.find('/') != std::string::npos ? "; give each call of a block a distinct 'name'" : ""));
   }
 
   std::string weights_name() const { return weights_ ? "'" + weights_->path() + "'" : "the weights file (none is named: add 'weights:')"; }
@@ -199,6 +218,7 @@ class Parser {
         }
       }
       if (scope.values.count(name)) error(kv.first, "input '" + name + "' is declared twice");
+      claim_name(kv.first, name, "input '" + name + "'");
       Value* v = graph_->add_value(name, type);
       graph_->inputs.push_back(v);
       scope.values[name] = v;
@@ -243,8 +263,25 @@ class Parser {
   Value* lookup(const YAML::Node& where, const std::string& name, const Scope& scope) {
     auto it = scope.values.find(name);
     if (it != scope.values.end()) return it->second;
-    if (Value* w = weight_value(name)) return w;
+    if (Value* w = weight_value(where, name)) return w;
+    if (Value* c = literal(name)) return c;
     error(where, "undefined value '" + name + "' (not an input, an earlier output, or a weight in " + weights_name() + ")");
+  }
+
+  // A number in `in` is a scalar f32 constant (rank 0), created once per spelling.
+  Value* literal(const std::string& text) {
+    if (text.empty() || !(std::isdigit(static_cast<unsigned char>(text[0])) || text[0] == '-' || text[0] == '+' || text[0] == '.'))
+      return nullptr;
+    char* end = nullptr;
+    double v = std::strtod(text.c_str(), &end);
+    if (end != text.c_str() + text.size()) return nullptr;
+    std::string name = "const(" + text + ")";
+    auto it = constants_.find(name);
+    if (it != constants_.end()) return it->second;
+    auto data = std::make_shared<float>(static_cast<float>(v));
+    Value* c = graph_->add_constant(name, TensorType{DType::f32, {}}, ConstData{data.get(), sizeof(float), data});
+    constants_.emplace(name, c);
+    return c;
   }
 
   void define(const YAML::Node& where, Scope& scope, const std::string& local, Value* v) {
@@ -294,7 +331,7 @@ class Parser {
         const InputSpec& spec = schema->inputs[i];
         if (spec.weight.empty()) continue;
         std::string wname = prefix + "." + spec.weight;
-        Value* w = weight_value(wname);
+        Value* w = weight_value(n["weights"], wname);
         if (!w && !spec.optional)
           error(n["weights"], label + ": missing weight '" + wname + "' in " + weights_name());
         inputs[i] = w;
@@ -331,6 +368,9 @@ class Parser {
     for (const auto& o : outs) {
       Value* v = graph_->add_value(scope.prefix + o, TensorType{});
       define(n["out"], scope, o, v);
+      claim_name(n["out"], v->name,
+                 "value '" + v->name + "'" + (scope.called_at.empty() ? "" : " (in the block call at " + scope.called_at + ")"),
+                 &scope);
       outputs.push_back(v);
     }
     graph_->add_node(op, scope.prefix + node_name, std::move(inputs), std::move(outputs), std::move(attrs), loc(n));
@@ -340,7 +380,9 @@ class Parser {
     auto mistyped = [&](const std::string& got) {
       error(v, label + ": attribute '" + spec.name + "' expects " + attr_type_name(spec.type) + ", got " + got);
     };
-    auto text = [&](const YAML::Node& s) { return s.IsScalar() ? "'" + s.Scalar() + "'" : std::string(s.IsSequence() ? "a list" : "a mapping"); };
+    auto text = [&](const YAML::Node& s) {
+      return s.IsScalar() ? "'" + s.Scalar() + "'" : std::string(s.IsSequence() ? "a list" : s.IsMap() ? "a mapping" : "null");
+    };
     try {
       switch (spec.type) {
         case AttrType::Int:
@@ -358,13 +400,17 @@ class Parser {
         case AttrType::Ints: {
           if (!v.IsSequence()) mistyped(text(v));
           std::vector<std::int64_t> out;
-          for (const auto& e : v) out.push_back(e.as<std::int64_t>());
+          for (const auto& e : v) {
+            if (!e.IsScalar() || !YAML::convert<std::int64_t>::decode(e, out.emplace_back())) mistyped("a list holding " + text(e));
+          }
           return out;
         }
         case AttrType::Floats: {
           if (!v.IsSequence()) mistyped(text(v));
           std::vector<double> out;
-          for (const auto& e : v) out.push_back(e.as<double>());
+          for (const auto& e : v) {
+            if (!e.IsScalar() || !YAML::convert<double>::decode(e, out.emplace_back())) mistyped("a list holding " + text(e));
+          }
           return out;
         }
       }
@@ -417,6 +463,7 @@ class Parser {
     for (std::int64_t i = 0; i < repeat; ++i) {
       Scope inner;
       inner.depth = scope.depth + 1;
+      inner.called_at = loc(n).str();
       inner.prefix = scope.prefix + call + (repeat > 1 ? "." + std::to_string(i) : std::string()) + "/";
       inner.params = scope.params;  // outer params stay visible
       inner.params["i"] = std::to_string(i);
@@ -437,8 +484,12 @@ class Parser {
     for (std::size_t o = 0; o < outs.size(); ++o) {
       Value* v = current[o];
       // Name the returned value after the call's output, unless it is one of the call's own inputs.
-      if (v->producer && v->name.rfind(scope.prefix + call, 0) == 0) v->name = scope.prefix + outs[o];
       define(n["out"], scope, outs[o], v);
+      if (v->producer && v->name.rfind(scope.prefix + call, 0) == 0) {
+        value_names_.erase(v->name);
+        v->name = scope.prefix + outs[o];
+        claim_name(n["out"], v->name, "value '" + v->name + "'", &scope);
+      }
     }
   }
 
@@ -446,6 +497,7 @@ class Parser {
   std::unique_ptr<Graph> graph_;
   std::shared_ptr<WeightsFile> weights_;
   std::map<std::string, Value*> constants_;
+  std::map<std::string, std::string> value_names_;  // full value name -> where it was defined
   std::map<std::string, BlockDef> blocks_;
 };
 

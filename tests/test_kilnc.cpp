@@ -1,0 +1,194 @@
+// The kilnc command line: help, check and run on the shipped example, and bad invocations (a non-zero
+// exit with the message on stderr). Runs the built binary (KILNC_PATH) through the shell.
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+#include "runtime/npy.hpp"
+#include "test_util.hpp"
+
+using kiln::test::max_abs_diff;
+using kiln::test::source_path;
+
+namespace {
+
+namespace fs = std::filesystem;
+
+bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+
+struct Result {
+  int code = -1;
+  std::string out;  // what was captured (see run_kilnc)
+};
+
+std::string quote(const std::string& s) {
+  std::string out = "'";
+  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return out + "'";
+}
+
+// Runs `kilnc ARGS` in the source folder. Captures stdout and stderr together, or only stderr.
+Result run_kilnc(const std::string& args, bool stderr_only = false) {
+  std::string cmd = "cd " + quote(KILN_SOURCE_DIR) + " && " + quote(KILNC_PATH) + " " + args +
+                    (stderr_only ? " 2>&1 >/dev/null" : " 2>&1");
+  Result r;
+  FILE* pipe = ::popen(cmd.c_str(), "r");
+  REQUIRE(pipe != nullptr);
+  char buf[4096];
+  std::size_t n = 0;
+  while ((n = std::fread(buf, 1, sizeof buf, pipe)) > 0) r.out.append(buf, n);
+  int status = ::pclose(pipe);
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+  return r;
+}
+
+// A temp folder removed at the end of the test.
+class TempDir {
+ public:
+  TempDir() {
+    static int counter = 0;
+    path_ = fs::temp_directory_path() / ("kiln_test_kilnc_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
+    fs::remove_all(path_);
+    fs::create_directories(path_);
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path_, ec);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  std::string path(const std::string& name) const { return (path_ / name).string(); }
+
+ private:
+  fs::path path_;
+};
+
+const char* kExampleModel = "examples/transformer_classifier/transformer_classifier.yaml";
+const char* kExampleTokens = "examples/transformer_classifier/tokens.npy";
+
+}  // namespace
+
+TEST_CASE("kilnc --help lists the subcommands") {
+  Result r = run_kilnc("--help");
+  CHECK(r.code == 0);
+  CHECK(contains(r.out, "check"));
+  CHECK(contains(r.out, "run"));
+  CHECK(contains(r.out, "ops"));
+}
+
+TEST_CASE("kilnc run --help mentions --input") {
+  Result r = run_kilnc("run --help");
+  CHECK(r.code == 0);
+  CHECK(contains(r.out, "--input"));
+  CHECK(contains(r.out, "--output-dir"));
+}
+
+TEST_CASE("kilnc ops lists the operators") {
+  Result r = run_kilnc("ops");
+  CHECK(r.code == 0);
+  for (const char* op : {"embedding", "linear", "attention", "layer_norm", "softmax"}) CHECK_MESSAGE(contains(r.out, op), op);
+}
+
+TEST_CASE("kilnc check prints the IR") {
+  Result r = run_kilnc("check tests/fixtures/classifier_d64_l2/model.yaml");
+  CHECK(r.code == 0);
+  CHECK(contains(r.out, "graph transformer_classifier("));
+  CHECK(contains(r.out, "%tokens: i64[batch,seq]"));
+}
+
+TEST_CASE("kilnc run writes outputs that match PyTorch") {
+  TempDir tmp;
+  std::string out_dir = tmp.path("out");
+  Result r = run_kilnc(std::string("run ") + kExampleModel + " --input tokens=" + kExampleTokens + " --output-dir " + quote(out_dir));
+  INFO(r.out);
+  REQUIRE(r.code == 0);
+  CHECK(contains(r.out, "probs: f32["));
+  std::string probs_path = out_dir + "/probs.npy";
+  CHECK(contains(r.out, "wrote " + probs_path));
+  REQUIRE(fs::exists(probs_path));
+  kiln::Tensor probs = kiln::read_npy(probs_path);
+  kiln::Tensor expected = kiln::read_npy(source_path("examples/transformer_classifier/expected_probs.npy"));
+  double err = max_abs_diff(probs, expected);
+  CHECK_MESSAGE(err <= 1e-4, "max abs error " << err);
+}
+
+TEST_CASE("kilnc error: missing model file") {
+  Result r = run_kilnc("check no/such/model.yaml", true);
+  CHECK(r.code != 0);
+  CHECK(contains(r.out, "no/such/model.yaml: error: cannot open model file: No such file or directory"));
+  r = run_kilnc(std::string("run no/such/model.yaml --input tokens=") + kExampleTokens, true);
+  CHECK(r.code != 0);
+  CHECK(contains(r.out, "no/such/model.yaml: error: cannot open model file"));
+}
+
+TEST_CASE("kilnc error: --input without '='") {
+  Result r = run_kilnc(std::string("run ") + kExampleModel + " --input " + kExampleTokens, true);
+  CHECK(r.code != 0);
+  CHECK(contains(r.out, std::string("error: --input expects NAME=FILE.npy, got '") + kExampleTokens + "'"));
+}
+
+TEST_CASE("kilnc error: --input file missing or not .npy") {
+  Result r = run_kilnc(std::string("run ") + kExampleModel + " --input tokens=no_such.npy", true);
+  CHECK(r.code != 0);
+  CHECK(contains(r.out, "no_such.npy: error: cannot open: No such file or directory"));
+  r = run_kilnc(std::string("run ") + kExampleModel + " --input tokens=" + kExampleModel, true);
+  CHECK(r.code != 0);
+  CHECK(contains(r.out, std::string(kExampleModel) + ": error: not a .npy file"));
+  // A tensor of the wrong dtype for the input.
+  r = run_kilnc(std::string("run ") + kExampleModel + " --input tokens=examples/transformer_classifier/expected_probs.npy", true);
+  CHECK(r.code != 0);
+  CHECK(contains(r.out, "error: input 'tokens': expected i64[batch,seq], got f32["));
+}
+
+TEST_CASE("kilnc error: unknown subcommand and missing arguments") {
+  Result r = run_kilnc("frobnicate", true);
+  CHECK(r.code != 0);
+  CHECK(contains(r.out, "A subcommand is required"));
+  r = run_kilnc("", true);
+  CHECK(r.code != 0);
+  CHECK(!r.out.empty());
+  r = run_kilnc(std::string("run ") + kExampleModel, true);
+  CHECK(r.code != 0);
+  CHECK(contains(r.out, "--input"));
+}
+
+TEST_CASE("kilnc error: a model with a YAML error names the file, line and column") {
+  TempDir tmp;
+  std::string model = tmp.path("broken.yaml");
+  {
+    std::ofstream out(model);
+    out << "kiln: 1\n"
+           "inputs: {x: {dtype: f32, shape: [b, 4]}}\n"
+           "outputs: [y]\n"
+           "nodes:\n"
+           "  - {op: relu, in: [x], out: y, alpha: 1}\n";
+  }
+  Result r = run_kilnc("check " + quote(model), true);
+  CHECK(r.code != 0);
+  CHECK(contains(r.out, model + ":5:33: error: relu 'y': unknown attribute 'alpha'"));
+
+  {
+    std::ofstream out(model);
+    out << "kiln: 1\n"
+           "inputs: {x: {dtype: f32, shape: [b, 4]}\n";  // unclosed flow mapping
+  }
+  r = run_kilnc("check " + quote(model), true);
+  CHECK(r.code != 0);
+  CHECK(contains(r.out, model + ":"));
+  CHECK(contains(r.out, ": error: invalid YAML: "));
+}
+
+// Known problem (tools/kilnc.cpp, not owned by this test file's author): with `require_subcommand(1)`, CLI11
+// 2.1 answers an unknown subcommand with only "A subcommand is required" and never names the word it did
+// not understand. Skipped until kilnc reports e.g. "error: unknown subcommand 'frobnicate' (expected check,
+// run or ops)".
+TEST_CASE("kilnc error: an unknown subcommand is named in the message" * doctest::skip()) {
+  Result r = run_kilnc("frobnicate", true);
+  CHECK(r.code != 0);
+  CHECK(contains(r.out, "frobnicate"));
+}
