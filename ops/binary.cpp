@@ -96,7 +96,7 @@ std::unique_ptr<Kernel> make(const KernelCtx& ctx) {
 }
 
 OpSchema binary_schema(const char* name, const char* doc, KernelFn fn) {
-  return OpSchema{.name = name, .doc = doc, .inputs = {{"a"}, {"b"}}, .infer = infer, .make_kernel = fn};
+  return OpSchema{.name = name, .doc = doc, .inputs = {{"a"}, {"b"}}, .infer = infer, .make_kernel = fn, .in_place = {0}};
 }
 
 }  // namespace

@@ -108,6 +108,7 @@ const OpSchema& op_layer_norm() {
       .attrs = {AttrSpec{"eps", AttrType::Float, Attr{1e-5}, "added to the variance"}},
       .infer = infer,
       .make_kernel = make,
+      .in_place = {0, 3},
   };
   return s;
 }

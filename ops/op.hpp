@@ -97,6 +97,9 @@ struct OpSchema {
   KernelFn make_kernel = nullptr;  // null for view ops
   /// For a view op (reshape): output 0 is input `view_of`'s bytes reinterpreted; no kernel runs.
   int view_of = -1;
+  /// Inputs whose buffer output 0 may take over when nothing reads that input afterwards (the kernel
+  /// reads each element before writing the same element of the output).
+  std::vector<int> in_place;
 
   const AttrSpec* find_attr(std::string_view attr) const;
   const InputSpec* find_weight(std::string_view suffix) const;

@@ -37,6 +37,7 @@ const OpSchema& op_softmax() {
       .attrs = {AttrSpec{"axis", AttrType::Int, Attr{std::int64_t{-1}}, "axis to normalize"}},
       .infer = infer,
       .make_kernel = make,
+      .in_place = {0},
   };
   return s;
 }

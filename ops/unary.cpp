@@ -68,7 +68,8 @@ std::unique_ptr<Kernel> make(const KernelCtx& ctx) {
 }
 
 OpSchema unary_schema(const char* name, const char* doc, std::vector<AttrSpec> attrs = {}) {
-  return OpSchema{.name = name, .doc = doc, .inputs = {{"src"}}, .attrs = std::move(attrs), .infer = infer, .make_kernel = make};
+  return OpSchema{.name = name, .doc = doc, .inputs = {{"src"}}, .attrs = std::move(attrs), .infer = infer, .make_kernel = make,
+                  .in_place = {0}};
 }
 
 }  // namespace

@@ -78,9 +78,44 @@ Plan::Plan(const Graph& graph, const std::vector<std::vector<std::int64_t>>& inp
     else copy_outputs_.push_back(static_cast<int>(j));
   }
 
+  const int last_step = static_cast<int>(graph.nodes().size());  // graph outputs stay live to the end
+
+  // In place: an output may take over an input's buffer when that buffer is read by nothing after this
+  // node (its last use, views of it included) and has the same size. Buffers are groups of values
+  // sharing one root; the decision merges the output's group into the input's.
+  {
+    std::vector<int> group_last(nv, -1);
+    int s = 0;
+    for (const auto& n : graph.nodes()) {
+      for (Value* v : n->inputs)
+        if (v) group_last[root[v->id]] = std::max(group_last[root[v->id]], s);
+      ++s;
+    }
+    for (const Value* out : graph.outputs) group_last[root[out->id]] = last_step;
+    auto bytes_of = [&](int v) { return numel_of(types_[v].shape) * static_cast<std::int64_t>(dtype_size(types_[v].dtype)); };
+    s = 0;
+    for (const auto& n : graph.nodes()) {
+      const int out = n->outputs.empty() ? -1 : n->outputs[0]->id;
+      if (out >= 0 && n->schema->view_of < 0 && output_index[out] < 0) {
+        for (int i : n->schema->in_place) {
+          const Value* in = i < static_cast<int>(n->inputs.size()) ? n->inputs[i] : nullptr;
+          if (!in) continue;
+          const int r = root[in->id];
+          const Value* rv = graph.values()[r].get();
+          bool arena = rv->producer && rv->producer->schema->view_of < 0 && !rv->is_constant() && output_index[r] < 0;
+          if (!arena || group_last[r] != s || bytes_of(r) != bytes_of(out)) continue;
+          for (std::size_t w = 0; w < nv; ++w)
+            if (root[w] == out) root[w] = r;
+          group_last[r] = group_last[out];
+          break;
+        }
+      }
+      ++s;
+    }
+  }
+
   // Kernels, and liveness of every buffer the arena holds.
   std::vector<Interval> intervals(nv + graph.nodes().size(), Interval{0, -1, -1});
-  const int last_step = static_cast<int>(graph.nodes().size());  // graph outputs stay live to the end
   int step_index = 0;
   for (const auto& n : graph.nodes()) {
     Step step;
@@ -104,6 +139,10 @@ Plan::Plan(const Graph& graph, const std::vector<std::vector<std::int64_t>>& inp
       for (Value* v : n->outputs) {
         if (output_index[v->id] >= 0) {
           locs_[v->id] = Loc{Where::Output, output_index[v->id], 0, nullptr};
+          continue;
+        }
+        if (root[v->id] != v->id) {  // computed in place, in its input's buffer
+          ++in_place_;
           continue;
         }
         auto& iv = intervals[v->id];
@@ -186,7 +225,7 @@ std::string Plan::describe() const {
     }
   std::size_t kernels = 0;
   for (const auto& step : steps_) kernels += step.kernel ? 1 : 0;
-  os << "kernels: " << kernels << "\n";
+  os << "kernels: " << kernels << " (" << in_place_ << " writing in place)\n";
   os << "activation arena: " << arena_bytes_ << " bytes (peak, intermediates and kernel scratch)\n";
   os << "weights: " << weight_bytes << " bytes in " << weights << " tensors\n";
   return os.str();

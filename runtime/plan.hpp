@@ -54,6 +54,7 @@ class Plan {
   std::vector<Step> steps_;
   std::vector<int> copy_outputs_;  // graph outputs not produced in place (inputs, constants, views)
   std::size_t arena_bytes_ = 0;
+  int in_place_ = 0;  // outputs computed in their input's buffer
   std::shared_ptr<char> arena_;
 };
 
