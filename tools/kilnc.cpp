@@ -147,7 +147,7 @@ int cmd_ops() {
 
 int main(int argc, char** argv) {
   CLI::App app{"kilnc — Kiln's graph compiler: check and run YAML models on oneDNN"};
-  app.require_subcommand(1);
+  app.require_subcommand(0, 1);
   int threads = 0;
   app.add_option("-t,--threads", threads, "intra-op threads (default: all cores)")->check(CLI::PositiveNumber);
 
@@ -190,6 +190,8 @@ int main(int argc, char** argv) {
     if (*run) return cmd_run(model_path, input_specs, output_dir, repeat, warmup, print_limit, flags);
     if (*ops) return cmd_ops();
     if (*passes) return cmd_passes();
+    std::fprintf(stderr, "error: expected a subcommand: check, run, ops or passes (see kilnc --help)\n");
+    return 2;
   } catch (const kiln::Error& e) {
     std::fprintf(stderr, "%s\n", e.what());
     return 1;
