@@ -67,9 +67,11 @@ MODELS = {
 
 DEFAULT_SHAPES = "b1xs32,b1xs128,b16xs128"
 DEFAULT_THREADS = "1,2"
-DEFAULT_MAX_REPEAT = 30
+DEFAULT_MAX_REPEAT = 200
 DEFAULT_MIN_REPEAT = 5
 DEFAULT_BUDGET_S = 1.5
+DEFAULT_WARMUP = 3
+SLOW_RUN_S = 0.3
 
 
 def log(msg):
@@ -293,14 +295,21 @@ def torch_warmup(fn, x, warmup):
     return last
 
 
-def torch_time(fn, x, repeat):
+def torch_time(fn, x, repeat, stop_after_s=None):
+    """Median ms of `repeat` timed calls. With stop_after_s, stops early once that much time has
+    passed and DEFAULT_MIN_REPEAT calls are done (the machine got busy). Returns (median, calls)."""
     times = []
+    start = time.perf_counter()
     with torch.no_grad():
         for _ in range(repeat):
             t0 = time.perf_counter()
             fn(x)
-            times.append((time.perf_counter() - t0) * 1e3)
-    return median(times)
+            t1 = time.perf_counter()
+            times.append((t1 - t0) * 1e3)
+            if (stop_after_s is not None and len(times) >= DEFAULT_MIN_REPEAT
+                    and t1 - start > stop_after_s):
+                break
+    return median(times), len(times)
 
 
 class Kilnc:
@@ -393,8 +402,9 @@ def parse_args(argv):
                         "%d at most, fewer (not below %d) for rows whose warm-up run shows a "
                         "measurement would take over %.1f s" % (DEFAULT_MAX_REPEAT, DEFAULT_MIN_REPEAT,
                                                                DEFAULT_BUDGET_S))
-    p.add_argument("--warmup", type=int, default=3,
-                   help="untimed runs before timing, for every engine (default: %(default)s)")
+    p.add_argument("--warmup", type=int, default=None,
+                   help="untimed runs before timing, for every engine. Default: 3, or 2 in rows "
+                        "where the first PyTorch run takes over %.1f s" % SLOW_RUN_S)
     p.add_argument("--quick", action="store_true",
                    help="just model a, shape b1xs32, threads 1 and 2")
     p.add_argument("--kilnc", default=os.path.join(REPO_ROOT, "build", "tools", "kilnc"),
@@ -422,7 +432,7 @@ def parse_args(argv):
         p.error("need at least one model, shape and positive thread count")
     if args.repeat is not None and args.repeat < 1:
         p.error("--repeat must be >= 1")
-    if args.warmup < 1:
+    if args.warmup is not None and args.warmup < 1:
         p.error("--warmup must be >= 1")
     return args
 
@@ -440,21 +450,25 @@ def main(argv=None):
         print("error: kilnc not found at %s; build it first: cmake -S . -B build && cmake --build build -j2"
               % kilnc_path, file=sys.stderr)
         return 2
-    kilnc = Kilnc(kilnc_path)
     t_start = time.perf_counter()
+    tmp_root = tempfile.mkdtemp(prefix="kiln_bench_")
+    # Run a private copy so that a concurrent rebuild of build/ cannot swap the binary mid-run.
+    kilnc_copy = os.path.join(tmp_root, "kilnc")
+    shutil.copy2(kilnc_path, kilnc_copy)
+    kilnc = Kilnc(kilnc_copy)
+    kilnc_built = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(os.path.getmtime(kilnc_path)))
 
     header = [machine_line(),
               "PyTorch %s, numpy %s, python %s" % (torch.__version__, np.__version__, sys.version.split()[0])]
     blas_lines, _ = blas_report()
     header += blas_lines
-    header.append("kilnc: %s; %s" % (os.path.relpath(kilnc_path, os.getcwd()), git_line()))
+    header.append("kilnc: %s (built %s); %s" % (os.path.relpath(kilnc_path, os.getcwd()), kilnc_built,
+                                                 git_line()))
     for line in header:
         print(line, flush=True)
     print(flush=True)
 
     rows, notes = [], []
-    repeats_used = {}
-    tmp_root = tempfile.mkdtemp(prefix="kiln_bench_")
     try:
         for key in args.model_keys:
             cfg = dict(MODELS[key])
@@ -485,24 +499,31 @@ def main(argv=None):
                     bg = BackgroundLoad()
                     bg.start()
                     torch.set_num_threads(threads)
-                    eager = lambda t: model(t)  # noqa: E731
-                    last_s = torch_warmup(eager, x, args.warmup)
+                    eager = model
+                    warmup = args.warmup
+                    if warmup is None:
+                        warmup = 2 if torch_warmup(eager, x, 1) > SLOW_RUN_S else DEFAULT_WARMUP
+                        last_s = torch_warmup(eager, x, warmup - 1)
+                    else:
+                        last_s = torch_warmup(eager, x, warmup)
                     if args.repeat is not None:
                         repeat = args.repeat
                     else:
                         repeat = int(min(DEFAULT_MAX_REPEAT,
                                          max(DEFAULT_MIN_REPEAT, DEFAULT_BUDGET_S / max(last_s, 1e-6))))
-                    repeats_used[(cfg["label"], shape_label((batch, seq)), threads)] = repeat
                     log("  %s t%d: %d runs after %d warm-up ..." % (shape_label((batch, seq)), threads,
-                                                                    repeat, args.warmup))
-                    eager_ms = torch_time(eager, x, repeat)
+                                                                    repeat, warmup))
+                    # automatic repeat: if the machine gets busy, stop at 4x the budget and use the
+                    # number of runs done for the other engines too
+                    eager_ms, repeat = torch_time(eager, x, repeat,
+                                                  None if args.repeat is not None else 4 * DEFAULT_BUDGET_S)
                     with torch.no_grad():
                         torch_probs = model(x)[1].numpy()
 
                     script_ms = None
                     if script is not None:
-                        torch_warmup(script, x, args.warmup)
-                        script_ms = torch_time(script, x, repeat)
+                        torch_warmup(script, x, warmup)
+                        script_ms, _ = torch_time(script, x, repeat)
                         with torch.no_grad():
                             sd = float(np.max(np.abs(script(x)[1].numpy() - torch_probs)))
                         if sd > 1e-5:
@@ -512,7 +533,7 @@ def main(argv=None):
                     out_dir = os.path.join(tmp_root, "out_%s_b%d_s%d_t%d" % (key, batch, seq, threads))
                     try:
                         kiln_ms, kiln_threads, kiln_probs = kilnc.run(threads, yaml_path, tokens_path,
-                                                                       repeat, args.warmup, out_dir)
+                                                                       repeat, warmup, out_dir)
                     except RuntimeError as e:
                         log(str(e))
                         notes.append("%s %s t%d: kilnc failed: %s" % (cfg["label"], shape_label((batch, seq)),
@@ -534,11 +555,11 @@ def main(argv=None):
                                      kiln_ms=kiln_ms, eager_ms=eager_ms, script_ms=script_ms,
                                      ratio=None if kiln_ms is None else kiln_ms / eager_ms,
                                      gflops=None if kiln_ms is None else flops / (kiln_ms * 1e-3) / 1e9,
-                                     flops=flops, max_dprobs=diff, repeat=repeat, warmup=args.warmup))
+                                     flops=flops, max_dprobs=diff, repeat=repeat, warmup=warmup))
                     log("    kiln %s ms, eager %s ms, script %s ms; other processes busy on %s CPUs"
                         % (fmt_ms(kiln_ms), fmt_ms(eager_ms), fmt_ms(script_ms),
                            "?" if bg_cores is None else "%.2f" % bg_cores))
-            del model, script
+            model = script = None  # free before the next model
     finally:
         shutil.rmtree(tmp_root, ignore_errors=True)
 
@@ -553,14 +574,13 @@ def main(argv=None):
                  "%.2f" % r["gflops"],
                  "n/a" if r["max_dprobs"] is None else "%.1e" % r["max_dprobs"]))
     print()
-    reps = sorted(set(r["repeat"] for r in rows))
-    if len(reps) == 1:
-        print("Timed runs per measurement: %d, after %d warm-up runs (same for every engine)."
-              % (reps[0], args.warmup))
+    plans = sorted(set((r["repeat"], r["warmup"]) for r in rows))
+    if len(plans) == 1:
+        print("Timed runs per measurement: %d, after %d warm-up runs (same for every engine)." % plans[0])
     else:
-        print("Timed runs per measurement (same for every engine in a row), after %d warm-up runs: %s."
-              % (args.warmup, ", ".join("%s %s t%d: %d" % (m, s, t, n)
-                                        for (m, s, t), n in repeats_used.items())))
+        print("Timed runs (after warm-up runs) per measurement, the same for every engine in a row: %s."
+              % ", ".join("%s %s t%d: %d (%d)" % (r["model"], r["shape"], r["threads"], r["repeat"],
+                                                  r["warmup"]) for r in rows))
     for n in notes:
         print("Note: " + n)
     loads = [r["background_cpus"] for r in rows if r["background_cpus"] is not None]
