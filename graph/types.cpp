@@ -51,7 +51,9 @@ Dim mul_dims(const Dim& a, const Dim& b) {
   return Dim::symbol(a.str() + "*" + b.str());
 }
 
-std::string TensorType::str() const { return std::string(dtype_name(dtype)) + shape_str(shape); }
+std::string TensorType::str() const {
+  return std::string(dtype_name(dtype)) + shape_str(shape) + (layout.empty() ? "" : "{" + layout + "}");
+}
 
 std::string SourceLoc::str() const {
   if (!known()) return file;

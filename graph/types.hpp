@@ -40,9 +40,13 @@ Dim mul_dims(const Dim& a, const Dim& b);
 struct TensorType {
   DType dtype = DType::f32;
   Shape shape;
+  /// Memory layout: empty for plain row-major, else a blocked or permuted oneDNN layout by name
+  /// ("nhwc", "nChw8c", ...; see ops/common.cpp). Assigned by shape rules and the assign-layouts pass.
+  std::string layout;
   int rank() const { return static_cast<int>(shape.size()); }
-  std::string str() const;  // "f32[batch,seq,128]"
-  bool operator==(const TensorType& o) const { return dtype == o.dtype && shape == o.shape; }
+  bool plain() const { return layout.empty(); }
+  std::string str() const;  // "f32[batch,seq,128]", "f32[1,16,8,8]{nChw8c}"
+  bool operator==(const TensorType& o) const { return dtype == o.dtype && shape == o.shape && layout == o.layout; }
 };
 
 /// Where a node or value came from, for diagnostics.

@@ -13,7 +13,11 @@ namespace {
 std::vector<TensorType> infer(const ShapeCtx& ctx) {
   expect_f32(ctx, 0);
   expect_f32(ctx, 1);
-  return {TensorType{DType::f32, broadcast(ctx, ctx.in(0).shape, ctx.in(1).shape)}};
+  const TensorType& a = ctx.in(0);
+  const TensorType& b = ctx.in(1);
+  // Same shapes and layouts: computed in that layout. Otherwise plain (broadcasting is done on plain data).
+  std::string layout = a.shape == b.shape && a.layout == b.layout ? a.layout : std::string();
+  return {TensorType{DType::f32, broadcast(ctx, a.shape, b.shape), layout}};
 }
 
 std::vector<std::int64_t> padded(const std::vector<std::int64_t>& d, std::size_t rank) {
@@ -75,6 +79,16 @@ class BroadcastKernel : public Kernel {
 
 template <dnnl::algorithm Alg>
 std::unique_ptr<Kernel> make(const KernelCtx& ctx) {
+  if (!ctx.out[0].plain()) {  // same shapes, one shared non-plain layout
+    auto md = md_of(ctx.out[0]);
+    dnnl::binary::primitive_desc pd(dnnl::binary::desc(Alg, md, md, md), user_scratchpad_attr(), ctx.engine);
+    auto kernel = std::make_unique<DnnlKernel>(ctx.engine);
+    int s = kernel->add(pd);
+    kernel->input(s, DNNL_ARG_SRC_0, md, 0);
+    kernel->input(s, DNNL_ARG_SRC_1, md, 1);
+    kernel->output(s, DNNL_ARG_DST, md, 0);
+    return kernel;
+  }
   auto out = dims_of(ctx.out[0].shape);
   auto a = padded(dims_of(ctx.in[0].shape), out.size());
   auto b = padded(dims_of(ctx.in[1].shape), out.size());
@@ -96,7 +110,8 @@ std::unique_ptr<Kernel> make(const KernelCtx& ctx) {
 }
 
 OpSchema binary_schema(const char* name, const char* doc, KernelFn fn) {
-  return OpSchema{.name = name, .doc = doc, .inputs = {{"a"}, {"b"}}, .infer = infer, .make_kernel = fn, .in_place = {0}};
+  return OpSchema{.name = name, .doc = doc, .inputs = {{"a"}, {"b"}}, .infer = infer, .make_kernel = fn, .in_place = {0},
+                  .layout = layout_of_first_input};
 }
 
 }  // namespace

@@ -66,6 +66,53 @@ dnnl::memory::desc plain_md(const std::vector<std::int64_t>& dims, DType t) {
 
 dnnl::memory::desc plain_md(const TensorType& t) { return plain_md(dims_of(t.shape), t.dtype); }
 
+namespace {
+struct NamedLayout {
+  const char* name;
+  int rank;
+  dnnl::memory::format_tag tag;
+};
+// Layouts by name. Plain row-major is the empty name. Blocked channel layouts (nChw8c, ...) are what
+// oneDNN's fast convolutions use on AVX2; permuted ones (nhwc, ba) are what some producers emit.
+const NamedLayout kLayouts[] = {
+    {"ba", 2, dnnl::memory::format_tag::ba},          {"nwc", 3, dnnl::memory::format_tag::nwc},
+    {"nCw8c", 3, dnnl::memory::format_tag::nCw8c},    {"nhwc", 4, dnnl::memory::format_tag::nhwc},
+    {"nChw8c", 4, dnnl::memory::format_tag::nChw8c},  {"nChw16c", 4, dnnl::memory::format_tag::nChw16c},
+    {"ndhwc", 5, dnnl::memory::format_tag::ndhwc},    {"nCdhw8c", 5, dnnl::memory::format_tag::nCdhw8c},
+};
+}  // namespace
+
+bool valid_layout(const std::string& layout, int rank, std::string* known) {
+  if (layout.empty()) return true;
+  std::string names;
+  for (const auto& l : kLayouts) {
+    if (l.name == layout && l.rank == rank) return true;
+    if (l.rank == rank) names += (names.empty() ? "" : ", ") + std::string(l.name);
+  }
+  if (known) *known = names.empty() ? "none for rank " + std::to_string(rank) : names;
+  return false;
+}
+
+dnnl::memory::desc md_of(const TensorType& t) {
+  if (t.layout.empty()) return plain_md(t);
+  for (const auto& l : kLayouts)
+    if (l.name == t.layout && l.rank == t.rank())
+      return dnnl::memory::desc(to_dnnl(dims_of(t.shape)), dnnl_type(t.dtype), l.tag);
+  fail("internal: unknown layout '" + t.layout + "' for " + t.str());
+}
+
+std::size_t buffer_bytes(const TensorType& t) {
+  if (t.layout.empty()) return static_cast<std::size_t>(numel_of(t.shape)) * dtype_size(t.dtype);
+  return md_of(t).get_size();
+}
+
+std::string layout_of_first_input(const Node& node) {
+  const Value* first = node.inputs.at(0);
+  for (const Value* v : node.inputs)
+    if (v && v->type.shape != first->type.shape) return {};
+  return first->type.layout;
+}
+
 dnnl::memory::desc strided_md(const std::vector<std::int64_t>& dims, const std::vector<std::int64_t>& strides,
                               DType t) {
   if (dims.empty()) return dnnl::memory::desc({1}, dnnl_type(t), dnnl::memory::dims{1});

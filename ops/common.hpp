@@ -29,6 +29,14 @@ dnnl::memory::dims to_dnnl(const std::vector<std::int64_t>& dims);
 dnnl::memory::data_type dnnl_type(DType t);
 /// Dense row-major descriptor for a concrete type.
 dnnl::memory::desc plain_md(const TensorType& t);
+/// Descriptor for a concrete type in its layout (plain, or the named oneDNN layout).
+dnnl::memory::desc md_of(const TensorType& t);
+/// Bytes a buffer of this type takes in its layout (blocked layouts pad).
+std::size_t buffer_bytes(const TensorType& t);
+/// Whether `layout` names a layout Kiln knows for tensors of `rank`; `known` lists them when not.
+bool valid_layout(const std::string& layout, int rank, std::string* known);
+/// Layout-preserving ops (elementwise): the layout of input 0, when every input has the same shape.
+std::string layout_of_first_input(const Node& node);
 dnnl::memory::desc plain_md(const std::vector<std::int64_t>& dims, DType t = DType::f32);
 /// Descriptor with explicit strides (in elements).
 dnnl::memory::desc strided_md(const std::vector<std::int64_t>& dims, const std::vector<std::int64_t>& strides,

@@ -23,6 +23,7 @@ const OpSchema& op_dropout() {
       .attrs = {AttrSpec{"p", AttrType::Float, Attr{0.0}, "drop probability in training; unused at inference"}},
       .infer = infer,
       .view_of = 0,
+      .layout = layout_of_first_input,
   };
   return s;
 }

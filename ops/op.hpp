@@ -86,6 +86,10 @@ struct KernelCtx {
 
 using KernelFn = std::unique_ptr<Kernel> (*)(const KernelCtx&);
 
+/// The layout a node's kernel needs for all of its inputs, given their current types (the output's
+/// layout then follows from the shape rule). Null in a schema means plain row-major.
+using LayoutFn = std::string (*)(const Node&);
+
 struct OpSchema {
   std::string name;
   std::string doc;
@@ -100,6 +104,11 @@ struct OpSchema {
   /// Inputs whose buffer output 0 may take over when nothing reads that input afterwards (the kernel
   /// reads each element before writing the same element of the output).
   std::vector<int> in_place;
+  /// See LayoutFn; null: plain inputs only.
+  LayoutFn layout = nullptr;
+
+  /// The layout this node needs its inputs in (plain unless the schema says otherwise).
+  std::string required_layout(const Node& node) const { return layout ? layout(node) : std::string(); }
 
   const AttrSpec* find_attr(std::string_view attr) const;
   const InputSpec* find_weight(std::string_view suffix) const;

@@ -55,7 +55,8 @@ class ErfKernel : public Kernel {
 
 std::unique_ptr<Kernel> make(const KernelCtx& ctx) {
   if (ctx.node.op == "erf") return std::make_unique<ErfKernel>(numel_of(ctx.in[0].shape));
-  auto md = plain_md({numel_of(ctx.in[0].shape)});
+  // Plain tensors run as one flat vector; others in their own layout (padding included).
+  auto md = ctx.in[0].plain() ? plain_md({numel_of(ctx.in[0].shape)}) : md_of(ctx.in[0]);
   Eltwise e = algorithm_for(ctx.node);
   dnnl::eltwise_forward::primitive_desc pd(
       dnnl::eltwise_forward::desc(dnnl::prop_kind::forward_inference, e.alg, md, e.alpha, e.beta),
@@ -69,7 +70,7 @@ std::unique_ptr<Kernel> make(const KernelCtx& ctx) {
 
 OpSchema unary_schema(const char* name, const char* doc, std::vector<AttrSpec> attrs = {}) {
   return OpSchema{.name = name, .doc = doc, .inputs = {{"src"}}, .attrs = std::move(attrs), .infer = infer, .make_kernel = make,
-                  .in_place = {0}};
+                  .in_place = {0}, .layout = layout_of_first_input};
 }
 
 }  // namespace

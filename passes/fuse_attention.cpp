@@ -144,6 +144,8 @@ class FuseAttention : public Pass {
       if ((input_or_null(p, 2) != nullptr) != biases || (biases && !p->inputs[2]->is_constant()))
         return "the q, k and v projections do not all have constant biases, or all none";
     }
+    if (out_proj->inputs[1]->type.shape != Shape{Dim::of(e), Dim::of(e)})
+      return out_proj->label() + " does not map back to the embedding dim (weight " + out_proj->inputs[1]->type.str() + ")";
     const Value* merged = m.nodes[0]->outputs[0];
     if (merged->type.rank() != 3 || !merged->type.shape[2].is(e)) return "the heads are not merged back to [B,S," + std::to_string(e) + "]";
     // Every intermediate value is consumed by the pattern alone.

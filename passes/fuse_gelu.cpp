@@ -61,10 +61,18 @@ class FuseGelu : public Pass {
       Value* x = core->op == "erf" ? erf_argument(core->inputs[0]->producer, nodes) : tanh_argument(core->inputs[0]->producer, nodes);
       if (!x) continue;
       nodes.push_back(core);
+      if (std::string why = why_not_single_use(g, core->outputs[0]); !why.empty()) {
+        ctx.declined(*core, why);
+        continue;
+      }
       Node* one = only_user(g, core->outputs[0], "add");
       Value* t = one && other_than_scalar(one, 1.0, true) ? one->outputs[0] : nullptr;
       if (!t) {
         ctx.declined(*core, "its result is not used only by add(_, 1)");
+        continue;
+      }
+      if (std::string why = why_not_single_use(g, t); !why.empty()) {
+        ctx.declined(*core, "1 + " + core->op + "(...): " + why);
         continue;
       }
       nodes.push_back(one);

@@ -36,6 +36,7 @@ const std::vector<Entry>& pipeline() {
       {2, make_fuse_linear_activation_pass},
       {2, make_fuse_linear_residual_pass},
       {2, make_fuse_add_layer_norm_pass},
+      {1, make_assign_layouts_pass},
       {1, make_dead_code_pass},
   };
   return entries;

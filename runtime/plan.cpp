@@ -1,5 +1,7 @@
 #include "runtime/plan.hpp"
 
+#include "ops/common.hpp"
+
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
@@ -64,6 +66,19 @@ Plan::Plan(const Graph& graph, const std::vector<std::vector<std::int64_t>>& inp
     for (std::size_t i = 0; i < out.size(); ++i) types_[n->outputs[i]->id] = std::move(out[i]);
   }
 
+  // Layouts: every kernel gets its inputs in the layout it needs (the assign-layouts pass inserts the
+  // reorders), and the caller gets plain outputs.
+  for (const auto& n : graph.nodes()) {
+    const std::string want = n->schema->required_layout(*n);
+    for (const Value* v : n->inputs)
+      if (v && types_[v->id].layout != want)
+        n->fail("needs its inputs in layout " + (want.empty() ? std::string("plain") : want) + ", but '" + v->name +
+                "' is " + types_[v->id].str() + " (the assign-layouts pass inserts reorders)");
+  }
+  for (const Value* out : graph.outputs)
+    if (!types_[out->id].plain())
+      fail("graph output '" + out->name + "' is " + types_[out->id].str() + "; outputs must be plain (the assign-layouts pass reorders them)");
+
   // Views alias their source: find each value's root buffer.
   std::vector<int> root(nv);
   for (std::size_t i = 0; i < nv; ++i) root[i] = static_cast<int>(i);
@@ -92,7 +107,7 @@ Plan::Plan(const Graph& graph, const std::vector<std::vector<std::int64_t>>& inp
       ++s;
     }
     for (const Value* out : graph.outputs) group_last[root[out->id]] = last_step;
-    auto bytes_of = [&](int v) { return numel_of(types_[v].shape) * static_cast<std::int64_t>(dtype_size(types_[v].dtype)); };
+    auto bytes_of = [&](int v) { return buffer_bytes(types_[v]); };
     s = 0;
     for (const auto& n : graph.nodes()) {
       const int out = n->outputs.empty() ? -1 : n->outputs[0]->id;
@@ -146,7 +161,7 @@ Plan::Plan(const Graph& graph, const std::vector<std::vector<std::int64_t>>& inp
           continue;
         }
         auto& iv = intervals[v->id];
-        iv.bytes = aligned(static_cast<std::size_t>(numel_of(types_[v->id].shape)) * dtype_size(types_[v->id].dtype));
+        iv.bytes = aligned(buffer_bytes(types_[v->id]));
         iv.first = step_index;
         iv.last = std::max(iv.last, step_index);
         locs_[v->id].where = Where::Arena;
@@ -223,9 +238,12 @@ std::string Plan::describe() const {
       weight_bytes += v->constant.bytes;
       ++weights;
     }
-  std::size_t kernels = 0;
-  for (const auto& step : steps_) kernels += step.kernel ? 1 : 0;
-  os << "kernels: " << kernels << " (" << in_place_ << " writing in place)\n";
+  std::size_t kernels = 0, reorders = 0;
+  for (const auto& step : steps_) {
+    kernels += step.kernel ? 1 : 0;
+    reorders += step.node->op == "reorder" ? 1 : 0;
+  }
+  os << "kernels: " << kernels << " (" << in_place_ << " writing in place), reorders: " << reorders << "\n";
   os << "activation arena: " << arena_bytes_ << " bytes (peak, intermediates and kernel scratch)\n";
   os << "weights: " << weight_bytes << " bytes in " << weights << " tensors\n";
   return os.str();

@@ -21,6 +21,7 @@
 #include "runtime/npy.hpp"
 #include "test_util.hpp"
 #include "tests/ops/op_test_util.hpp"
+#include "tests/pass_test_util.hpp"
 
 namespace {
 
@@ -33,119 +34,16 @@ using kiln::test::source_path;
 // keeps the expected IR below readable).
 #define L0 "transformer_encoder.layers.0."
 
-using PassFactory = std::unique_ptr<Pass> (*)();
-
-std::string fixture_dir() { return source_path("tests/fixtures/classifier_d64_l2"); }
-
-/// Parses YAML text as "model.yaml" next to the d64 fixture's weights.safetensors.
-std::unique_ptr<Graph> parse(const std::string& yaml) { return parse_yaml_model(yaml, "model.yaml", fixture_dir()); }
-
-struct PassResult {
-  bool changed = false;
-  std::vector<Remark> remarks;
-};
-
-/// Runs one pass as run_pipeline does: run, then toposort, verify and re-infer shapes.
-PassResult run_pass(Graph& g, PassFactory make) {
-  auto pass = make();
-  PassContext ctx(pass->name());
-  PassResult r;
-  r.changed = pass->run(g, ctx);
-  g.toposort();
-  g.verify();
-  g.infer_shapes();
-  r.remarks = ctx.remarks();
-  return r;
-}
-
-/// The 1-based line of `text` holding `needle` (which must occur exactly once).
-int line_of(const std::string& text, const std::string& needle) {
-  auto at = text.find(needle);
-  REQUIRE_MESSAGE(at != std::string::npos, "'" << needle << "' not in the model text");
-  REQUIRE_MESSAGE(text.find(needle, at + 1) == std::string::npos, "'" << needle << "' occurs twice");
-  int line = 1;
-  for (std::size_t i = 0; i < at; ++i) line += text[i] == '\n';
-  return line;
-}
-
-/// Checks one remark. Nodes in these models are written `  - {op: ...}`, so the node's column is 5.
-void check_remark(const Remark& r, const char* pass, bool fired, const std::string& node, const std::string& message,
-                  int line) {
-  INFO("remark: " << r.str());
-  CHECK(r.pass == pass);
-  CHECK(r.fired == fired);
-  CHECK(r.node == node);
-  CHECK_MESSAGE(r.message.find(message) != std::string::npos, "expected the message to contain: " << message);
-  CHECK(r.loc.file == "model.yaml");
-  CHECK(r.loc.line == line);
-  CHECK(r.loc.column == 5);
-}
-
-/// Seeded random f32 inputs for every graph input, binding symbol `batch` to `batch`.
-std::vector<Tensor> random_inputs(const Graph& g, test::Rng& rng, std::int64_t batch) {
-  std::vector<Tensor> out;
-  for (const Value* in : g.inputs) {
-    std::vector<std::int64_t> dims;
-    for (const Dim& d : in->type.shape) {
-      if (d.concrete()) {
-        dims.push_back(d.value);
-      } else {
-        REQUIRE_MESSAGE(d.sym == "batch", "unexpected symbol " << d.sym);
-        dims.push_back(batch);
-      }
-    }
-    REQUIRE(in->type.dtype == DType::f32);
-    out.push_back(test::random_f32(rng, dims));
-  }
-  return out;
-}
-
-/// Runs the model before and after the pass (graph level, through a Plan) on the same random inputs and
-/// checks every output agrees within 1e-5.
-void check_same_results(const std::string& yaml, PassFactory make, std::uint32_t salt) {
-  auto before = parse(yaml);
-  auto after = parse(yaml);
-  run_pass(*after, make);
-  CHECK(after->print() != before->print());  // the pass did rewrite something
-  REQUIRE(before->outputs.size() == after->outputs.size());
-  test::Rng rng = test::make_rng(salt);
-  for (std::int64_t batch : {1, 3}) {
-    auto inputs = random_inputs(*before, rng, batch);
-    auto want = test::run_graph(*before, inputs);
-    auto got = test::run_graph(*after, inputs);
-    REQUIRE(want.size() == got.size());
-    for (std::size_t j = 0; j < want.size(); ++j) {
-      const std::string& name = before->outputs[j]->name;
-      CHECK_MESSAGE(got[j].shape() == want[j].shape(), "output '" << name << "': shape " << test::dims_str(got[j].shape())
-                                                                  << " after the pass, " << test::dims_str(want[j].shape())
-                                                                  << " before");
-      if (got[j].shape() != want[j].shape()) continue;
-      double diff = max_abs_diff(got[j], want[j]);
-      std::printf("%s, batch %lld, output '%s': max abs diff with/without the pass %.3g\n", make()->name(),
-                  static_cast<long long>(batch), name.c_str(), diff);
-      CHECK_MESSAGE(diff <= 1e-5, "output '" << name << "' batch " << batch << ": max abs diff " << diff);
-    }
-  }
-}
-
-/// A pass that must not fire: returns false, leaves the IR exactly as it was.
-PassResult check_unchanged(const std::string& yaml, PassFactory make) {
-  auto g = parse(yaml);
-  const std::string before = g->print();
-  const std::size_t nodes = g->nodes().size(), values = g->num_values();
-  PassResult r = run_pass(*g, make);
-  CHECK_FALSE(r.changed);
-  CHECK(g->print() == before);
-  CHECK(g->nodes().size() == nodes);
-  CHECK(g->num_values() == values);
-  return r;
-}
-
-const float* f32_data(const Value* v) {
-  REQUIRE(v != nullptr);
-  REQUIRE(v->is_constant());
-  return static_cast<const float*>(v->constant.data);
-}
+// The shared helpers (parse, run_pass, line_of, check_remark, random_inputs, check_same_results,
+// check_unchanged, f32_data) live in tests/pass_test_util.hpp.
+using kiln::test::check_remark;
+using kiln::test::check_same_results;
+using kiln::test::check_unchanged;
+using kiln::test::f32_data;
+using kiln::test::line_of;
+using kiln::test::parse;
+using kiln::test::PassResult;
+using kiln::test::run_pass;
 
 // ================================================================================================
 // remove-noops
@@ -1106,7 +1004,7 @@ TEST_CASE("passes: make_pipeline per level, and --disable-pass with an unknown n
   options.opt_level = 0;
   CHECK(make_pipeline(options).empty());
   options.opt_level = 1;
-  CHECK(names(make_pipeline(options)) == std::vector<std::string>{"remove-noops", "constant-fold", "cse", "dead-code"});
+  CHECK(names(make_pipeline(options)) == std::vector<std::string>{"remove-noops", "constant-fold", "cse", "assign-layouts", "dead-code"});
   options.opt_level = 2;
   auto o2 = names(make_pipeline(options));
   CHECK(o2 == names(all_passes()));
