@@ -8,22 +8,37 @@ Models (the reference module tools/reference/classifier.py; 8 heads, 4 classes):
   a   d_model 128, 2 layers, dim_ff 512,  vocab 1000   examples/transformer_classifier/
   b   d_model 512, 6 layers, dim_ff 2048, vocab 10000  generated once into --cache-dir
 
+Before the rows and again after them, for each thread count T, it runs
+`kiln_matmul_peak --threads T 128,512,2048,ba` (bench/matmul_peak.cpp: one oneDNN f32 matmul built
+like Kiln's linear, weights stored N x K) and prints the higher GFLOP/s of the two above the table
+as the reference "matmul peak".
+
 Per row (model, shape, threads) it measures:
-  kiln ms          median reported by `kilnc --threads T run ... --repeat N --warmup W`
-                   (OMP_NUM_THREADS=T in its environment)
+  kiln -O2 ms      median reported by `kilnc --threads T run MODEL -O2 ... --repeat N --warmup W`
+                   (OMP_NUM_THREADS=T in its environment): all optimization passes
+  kiln -O0 ms      the same with -O0: no passes, one kernel per op of the model as written
+  -O2/-O0          kiln -O2 ms / kiln -O0 ms  (< 1 means the passes make Kiln faster)
   torch eager ms   nn.Module in eval mode under torch.no_grad(), torch.set_num_threads(T),
                    batch_first=True (the TransformerEncoderLayer fast path)
   torch script ms  torch.jit.script -> torch.jit.freeze -> torch.jit.optimize_for_inference
                    ("n/a" with the reason in the notes if that fails on this model)
-  kiln/eager       kiln ms / torch eager ms  (< 1 means Kiln is faster)
+  kiln/eager       kiln -O2 ms / torch eager ms  (< 1 means Kiln is faster)
   kiln GFLOP/s     matmul FLOPs of the model (2*M*N*K for the QKV projection, attention
                    scores, attention context, out projection, both FFN linears and the head)
-                   divided by kiln's median time
-  max|Δprobs|      max abs difference between Kiln's probs (written by kilnc --output-dir)
-                   and PyTorch eager's probs for the same tokens
+                   divided by kiln -O2's median time
+  kiln % of matmul peak   kiln GFLOP/s / the matmul peak measured with the same thread count
+  max|Δprobs|      max abs difference between Kiln's probs (written by kilnc --output-dir; the
+                   larger of -O2 and -O0) and PyTorch eager's probs for the same tokens
+
+At the end it prints the issue's targets as a checklist with the measured figure and PASS, FAIL
+or n/a (row not in this run):
+  d512/6L b16xs128 2 threads: kiln GFLOP/s >= 85% of the matmul peak (2 threads)
+  d512/6L b1xs128  2 threads: kiln -O2 <= 0.75 x torch eager
+  d128/2L b1xs32   1 and 2 threads: kiln -O2 <= 0.4 x torch eager
 
 Medians are the element at index N//2 of the sorted timings, the same definition kilnc
-uses; PyTorch timings use time.perf_counter around each forward call after W warm-up calls.
+and kiln_matmul_peak use; PyTorch timings use time.perf_counter around each forward call after
+W warm-up calls.
 
 Examples (from the repository root):
   /usr/bin/python3 bench/bench_classifier.py --quick
@@ -41,6 +56,7 @@ import sys
 import tempfile
 import time
 
+T_PROCESS_START = time.perf_counter()  # before the slow imports (torch), for the wall time printed
 sys.dont_write_bytecode = True  # do not leave __pycache__ folders in tools/reference
 
 import numpy as np  # noqa: E402
@@ -72,6 +88,25 @@ DEFAULT_MIN_REPEAT = 5
 DEFAULT_BUDGET_S = 1.5
 DEFAULT_WARMUP = 3
 SLOW_RUN_S = 0.3
+NOISY_CPUS = 0.25          # rows where other processes used more CPU than this are flagged
+KILN_OPT_LEVELS = (2, 0)   # kilnc run -O2 (all passes) and -O0 (no passes), in this order
+PEAK_SHAPE = "128,512,2048,ba"  # kiln_matmul_peak's reference shape: M,K,N, weights N x K (Kiln's layout)
+PEAK_BUDGET_S = 0.5        # seconds of timed matmuls per thread count
+
+# The issue's targets, checked at the end of a run (Kiln -O2 figures).
+#   kind "peak":  kiln GFLOP/s >= limit x the matmul peak at PEAK_SHAPE with the same threads
+#   kind "eager": kiln ms <= limit x torch eager ms
+TARGETS = [
+    dict(model="b", shape=(16, 128), threads=2, kind="peak", limit=0.85,
+         text="d512/6L b16xs128, 2 threads: whole-model GFLOP/s >= 85% of the single-matmul GFLOP/s "
+              "at 128x512x2048"),
+    dict(model="b", shape=(1, 128), threads=2, kind="eager", limit=0.75,
+         text="d512/6L b1xs128, 2 threads: Kiln -O2 <= 0.75 x PyTorch eager"),
+    dict(model="a", shape=(1, 32), threads=1, kind="eager", limit=0.4,
+         text="d128/2L b1xs32, 1 thread: Kiln -O2 <= 0.4 x PyTorch eager"),
+    dict(model="a", shape=(1, 32), threads=2, kind="eager", limit=0.4,
+         text="d128/2L b1xs32, 2 threads: Kiln -O2 <= 0.4 x PyTorch eager"),
+]
 
 
 def log(msg):
@@ -317,24 +352,15 @@ class Kilnc:
 
     def __init__(self, path):
         self.path = path
-        self.threads_before_run = True  # CLI11: --threads is an option of the top-level app
 
-    def _cmd(self, threads, yaml_path, tokens_path, repeat, warmup, out_dir):
-        run = ["run", yaml_path, "--input", "tokens=" + tokens_path, "--repeat", str(repeat),
-               "--warmup", str(warmup), "--print-limit", "0", "--output-dir", out_dir]
-        t = ["--threads", str(threads)]
-        return [self.path] + (t + run if self.threads_before_run else run + t)
-
-    def run(self, threads, yaml_path, tokens_path, repeat, warmup, out_dir):
+    def run(self, threads, opt_level, yaml_path, tokens_path, repeat, warmup, out_dir):
+        """Median ms, threads kilnc reports, probs it wrote (or None)."""
+        cmd = [self.path, "--threads", str(threads), "run", yaml_path, "-O%d" % opt_level,
+               "--input", "tokens=" + tokens_path, "--repeat", str(repeat), "--warmup", str(warmup),
+               "--print-limit", "0", "--output-dir", out_dir]
         env = dict(os.environ, OMP_NUM_THREADS=str(threads))
-        for attempt in range(2):
-            cmd = self._cmd(threads, yaml_path, tokens_path, repeat, warmup, out_dir)
-            p = subprocess.run(cmd, capture_output=True, text=True, env=env)
-            if p.returncode == 0:
-                break
-            if attempt == 0 and ("not expected" in p.stderr or "--threads" in p.stderr):
-                self.threads_before_run = not self.threads_before_run  # try the other placement
-                continue
+        p = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        if p.returncode != 0:
             raise RuntimeError("kilnc failed (exit %d): %s\n%s%s"
                                % (p.returncode, " ".join(cmd), p.stdout[-2000:], p.stderr[-2000:]))
         m = self.TIME_RE.search(p.stdout)
@@ -344,6 +370,43 @@ class Kilnc:
         probs_path = os.path.join(out_dir, "probs.npy")
         probs = np.load(probs_path) if os.path.isfile(probs_path) else None
         return ms, reported_threads, probs
+
+
+def matmul_peak(path, threads, shape, budget_s):
+    """Runs kiln_matmul_peak --json for one shape; returns its result dict (gflops, median_ms, runs,
+    impl, ...) plus background_cpus, or raises RuntimeError."""
+    cmd = [path, "--json", "--threads", str(threads), "--budget", "%g" % budget_s, shape]
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    bg = BackgroundLoad()
+    bg.start()
+    p = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    bg_cores = bg.stop()
+    if p.returncode != 0:
+        raise RuntimeError("kiln_matmul_peak failed (exit %d): %s\n%s%s"
+                           % (p.returncode, " ".join(cmd), p.stdout[-2000:], p.stderr[-2000:]))
+    try:
+        result = json.loads(p.stdout)["results"][0]
+    except (ValueError, KeyError, IndexError) as e:
+        raise RuntimeError("could not read kiln_matmul_peak's JSON (%s):\n%s" % (e, p.stdout[-2000:]))
+    result["background_cpus"] = bg_cores
+    return result
+
+
+def measure_peaks(path, thread_list, when, notes):
+    """kiln_matmul_peak at PEAK_SHAPE for each thread count; returns the results, each with "when"."""
+    out = []
+    for threads in thread_list:
+        log("matmul peak %s, %d thread%s, %s ..." % (PEAK_SHAPE, threads, "" if threads == 1 else "s", when))
+        try:
+            pk = matmul_peak(path, threads, PEAK_SHAPE, PEAK_BUDGET_S)
+        except RuntimeError as e:
+            log(str(e))
+            notes.append("kiln_matmul_peak failed with %d threads %s: %s"
+                         % (threads, when, str(e).splitlines()[0]))
+            continue
+        pk["when"] = when
+        out.append(pk)
+    return out
 
 
 # ---------------------------------------------------------------------------
@@ -409,6 +472,8 @@ def parse_args(argv):
                    help="just model a, shape b1xs32, threads 1 and 2")
     p.add_argument("--kilnc", default=os.path.join(REPO_ROOT, "build", "tools", "kilnc"),
                    help="path to the kilnc binary (default: %(default)s)")
+    p.add_argument("--matmul-peak", default=os.path.join(REPO_ROOT, "build", "bench", "kiln_matmul_peak"),
+                   help="path to the kiln_matmul_peak binary (default: %(default)s)")
     p.add_argument("--cache-dir", default=os.path.join(REPO_ROOT, "build", "bench"),
                    help="where generated models (weights + YAML) are kept (default: %(default)s)")
     p.add_argument("--no-script", action="store_true", help="skip the TorchScript column")
@@ -443,19 +508,83 @@ def fmt_ms(v):
     return "%.3f" % v if v < 10 else "%.2f" % v if v < 100 else "%.1f" % v
 
 
+def fmt_gflops(v):
+    if v is None:
+        return "n/a"
+    return "%.1f" % v if v >= 1 else "%.2f" % v
+
+
+def fmt_ratio(v):
+    return "n/a" if v is None else "%.2f" % v
+
+
+def fmt_pct(v):
+    return "n/a" if v is None else "%.0f%%" % (100 * v) if v >= 0.1 else "%.1f%%" % (100 * v)
+
+
+def ratio(a, b):
+    return None if a is None or b is None or b <= 0 else a / b
+
+
+def row_label(r):
+    return "%s %s t%d" % (r["model"], r["shape"], r["threads"])
+
+
+def check_targets(rows, peaks):
+    """The issue's targets as (status, text, measured) with status PASS, FAIL or n/a."""
+    out = []
+    for t in TARGETS:
+        shape = shape_label(t["shape"])
+        text = t["text"]
+        row = next((r for r in rows if r["model_key"] == t["model"] and r["shape"] == shape
+                    and r["threads"] == t["threads"]), None)
+        if row is None:
+            out.append(("n/a", text, "not measured: needs model %s, shape %s, %d thread%s in the run"
+                        % (t["model"], shape, t["threads"], "" if t["threads"] == 1 else "s")))
+            continue
+        noisy = ""
+        if row["background_cpus"] is not None and row["background_cpus"] > NOISY_CPUS:
+            noisy = " (noisy row: other processes used %.2f CPU)" % row["background_cpus"]
+        if t["kind"] == "peak":
+            peak = peaks.get(t["threads"])
+            value = ratio(row["gflops"], peak["gflops"] if peak else None)
+            if value is None:
+                out.append(("n/a", text, "not measured (Kiln or the matmul peak failed)"))
+                continue
+            ok = value >= t["limit"]
+            measured = "%s GFLOP/s = %s of %s GFLOP/s" % (fmt_gflops(row["gflops"]), fmt_pct(value),
+                                                          fmt_gflops(peak["gflops"]))
+            if peak["background_cpus"] is not None and peak["background_cpus"] > NOISY_CPUS:
+                noisy += " (noisy peak: other processes used %.2f CPU)" % peak["background_cpus"]
+            if value > 1.0:
+                noisy += " (above 100%: the matmul peak was probably measured low; rerun)"
+        else:
+            value = row["ratio"]
+            if value is None:
+                out.append(("n/a", text, "not measured (kilnc failed)"))
+                continue
+            ok = value <= t["limit"]
+            measured = "%.2f x (%s ms vs %s ms)" % (value, fmt_ms(row["kiln_ms"]), fmt_ms(row["eager_ms"]))
+        out.append(("PASS" if ok else "FAIL", text, measured + noisy))
+    return out
+
+
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
     kilnc_path = os.path.abspath(args.kilnc)
-    if not (os.path.isfile(kilnc_path) and os.access(kilnc_path, os.X_OK)):
-        print("error: kilnc not found at %s; build it first: cmake -S . -B build && cmake --build build -j2"
-              % kilnc_path, file=sys.stderr)
-        return 2
-    t_start = time.perf_counter()
+    peak_path = os.path.abspath(args.matmul_peak)
+    for name, path in (("kilnc", kilnc_path), ("kiln_matmul_peak", peak_path)):
+        if not (os.path.isfile(path) and os.access(path, os.X_OK)):
+            print("error: %s not found at %s; build it first: cmake -S . -B build && cmake --build build -j2"
+                  % (name, path), file=sys.stderr)
+            return 2
     tmp_root = tempfile.mkdtemp(prefix="kiln_bench_")
-    # Run a private copy so that a concurrent rebuild of build/ cannot swap the binary mid-run.
+    # Run private copies so that a concurrent rebuild of build/ cannot swap a binary mid-run.
     kilnc_copy = os.path.join(tmp_root, "kilnc")
     shutil.copy2(kilnc_path, kilnc_copy)
     kilnc = Kilnc(kilnc_copy)
+    peak_copy = os.path.join(tmp_root, "kiln_matmul_peak")
+    shutil.copy2(peak_path, peak_copy)
     kilnc_built = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(os.path.getmtime(kilnc_path)))
 
     header = [machine_line(),
@@ -468,8 +597,9 @@ def main(argv=None):
         print(line, flush=True)
     print(flush=True)
 
-    rows, notes = [], []
+    rows, notes, peaks, peak_runs = [], [], {}, []
     try:
+        peak_runs = measure_peaks(peak_copy, args.thread_list, "before the rows", notes)
         for key in args.model_keys:
             cfg = dict(MODELS[key])
             if "generated" in cfg:
@@ -496,6 +626,7 @@ def main(argv=None):
                 x = torch.from_numpy(tokens)
                 flops = matmul_flops(cfg, batch, seq)
                 for threads in args.thread_list:
+                    label = "%s %s t%d" % (cfg["label"], shape_label((batch, seq)), threads)
                     bg = BackgroundLoad()
                     bg.start()
                     torch.set_num_threads(threads)
@@ -527,51 +658,85 @@ def main(argv=None):
                         with torch.no_grad():
                             sd = float(np.max(np.abs(script(x)[1].numpy() - torch_probs)))
                         if sd > 1e-5:
-                            notes.append("%s %s t%d: TorchScript probs differ from eager by %.2e"
-                                         % (cfg["label"], shape_label((batch, seq)), threads, sd))
+                            notes.append("%s: TorchScript probs differ from eager by %.2e" % (label, sd))
 
-                    out_dir = os.path.join(tmp_root, "out_%s_b%d_s%d_t%d" % (key, batch, seq, threads))
-                    try:
-                        kiln_ms, kiln_threads, kiln_probs = kilnc.run(threads, yaml_path, tokens_path,
-                                                                       repeat, warmup, out_dir)
-                    except RuntimeError as e:
-                        log(str(e))
-                        notes.append("%s %s t%d: kilnc failed: %s" % (cfg["label"], shape_label((batch, seq)),
-                                                                      threads, str(e).splitlines()[0]))
-                        kiln_ms, kiln_threads, kiln_probs = None, threads, None
-                    if kiln_threads != threads:
-                        notes.append("%s %s: asked kilnc for %d threads, it reports %d"
-                                     % (cfg["label"], shape_label((batch, seq)), threads, kiln_threads))
-                    if kiln_probs is None or kiln_probs.shape != torch_probs.shape:
-                        diff = None
-                        notes.append("%s %s t%d: kilnc wrote no probs of shape %s"
-                                     % (cfg["label"], shape_label((batch, seq)), threads,
-                                        list(torch_probs.shape)))
-                    else:
-                        diff = float(np.max(np.abs(kiln_probs.astype(np.float64) - torch_probs)))
+                    kiln = {}
+                    for opt in KILN_OPT_LEVELS:
+                        out_dir = os.path.join(tmp_root, "out_%s_b%d_s%d_t%d_O%d" % (key, batch, seq, threads, opt))
+                        try:
+                            ms, kiln_threads, probs = kilnc.run(threads, opt, yaml_path, tokens_path,
+                                                                repeat, warmup, out_dir)
+                        except RuntimeError as e:
+                            log(str(e))
+                            notes.append("%s: kilnc -O%d failed: %s" % (label, opt, str(e).splitlines()[0]))
+                            ms, kiln_threads, probs = None, threads, None
+                        if kiln_threads != threads:
+                            notes.append("%s: asked kilnc -O%d for %d threads, it reports %d"
+                                         % (label, opt, threads, kiln_threads))
+                        if probs is None or probs.shape != torch_probs.shape:
+                            diff = None
+                            if ms is not None:
+                                notes.append("%s: kilnc -O%d wrote no probs of shape %s"
+                                             % (label, opt, list(torch_probs.shape)))
+                        else:
+                            diff = float(np.max(np.abs(probs.astype(np.float64) - torch_probs)))
+                        kiln[opt] = (ms, diff)
                     bg_cores = bg.stop()
-                    rows.append(dict(model=cfg["label"], shape=shape_label((batch, seq)), threads=threads,
-                                     background_cpus=bg_cores,
-                                     kiln_ms=kiln_ms, eager_ms=eager_ms, script_ms=script_ms,
-                                     ratio=None if kiln_ms is None else kiln_ms / eager_ms,
-                                     gflops=None if kiln_ms is None else flops / (kiln_ms * 1e-3) / 1e9,
-                                     flops=flops, max_dprobs=diff, repeat=repeat, warmup=warmup))
-                    log("    kiln %s ms, eager %s ms, script %s ms; other processes busy on %s CPUs"
-                        % (fmt_ms(kiln_ms), fmt_ms(eager_ms), fmt_ms(script_ms),
+                    kiln_ms, diff2 = kiln[2]
+                    kiln_o0_ms, diff0 = kiln[0]
+                    diffs = [d for d in (diff2, diff0) if d is not None]
+                    gflops = None if kiln_ms is None else flops / (kiln_ms * 1e-3) / 1e9
+                    rows.append(dict(model=cfg["label"], model_key=key, shape=shape_label((batch, seq)),
+                                     threads=threads, background_cpus=bg_cores,
+                                     kiln_ms=kiln_ms, kiln_o0_ms=kiln_o0_ms,
+                                     o2_over_o0=ratio(kiln_ms, kiln_o0_ms),
+                                     eager_ms=eager_ms, script_ms=script_ms,
+                                     ratio=ratio(kiln_ms, eager_ms), gflops=gflops,
+                                     flops=flops, max_dprobs=max(diffs) if diffs else None,
+                                     max_dprobs_o2=diff2, max_dprobs_o0=diff0,
+                                     repeat=repeat, warmup=warmup))
+                    log("    kiln -O2 %s ms, -O0 %s ms, eager %s ms, script %s ms; other processes busy on %s CPUs"
+                        % (fmt_ms(kiln_ms), fmt_ms(kiln_o0_ms), fmt_ms(eager_ms), fmt_ms(script_ms),
                            "?" if bg_cores is None else "%.2f" % bg_cores))
             model = script = None  # free before the next model
+        # The peak again after the rows: the higher of the two is used, so that one unlucky moment
+        # (the machine briefly busy) does not make the whole model look better than its matmuls.
+        peak_runs += measure_peaks(peak_copy, args.thread_list, "after the rows", notes)
     finally:
         shutil.rmtree(tmp_root, ignore_errors=True)
 
-    print("| model | shape | threads | kiln ms | torch eager ms | torch script ms | kiln/eager ratio "
-          "| kiln GFLOP/s | max\\|Δprobs\\| |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    for threads in args.thread_list:
+        done = [pk for pk in peak_runs if pk["threads"] == threads]
+        peaks[threads] = max(done, key=lambda pk: pk["gflops"]) if done else None
     for r in rows:
-        print("| %s | %s | %d | %s | %s | %s | %s | %s | %s |"
-              % (r["model"], r["shape"], r["threads"], fmt_ms(r["kiln_ms"]), fmt_ms(r["eager_ms"]),
-                 fmt_ms(r["script_ms"]), "n/a" if r["ratio"] is None else "%.2f" % r["ratio"],
-                 "n/a" if r["gflops"] is None else "%.1f" % r["gflops"] if r["gflops"] >= 1 else
-                 "%.2f" % r["gflops"],
+        pk = peaks.get(r["threads"])
+        r["pct_of_peak"] = ratio(r["gflops"], pk["gflops"] if pk else None)
+
+    shape_text = "x".join(PEAK_SHAPE.split(",")[:3])
+    print("oneDNN matmul peak (`kiln_matmul_peak %s`: one f32 matmul %s, weights stored N x K as Kiln "
+          "stores them; measured in this run):" % (PEAK_SHAPE, shape_text))
+    for threads in args.thread_list:
+        pk = peaks.get(threads)
+        if pk is None:
+            print("- %d thread%s: n/a (failed)" % (threads, "" if threads == 1 else "s"))
+            continue
+        noisy = ""
+        if pk["background_cpus"] is not None and pk["background_cpus"] > NOISY_CPUS:
+            noisy = "; WARNING: other processes used %.2f CPU meanwhile" % pk["background_cpus"]
+        both = ", ".join("%s %s" % (fmt_gflops(p_["gflops"]), p_["when"])
+                         for p_ in peak_runs if p_["threads"] == threads)
+        print("- %d thread%s: **%s GFLOP/s** (median %s ms over %d runs, %s; the higher of: %s%s)"
+              % (threads, "" if threads == 1 else "s", fmt_gflops(pk["gflops"]), fmt_ms(pk["median_ms"]),
+                 pk["runs"], pk["impl"], both, noisy))
+    print()
+    print("| model | shape | threads | kiln -O2 ms | kiln -O0 ms | -O2/-O0 | torch eager ms | torch script ms "
+          "| kiln/eager ratio | kiln GFLOP/s | kiln % of matmul peak | max\\|Δprobs\\| |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        print("| %s | %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s |"
+              % (r["model"], r["shape"], r["threads"], fmt_ms(r["kiln_ms"]), fmt_ms(r["kiln_o0_ms"]),
+                 fmt_ratio(r["o2_over_o0"]), fmt_ms(r["eager_ms"]), fmt_ms(r["script_ms"]),
+                 fmt_ratio(r["ratio"]), fmt_gflops(r["gflops"]), fmt_pct(r["pct_of_peak"]),
                  "n/a" if r["max_dprobs"] is None else "%.1e" % r["max_dprobs"]))
     print()
     plans = sorted(set((r["repeat"], r["warmup"]) for r in rows))
@@ -579,33 +744,43 @@ def main(argv=None):
         print("Timed runs per measurement: %d, after %d warm-up runs (same for every engine)." % plans[0])
     else:
         print("Timed runs (after warm-up runs) per measurement, the same for every engine in a row: %s."
-              % ", ".join("%s %s t%d: %d (%d)" % (r["model"], r["shape"], r["threads"], r["repeat"],
-                                                  r["warmup"]) for r in rows))
+              % ", ".join("%s: %d (%d)" % (row_label(r), r["repeat"], r["warmup"]) for r in rows))
     for n in notes:
         print("Note: " + n)
     loads = [r["background_cpus"] for r in rows if r["background_cpus"] is not None]
     if loads:
         nproc = os.cpu_count() or 1
-        noisy = [r for r in rows if r["background_cpus"] is not None and r["background_cpus"] > 0.25]
+        noisy = [r for r in rows if r["background_cpus"] is not None and r["background_cpus"] > NOISY_CPUS]
         print("Other processes kept %.2f-%.2f of %d CPUs busy while rows ran (mean %.2f)."
               % (min(loads), max(loads), nproc, sum(loads) / len(loads)))
         if noisy:
-            print("WARNING: rows measured while other processes used > 0.25 CPU (timings, and especially "
+            print("WARNING: rows measured while other processes used > %.2f CPU (timings, and especially "
                   "multi-thread ones, are unreliable there; rerun when the machine is idle): %s."
-                  % "; ".join("%s %s t%d (%.2f)" % (r["model"], r["shape"], r["threads"], r["background_cpus"])
-                              for r in noisy))
+                  % (NOISY_CPUS, "; ".join("%s (%.2f)" % (row_label(r), r["background_cpus"]) for r in noisy)))
     slower = [r for r in rows if r["ratio"] is not None and r["ratio"] > 1.0]
     if slower:
         print("Kiln slower than PyTorch eager in %d of %d rows: %s."
-              % (len(slower), len(rows), "; ".join("%s %s t%d x%.2f" % (r["model"], r["shape"], r["threads"],
-                                                                        r["ratio"]) for r in slower)))
-    else:
+              % (len(slower), len(rows), "; ".join("%s x%.2f" % (row_label(r), r["ratio"]) for r in slower)))
+    elif rows:
         print("Kiln is at least as fast as PyTorch eager in every row.")
-    print("Wall time of this benchmark: %.0f s." % (time.perf_counter() - t_start))
+
+    targets = check_targets(rows, peaks)
+    print()
+    print("Targets (Kiln -O2, from this run):")
+    for status, text, measured in targets:
+        print("- [%s] %-4s %s: %s" % ("x" if status == "PASS" else " ", status, text, measured))
+    counts = {k: sum(1 for t in targets if t[0] == k) for k in ("PASS", "FAIL", "n/a")}
+    print("%d of %d targets pass, %d fail, %d not measured."
+          % (counts["PASS"], len(targets), counts["FAIL"], counts["n/a"]))
+    print("Wall time of this benchmark: %.0f s." % (time.perf_counter() - T_PROCESS_START))
 
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(dict(header=header, rows=rows, notes=notes), f, indent=2)
+            json.dump(dict(header=header, matmul_peak=dict(shape=PEAK_SHAPE, by_threads=peaks, runs=peak_runs),
+                           rows=rows,
+                           notes=notes,
+                           targets=[dict(status=s_, target=t_, measured=m_) for s_, t_, m_ in targets]),
+                      f, indent=2)
     return 0
 
 

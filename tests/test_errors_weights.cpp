@@ -15,45 +15,15 @@
 #include "test_util.hpp"
 
 using kiln::test::error_of;
+using kiln::test::contains;
 using kiln::test::source_path;
+using kiln::test::TempDir;
 using namespace std::string_literals;
 
 namespace {
 
 namespace fs = std::filesystem;
 
-bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
-
-// A temp folder removed at the end of the test.
-class TempDir {
- public:
-  TempDir() {
-    static int counter = 0;
-    path_ = fs::temp_directory_path() /
-            ("kiln_test_errors_weights_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-    fs::remove_all(path_);
-    fs::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-
-  std::string dir() const { return path_.string(); }
-  // Writes `bytes` to NAME in the folder; returns the file's path.
-  std::string write(const std::string& name, const std::string& bytes) const {
-    std::string p = (path_ / name).string();
-    std::ofstream out(p, std::ios::binary);
-    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-    REQUIRE(out.good());
-    return p;
-  }
-
- private:
-  fs::path path_;
-};
 
 // A safetensors image: 8-byte little-endian header length, the header, the data.
 std::string safetensors(const std::string& header, const std::string& data = {}, std::uint64_t header_len = UINT64_MAX) {

@@ -13,13 +13,13 @@
 #include "test_util.hpp"
 
 using kiln::test::max_abs_diff;
+using kiln::test::contains;
+using kiln::test::TempDir;
 using kiln::test::source_path;
 
 namespace {
 
 namespace fs = std::filesystem;
-
-bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 
 struct Result {
   int code = -1;
@@ -47,26 +47,6 @@ Result run_kilnc(const std::string& args, bool stderr_only = false) {
   return r;
 }
 
-// A temp folder removed at the end of the test.
-class TempDir {
- public:
-  TempDir() {
-    static int counter = 0;
-    path_ = fs::temp_directory_path() / ("kiln_test_kilnc_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-    fs::remove_all(path_);
-    fs::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  std::string path(const std::string& name) const { return (path_ / name).string(); }
-
- private:
-  fs::path path_;
-};
 
 const char* kExampleModel = "examples/transformer_classifier/transformer_classifier.yaml";
 const char* kExampleTokens = "examples/transformer_classifier/tokens.npy";
