@@ -1,4 +1,7 @@
+#include <algorithm>
+#include <cstdio>
 #include <map>
+#include <sstream>
 
 #include "frontends/yaml/yaml_frontend.hpp"
 #include "runtime/model_impl.hpp"
@@ -190,6 +193,40 @@ void Session::run(const std::map<std::string, Tensor>& inputs, std::map<std::str
 }
 
 std::size_t Session::plan_count() const { return impl_->compiled; }
+
+std::string Session::profile(const std::map<std::string, Tensor>& inputs, int runs) {
+  std::map<std::string, Tensor> outputs = run(inputs);  // warm-up; compiles the plan
+  Plan& plan = impl_->plan_for_bound();
+  const auto steps = plan.steps();
+  std::vector<std::vector<double>> samples(steps.size());
+  std::vector<double> ms;
+  for (int r = 0; r < std::max(runs, 1); ++r) {
+    plan.profile(impl_->stream, impl_->in_ptrs.data(), impl_->out_ptrs.data(), ms);
+    for (std::size_t s = 0; s < steps.size(); ++s) samples[s].push_back(ms[s]);
+  }
+  std::vector<std::pair<double, std::size_t>> order;
+  double total = 0;
+  for (std::size_t s = 0; s < steps.size(); ++s) {
+    auto& v = samples[s];
+    std::sort(v.begin(), v.end());
+    order.emplace_back(v[v.size() / 2], s);
+    total += v[v.size() / 2];
+  }
+  std::stable_sort(order.begin(), order.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+  std::ostringstream os;
+  char line[512];
+  std::snprintf(line, sizeof line, "%10s %6s  %-44s %s\n", "median ms", "share", "node", "kernel");
+  os << line;
+  for (const auto& [t, s] : order) {
+    if (steps[s].impl == "view") continue;
+    std::snprintf(line, sizeof line, "%10.4f %5.1f%%  %-44s %s\n", t, total > 0 ? 100.0 * t / total : 0.0,
+                  steps[s].node->label().c_str(), steps[s].impl.c_str());
+    os << line;
+  }
+  std::snprintf(line, sizeof line, "%10.4f 100.0%%  total of the per-node medians over %d runs\n", total, std::max(runs, 1));
+  os << line;
+  return os.str();
+}
 
 std::string Session::explain(const std::map<std::string, Tensor>& inputs) {
   impl_->bind(inputs);

@@ -3,6 +3,7 @@
 #include "ops/common.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <sstream>
@@ -210,13 +211,35 @@ void* Plan::resolve(int value, const void* const* inputs, void* const* outputs) 
 }
 
 void Plan::run(dnnl::stream& stream, const void* const* inputs, void* const* outputs) {
-  for (auto& step : steps_) {
+  run_steps(stream, inputs, outputs, nullptr);
+}
+
+void Plan::profile(dnnl::stream& stream, const void* const* inputs, void* const* outputs, std::vector<double>& step_ms) {
+  step_ms.assign(steps_.size(), 0.0);
+  run_steps(stream, inputs, outputs, &step_ms);
+}
+
+std::vector<Plan::StepInfo> Plan::steps() const {
+  std::vector<StepInfo> out;
+  for (const auto& step : steps_)
+    out.push_back(StepInfo{step.node, step.kernel ? step.kernel->impl() : std::string("view")});
+  return out;
+}
+
+void Plan::run_steps(dnnl::stream& stream, const void* const* inputs, void* const* outputs, std::vector<double>* step_ms) {
+  for (std::size_t s = 0; s < steps_.size(); ++s) {
+    Step& step = steps_[s];
     if (!step.kernel) continue;
+    auto t0 = step_ms ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
     for (std::size_t i = 0; i < step.in_values.size(); ++i)
       step.in_ptrs[i] = step.in_values[i] < 0 ? nullptr : resolve(step.in_values[i], inputs, outputs);
     for (std::size_t i = 0; i < step.out_values.size(); ++i) step.out_ptrs[i] = resolve(step.out_values[i], inputs, outputs);
     KernelArgs args{step.in_ptrs.data(), step.out_ptrs.data(), arena_.get() + step.scratch_offset};
     step.kernel->execute(stream, args);
+    if (step_ms) {
+      stream.wait();
+      (*step_ms)[s] = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    }
   }
   stream.wait();
   for (int j : copy_outputs_) {

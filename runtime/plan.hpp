@@ -30,6 +30,14 @@ class Plan {
   /// One line per node: name, op, implementation, output type.
   std::string describe() const;
 
+  /// Runs like run(), timing each node (milliseconds, one entry per node; 0 for views).
+  void profile(dnnl::stream& stream, const void* const* inputs, void* const* outputs, std::vector<double>& step_ms);
+  struct StepInfo {
+    const Node* node;
+    std::string impl;  // the kernel's implementation, or "view"
+  };
+  std::vector<StepInfo> steps() const;
+
  private:
   enum class Where : std::uint8_t { None, Input, Output, Constant, Arena };
   struct Loc {
@@ -47,6 +55,7 @@ class Plan {
     std::size_t scratch_offset = 0;
   };
   void* resolve(int value, const void* const* inputs, void* const* outputs) const;
+  void run_steps(dnnl::stream& stream, const void* const* inputs, void* const* outputs, std::vector<double>* step_ms);
 
   const Graph& graph_;
   std::vector<TensorType> types_;

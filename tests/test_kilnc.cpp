@@ -172,5 +172,18 @@ TEST_CASE("kilnc error: an unknown subcommand is named in the message") {
 TEST_CASE("kilnc error: no subcommand lists the subcommands") {
   Result r = run_kilnc("", true);
   CHECK(r.code != 0);
-  CHECK(contains(r.out, "expected a subcommand: check, run, ops or passes"));
+  CHECK(contains(r.out, "expected a subcommand: check, run, profile, ops or passes"));
+}
+
+TEST_CASE("kilnc profile times every kernel and names what fused nodes absorbed") {
+  Result r = run_kilnc(std::string("profile ") + kExampleModel + " --input tokens=" + kExampleTokens + " --runs 3", false);
+  CHECK(r.code == 0);
+  CHECK(contains(r.out, "median ms"));
+  CHECK(contains(r.out, "attention 'encoder_layer.0/a'"));
+  CHECK(contains(r.out, "total of the per-node medians over 3 runs"));
+  CHECK(contains(r.out, "linear 'encoder_layer.0/h': absorbed relu 'encoder_layer.0/h1'"));
+  // Every kernel of the -O2 plan has a row (14 kernels), then the total row.
+  std::size_t rows = 0;
+  for (std::size_t at = r.out.find("%  "); at != std::string::npos; at = r.out.find("%  ", at + 1)) ++rows;
+  CHECK(rows == 15);
 }

@@ -126,6 +126,27 @@ int cmd_run(const std::string& model_path, const std::vector<std::string>& input
   return 0;
 }
 
+int cmd_profile(const std::string& model_path, const std::vector<std::string>& input_specs, int runs,
+                const CompileFlags& flags) {
+  auto impl = kiln::detail::compile_model(model_path, [&] {
+    kiln::PipelineOptions o;
+    o.opt_level = flags.opt_level;
+    o.disabled.insert(flags.disabled.begin(), flags.disabled.end());
+    return o;
+  }());
+  kiln::Session session{kiln::Model(impl)};
+  auto inputs = read_inputs(input_specs);
+  std::printf("%s", session.profile(inputs, runs).c_str());
+  bool any = false;
+  for (const auto& r : impl->remarks) {
+    if (!r.fired) continue;
+    if (!any) std::printf("what the fused nodes absorbed (-O%d):\n", flags.opt_level);
+    any = true;
+    std::printf("  %s: %s\n", r.node.c_str(), r.message.c_str());
+  }
+  return 0;
+}
+
 int cmd_passes() {
   for (const auto& p : kiln::all_passes()) std::printf("%-24s %s\n", p->name(), p->summary());
   return 0;
@@ -175,6 +196,15 @@ int main(int argc, char** argv) {
   run->add_option("--print-limit", print_limit, "print at most this many values per output (default 64)");
   add_compile_flags(run, flags);
 
+  int profile_runs = 20;
+  auto* profile = app.add_subcommand("profile", "time each node of a model on inputs read from .npy files");
+  profile->add_option("model", model_path, "model file (.yaml)")->required();
+  profile->add_option("-i,--input", input_specs, "an input as NAME=FILE.npy (repeat for each input)")->required();
+  profile->add_option("-r,--runs", profile_runs, "timed runs; the table shows each node's median (default 20)")
+      ->check(CLI::PositiveNumber);
+  profile->add_option("-O,--opt-level", flags.opt_level, "optimization level: 0, 1 or 2 (default)")->check(CLI::Range(0, 2));
+  profile->add_option("--disable-pass", flags.disabled, "do not run this pass (repeatable)");
+
   auto* ops = app.add_subcommand("ops", "list the operators this build knows, with inputs and attributes");
   auto* passes = app.add_subcommand("passes", "list the optimization passes in pipeline order");
 
@@ -191,9 +221,10 @@ int main(int argc, char** argv) {
     }
     if (*check) return cmd_check(model_path, locations, flags);
     if (*run) return cmd_run(model_path, input_specs, output_dir, repeat, warmup, print_limit, flags);
+    if (*profile) return cmd_profile(model_path, input_specs, profile_runs, flags);
     if (*ops) return cmd_ops();
     if (*passes) return cmd_passes();
-    std::fprintf(stderr, "error: expected a subcommand: check, run, ops or passes (see kilnc --help)\n");
+    std::fprintf(stderr, "error: expected a subcommand: check, run, profile, ops or passes (see kilnc --help)\n");
     return 2;
   } catch (const kiln::Error& e) {
     std::fprintf(stderr, "%s\n", e.what());

@@ -87,6 +87,10 @@ class Session {
   /// implementation oneDNN or Kiln chose, then activation arena bytes and weight bytes.
   std::string explain(const std::map<std::string, Tensor>& inputs);
 
+  /// Time per node, as a table sorted by total time: runs the model `runs` times (after one warm-up run)
+  /// timing each kernel, and reports the median per node, its share, and its implementation.
+  std::string profile(const std::map<std::string, Tensor>& inputs, int runs);
+
  private:
   std::unique_ptr<detail::SessionImpl> impl_;
 };
