@@ -1,6 +1,7 @@
 #include "graph/graph.hpp"
 
 #include <algorithm>
+#include <map>
 #include <set>
 #include <sstream>
 #include <unordered_set>
@@ -271,6 +272,67 @@ std::string Graph::print(bool with_locations) const {
   os << "  return";
   for (std::size_t i = 0; i < outputs.size(); ++i) os << (i ? ", " : " ") << "%" << outputs[i]->name;
   os << "\n}\n";
+  return os.str();
+}
+
+}  // namespace kiln
+
+namespace kiln {
+
+namespace {
+// Quotes and backslashes escaped; line breaks become DOT's \n.
+std::string dot_escape(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    if (c == '\n') {
+      out += "\\n";
+      continue;
+    }
+    if (c == '"' || c == '\\') out += '\\';
+    out += c;
+  }
+  return out;
+}
+}  // namespace
+
+std::string Graph::to_dot() const {
+  std::ostringstream os;
+  os << "digraph \"" << dot_escape(name) << "\" {\n  rankdir=TB;\n  node [fontname=\"monospace\", fontsize=10];\n";
+  for (std::size_t i = 0; i < inputs.size(); ++i)
+    os << "  in" << i << " [shape=ellipse, label=\"" << dot_escape(inputs[i]->name + "\n" + inputs[i]->type.str()) << "\"];\n";
+  std::map<const Node*, std::size_t> index;
+  for (std::size_t k = 0; k < nodes_.size(); ++k) {
+    const Node& n = *nodes_[k];
+    index[&n] = k;
+    std::string label = n.op + " '" + n.name + "'";
+    for (const auto& [key, v] : n.attrs) label += "\n" + key + "=" + attr_str(v);
+    std::size_t weights = 0;
+    std::size_t weight_bytes = 0;
+    for (const Value* v : n.inputs)
+      if (v && v->is_constant()) {
+        ++weights;
+        weight_bytes += v->constant.bytes;
+      }
+    if (weights) label += "\n(" + std::to_string(weights) + " weights, " + std::to_string(weight_bytes) + " bytes)";
+    os << "  n" << k << " [shape=box, label=\"" << dot_escape(label) << "\"];\n";
+  }
+  for (std::size_t k = 0; k < nodes_.size(); ++k) {
+    for (const Value* v : nodes_[k]->inputs) {
+      if (!v || v->is_constant()) continue;
+      std::string from;
+      if (v->producer) from = "n" + std::to_string(index.at(v->producer));
+      for (std::size_t i = 0; i < inputs.size() && from.empty(); ++i)
+        if (inputs[i] == v) from = "in" + std::to_string(i);
+      if (from.empty()) continue;
+      os << "  " << from << " -> n" << k << " [label=\"" << dot_escape(v->type.str()) << "\"];\n";
+    }
+  }
+  for (std::size_t j = 0; j < outputs.size(); ++j) {
+    const Value* v = outputs[j];
+    os << "  out" << j << " [shape=ellipse, label=\"" << dot_escape(v->name + "\n" + v->type.str()) << "\"];\n";
+    if (v->producer) os << "  n" << index.at(v->producer) << " -> out" << j << ";\n";
+  }
+  os << "}\n";
   return os.str();
 }
 

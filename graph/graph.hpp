@@ -106,6 +106,9 @@ class Graph {
   void infer_shapes();
   /// Stable text form. `with_locations` appends `loc(file:line:col)` to each node.
   std::string print(bool with_locations = false) const;
+  /// Graphviz DOT: one box per node (op, name, attributes), one edge per value use labelled with its
+  /// type; graph inputs and outputs as ellipses; weights summarized inside the node that reads them.
+  std::string to_dot() const;
 
  private:
   std::vector<std::unique_ptr<Value>> values_;

@@ -172,7 +172,7 @@ TEST_CASE("kilnc error: an unknown subcommand is named in the message") {
 TEST_CASE("kilnc error: no subcommand lists the subcommands") {
   Result r = run_kilnc("", true);
   CHECK(r.code != 0);
-  CHECK(contains(r.out, "expected a subcommand: check, run, profile, ops or passes"));
+  CHECK(contains(r.out, "expected a subcommand: check, run, profile, dot, ops or passes"));
 }
 
 TEST_CASE("kilnc profile times every kernel and names what fused nodes absorbed") {
@@ -186,4 +186,18 @@ TEST_CASE("kilnc profile times every kernel and names what fused nodes absorbed"
   std::size_t rows = 0;
   for (std::size_t at = r.out.find("%  "); at != std::string::npos; at = r.out.find("%  ", at + 1)) ++rows;
   CHECK(rows == 15);
+}
+
+TEST_CASE("kilnc dot prints the graph before or after the passes") {
+  Result o2 = run_kilnc(std::string("dot ") + kExampleModel, false);
+  CHECK(o2.code == 0);
+  CHECK(contains(o2.out, "digraph \"transformer_classifier\" {"));
+  CHECK(contains(o2.out, "attention 'encoder_layer.0/a'"));
+  CHECK(contains(o2.out, "activation=\\\"relu\\\""));  // fused at -O2 (quotes escaped for DOT)
+  CHECK(!contains(o2.out, "relu 'encoder_layer.0/h1'"));
+  CHECK(contains(o2.out, "in0 -> n0 [label=\"i64[batch,seq]\"]"));
+  Result o0 = run_kilnc(std::string("dot -O0 ") + kExampleModel, false);
+  CHECK(o0.code == 0);
+  CHECK(contains(o0.out, "relu 'encoder_layer.0/h1'"));
+  CHECK(o0.out.back() == '\n');
 }

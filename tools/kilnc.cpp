@@ -147,6 +147,12 @@ int cmd_profile(const std::string& model_path, const std::vector<std::string>& i
   return 0;
 }
 
+int cmd_dot(const std::string& model_path, const CompileFlags& flags) {
+  kiln::Model model = compile(model_path, flags);
+  std::cout << model.impl()->graph->to_dot();
+  return 0;
+}
+
 int cmd_passes() {
   for (const auto& p : kiln::all_passes()) std::printf("%-24s %s\n", p->name(), p->summary());
   return 0;
@@ -205,6 +211,11 @@ int main(int argc, char** argv) {
   profile->add_option("-O,--opt-level", flags.opt_level, "optimization level: 0, 1 or 2 (default)")->check(CLI::Range(0, 2));
   profile->add_option("--disable-pass", flags.disabled, "do not run this pass (repeatable)");
 
+  auto* dot = app.add_subcommand("dot", "print the IR as a Graphviz DOT graph (after the passes of -O; -O0: as written)");
+  dot->add_option("model", model_path, "model file (.yaml)")->required();
+  dot->add_option("-O,--opt-level", flags.opt_level, "optimization level: 0, 1 or 2 (default)")->check(CLI::Range(0, 2));
+  dot->add_option("--disable-pass", flags.disabled, "do not run this pass (repeatable)");
+
   auto* ops = app.add_subcommand("ops", "list the operators this build knows, with inputs and attributes");
   auto* passes = app.add_subcommand("passes", "list the optimization passes in pipeline order");
 
@@ -222,9 +233,10 @@ int main(int argc, char** argv) {
     if (*check) return cmd_check(model_path, locations, flags);
     if (*run) return cmd_run(model_path, input_specs, output_dir, repeat, warmup, print_limit, flags);
     if (*profile) return cmd_profile(model_path, input_specs, profile_runs, flags);
+    if (*dot) return cmd_dot(model_path, flags);
     if (*ops) return cmd_ops();
     if (*passes) return cmd_passes();
-    std::fprintf(stderr, "error: expected a subcommand: check, run, profile, ops or passes (see kilnc --help)\n");
+    std::fprintf(stderr, "error: expected a subcommand: check, run, profile, dot, ops or passes (see kilnc --help)\n");
     return 2;
   } catch (const kiln::Error& e) {
     std::fprintf(stderr, "%s\n", e.what());
