@@ -20,12 +20,6 @@ std::vector<TensorType> infer(const ShapeCtx& ctx) {
   return {TensorType{DType::f32, broadcast(ctx, a.shape, b.shape), layout}};
 }
 
-std::vector<std::int64_t> padded(const std::vector<std::int64_t>& d, std::size_t rank) {
-  std::vector<std::int64_t> out(rank - d.size(), 1);
-  out.insert(out.end(), d.begin(), d.end());
-  return out;
-}
-
 // Broadcast-strided loop for the case oneDNN does not cover.
 class BroadcastKernel : public Kernel {
  public:
@@ -90,8 +84,8 @@ std::unique_ptr<Kernel> make(const KernelCtx& ctx) {
     return kernel;
   }
   auto out = dims_of(ctx.out[0].shape);
-  auto a = padded(dims_of(ctx.in[0].shape), out.size());
-  auto b = padded(dims_of(ctx.in[1].shape), out.size());
+  auto a = padded_dims(dims_of(ctx.in[0].shape), out.size());
+  auto b = padded_dims(dims_of(ctx.in[1].shape), out.size());
   int src0 = 0, src1 = 1;
   if (a != out) {
     bool commutative = Alg == dnnl::algorithm::binary_add || Alg == dnnl::algorithm::binary_mul;

@@ -125,6 +125,22 @@ dnnl::primitive_attr user_scratchpad_attr() {
   return attr;
 }
 
+std::vector<std::int64_t> padded_dims(const std::vector<std::int64_t>& dims, std::size_t rank) {
+  std::vector<std::int64_t> out(rank - dims.size(), 1);
+  out.insert(out.end(), dims.begin(), dims.end());
+  return out;
+}
+
+std::unique_ptr<Kernel> reorder_kernel(const dnnl::engine& engine, const dnnl::memory::desc& src,
+                                       const dnnl::memory::desc& dst) {
+  dnnl::reorder::primitive_desc pd(engine, src, engine, dst, user_scratchpad_attr());
+  auto kernel = std::make_unique<DnnlKernel>(engine);
+  int s = kernel->add(pd);
+  kernel->input(s, DNNL_ARG_FROM, src, 0);
+  kernel->output(s, DNNL_ARG_TO, dst, 0);
+  return kernel;
+}
+
 std::size_t DnnlKernel::reserve(std::size_t bytes) {
   std::size_t offset = scratch_;
   scratch_ += (bytes + 63) / 64 * 64;

@@ -43,6 +43,12 @@ dnnl::memory::desc strided_md(const std::vector<std::int64_t>& dims, const std::
                               DType t = DType::f32);
 /// Primitive attributes with a user-managed scratchpad (Kiln hands oneDNN memory from its arena).
 dnnl::primitive_attr user_scratchpad_attr();
+/// `dims` with leading 1s up to `rank` (NumPy broadcasting's alignment, which oneDNN wants spelled out).
+std::vector<std::int64_t> padded_dims(const std::vector<std::int64_t>& dims, std::size_t rank);
+
+/// A kernel that copies input 0 (read as `src`) into output 0 (written as `dst`) with one oneDNN reorder.
+std::unique_ptr<Kernel> reorder_kernel(const dnnl::engine& engine, const dnnl::memory::desc& src,
+                                       const dnnl::memory::desc& dst);
 
 /// A kernel built from one or more oneDNN primitives executed in order. Each primitive's memory
 /// arguments are bound to a node input, a node output, a region of this kernel's scratch, or fixed

@@ -23,17 +23,11 @@ std::vector<TensorType> infer(const ShapeCtx& ctx) {
   return {TensorType{DType::f32, out}};
 }
 
-std::vector<std::int64_t> padded(const std::vector<std::int64_t>& d, std::size_t rank) {
-  std::vector<std::int64_t> out(rank - d.size(), 1);
-  out.insert(out.end(), d.begin(), d.end());
-  return out;
-}
-
 std::unique_ptr<Kernel> make(const KernelCtx& ctx) {
   auto out = dims_of(ctx.out[0].shape);
   std::size_t rank = out.size();
-  auto src = plain_md(padded(dims_of(ctx.in[0].shape), rank));
-  auto wei = plain_md(padded(dims_of(ctx.in[1].shape), rank));
+  auto src = plain_md(padded_dims(dims_of(ctx.in[0].shape), rank));
+  auto wei = plain_md(padded_dims(dims_of(ctx.in[1].shape), rank));
   auto dst = plain_md(out);
   dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(src, wei, dst), user_scratchpad_attr(), ctx.engine);
   auto kernel = std::make_unique<DnnlKernel>(ctx.engine);

@@ -23,14 +23,7 @@ std::vector<TensorType> infer(const ShapeCtx& ctx) {
 }
 
 std::unique_ptr<Kernel> make(const KernelCtx& ctx) {
-  auto src = md_of(ctx.in[0]);
-  auto dst = md_of(ctx.out[0]);
-  dnnl::reorder::primitive_desc pd(ctx.engine, src, ctx.engine, dst, user_scratchpad_attr());
-  auto kernel = std::make_unique<DnnlKernel>(ctx.engine);
-  int s = kernel->add(pd);
-  kernel->input(s, DNNL_ARG_FROM, src, 0);
-  kernel->output(s, DNNL_ARG_TO, dst, 0);
-  return kernel;
+  return reorder_kernel(ctx.engine, md_of(ctx.in[0]), md_of(ctx.out[0]));
 }
 
 // A reorder reads any layout.

@@ -48,12 +48,7 @@ std::unique_ptr<Kernel> make(const KernelCtx& ctx) {
   }
   auto src = strided_md(out, strides, dtype);
   auto dst = plain_md(out, dtype);
-  dnnl::reorder::primitive_desc pd(ctx.engine, src, ctx.engine, dst, user_scratchpad_attr());
-  auto kernel = std::make_unique<DnnlKernel>(ctx.engine);
-  int s = kernel->add(pd);
-  kernel->input(s, DNNL_ARG_FROM, src, 0);
-  kernel->output(s, DNNL_ARG_TO, dst, 0);
-  return kernel;
+  return reorder_kernel(ctx.engine, src, dst);
 }
 
 }  // namespace
