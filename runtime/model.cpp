@@ -26,28 +26,24 @@ const dnnl::engine& cpu_engine() {
 
 void SessionImpl::bind(const std::map<std::string, Tensor>& inputs) {
   const Graph& g = *model->graph;
-  auto input_names = [&] {
-    std::string names;
-    for (const Value* in : g.inputs) names += (names.empty() ? "" : ", ") + in->name;
-    return names;
-  };
-  if (inputs.size() > g.inputs.size()) {
+  // Names no declared input: reported first, since a misspelled input also shows up as a missing one.
+  auto reject_unknown = [&] {
     for (const auto& [name, t] : inputs) {
       bool known = false;
       for (const Value* in : g.inputs) known = known || in->name == name;
-      if (!known) fail("model '" + g.name + "' has no input '" + name + "' (its inputs: " + input_names() + ")");
+      if (known) continue;
+      std::string names;
+      for (const Value* in : g.inputs) names += (names.empty() ? "" : ", ") + in->name;
+      fail("model '" + g.name + "' has no input '" + name + "' (its inputs: " + names + ")");
     }
-  }
+  };
+  if (inputs.size() > g.inputs.size()) reject_unknown();
   bound.clear();
   symbols.clear();
   for (const Value* in : g.inputs) {
     auto it = inputs.find(in->name);
     if (it == inputs.end()) {
-      for (const auto& [name, t] : inputs) {
-        bool known = false;
-        for (const Value* v : g.inputs) known = known || v->name == name;
-        if (!known) fail("model '" + g.name + "' has no input '" + name + "' (its inputs: " + input_names() + ")");
-      }
+      reject_unknown();
       fail("missing input '" + in->name + "' (" + in->type.str() + ")");
     }
     const Tensor& t = it->second;
@@ -63,19 +59,13 @@ void SessionImpl::bind(const std::map<std::string, Tensor>& inputs) {
         continue;
       }
       if (have == 0) fail("input '" + in->name + "': dim " + std::to_string(d) + " ('" + want.sym + "') is 0");
-      auto seen = std::find_if(symbols.begin(), symbols.end(), [&](const auto& s) { return *s.first == want.sym; });
+      auto seen = std::find_if(symbols.begin(), symbols.end(), [&](const Binding& b) { return *b.symbol == want.sym; });
       if (seen == symbols.end()) {
-        symbols.emplace_back(&want.sym, have);
-      } else if (seen->second != have) {
-        std::string where;
-        for (const Tensor* b : bound)
-          for (const Value* v : g.inputs)
-            if (&inputs.at(v->name) == b)
-              for (std::size_t k = 0; k < v->type.shape.size(); ++k)
-                if (where.empty() && v->type.shape[k].sym == want.sym) where = v->name;
-        if (where.empty()) where = in->name;
+        symbols.push_back(Binding{&want.sym, have, &in->name});
+      } else if (seen->value != have) {
         fail("input '" + in->name + "': dim '" + want.sym + "' is " + std::to_string(have) + " here but " +
-             std::to_string(seen->second) + (where == in->name ? " in an earlier dim" : " in input '" + where + "'"));
+             std::to_string(seen->value) +
+             (*seen->input == in->name ? " in an earlier dim" : " in input '" + *seen->input + "'"));
       }
     }
     if (!t.data() && t.numel() > 0) fail("input '" + in->name + "' has no data");

@@ -39,7 +39,12 @@ struct SessionImpl {
 
   // Reused between runs so that a warm run allocates nothing.
   std::vector<const Tensor*> bound;
-  std::vector<std::pair<const std::string*, std::int64_t>> symbols;
+  struct Binding {
+    const std::string* symbol;
+    std::int64_t value;
+    const std::string* input;  // the input that bound it
+  };
+  std::vector<Binding> symbols;
   std::vector<const void*> in_ptrs;
   std::vector<void*> out_ptrs;
 
