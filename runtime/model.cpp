@@ -1,7 +1,14 @@
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <map>
 #include <sstream>
+
+#include <omp.h>
+#include <tbb/info.h>
+
+#include "frontends/safetensors.hpp"
 
 #include "frontends/yaml/yaml_frontend.hpp"
 #include "runtime/model_impl.hpp"
@@ -24,7 +31,7 @@ const dnnl::engine& cpu_engine() {
   return engine;
 }
 
-void SessionImpl::bind(const std::map<std::string, Tensor>& inputs) {
+void SessionImpl::bind(RunContext& ctx, const std::map<std::string, Tensor>& inputs, bool need_data) const {
   const Graph& g = *model->graph;
   // Names no declared input: reported first, since a misspelled input also shows up as a missing one.
   auto reject_unknown = [&] {
@@ -38,6 +45,8 @@ void SessionImpl::bind(const std::map<std::string, Tensor>& inputs) {
     }
   };
   if (inputs.size() > g.inputs.size()) reject_unknown();
+  auto& bound = ctx.bound;
+  auto& symbols = ctx.symbols;
   bound.clear();
   symbols.clear();
   for (const Value* in : g.inputs) {
@@ -59,39 +68,161 @@ void SessionImpl::bind(const std::map<std::string, Tensor>& inputs) {
         continue;
       }
       if (have == 0) fail("input '" + in->name + "': dim " + std::to_string(d) + " ('" + want.sym + "') is 0");
-      auto seen = std::find_if(symbols.begin(), symbols.end(), [&](const Binding& b) { return *b.symbol == want.sym; });
+      auto seen = std::find_if(symbols.begin(), symbols.end(), [&](const RunContext::Binding& b) { return *b.symbol == want.sym; });
       if (seen == symbols.end()) {
-        symbols.push_back(Binding{&want.sym, have, &in->name});
+        symbols.push_back(RunContext::Binding{&want.sym, have, &in->name});
       } else if (seen->value != have) {
         fail("input '" + in->name + "': dim '" + want.sym + "' is " + std::to_string(have) + " here but " +
              std::to_string(seen->value) +
              (*seen->input == in->name ? " in an earlier dim" : " in input '" + *seen->input + "'"));
       }
     }
-    if (!t.data() && t.numel() > 0) fail("input '" + in->name + "' has no data");
+    if (need_data && !t.data() && t.numel() > 0) fail("input '" + in->name + "' has no data");
     bound.push_back(&t);
   }
 }
 
-Plan& SessionImpl::plan_for_bound() {
-  auto same = [&](const Entry& e) {
-    for (std::size_t i = 0; i < bound.size(); ++i)
-      if (e.dims[i] != bound[i]->shape()) return false;
-    return true;
-  };
-  for (auto it = plans.begin(); it != plans.end(); ++it) {
-    if (same(*it)) {
-      if (it != plans.begin()) plans.splice(plans.begin(), plans, it);
-      return *plans.front().plan;
-    }
+OmpThreads::OmpThreads(int n) : saved_(omp_get_max_threads()) {
+  if (saved_ != n) omp_set_num_threads(n);
+}
+OmpThreads::~OmpThreads() {
+  if (omp_get_max_threads() != saved_) omp_set_num_threads(saved_);
+}
+
+SessionImpl::SessionImpl(std::shared_ptr<const ModelImpl> m, const SessionOptions& o) : model(std::move(m)), options(o) {
+  if (options.intra_op_threads < 0) fail("SessionOptions::intra_op_threads is " + std::to_string(options.intra_op_threads) + " (expected 0 for all cores, or a positive count)");
+  if (options.max_plans == 0) fail("SessionOptions::max_plans is 0 (expected at least 1)");
+  const int cores = options.intra_op_threads > 0 ? options.intra_op_threads : std::max(1, tbb::info::default_concurrency());
+  threads = options.mode == ThreadingMode::latency ? cores : 1;
+  concurrent = options.mode == ThreadingMode::latency ? 1 : cores;
+  idle_contexts.reserve(static_cast<std::size_t>(concurrent));
+}
+
+RunContext* SessionImpl::begin_run() {
+  std::unique_lock lock(mu);
+  cv.wait(lock, [&] { return running < concurrent; });
+  ++running;
+  if (!idle_contexts.empty()) {
+    RunContext* ctx = idle_contexts.back();
+    idle_contexts.pop_back();
+    return ctx;
   }
-  std::vector<std::vector<std::int64_t>> dims;
-  for (const Tensor* t : bound) dims.push_back(t->shape());
-  auto plan = std::make_unique<Plan>(*model->graph, dims, cpu_engine());
-  ++compiled;
-  plans.push_front(Entry{dims, std::move(plan)});
-  if (plans.size() > kMaxPlans) plans.pop_back();
-  return *plans.front().plan;
+  try {
+    contexts.push_back(std::make_unique<RunContext>(cpu_engine(), threads));
+  } catch (...) {
+    --running;
+    cv.notify_all();
+    throw;
+  }
+  return contexts.back().get();
+}
+
+void SessionImpl::end_run(RunContext* ctx) {
+  {
+    std::lock_guard lock(mu);
+    idle_contexts.push_back(ctx);  // capacity reserved for `concurrent` contexts
+    --running;
+  }
+  cv.notify_all();
+}
+
+PlanEntry* SessionImpl::find(const RunContext& ctx) {
+  for (auto it = plans.begin(); it != plans.end(); ++it) {
+    const PlanEntry& e = **it;
+    bool same = true;
+    for (std::size_t i = 0; i < ctx.bound.size() && same; ++i) same = e.dims[i] == ctx.bound[i]->shape();
+    if (!same) continue;
+    if (it != plans.begin()) plans.splice(plans.begin(), plans, it);
+    return plans.front().get();
+  }
+  return nullptr;
+}
+
+void SessionImpl::trim() {
+  while (plans.size() > options.max_plans) {
+    auto victim = plans.end();
+    for (auto it = plans.begin(); it != plans.end(); ++it)
+      if (!(*it)->busy()) victim = it;  // the last idle one: least recently used
+    if (victim == plans.end()) return;  // every plan is running: dropped when a later call finds one idle
+    arena_bytes -= (*victim)->arena_bytes;
+    instances -= (*victim)->instances.size();
+    plans.erase(victim);
+  }
+}
+
+bool SessionImpl::evict_idle_for(std::size_t bytes) {
+  const std::size_t limit = options.memory_limit;
+  while (arena_bytes + bytes > limit) {
+    auto victim = plans.end();
+    for (auto it = plans.begin(); it != plans.end(); ++it)
+      if (!(*it)->busy() && !(*it)->instances.empty()) victim = it;
+    if (victim == plans.end()) return false;
+    arena_bytes -= (*victim)->arena_bytes;
+    instances -= (*victim)->instances.size();
+    plans.erase(victim);
+  }
+  return true;
+}
+
+SessionImpl::Lease SessionImpl::acquire(RunContext& ctx) {
+  std::unique_lock lock(mu);
+  for (;;) {
+    if (PlanEntry* e = find(ctx); e && !e->idle.empty()) {
+      Plan* plan = e->idle.back();
+      e->idle.pop_back();
+      return Lease{e, plan};
+    }
+    // No idle instance for these shapes: compile one (without holding the lock), then account for it.
+    lock.unlock();
+    std::vector<std::vector<std::int64_t>> dims;
+    for (const Tensor* t : ctx.bound) dims.push_back(t->shape());
+    auto plan = std::make_unique<Plan>(*model->graph, dims, cpu_engine(), /*allocate=*/false);
+    const std::size_t need = plan->arena_bytes();
+    lock.lock();
+    PlanEntry* e = find(ctx);
+    if (e && !e->idle.empty()) continue;  // another call returned one meanwhile
+    const std::size_t limit = options.memory_limit;
+    if (limit && arena_bytes + need > limit && !evict_idle_for(need)) {
+      e = find(ctx);
+      if (e && !e->instances.empty()) {  // wait for a running call on these shapes to finish
+        for (;;) {
+          cv.wait(lock);
+          e = find(ctx);  // it may have been dropped meanwhile: look again
+          if (!e || !e->idle.empty()) break;
+        }
+        continue;
+      }
+      std::string shapes;
+      for (const auto& d : dims) shapes += (shapes.empty() ? "" : ", ") + shape_to_string(d);
+      fail("memory limit: a run on inputs " + shapes + " needs an activation arena of " + std::to_string(need) +
+           " bytes, but the session's memory_limit is " + std::to_string(limit) + " bytes and " +
+           std::to_string(arena_bytes) + " are held by plans in use");
+    }
+    plan->allocate_arena();
+    if (!e) {
+      plans.push_front(std::make_unique<PlanEntry>());
+      e = plans.front().get();
+      e->dims = std::move(dims);
+      ++compiled;
+    }
+    arena_bytes += need;
+    peak_arena_bytes = std::max(peak_arena_bytes, arena_bytes);
+    e->arena_bytes += need;
+    ++instances;
+    e->instances.push_back(std::move(plan));
+    e->idle.reserve(e->instances.size());
+    trim();
+    return Lease{e, e->instances.back().get()};
+  }
+}
+
+void SessionImpl::release(Lease lease) {
+  {
+    std::lock_guard lock(mu);
+    lease.entry->idle.push_back(lease.plan);
+    trim();
+  }
+  cv.notify_all();
 }
 
 std::shared_ptr<ModelImpl> compile_model(const std::string& path, const PipelineOptions& options) {
@@ -105,16 +236,48 @@ std::shared_ptr<ModelImpl> compile_model(const std::string& path, const Pipeline
     fail_at(SourceLoc{path, 0, 0}, "unrecognized model file type '" + ext + "' (expected .yaml or .yml)");
   }
   impl->remarks = run_pipeline(*impl->graph, options);
+  for (const auto& v : impl->graph->values())
+    if (v->is_constant() && !v->users.empty()) impl->weight_bytes += v->constant.bytes;
   return impl;
 }
 
 }  // namespace detail
 
-Model Model::load(const std::string& path, const LoadOptions& options) {
+namespace {
+PipelineOptions pipeline_options(const LoadOptions& options) {
   PipelineOptions pipeline;
   pipeline.opt_level = options.opt_level;
   pipeline.disabled.insert(options.disabled_passes.begin(), options.disabled_passes.end());
-  return Model(detail::compile_model(path, pipeline));
+  return pipeline;
+}
+
+}  // namespace
+
+Model Model::load(const std::string& path, const LoadOptions& options) {
+  auto impl = detail::compile_model(path, pipeline_options(options));
+  impl->options = options;
+  return Model(std::move(impl));
+}
+
+Model Model::load_from_memory(const std::string& yaml_text, const void* weights, std::size_t weights_size,
+                              const LoadOptions& options, const std::string& name) {
+  auto impl = std::make_shared<detail::ModelImpl>();
+  impl->path = name;
+  std::shared_ptr<WeightsFile> file;
+  if (weights) {
+    // One aligned copy the model owns, so tensors are aligned views and the caller may free its buffer.
+    void* mem = std::aligned_alloc(64, std::max<std::size_t>((weights_size + 63) / 64 * 64, 64));
+    if (!mem) fail("out of memory copying " + std::to_string(weights_size) + " bytes of weights");
+    std::shared_ptr<const void> owner(mem, [](const void* p) { std::free(const_cast<void*>(p)); });
+    std::memcpy(mem, weights, weights_size);
+    file = WeightsFile::from_memory(name + " (weights)", mem, weights_size, owner);
+  }
+  impl->graph = parse_yaml_model(yaml_text, name, std::move(file));
+  impl->remarks = run_pipeline(*impl->graph, pipeline_options(options));
+  impl->options = options;
+  for (const auto& v : impl->graph->values())
+    if (v->is_constant() && !v->users.empty()) impl->weight_bytes += v->constant.bytes;
+  return Model(std::move(impl));
 }
 
 const std::string& Model::name() const { return impl_->graph->name; }
@@ -134,40 +297,57 @@ std::vector<IoInfo> io_of(const std::vector<Value*>& values) {
 std::vector<IoInfo> Model::inputs() const { return io_of(impl_->graph->inputs); }
 std::vector<IoInfo> Model::outputs() const { return io_of(impl_->graph->outputs); }
 std::string Model::ir(bool with_locations) const { return impl_->graph->print(with_locations); }
+std::size_t Model::weight_bytes() const { return impl_->weight_bytes; }
+const LoadOptions& Model::options() const { return impl_->options; }
 
-Session::Session(Model model) : impl_(std::make_unique<detail::SessionImpl>()) {
-  impl_->model = model.impl();
-  impl_->stream = dnnl::stream(detail::cpu_engine());
-}
+Session::Session(Model model) : Session(model, model.options().session) {}
+Session::Session(Model model, const SessionOptions& options)
+    : impl_(std::make_unique<detail::SessionImpl>(model.impl(), options)) {}
 Session::~Session() = default;
 Session::Session(Session&&) noexcept = default;
 Session& Session::operator=(Session&&) noexcept = default;
 
+std::map<std::string, std::vector<std::int64_t>> Session::output_shapes(const std::map<std::string, Tensor>& inputs) {
+  detail::RunScope scope(*impl_);
+  impl_->bind(scope.ctx(), inputs, /*need_data=*/false);
+  detail::OmpThreads omp(impl_->threads);
+  detail::PlanLease lease(*impl_, scope.ctx());
+  std::map<std::string, std::vector<std::int64_t>> shapes;
+  const Graph& g = *impl_->model->graph;
+  for (std::size_t j = 0; j < g.outputs.size(); ++j) shapes[g.outputs[j]->name] = dims_of(lease.plan().output_type(j).shape);
+  return shapes;
+}
+
 void Session::prepare(const std::map<std::string, Tensor>& inputs) {
-  impl_->bind(inputs);
-  impl_->plan_for_bound();
+  detail::RunScope scope(*impl_);
+  impl_->bind(scope.ctx(), inputs);
+  detail::OmpThreads omp(impl_->threads);  // primitives are created for the team size they run with
+  detail::PlanLease lease(*impl_, scope.ctx());
 }
 
 std::map<std::string, Tensor> Session::run(const std::map<std::string, Tensor>& inputs) {
-  impl_->bind(inputs);
-  Plan& plan = impl_->plan_for_bound();
-  const Graph& g = *impl_->model->graph;
   std::map<std::string, Tensor> result;
-  for (std::size_t j = 0; j < g.outputs.size(); ++j) {
-    const TensorType& t = plan.output_type(j);
-    result.emplace(g.outputs[j]->name, Tensor::empty(t.dtype, dims_of(t.shape)));
+  {
+    detail::RunScope scope(*impl_);
+    impl_->bind(scope.ctx(), inputs);
+    detail::OmpThreads omp(impl_->threads);
+    detail::PlanLease lease(*impl_, scope.ctx());
+    const Graph& g = *impl_->model->graph;
+    for (std::size_t j = 0; j < g.outputs.size(); ++j) {
+      const TensorType& t = lease.plan().output_type(j);
+      result.emplace(g.outputs[j]->name, Tensor::empty(t.dtype, dims_of(t.shape)));
+    }
   }
   run(inputs, result);
   return result;
 }
 
-void Session::run(const std::map<std::string, Tensor>& inputs, std::map<std::string, Tensor>& outputs) {
-  impl_->bind(inputs);
-  Plan& plan = impl_->plan_for_bound();
-  const Graph& g = *impl_->model->graph;
-  impl_->in_ptrs.clear();
-  for (const Tensor* t : impl_->bound) impl_->in_ptrs.push_back(t->data());
-  impl_->out_ptrs.clear();
+namespace {
+// Checks the caller's outputs against the plan and collects their data pointers in `ctx.out_ptrs`.
+void bind_outputs(const Graph& g, const Plan& plan, detail::RunContext& ctx, std::map<std::string, Tensor>& outputs) {
+  ctx.in_ptrs.clear();
+  for (const Tensor* t : ctx.bound) ctx.in_ptrs.push_back(t->data());
+  ctx.out_ptrs.clear();
   for (std::size_t j = 0; j < g.outputs.size(); ++j) {
     const std::string& name = g.outputs[j]->name;
     auto it = outputs.find(name);
@@ -177,21 +357,58 @@ void Session::run(const std::map<std::string, Tensor>& inputs, std::map<std::str
     if (t.dtype() != want.dtype || !same_dims(t.shape(), want.shape))
       fail("output '" + name + "': expected " + want.str() + ", got " + std::string(dtype_name(t.dtype())) +
            shape_to_string(t.shape()));
-    impl_->out_ptrs.push_back(t.data());
+    if (!t.data() && t.numel() > 0) fail("output '" + name + "' has no data");
+    ctx.out_ptrs.push_back(t.data());
   }
-  plan.run(impl_->stream, impl_->in_ptrs.data(), impl_->out_ptrs.data());
+}
+}  // namespace
+
+void Session::run(const std::map<std::string, Tensor>& inputs, std::map<std::string, Tensor>& outputs) {
+  detail::RunScope scope(*impl_);
+  detail::RunContext& ctx = scope.ctx();
+  impl_->bind(ctx, inputs);
+  detail::OmpThreads omp(impl_->threads);
+  detail::PlanLease lease(*impl_, ctx);
+  Plan& plan = lease.plan();
+  bind_outputs(*impl_->model->graph, plan, ctx, outputs);
+  ctx.arena.execute([&] { plan.run(ctx.stream, ctx.in_ptrs.data(), ctx.out_ptrs.data()); });
 }
 
-std::size_t Session::plan_count() const { return impl_->compiled; }
+std::size_t Session::plan_count() const {
+  std::lock_guard lock(impl_->mu);
+  return impl_->compiled;
+}
+
+MemoryStats Session::memory() const {
+  std::lock_guard lock(impl_->mu);
+  MemoryStats m;
+  m.weight_bytes = impl_->model->weight_bytes;
+  m.arena_bytes = impl_->arena_bytes;
+  m.peak_arena_bytes = impl_->peak_arena_bytes;
+  m.plans = impl_->plans.size();
+  m.contexts = impl_->instances;
+  m.memory_limit = impl_->options.memory_limit;
+  return m;
+}
+
+const SessionOptions& Session::options() const { return impl_->options; }
+int Session::threads_per_run() const { return impl_->threads; }
+int Session::max_concurrent_runs() const { return impl_->concurrent; }
 
 std::string Session::profile(const std::map<std::string, Tensor>& inputs, int runs) {
   std::map<std::string, Tensor> outputs = run(inputs);  // warm-up; compiles the plan
-  Plan& plan = impl_->plan_for_bound();
+  detail::RunScope scope(*impl_);
+  detail::RunContext& ctx = scope.ctx();
+  impl_->bind(ctx, inputs);
+  detail::OmpThreads omp(impl_->threads);
+  detail::PlanLease lease(*impl_, ctx);
+  Plan& plan = lease.plan();
+  bind_outputs(*impl_->model->graph, plan, ctx, outputs);
   const auto steps = plan.steps();
   std::vector<std::vector<double>> samples(steps.size());
   std::vector<double> ms;
   for (int r = 0; r < std::max(runs, 1); ++r) {
-    plan.profile(impl_->stream, impl_->in_ptrs.data(), impl_->out_ptrs.data(), ms);
+    ctx.arena.execute([&] { plan.profile(ctx.stream, ctx.in_ptrs.data(), ctx.out_ptrs.data(), ms); });
     for (std::size_t s = 0; s < steps.size(); ++s) samples[s].push_back(ms[s]);
   }
   std::vector<std::pair<double, std::size_t>> order;
@@ -219,8 +436,11 @@ std::string Session::profile(const std::map<std::string, Tensor>& inputs, int ru
 }
 
 std::string Session::explain(const std::map<std::string, Tensor>& inputs) {
-  impl_->bind(inputs);
-  return impl_->plan_for_bound().describe();
+  detail::RunScope scope(*impl_);
+  impl_->bind(scope.ctx(), inputs);
+  detail::OmpThreads omp(impl_->threads);
+  detail::PlanLease lease(*impl_, scope.ctx());
+  return lease.plan().describe();
 }
 
 }  // namespace kiln

@@ -1,10 +1,13 @@
 #pragma once
 // What the public kiln::Model and kiln::Session hold.
 
+#include <condition_variable>
 #include <list>
 #include <memory>
+#include <mutex>
 
 #include <oneapi/dnnl/dnnl.hpp>
+#include <tbb/task_arena.h>
 
 #include "graph/graph.hpp"
 #include "kiln/model.hpp"
@@ -17,6 +20,8 @@ struct ModelImpl {
   std::unique_ptr<Graph> graph;
   std::string path;
   std::vector<Remark> remarks;  // what the passes did, for --explain
+  LoadOptions options;
+  std::size_t weight_bytes = 0;
 };
 
 /// Loads a model file and runs the pass pipeline on it.
@@ -25,19 +30,26 @@ std::shared_ptr<ModelImpl> compile_model(const std::string& path, const Pipeline
 /// The CPU engine shared by all sessions.
 const dnnl::engine& cpu_engine();
 
-struct SessionImpl {
-  static constexpr std::size_t kMaxPlans = 16;  // plans kept per session (least recently used dropped)
+/// Sets the calling thread's OpenMP team size (oneDNN's threads) for a scope and restores it after.
+/// OpenMP's setting is per thread, so this affects no other thread.
+class OmpThreads {
+ public:
+  explicit OmpThreads(int n);
+  ~OmpThreads();
+  OmpThreads(const OmpThreads&) = delete;
+  OmpThreads& operator=(const OmpThreads&) = delete;
 
-  std::shared_ptr<const ModelImpl> model;
+ private:
+  int saved_;
+};
+
+/// What one running call needs besides a plan: a oneDNN stream, a TBB arena sized for the mode, and the
+/// binding scratch reused between calls so that a warm run allocates nothing.
+struct RunContext {
+  RunContext(const dnnl::engine& engine, int threads) : stream(engine), arena(threads, 1) { arena.initialize(); }
+
   dnnl::stream stream;
-  struct Entry {
-    std::vector<std::vector<std::int64_t>> dims;
-    std::unique_ptr<Plan> plan;
-  };
-  std::list<Entry> plans;  // most recently used first
-  std::size_t compiled = 0;
-
-  // Reused between runs so that a warm run allocates nothing.
+  tbb::task_arena arena;
   std::vector<const Tensor*> bound;
   struct Binding {
     const std::string* symbol;
@@ -47,12 +59,84 @@ struct SessionImpl {
   std::vector<Binding> symbols;
   std::vector<const void*> in_ptrs;
   std::vector<void*> out_ptrs;
+};
+
+/// The plans for one set of input shapes: one instance per call running on them at the same time
+/// (oneDNN's primitive cache makes a further instance's primitives cache hits; weights are the model's).
+struct PlanEntry {
+  std::vector<std::vector<std::int64_t>> dims;
+  std::vector<std::unique_ptr<Plan>> instances;
+  std::vector<Plan*> idle;  // capacity kept >= instances.size(): returning one never allocates
+  std::size_t arena_bytes = 0;
+  bool busy() const { return idle.size() != instances.size(); }
+};
+
+struct SessionImpl {
+  std::shared_ptr<const ModelImpl> model;
+  SessionOptions options;
+  int threads = 1;     // per run
+  int concurrent = 1;  // runs at once
+
+  std::mutex mu;
+  std::condition_variable cv;  // a run slot, a context or a plan instance was returned
+  int running = 0;
+  std::vector<std::unique_ptr<RunContext>> contexts;
+  std::vector<RunContext*> idle_contexts;
+  std::list<std::unique_ptr<PlanEntry>> plans;  // most recently used first
+  std::size_t compiled = 0;
+  std::size_t arena_bytes = 0, peak_arena_bytes = 0, instances = 0;
+
+  SessionImpl(std::shared_ptr<const ModelImpl> m, const SessionOptions& o);
+
+  /// Waits (blocked) for a run slot; returns a context for the caller's exclusive use.
+  RunContext* begin_run();
+  void end_run(RunContext* ctx);
 
   /// Checks inputs against the model's declared inputs (names, dtypes, ranks, dims, symbol bindings) and
-  /// fills `bound` in graph-input order. Allocates nothing unless it fails.
-  void bind(const std::map<std::string, Tensor>& inputs);
-  /// The plan for the shapes in `bound`, compiled on first use.
-  Plan& plan_for_bound();
+  /// fills `ctx.bound` in graph-input order. Allocates nothing unless it fails.
+  /// With `need_data` false, inputs without data are accepted (for shape queries).
+  void bind(RunContext& ctx, const std::map<std::string, Tensor>& inputs, bool need_data = true) const;
+
+  struct Lease {
+    PlanEntry* entry;
+    Plan* plan;
+  };
+  /// A plan instance for the shapes in `ctx.bound` for the caller's exclusive use, compiled on first
+  /// use. Throws kiln::Error when the memory limit does not allow its arena.
+  Lease acquire(RunContext& ctx);
+  void release(Lease lease);
+
+ private:
+  PlanEntry* find(const RunContext& ctx);  // under mu; moves a hit to the front
+  void trim();                             // under mu: drop idle entries beyond max_plans
+  bool evict_idle_for(std::size_t bytes);  // under mu: drop idle entries (LRU first) until bytes fit
+};
+
+/// Scoped run: a slot and context from the session, released on every exit path.
+class RunScope {
+ public:
+  explicit RunScope(SessionImpl& s) : s_(s), ctx_(s.begin_run()) {}
+  ~RunScope() { s_.end_run(ctx_); }
+  RunScope(const RunScope&) = delete;
+  RunScope& operator=(const RunScope&) = delete;
+  RunContext& ctx() { return *ctx_; }
+
+ private:
+  SessionImpl& s_;
+  RunContext* ctx_;
+};
+
+class PlanLease {
+ public:
+  PlanLease(SessionImpl& s, RunContext& ctx) : s_(s), lease_(s.acquire(ctx)) {}
+  ~PlanLease() { s_.release(lease_); }
+  PlanLease(const PlanLease&) = delete;
+  PlanLease& operator=(const PlanLease&) = delete;
+  Plan& plan() { return *lease_.plan; }
+
+ private:
+  SessionImpl& s_;
+  SessionImpl::Lease lease_;
 };
 
 }  // namespace kiln::detail

@@ -45,7 +45,8 @@ std::size_t aligned(std::size_t bytes) { return (bytes + 63) / 64 * 64; }
 
 }  // namespace
 
-Plan::Plan(const Graph& graph, const std::vector<std::vector<std::int64_t>>& input_dims, const dnnl::engine& engine)
+Plan::Plan(const Graph& graph, const std::vector<std::vector<std::int64_t>>& input_dims, const dnnl::engine& engine,
+           bool allocate)
     : graph_(graph) {
   const std::size_t nv = graph.num_values();
   types_.resize(nv);
@@ -191,6 +192,11 @@ Plan::Plan(const Graph& graph, const std::vector<std::vector<std::int64_t>>& inp
   for (std::size_t i = 0; i < nv; ++i)
     if (root[i] != static_cast<int>(i)) locs_[i] = locs_[root[i]];
 
+  if (allocate) allocate_arena();
+}
+
+void Plan::allocate_arena() {
+  if (arena_) return;
   void* mem = std::aligned_alloc(64, std::max<std::size_t>(arena_bytes_, 64));
   if (!mem) fail("out of memory allocating an arena of " + std::to_string(arena_bytes_) + " bytes");
   arena_ = std::shared_ptr<char>(static_cast<char*>(mem), [](char* p) { std::free(p); });

@@ -1,7 +1,9 @@
 #pragma once
 // A Plan is a graph compiled for concrete input shapes: concrete types for every value, one kernel per
 // node (oneDNN primitives created here, once), and a memory plan placing every intermediate tensor and
-// every kernel's scratch in one arena by liveness. Running a plan allocates nothing.
+// every kernel's scratch in one arena by liveness. Running a plan allocates nothing. A Plan instance is
+// used by one thread at a time (kernels rebind their buffers on every run); a Session keeps one instance
+// per concurrent call (docs/threading.md).
 
 #include <memory>
 #include <string>
@@ -17,8 +19,10 @@ namespace kiln {
 class Plan {
  public:
   /// Compiles `graph` for the given concrete shapes of its inputs (in graph input order). Throws
-  /// kiln::Error when a shape rule rejects them.
-  Plan(const Graph& graph, const std::vector<std::vector<std::int64_t>>& input_dims, const dnnl::engine& engine);
+  /// kiln::Error when a shape rule rejects them. With `allocate` false the activation arena is not
+  /// allocated yet (arena_bytes() says how much it needs): call allocate_arena() before running.
+  Plan(const Graph& graph, const std::vector<std::vector<std::int64_t>>& input_dims, const dnnl::engine& engine,
+       bool allocate = true);
   ~Plan();
 
   /// Runs on caller buffers: `inputs[i]` for graph input i, `outputs[j]` sized for output_type(j).
@@ -27,6 +31,8 @@ class Plan {
   const TensorType& output_type(std::size_t j) const { return types_[graph_.outputs[j]->id]; }
   const TensorType& value_type(const Value* v) const { return types_[v->id]; }
   std::size_t arena_bytes() const { return arena_bytes_; }
+  /// Allocates the activation arena (once); throws kiln::Error when out of memory.
+  void allocate_arena();
   /// One line per node: name, op, implementation, output type.
   std::string describe() const;
 

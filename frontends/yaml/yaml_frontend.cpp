@@ -50,7 +50,8 @@ struct Scope {
 
 class Parser {
  public:
-  Parser(std::string filename, std::string base_dir) : file_(std::move(filename)), base_dir_(std::move(base_dir)) {}
+  Parser(std::string filename, std::string base_dir, std::shared_ptr<WeightsFile> preset = nullptr)
+      : file_(std::move(filename)), base_dir_(std::move(base_dir)), weights_(std::move(preset)) {}
 
   std::unique_ptr<Graph> parse(const std::string& text) {
     YAML::Node root;
@@ -74,7 +75,7 @@ class Parser {
 
     graph_ = std::make_unique<Graph>();
     graph_->name = root["name"] ? scalar(root["name"], "a model name") : "model";
-    if (root["weights"]) open_weights(root["weights"]);
+    if (root["weights"] && !weights_) open_weights(root["weights"]);  // preset weights (from memory) win
     if (root["blocks"]) parse_blocks(root["blocks"]);
 
     Scope top;
@@ -505,6 +506,11 @@ class Parser {
 
 std::unique_ptr<Graph> parse_yaml_model(const std::string& text, const std::string& filename, const std::string& base_dir) {
   return Parser(filename, base_dir).parse(text);
+}
+
+std::unique_ptr<Graph> parse_yaml_model(const std::string& text, const std::string& filename,
+                                        std::shared_ptr<WeightsFile> weights) {
+  return Parser(filename, ".", std::move(weights)).parse(text);
 }
 
 std::unique_ptr<Graph> load_yaml_model(const std::string& path) {

@@ -25,6 +25,41 @@ struct IoInfo {
   std::vector<std::string> dims;
 };
 
+/// How a Session uses the CPU (docs/threading.md).
+enum class ThreadingMode : std::uint8_t {
+  /// One request at a time gets all `intra_op_threads` (oneDNN's OpenMP team and Kiln's TBB kernels);
+  /// concurrent callers wait their turn, blocked (not spinning). Lowest latency per request.
+  latency,
+  /// Up to `intra_op_threads` requests run side by side, each on its calling thread only (oneDNN and TBB
+  /// kernels single-threaded); further callers wait, blocked. Highest throughput with many callers.
+  throughput,
+};
+
+/// Per-session threading and memory settings. Threads used by one session at any moment never exceed
+/// `intra_op_threads` (see docs/threading.md).
+struct SessionOptions {
+  ThreadingMode mode = ThreadingMode::latency;
+  /// Cores this session may use at once; 0 means all the cores the process may run on.
+  int intra_op_threads = 0;
+  /// Compiled plans (one per distinct set of input shapes) kept; the least recently used beyond this is
+  /// dropped once no call is using it.
+  std::size_t max_plans = 16;
+  /// Cap in bytes on the activation arenas this session holds (all plans and all concurrent calls
+  /// together); 0 means no cap. A run that would need more fails with kiln::Error (after dropping idle
+  /// plans), leaving the session usable.
+  std::size_t memory_limit = 0;
+};
+
+/// Memory a session holds, as reported by Session::memory().
+struct MemoryStats {
+  std::size_t weight_bytes = 0;  ///< the model's weights, shared by every session of the model (not per session)
+  std::size_t arena_bytes = 0;   ///< activation arenas held now (every plan instance, idle or running)
+  std::size_t peak_arena_bytes = 0;  ///< highest arena_bytes so far
+  std::size_t plans = 0;         ///< input-shape sets with a compiled plan now (<= max_plans)
+  std::size_t contexts = 0;      ///< plan instances now (one per shape set per concurrently running call)
+  std::size_t memory_limit = 0;  ///< the cap (0: none)
+};
+
 /// Options for loading a model.
 struct LoadOptions {
   /// Optimization level: 0 runs the graph as written; 1 removes dead code; 2 (default) also fuses
@@ -32,6 +67,8 @@ struct LoadOptions {
   int opt_level = 2;
   /// Names of passes not to run.
   std::vector<std::string> disabled_passes;
+  /// Settings for sessions created with Session(model) (a Session may override them).
+  SessionOptions session;
 };
 
 /// A loaded, verified model: the graph with its weights (memory-mapped from the weights file, which stays
@@ -46,11 +83,21 @@ class Model {
   /// column on any problem in either file.
   static Model load(const std::string& path, const LoadOptions& options = {});
 
+  /// Loads a model from memory: the YAML text of a model file and the bytes of its `.safetensors`
+  /// weights (the model's `weights:` key, if present, is ignored). `name` stands for the file in error
+  /// messages. The weights are copied once into memory the Model owns, so the caller's buffers may be
+  /// freed when this returns.
+  static Model load_from_memory(const std::string& yaml_text, const void* weights, std::size_t weights_size,
+                                const LoadOptions& options = {}, const std::string& name = "<memory>");
+
   const std::string& name() const;
   std::vector<IoInfo> inputs() const;
   std::vector<IoInfo> outputs() const;
   /// The IR as text (stable; one node per line).
   std::string ir(bool with_locations = false) const;
+  /// Bytes of weights the model holds (shared by all its sessions).
+  std::size_t weight_bytes() const;
+  const LoadOptions& options() const;
 
   std::shared_ptr<const detail::ModelImpl> impl() const { return impl_; }
 
@@ -61,10 +108,16 @@ class Model {
 /// Runs a model. A session compiles one execution plan per distinct set of input shapes (primitives,
 /// buffers) on first use and reuses it afterwards; after that warm-up, `run` allocates only the output
 /// tensors it returns (or nothing, with the overload that takes output tensors).
-/// Not yet safe to call from several threads at once: use one Session per thread.
+///
+/// Thread safety: every member function may be called concurrently from any number of threads on one
+/// Session (docs/threading.md). Concurrent calls for the same shapes each get their own execution context
+/// (activation arena and bound buffers) from a pool; compiled primitives and weights are shared. Moving or
+/// destroying a Session while another thread uses it is not allowed.
 class Session {
  public:
+  /// A session with the model's LoadOptions::session settings.
   explicit Session(Model model);
+  Session(Model model, const SessionOptions& options);
   ~Session();
   Session(Session&&) noexcept;
   Session& operator=(Session&&) noexcept;
@@ -77,11 +130,21 @@ class Session {
   /// these shapes exists, this call performs no heap allocation in Kiln's code.
   void run(const std::map<std::string, Tensor>& inputs, std::map<std::string, Tensor>& outputs);
 
+  /// The shape of every output for these inputs (their data is not read), compiling the plan if needed.
+  std::map<std::string, std::vector<std::int64_t>> output_shapes(const std::map<std::string, Tensor>& inputs);
+
   /// Compiles (or finds) the plan for these input shapes without running it.
   void prepare(const std::map<std::string, Tensor>& inputs);
 
-  /// Number of plans compiled so far (one per distinct input-shape set).
+  /// Number of plans compiled so far (one per distinct input-shape set; counts recompiles after eviction).
   std::size_t plan_count() const;
+
+  /// Memory held now (weights, arenas, plans, contexts) and the cap.
+  MemoryStats memory() const;
+  const SessionOptions& options() const;
+  /// Threads one request uses in this session (1 in throughput mode) and requests run at once.
+  int threads_per_run() const;
+  int max_concurrent_runs() const;
 
   /// Describes the plan for these input shapes (compiling it if needed): one line per kernel with the
   /// implementation oneDNN or Kiln chose, then activation arena bytes and weight bytes.
