@@ -9,6 +9,7 @@
 #include "graph/graph.hpp"
 #include "kiln/model.hpp"
 #include "passes/pass.hpp"
+#include "runtime/kplan.hpp"
 #include "runtime/plan.hpp"
 
 namespace kiln::detail {
@@ -17,6 +18,7 @@ struct ModelImpl {
   std::unique_ptr<Graph> graph;
   std::string path;
   std::vector<Remark> remarks;  // what the passes did, for --explain
+  DimRanges dim_ranges;         // symbolic dims bounded at compile time (kilnc compile --shape NAME=MIN..MAX)
 };
 
 /// Loads a model file and runs the pass pipeline on it.
