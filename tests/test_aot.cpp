@@ -129,3 +129,19 @@ TEST_CASE("kiln_aot_dynamic: a dim outside the compiled range and a missing plan
   CHECK(r.code == 1);
   CHECK(r.out == missing + ": error: cannot open plan file: No such file or directory\n");
 }
+
+TEST_CASE("kiln_add_model in a project outside Kiln's build, with imported Kiln::kilnc and Kiln::kiln") {
+  // Configured and built from an empty folder: what an application does against an installed Kiln.
+  TempDir tmp;
+  const std::string build = tmp.path("build");
+  Result r = run("cmake -S " + source_path("tests/aot/standalone") + " -B " + build + " -DCMAKE_BUILD_TYPE=Release" +
+                 " -DCMAKE_CXX_COMPILER=" + KILN_CXX_COMPILER + " -DKILN_SOURCE_DIR=" + KILN_SOURCE_DIR +
+                 " -DKILN_BUILD_DIR=" + KILN_BUILD_DIR + " && cmake --build " + build + " -j2");
+  REQUIRE_MESSAGE(r.code == 0, r.out);
+  CHECK(contains(r.out, "kilnc: compiling"));
+  const std::string dir = "tests/fixtures/classifier_d64_l2/";
+  auto tokens = kiln::read_npy(source_path(dir + "tokens_b1_s8.npy"));
+  r = run(build + "/app" + ids_of(tokens));
+  REQUIRE_MESSAGE(r.code == 0, r.out);
+  CHECK(max_abs_diff(parse_line(r.out, "probs", {1, 4}), kiln::read_npy(source_path(dir + "probs_b1_s8.npy"))) <= 1e-4);
+}
