@@ -80,6 +80,12 @@ void SessionImpl::bind(RunContext& ctx, const std::map<std::string, Tensor>& inp
     if (need_data && !t.data() && t.numel() > 0) fail("input '" + in->name + "' has no data");
     bound.push_back(&t);
   }
+  for (const RunContext::Binding& b : symbols) {  // dims a plan file was compiled for as a bounded range
+    auto r = model->dim_ranges.find(*b.symbol);
+    if (r != model->dim_ranges.end() && (b.value < r->second.min || b.value > r->second.max))
+      fail("input '" + *b.input + "': dim '" + *b.symbol + "' is " + std::to_string(b.value) + ", outside the range " +
+           r->second.str() + " the model was compiled for (kilnc compile --shape " + *b.symbol + "=MIN..MAX)");
+  }
 }
 
 OmpThreads::OmpThreads(int n) : saved_(omp_get_max_threads()) {
@@ -230,14 +236,14 @@ std::shared_ptr<ModelImpl> compile_model(const std::string& path, const Pipeline
   impl->path = path;
   auto dot = path.find_last_of('.');
   std::string ext = dot == std::string::npos ? std::string() : path.substr(dot);
+  if (ext == ".kplan") return load_kplan_file(path);  // compiled ahead of time: the passes already ran
   if (ext == ".yaml" || ext == ".yml") {
     impl->graph = load_yaml_model(path);
   } else {
-    fail_at(SourceLoc{path, 0, 0}, "unrecognized model file type '" + ext + "' (expected .yaml or .yml)");
+    fail_at(SourceLoc{path, 0, 0}, "unrecognized model file type '" + ext + "' (expected .yaml, .yml or .kplan)");
   }
   impl->remarks = run_pipeline(*impl->graph, options);
-  for (const auto& v : impl->graph->values())
-    if (v->is_constant() && !v->users.empty()) impl->weight_bytes += v->constant.bytes;
+  impl->weight_bytes = weight_bytes_of(*impl->graph);
   return impl;
 }
 
@@ -275,8 +281,7 @@ Model Model::load_from_memory(const std::string& yaml_text, const void* weights,
   impl->graph = parse_yaml_model(yaml_text, name, std::move(file));
   impl->remarks = run_pipeline(*impl->graph, pipeline_options(options));
   impl->options = options;
-  for (const auto& v : impl->graph->values())
-    if (v->is_constant() && !v->users.empty()) impl->weight_bytes += v->constant.bytes;
+  impl->weight_bytes = detail::weight_bytes_of(*impl->graph);
   return Model(std::move(impl));
 }
 

@@ -12,6 +12,7 @@
 #include "graph/graph.hpp"
 #include "kiln/model.hpp"
 #include "passes/pass.hpp"
+#include "runtime/kplan.hpp"
 #include "runtime/plan.hpp"
 
 namespace kiln::detail {
@@ -22,7 +23,16 @@ struct ModelImpl {
   std::vector<Remark> remarks;  // what the passes did, for --explain
   LoadOptions options;
   std::size_t weight_bytes = 0;
+  DimRanges dim_ranges;         // symbolic dims bounded at compile time (kilnc compile --shape NAME=MIN..MAX)
 };
+
+/// Bytes of the constants the graph uses (its weights), as Model::weight_bytes reports them.
+inline std::size_t weight_bytes_of(const Graph& g) {
+  std::size_t bytes = 0;
+  for (const auto& v : g.values())
+    if (v->is_constant() && !v->users.empty()) bytes += v->constant.bytes;
+  return bytes;
+}
 
 /// Loads a model file and runs the pass pipeline on it.
 std::shared_ptr<ModelImpl> compile_model(const std::string& path, const PipelineOptions& options);

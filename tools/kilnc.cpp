@@ -19,6 +19,7 @@
 #include "passes/pass.hpp"
 #include "runtime/model_impl.hpp"
 #include "runtime/npy.hpp"
+#include "tools/kilnc_aot.hpp"
 
 namespace {
 
@@ -194,7 +195,7 @@ int main(int argc, char** argv) {
   int repeat = 0, warmup = 3;
   std::size_t print_limit = 64;
   auto* run = app.add_subcommand("run", "run a model on inputs read from .npy files and print its outputs");
-  run->add_option("model", model_path, "model file (.yaml)")->required();
+  run->add_option("model", model_path, "model file (.yaml or .kplan)")->required();
   run->add_option("-i,--input", input_specs, "an input as NAME=FILE.npy (repeat for each input)")->required();
   run->add_option("-o,--output-dir", output_dir, "write each output to DIR/NAME.npy");
   run->add_option("-r,--repeat", repeat, "time this many runs after warm-up and print the median")->check(CLI::NonNegativeNumber);
@@ -219,6 +220,9 @@ int main(int argc, char** argv) {
   auto* ops = app.add_subcommand("ops", "list the operators this build knows, with inputs and attributes");
   auto* passes = app.add_subcommand("passes", "list the optimization passes in pipeline order");
 
+  kiln::AotCli aot;  // compile, inspect, bench (tools/kilnc_aot.cpp)
+  kiln::add_aot_subcommands(app, aot);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -236,7 +240,8 @@ int main(int argc, char** argv) {
     if (*dot) return cmd_dot(model_path, flags);
     if (*ops) return cmd_ops();
     if (*passes) return cmd_passes();
-    std::fprintf(stderr, "error: expected a subcommand: check, run, profile, dot, ops or passes (see kilnc --help)\n");
+    if (int code = kiln::run_aot_subcommand(aot); code >= 0) return code;
+    std::fprintf(stderr, "error: expected a subcommand: check, run, profile, dot, ops, passes, compile, inspect or bench (see kilnc --help)\n");
     return 2;
   } catch (const kiln::Error& e) {
     std::fprintf(stderr, "%s\n", e.what());

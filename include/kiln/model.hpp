@@ -79,9 +79,15 @@ class Model {
   /// Wraps an already compiled model (used by tools inside Kiln).
   explicit Model(std::shared_ptr<const detail::ModelImpl> impl) : impl_(std::move(impl)) {}
 
-  /// Loads a `.yaml` model file and the weights file it names. Throws kiln::Error with file, line and
-  /// column on any problem in either file.
+  /// Loads a `.yaml` model file and the weights file it names, or a `.kplan` plan file compiled by
+  /// `kilnc compile` (memory-mapped; `options` then do not apply: the passes ran at compile time).
+  /// Throws kiln::Error with file, line and column on any problem in either file.
   static Model load(const std::string& path, const LoadOptions& options = {});
+  /// Loads a plan file image already in memory (e.g. embedded by `kilnc compile --emit cpp`). No copy is
+  /// made when `data` is 64-byte aligned: it must then stay valid and unchanged while any Model, Session
+  /// or copy made from the result lives. `name` is used in error messages. Throws kiln::Error when the
+  /// image is truncated, corrupt, of another format version or built for an ISA this CPU lacks.
+  static Model load_plan(const void* data, std::size_t size, const std::string& name = "<memory>");
 
   /// Loads a model from memory: the YAML text of a model file and the bytes of its `.safetensors`
   /// weights (the model's `weights:` key, if present, is ignored). `name` stands for the file in error

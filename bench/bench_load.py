@@ -1,0 +1,68 @@
+#!/usr/bin/env python3
+"""Load time of a plan file (.kplan) against loading the same model from YAML.
+
+Uses the d_model 512 / 6-layer classifier that bench_classifier.py generates (its generator, same
+cache folder), compiles it with `kilnc compile` (-O2, no bound dims) and then, alternating the two
+files for --rounds rounds, runs `kilnc bench FILE --load-only --load-runs N` (N loads in one process,
+median reported). Both files are read once before timing, so both are timed from the page cache.
+Prints the median of the per-round medians for each and their ratio, and the issue's target
+(plan load < 50 ms) as PASS or FAIL.
+
+  /usr/bin/python3 bench/bench_load.py [--rounds 5] [--load-runs 10]
+"""
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+
+sys.dont_write_bytecode = True
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import bench_classifier  # noqa: E402  (its generator and model table)
+
+REPO_ROOT = bench_classifier.REPO_ROOT
+
+
+def load_ms(kilnc, path, runs):
+    out = subprocess.run([kilnc, "bench", path, "--load-only", "--load-runs", str(runs)],
+                         check=True, capture_output=True, text=True).stdout
+    m = re.search(r"load: median ([0-9.]+) ms", out)
+    if not m:
+        raise SystemExit("unexpected kilnc bench output:\n" + out)
+    return float(m.group(1))
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--kilnc", default=os.path.join(REPO_ROOT, "build", "tools", "kilnc"))
+    p.add_argument("--cache-dir", default=os.path.join(REPO_ROOT, "build", "bench"))
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--load-runs", type=int, default=10)
+    args = p.parse_args()
+
+    cfg = bench_classifier.MODELS["b"]
+    yaml_path, weights_path = bench_classifier.ensure_generated(cfg, os.path.abspath(args.cache_dir))
+    plan_path = os.path.join(os.path.dirname(yaml_path), "model.kplan")
+    subprocess.run([args.kilnc, "compile", yaml_path, "-o", plan_path, "--quiet"], check=True)
+    print(bench_classifier.machine_line())
+    print("model: %s (%s)" % (cfg["label"], yaml_path))
+    print("sizes: weights %d bytes, plan %d bytes" % (os.path.getsize(weights_path), os.path.getsize(plan_path)))
+    load_ms(args.kilnc, yaml_path, 1)  # page cache
+    load_ms(args.kilnc, plan_path, 1)
+    yaml_t, plan_t = [], []
+    for _ in range(args.rounds):
+        yaml_t.append(load_ms(args.kilnc, yaml_path, args.load_runs))
+        plan_t.append(load_ms(args.kilnc, plan_path, args.load_runs))
+    yaml_t.sort()
+    plan_t.sort()
+    y, k = yaml_t[len(yaml_t) // 2], plan_t[len(plan_t) // 2]
+    print("load from YAML (frontend + passes): median %.2f ms  (rounds: %s)" % (y, " ".join("%.2f" % t for t in yaml_t)))
+    print("load from .kplan (mmap + checksum): median %.2f ms  (rounds: %s)" % (k, " ".join("%.2f" % t for t in plan_t)))
+    print("plan / YAML: %.3f  (YAML / plan: %.1fx)" % (k / y, y / k))
+    print("target: plan load < 50 ms: %s" % ("PASS" if k < 50 else "FAIL"))
+
+
+if __name__ == "__main__":
+    main()
