@@ -6,7 +6,6 @@
 #include <sstream>
 
 #include <omp.h>
-#include <tbb/info.h>
 
 #include "frontends/safetensors.hpp"
 
@@ -98,7 +97,8 @@ OmpThreads::~OmpThreads() {
 SessionImpl::SessionImpl(std::shared_ptr<const ModelImpl> m, const SessionOptions& o) : model(std::move(m)), options(o) {
   if (options.intra_op_threads < 0) fail("SessionOptions::intra_op_threads is " + std::to_string(options.intra_op_threads) + " (expected 0 for all cores, or a positive count)");
   if (options.max_plans == 0) fail("SessionOptions::max_plans is 0 (expected at least 1)");
-  const int cores = options.intra_op_threads > 0 ? options.intra_op_threads : std::max(1, tbb::info::default_concurrency());
+  // 0: what OpenMP would use on this thread (OMP_NUM_THREADS if set, else every core the process may run on).
+  const int cores = options.intra_op_threads > 0 ? options.intra_op_threads : std::max(1, omp_get_max_threads());
   threads = options.mode == ThreadingMode::latency ? cores : 1;
   concurrent = options.mode == ThreadingMode::latency ? 1 : cores;
   idle_contexts.reserve(static_cast<std::size_t>(concurrent));
@@ -144,29 +144,26 @@ PlanEntry* SessionImpl::find(const RunContext& ctx) {
   return nullptr;
 }
 
+bool SessionImpl::drop_lru_idle() {
+  auto victim = plans.end();
+  for (auto it = plans.begin(); it != plans.end(); ++it)
+    if (!(*it)->busy()) victim = it;  // the last idle one: least recently used
+  if (victim == plans.end()) return false;
+  arena_bytes -= (*victim)->arena_bytes;
+  instances -= (*victim)->instances.size();
+  plans.erase(victim);
+  return true;
+}
+
 void SessionImpl::trim() {
-  while (plans.size() > options.max_plans) {
-    auto victim = plans.end();
-    for (auto it = plans.begin(); it != plans.end(); ++it)
-      if (!(*it)->busy()) victim = it;  // the last idle one: least recently used
-    if (victim == plans.end()) return;  // every plan is running: dropped when a later call finds one idle
-    arena_bytes -= (*victim)->arena_bytes;
-    instances -= (*victim)->instances.size();
-    plans.erase(victim);
+  // Every plan running: the extra one is dropped when a later call finds it idle.
+  while (plans.size() > options.max_plans && drop_lru_idle()) {
   }
 }
 
 bool SessionImpl::evict_idle_for(std::size_t bytes) {
-  const std::size_t limit = options.memory_limit;
-  while (arena_bytes + bytes > limit) {
-    auto victim = plans.end();
-    for (auto it = plans.begin(); it != plans.end(); ++it)
-      if (!(*it)->busy() && !(*it)->instances.empty()) victim = it;
-    if (victim == plans.end()) return false;
-    arena_bytes -= (*victim)->arena_bytes;
-    instances -= (*victim)->instances.size();
-    plans.erase(victim);
-  }
+  while (arena_bytes + bytes > options.memory_limit)
+    if (!drop_lru_idle()) return false;
   return true;
 }
 
@@ -203,6 +200,10 @@ SessionImpl::Lease SessionImpl::acquire(RunContext& ctx) {
       fail("memory limit: a run on inputs " + shapes + " needs an activation arena of " + std::to_string(need) +
            " bytes, but the session's memory_limit is " + std::to_string(limit) + " bytes and " +
            std::to_string(arena_bytes) + " are held by plans in use");
+    }
+    if (!e) {  // a new shape set: make room in the cache first, so that it never holds more than max_plans
+      while (plans.size() >= options.max_plans && drop_lru_idle()) {
+      }
     }
     plan->allocate_arena();
     if (!e) {

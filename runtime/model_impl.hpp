@@ -118,6 +118,7 @@ struct SessionImpl {
 
  private:
   PlanEntry* find(const RunContext& ctx);  // under mu; moves a hit to the front
+  bool drop_lru_idle();                    // under mu: drop the least recently used idle entry, if any
   void trim();                             // under mu: drop idle entries beyond max_plans
   bool evict_idle_for(std::size_t bytes);  // under mu: drop idle entries (LRU first) until bytes fit
 };
