@@ -220,10 +220,15 @@ TEST_CASE("bad plan files are rejected with a message naming the file and the pr
       CHECK(contains(err, ", the contents hash to "));
     }
   }
-  SUBCASE("two words swapped") {
+  SUBCASE("two different 8-byte words of the weights swapped") {
     Bytes b = good;
-    std::swap_ranges(b.end() - 16, b.end() - 8, b.end() - 8);
-    if (b != good) CHECK(contains(load_error(b), "checksum mismatch"));
+    std::size_t data = 0;
+    for (int i = 7; i >= 0; --i) data = (data << 8) | b[48 + static_cast<std::size_t>(i)];  // data section offset
+    while (std::equal(b.begin() + static_cast<long>(data), b.begin() + static_cast<long>(data + 8), b.begin() + static_cast<long>(data + 8)))
+      data += 8;
+    std::swap_ranges(b.begin() + static_cast<long>(data), b.begin() + static_cast<long>(data + 8), b.begin() + static_cast<long>(data + 8));
+    REQUIRE(b != good);
+    CHECK(contains(load_error(b), "corrupt plan file: checksum mismatch"));
   }
   SUBCASE("built for an instruction set this CPU lacks") {
     const std::string host = kiln::isa_name(kiln::host_isa());
