@@ -2,8 +2,14 @@
 // fixtures within 1e-4), loading from memory, bound and ranged dims, atomic writes, and every way a
 // plan file can be bad, with its message.
 
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <thread>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -220,10 +226,15 @@ TEST_CASE("bad plan files are rejected with a message naming the file and the pr
       CHECK(contains(err, ", the contents hash to "));
     }
   }
-  SUBCASE("two words swapped") {
+  SUBCASE("two different 8-byte words of the weights swapped") {
     Bytes b = good;
-    std::swap_ranges(b.end() - 16, b.end() - 8, b.end() - 8);
-    if (b != good) CHECK(contains(load_error(b), "checksum mismatch"));
+    std::size_t data = 0;
+    for (int i = 7; i >= 0; --i) data = (data << 8) | b[48 + static_cast<std::size_t>(i)];  // data section offset
+    while (std::equal(b.begin() + static_cast<long>(data), b.begin() + static_cast<long>(data + 8), b.begin() + static_cast<long>(data + 8)))
+      data += 8;
+    std::swap_ranges(b.begin() + static_cast<long>(data), b.begin() + static_cast<long>(data + 8), b.begin() + static_cast<long>(data + 8));
+    REQUIRE(b != good);
+    CHECK(contains(load_error(b), "corrupt plan file: checksum mismatch"));
   }
   SUBCASE("built for an instruction set this CPU lacks") {
     const std::string host = kiln::isa_name(kiln::host_isa());
@@ -276,4 +287,30 @@ TEST_CASE("plan files are written atomically") {
   const std::string bad = tmp.path("missing/out.kplan");
   CHECK(error_of([&] { kiln::detail::write_file_atomic(bad, "x", 1); }) == bad + ": error: cannot create file: No such file or directory");
   CHECK(!fs::exists(bad));
+}
+
+TEST_CASE("SIGINT while a plan file is being written leaves neither the file nor the temporary") {
+  TempDir tmp;
+  const std::string path = tmp.path("big.kplan");
+  pid_t child = ::fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {  // writes 256 MB, slowly enough to be interrupted, with kilnc's signal handling
+    kiln::detail::remove_temp_files_on_signal();
+    std::vector<unsigned char> big(std::size_t{256} << 20, 7);
+    kiln::detail::write_file_atomic(path, big.data(), big.size());
+    ::_exit(0);
+  }
+  // Interrupt once the temporary exists.
+  bool seen = false;
+  for (int i = 0; i < 20000 && !seen; ++i) {
+    for (const auto& e : fs::directory_iterator(tmp.dir())) seen = seen || contains(e.path().filename().string(), "big.kplan.tmp.");
+    if (!seen) std::this_thread::sleep_for(std::chrono::microseconds(200));
+  }
+  REQUIRE(seen);
+  ::kill(child, SIGINT);
+  int status = 0;
+  REQUIRE(::waitpid(child, &status, 0) == child);
+  CHECK(WIFSIGNALED(status));
+  CHECK(WTERMSIG(status) == SIGINT);
+  CHECK(fs::is_empty(tmp.dir()));
 }

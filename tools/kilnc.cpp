@@ -185,7 +185,7 @@ int main(int argc, char** argv) {
   std::string model_path;
   bool locations = false;
   auto* check = app.add_subcommand("check", "parse and verify a model, then print its IR");
-  check->add_option("model", model_path, "model file (.yaml)")->required();
+  check->add_option("model", model_path, "model file (.yaml or .kplan)")->required();
   check->add_flag("--locations", locations, "append each node's source location");
   CompileFlags flags;
   add_compile_flags(check, flags);
