@@ -32,7 +32,10 @@ std::vector<TensorType> infer(const ShapeCtx& ctx) {
         out[2 + i] = Dim::of(static_cast<std::int64_t>(std::floor(static_cast<double>(in.value) * scale[i])));
         if (out[2 + i].value < 1) ctx.fail("scaling " + x.str() + " by " + attr_str(Attr{scale}) + " leaves no pixels");
       } else if (scale[i] == std::floor(scale[i])) {
-        out[2 + i] = mul_dims(in, Dim::of(static_cast<std::int64_t>(scale[i])));
+        // Parenthesized when the size is already an expression: "((h-1)/2+1)*2".
+        bool plain_symbol = in.sym.find_first_of("()+-*/") == std::string::npos;
+        out[2 + i] = Dim::symbol((plain_symbol ? in.sym : "(" + in.sym + ")") + "*" + std::to_string(static_cast<std::int64_t>(scale[i])));
+        if (scale[i] == 1) out[2 + i] = in;
       } else {
         ctx.fail("a fractional 'scale' needs a concrete size, got " + x.str());
       }
