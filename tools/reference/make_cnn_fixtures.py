@@ -15,8 +15,9 @@ It (re)writes, deterministically (fixed seeds, one CPU thread), for NAME in resn
       image_b1_odd.npy       float32 [1, 3, 57, 50] (odd sizes: rounding of every stride-2 stage)
       logits_b1_odd.npy      float32 [1, 10]
 
-With --onnx DIR it also exports each model with torch.onnx.export to DIR/NAME.onnx (batch, height and
-width dynamic), for the OpenCV DNN benchmark (bench/); these files are not committed.
+With --onnx DIR it also exports each model with torch.onnx.export to DIR/NAME.onnx (224x224, batch
+dynamic) for the OpenCV DNN benchmark (bench/bench_cnn.py); these files are not committed. Opset 10:
+OpenCV 4.6 reads Clip (ReLU6) only in its one-input form, with min and max as attributes.
 
 Self-check: every safetensors file read back with the hand-written reader equals the state_dict.
 """
@@ -178,7 +179,7 @@ def main(argv=None):
             os.makedirs(args.onnx, exist_ok=True)
             path = os.path.join(args.onnx, name + ".onnx")
             torch.onnx.export(model, torch.randn(1, 3, 224, 224), path, input_names=["image"], output_names=["logits"],
-                              dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}}, opset_version=13)
+                              dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}}, opset_version=10)
             print(f"  exported {path}")
 
 
