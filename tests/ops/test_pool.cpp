@@ -97,3 +97,42 @@ TEST_CASE("pool bad inputs") {
   CHECK(error_of([&] { run_op("global_avg_pool", {in(random_f32(rng, {2, 3}))}); }) ==
         "error: global_avg_pool 'out': expected input 'src' of rank 4 [N,C,H,W], got f32[2,3]");
 }
+
+TEST_CASE("blocked ops on channel counts that do not fill the last block (padded nChw8c)") {
+  // 12 channels: nChw8c holds them in 2 blocks, 4 channels of padding. conv -> batch_norm -> clip ->
+  // max_pool -> add -> resize -> global_avg_pool, all blocked at -O1.
+  Rng rng = make_rng(725);
+  Graph g;
+  Tensor x = random_f32(rng, {2, 16, 9, 8}), cw = random_f32(rng, {12, 16, 1, 1});
+  Tensor w = random_f32(rng, {12}, 0.5f, 2.f), b = random_f32(rng, {12}), mean = random_f32(rng, {12}), var = random_f32(rng, {12}, 0.2f, 2.f);
+  auto constant = [&](const char* name, const Tensor& t) {
+    return g.add_constant(name, TensorType{DType::f32, concrete_shape(t.shape())}, ConstData{t.data(), t.bytes(), std::make_shared<Tensor>(t)});
+  };
+  Value* xv = g.add_value("x", TensorType{DType::f32, concrete_shape(x.shape())});
+  g.inputs.push_back(xv);
+  std::vector<Value*> v;
+  for (const char* name : {"c", "bn", "r", "p", "s", "u", "y"}) v.push_back(g.add_value(name, {}));
+  g.add_node("conv2d", "c", {xv, constant("cw", cw), nullptr}, {v[0]}, {}, {});
+  g.add_node("batch_norm", "bn", {v[0], constant("w", w), constant("b", b), constant("m", mean), constant("v", var)}, {v[1]}, {}, {});
+  g.add_node("clip", "r", {v[1]}, {v[2]}, {{"min", Attr{-0.5}}, {"max", Attr{0.5}}}, {});
+  g.add_node("max_pool", "p", {v[2]}, {v[3]}, {{"kernel", Attr{Ints{2, 2}}}}, {});
+  g.add_node("add", "s", {v[3], v[3]}, {v[4]}, {}, {});
+  g.add_node("resize", "u", {v[4]}, {v[5]}, {{"mode", Attr{std::string("linear")}}, {"size", Attr{Ints{7, 5}}}}, {});
+  g.add_node("global_avg_pool", "y", {v[5]}, {v[6]}, {}, {});
+  g.outputs.push_back(v[6]);
+  g.infer_shapes();
+  PipelineOptions options;
+  options.opt_level = 1;
+  run_pipeline(g, options);
+  std::string describe;
+  Tensor got = run_graph(g, {x}, &describe).at(0);
+  INFO(describe);
+  CHECK(contains(describe, "resize 'u' -> f32[2,12,7,5]{nChw8c}"));
+  CHECK(contains(describe, "reorders: 2"));
+  Tensor t = ref_conv2d(x, cw, nullptr, {});
+  t = ref_activation(ref_batch_norm(t, &w, &b, mean, var, 1e-5), "clip", -0.5, 0.5);
+  t = ref_pool(t, "max", {2, 2}, {2, 2}, {0, 0, 0, 0}, false);
+  t = ref_resize(ref_binary('+', t, t), "linear", 7, 5);
+  t = ref_pool(t, "avg", {7, 5}, {7, 5}, {0, 0, 0, 0}, true);
+  CHECK(max_abs_error(got, t) <= 1e-5);
+}
