@@ -105,8 +105,8 @@ struct OpSchema {
   /// Inputs whose buffer output 0 may take over when nothing reads that input afterwards (the kernel
   /// reads each element before writing the same element of the output).
   std::vector<int> in_place;
-  /// See LayoutFn; null: plain inputs only. Inputs with a weight suffix (InputSpec::weight) are exempt:
-  /// their kernel packs them into the layout its primitive wants once, when it is created.
+  /// See LayoutFn; null: plain inputs only. Constant inputs with a weight suffix (InputSpec::weight) are
+  /// exempt: their kernel packs them into the layout its primitive wants once, when it is created.
   LayoutFn layout = nullptr;
   /// For ops that can run in more than one activation layout (conv2d): the layout this node runs fastest
   /// in. The assign-layouts pass stores it in the node's `layout` attribute, which `layout` and the shape

@@ -10,7 +10,7 @@
 //     prefers (OpSchema::preferred_layout), before its inputs are matched to it. Layout-preserving ops
 //     after it (eltwise, add, pooling, concat) then run in that layout too, so a CNN stays blocked
 //     from its first convolution to its last;
-//   - weight inputs are left alone: kernels pack them once, when they are created.
+//   - constant weight inputs are left alone: kernels pack them once, when they are created.
 // Shape rules propagate layouts, so the types downstream of each rewrite are re-inferred on the way.
 
 #include <map>
@@ -74,7 +74,7 @@ class AssignLayouts : public Pass {
       const std::string want = n->schema->required_layout(*n);
       for (std::size_t i = 0; i < n->inputs.size(); ++i) {
         Value* v = n->inputs[i];
-        if (!v || v->type.layout == want || n->schema->is_weight_input(i)) continue;
+        if (!v || v->type.layout == want || (v->is_constant() && n->schema->is_weight_input(i))) continue;
         g.set_input(n, i, in_layout(g, ctx, *n, v, want, reordered));
         changed = true;
       }

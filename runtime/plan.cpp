@@ -73,7 +73,7 @@ Plan::Plan(const Graph& graph, const std::vector<std::vector<std::int64_t>>& inp
     const std::string want = n->schema->required_layout(*n);
     for (std::size_t i = 0; i < n->inputs.size(); ++i) {
       const Value* v = n->inputs[i];
-      if (v && types_[v->id].layout != want && !n->schema->is_weight_input(i))
+      if (v && types_[v->id].layout != want && !(v->is_constant() && n->schema->is_weight_input(i)))
         n->fail("needs its inputs in layout " + (want.empty() ? std::string("plain") : want) + ", but '" + v->name +
                 "' is " + types_[v->id].str() + " (the assign-layouts pass inserts reorders)");
     }
