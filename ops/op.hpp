@@ -2,6 +2,7 @@
 // An operator is declared once: its schema (inputs, attributes with defaults, a one-line doc), its shape
 // rule, and its kernel factory. See ops/op_list.inc for the op set and docs/ops.md for each op.
 
+#include <algorithm>
 #include <cstddef>
 #include <memory>
 #include <optional>
@@ -104,11 +105,20 @@ struct OpSchema {
   /// Inputs whose buffer output 0 may take over when nothing reads that input afterwards (the kernel
   /// reads each element before writing the same element of the output).
   std::vector<int> in_place;
-  /// See LayoutFn; null: plain inputs only.
+  /// See LayoutFn; null: plain inputs only. Constant inputs with a weight suffix (InputSpec::weight) are
+  /// exempt: their kernel packs them into the layout its primitive wants once, when it is created.
   LayoutFn layout = nullptr;
+  /// For ops that can run in more than one activation layout (conv2d): the layout this node runs fastest
+  /// in. The assign-layouts pass stores it in the node's `layout` attribute, which `layout` and the shape
+  /// rule then read. Null: the op has no choice.
+  LayoutFn preferred_layout = nullptr;
 
   /// The layout this node needs its inputs in (plain unless the schema says otherwise).
   std::string required_layout(const Node& node) const { return layout ? layout(node) : std::string(); }
+  /// Whether input i is a weight (read in whatever layout it has; see `layout`).
+  bool is_weight_input(std::size_t i) const {
+    return !inputs.empty() && !inputs[std::min(i, inputs.size() - 1)].weight.empty();
+  }
 
   const AttrSpec* find_attr(std::string_view attr) const;
   const InputSpec* find_weight(std::string_view suffix) const;

@@ -5,7 +5,12 @@
 //   - a value needed in layout L is reordered once, and the reorder shared by all consumers needing L;
 //   - a value that is itself a reorder of something already in L is not reordered back: the consumer
 //     reads the original (the pair cancels), and dead-code removes what nobody reads any more;
-//   - reorders to the layout a value already has are removed.
+//   - reorders to the layout a value already has are removed;
+//   - an op that can run in several layouts (conv2d: plain or nChw8c) is switched to the one its schema
+//     prefers (OpSchema::preferred_layout), before its inputs are matched to it. Layout-preserving ops
+//     after it (eltwise, add, pooling, concat) then run in that layout too, so a CNN stays blocked
+//     from its first convolution to its last;
+//   - constant weight inputs are left alone: kernels pack them once, when they are created.
 // Shape rules propagate layouts, so the types downstream of each rewrite are re-inferred on the way.
 
 #include <map>
@@ -57,10 +62,19 @@ class AssignLayouts : public Pass {
           continue;
         }
       }
+      // An op with a choice runs in the layout it prefers (given its inputs' types, known by now).
+      if (n->schema->preferred_layout) {
+        std::string best = n->schema->preferred_layout(*n);
+        if (n->attr_string("layout") != best) {
+          ctx.fired(*n, "runs in " + best);
+          n->attrs["layout"] = best;
+          changed = true;
+        }
+      }
       const std::string want = n->schema->required_layout(*n);
       for (std::size_t i = 0; i < n->inputs.size(); ++i) {
         Value* v = n->inputs[i];
-        if (!v || v->type.layout == want) continue;
+        if (!v || v->type.layout == want || (v->is_constant() && n->schema->is_weight_input(i))) continue;
         g.set_input(n, i, in_layout(g, ctx, *n, v, want, reordered));
         changed = true;
       }

@@ -36,6 +36,9 @@ const std::vector<Entry>& pipeline() {
       {2, make_fuse_linear_activation_pass},
       {2, make_fuse_linear_residual_pass},
       {2, make_fuse_add_layer_norm_pass},
+      {2, make_fold_conv_batch_norm_pass},
+      {2, make_fuse_conv_residual_pass},
+      {2, make_fuse_conv_activation_pass},
       {1, make_assign_layouts_pass},
       {1, make_dead_code_pass},
   };

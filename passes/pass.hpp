@@ -59,6 +59,9 @@ std::unique_ptr<Pass> make_fuse_attention_pass();
 std::unique_ptr<Pass> make_fuse_linear_activation_pass();
 std::unique_ptr<Pass> make_fuse_linear_residual_pass();
 std::unique_ptr<Pass> make_fuse_add_layer_norm_pass();
+std::unique_ptr<Pass> make_fold_conv_batch_norm_pass();
+std::unique_ptr<Pass> make_fuse_conv_residual_pass();
+std::unique_ptr<Pass> make_fuse_conv_activation_pass();
 
 struct PipelineOptions {
   int opt_level = 2;

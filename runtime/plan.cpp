@@ -72,10 +72,12 @@ Plan::Plan(const Graph& graph, const std::vector<std::vector<std::int64_t>>& inp
   // reorders), and the caller gets plain outputs.
   for (const auto& n : graph.nodes()) {
     const std::string want = n->schema->required_layout(*n);
-    for (const Value* v : n->inputs)
-      if (v && types_[v->id].layout != want)
+    for (std::size_t i = 0; i < n->inputs.size(); ++i) {
+      const Value* v = n->inputs[i];
+      if (v && types_[v->id].layout != want && !(v->is_constant() && n->schema->is_weight_input(i)))
         n->fail("needs its inputs in layout " + (want.empty() ? std::string("plain") : want) + ", but '" + v->name +
                 "' is " + types_[v->id].str() + " (the assign-layouts pass inserts reorders)");
+    }
   }
   for (const Value* out : graph.outputs)
     if (!types_[out->id].plain())

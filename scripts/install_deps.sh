@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages Kiln needs to build and test, skipping those already installed.
-# Usage: scripts/install_deps.sh [--bench]   (--bench adds PyTorch and OpenBLAS for bench/ and tools/reference/)
+# Usage: scripts/install_deps.sh [--bench]   (--bench adds PyTorch and OpenBLAS for bench/ and tools/reference/,
+# and OpenCV's DNN module, the second peer of bench/bench_cnn.py)
 set -euo pipefail
 packages=(g++ cmake make libdnnl-dev ocl-icd-opencl-dev libtbb-dev libyaml-cpp-dev doctest-dev libcli11-dev)
 if [[ "${1:-}" == "--bench" ]]; then
-  packages+=(python3 python3-numpy python3-torch libopenblas0-openmp)
+  packages+=(python3 python3-numpy python3-torch libopenblas0-openmp libopencv-dnn-dev)
 fi
 missing=()
 for p in "${packages[@]}"; do

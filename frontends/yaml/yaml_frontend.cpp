@@ -340,7 +340,8 @@ class Parser {
       }
       (void)any;
     } else {
-      if (ins.size() > schema->inputs.size())
+      if (schema->variadic && ins.size() > inputs.size()) inputs.resize(ins.size(), nullptr);  // the last input repeats
+      if (ins.size() > inputs.size())
         error(n["in"], label + ": takes at most " + std::to_string(schema->inputs.size()) + " input(s), 'in' names " + std::to_string(ins.size()));
       for (; next < ins.size(); ++next) inputs[next] = lookup(ins[next].second, ins[next].first, scope);
     }

@@ -6,6 +6,7 @@
 #include <memory>
 #include <numeric>
 
+#include "passes/pass.hpp"
 #include "runtime/model_impl.hpp"
 #include "runtime/plan.hpp"
 
@@ -66,7 +67,7 @@ std::vector<Tensor> run_graph(const Graph& graph, const std::vector<Tensor>& inp
   return outs;
 }
 
-OpResult run_op(const std::string& op, const std::vector<Arg>& args, AttrMap attrs) {
+OpResult run_op(const std::string& op, const std::vector<Arg>& args, AttrMap attrs, int opt_level) {
   Graph g;
   g.name = "test_" + op;
   std::vector<Value*> node_inputs;
@@ -104,6 +105,11 @@ OpResult run_op(const std::string& op, const std::vector<Arg>& args, AttrMap att
   g.infer_shapes();
   OpResult r;
   r.inferred = out->type;
+  if (opt_level > 0) {
+    PipelineOptions options;
+    options.opt_level = opt_level;
+    run_pipeline(g, options);
+  }
   r.out = run_graph(g, feeds, &r.impl).at(0);
   return r;
 }

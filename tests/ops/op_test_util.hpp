@@ -57,8 +57,9 @@ struct OpResult {
 };
 
 /// Builds `graph = { out = op(args...) {attrs} }`, verifies it, infers shapes, compiles a Plan for the
-/// args' concrete shapes and runs it.
-OpResult run_op(const std::string& op, const std::vector<Arg>& args, AttrMap attrs = {});
+/// args' concrete shapes and runs it. `opt_level` > 0 runs that level's pass pipeline first (-O1:
+/// assign-layouts, so the op runs in the layout it prefers).
+OpResult run_op(const std::string& op, const std::vector<Arg>& args, AttrMap attrs = {}, int opt_level = 0);
 
 /// Compiles an arbitrary (verified, shape-inferred) graph for the shapes of `inputs` and runs it; returns
 /// every graph output. `describe`, when set, receives Plan::describe().

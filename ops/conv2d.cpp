@@ -1,0 +1,208 @@
+// conv2d: 2-D convolution over [N, C, H, W] (nn.Conv2d: stride, padding, dilation, groups incl.
+// depthwise, optional bias), with what the fusion passes fold in: an activation and a residual added
+// before it, y = act(conv(x) + bias + residual).
+//   %y = conv2d(%x, %c1.weight, %c1.bias) {stride=[2,2], padding=[1,1], ...} : (f32[batch,16,h,w], f32[32,16,3,3], f32[32]) -> f32[batch,32,(h-1)/2+1,(w-1)/2+1]
+// `layout` is the activation layout the kernel runs in: "plain" (nchw, as written and at -O0) or the
+// blocked layout the assign-layouts pass picks (nChw8c on AVX2). A first convolution with fewer input
+// channels than one block reads plain nchw and writes blocked (oneDNN has a jit kernel for that).
+// Kernel: one oneDNN convolution; the residual is a `sum` post-op (dst holds the residual when the
+// plan computes the output in the residual's buffer, else the kernel copies it there first); the
+// activation an eltwise post-op. Weights are reordered once, when the kernel is created, into the
+// blocked format the primitive asks for (OIhw8i8o, ...), and kept by the kernel.
+
+#include <cstring>
+
+#include "ops/spatial.hpp"
+
+namespace kiln {
+namespace {
+
+enum { kSrc, kWeight, kBias, kResidual };
+
+struct Activation {
+  const char* name;
+  dnnl::algorithm alg;
+};
+const Activation kActivations[] = {
+    {"relu", dnnl::algorithm::eltwise_relu},     {"clip", dnnl::algorithm::eltwise_clip},
+    {"silu", dnnl::algorithm::eltwise_swish},    {"sigmoid", dnnl::algorithm::eltwise_logistic},
+    {"tanh", dnnl::algorithm::eltwise_tanh},
+};
+const char* const kActivationNames = "none, relu, clip, silu, sigmoid, tanh";
+
+bool has_residual(const Node& n) { return n.inputs.size() > kResidual && n.inputs[kResidual]; }
+
+std::string layout_attr(const Node& n) {
+  const std::string& l = n.attr_string("layout");
+  return l == "plain" ? std::string() : l;
+}
+
+std::vector<TensorType> infer(const ShapeCtx& ctx) {
+  const Node& n = ctx.node();
+  expect_nchw(ctx, kSrc);
+  expect_f32(ctx, kWeight);
+  if (ctx.in(kWeight).rank() != 4)
+    ctx.fail("expected weight of rank 4 [out_channels, in_channels/groups, kh, kw], got " + ctx.in(kWeight).str());
+  if (!n.inputs[kWeight]->is_constant())
+    ctx.fail("expected weight to be a constant (a weights tensor), got the computed value '" + n.inputs[kWeight]->name + "'");
+  const Shape& x = ctx.in(kSrc).shape;
+  const Shape& w = ctx.in(kWeight).shape;
+  const std::int64_t groups = n.attr_int("groups");
+  if (groups < 1) ctx.fail("attribute 'groups' must be >= 1, got " + std::to_string(groups));
+  if (!x[1].concrete()) ctx.fail("expected a concrete channel count in dim 1 of input 'src', got " + ctx.in(kSrc).str());
+  const std::int64_t c = x[1].value, o = w[0].value;
+  if (c % groups != 0 || o % groups != 0)
+    ctx.fail("attribute 'groups' = " + std::to_string(groups) + " must divide the input channels (" + std::to_string(c) +
+             ") and the output channels (" + std::to_string(o) + ")");
+  if (w[1].value != c / groups)
+    ctx.fail("expected weight of shape [" + std::to_string(o) + "," + std::to_string(c / groups) + ",kh,kw] for " +
+             std::to_string(c) + " input channels in " + std::to_string(groups) + " group(s), got " + shape_str(w));
+  auto stride = attr_pair(ctx, "stride", 1);
+  auto dilation = attr_pair(ctx, "dilation", 1);
+  auto pad = attr_padding(ctx);
+  Shape out = {x[0], w[0], window_out(ctx, x[2], w[2].value, stride[0], pad[0] + pad[2], dilation[0], "height"),
+               window_out(ctx, x[3], w[3].value, stride[1], pad[1] + pad[3], dilation[1], "width")};
+  if (ctx.has(kBias)) {
+    expect_f32(ctx, kBias);
+    expect_weight_shape(ctx, kBias, {w[0]});
+  }
+  if (ctx.has(kResidual)) {
+    expect_f32(ctx, kResidual);
+    if (ctx.in(kResidual).shape != out)
+      ctx.fail("expected residual of shape " + shape_str(out) + ", got " + ctx.in(kResidual).str());
+  }
+  const std::string& act = n.attr_string("activation");
+  bool known = act == "none";
+  for (const auto& a : kActivations) known = known || act == a.name;
+  if (!known) ctx.fail("attribute 'activation' must be one of " + std::string(kActivationNames) + "; got \"" + act + "\"");
+  const std::string layout = layout_attr(n);
+  if (!layout.empty() && channel_block(layout) == 0)
+    ctx.fail("attribute 'layout' must be plain, nChw8c or nChw16c; got \"" + layout + "\"");
+  return {TensorType{DType::f32, out, layout}};
+}
+
+// The layout conv2d reads src (and the residual) in: its `layout`, except that a first convolution with
+// fewer input channels than one block reads plain nchw.
+std::string required(const Node& n) {
+  const std::string layout = layout_attr(n);
+  const Dim& c = n.inputs[kSrc]->type.shape.at(1);
+  if (!layout.empty() && n.attr_int("groups") == 1 && c.concrete() && c.value < channel_block(layout) && !has_residual(n))
+    return {};
+  return layout;
+}
+
+// Blocked when the channels per group fill whole blocks (or the convolution is depthwise, or not
+// grouped): the cases oneDNN has blocked jit kernels for.
+std::string preferred(const Node& n) {
+  const std::string& blocked = blocked_channel_layout();
+  const std::int64_t block = channel_block(blocked), groups = n.attr_int("groups");
+  const Dim& c = n.inputs[kSrc]->type.shape.at(1);
+  const std::int64_t o = n.inputs[kWeight]->type.shape.at(0).value;
+  if (!c.concrete()) return "plain";
+  bool depthwise = groups == c.value && o == c.value;
+  bool whole_blocks = (c.value / groups) % block == 0 && (o / groups) % block == 0;
+  return groups == 1 || depthwise || whole_blocks ? blocked : "plain";
+}
+
+class ConvKernel : public Kernel {
+ public:
+  ConvKernel(std::unique_ptr<DnnlKernel> conv, std::size_t residual_bytes)
+      : conv_(std::move(conv)), residual_bytes_(residual_bytes) {}
+  void execute(dnnl::stream& stream, const KernelArgs& args) override {
+    // The sum post-op adds onto dst: dst must hold the residual (it does when computed in place).
+    if (residual_bytes_ && args.in[kResidual] != args.out[0]) std::memcpy(args.out[0], args.in[kResidual], residual_bytes_);
+    conv_->execute(stream, args);
+  }
+  std::size_t scratch_bytes() const override { return conv_->scratch_bytes(); }
+  std::string impl() const override { return conv_->impl(); }
+
+ private:
+  std::unique_ptr<DnnlKernel> conv_;
+  std::size_t residual_bytes_;
+};
+
+std::unique_ptr<Kernel> make(const KernelCtx& ctx) {
+  const Node& n = ctx.node;
+  auto w = dims_of(ctx.in[kWeight].shape);
+  const std::int64_t groups = n.attr_int("groups");
+  std::vector<std::int64_t> wdims = groups == 1 ? w : std::vector<std::int64_t>{groups, w[0] / groups, w[1], w[2], w[3]};
+  const auto& st = n.attr_ints("stride");
+  const auto& dl = n.attr_ints("dilation");
+  auto p = n.attr_ints("padding");
+  if (p.size() == 2) p = {p[0], p[1], p[0], p[1]};
+
+  auto src = md_of(ctx.in[kSrc]);
+  auto dst = md_of(ctx.out[0]);
+  dnnl::memory::desc wei_any(to_dnnl(wdims), dnnl::memory::data_type::f32, dnnl::memory::format_tag::any);
+  auto bias = plain_md({w[0]});
+
+  dnnl::post_ops ops;
+  if (ctx.has(kResidual)) ops.append_sum(1.0f);
+  const std::string& act = n.attr_string("activation");
+  for (const auto& a : kActivations)
+    if (act == a.name) {
+      float alpha = 0.f, beta = 0.f;
+      if (a.alg == dnnl::algorithm::eltwise_clip) {
+        alpha = static_cast<float>(n.attr_float("clip_min"));
+        beta = static_cast<float>(n.attr_float("clip_max"));
+      } else if (a.alg == dnnl::algorithm::eltwise_swish) {
+        alpha = 1.f;
+      }
+      ops.append_eltwise(1.0f, a.alg, alpha, beta);
+    }
+  auto attr = user_scratchpad_attr();
+  attr.set_post_ops(ops);
+
+  dnnl::memory::dims strides = {st[0], st[1]}, dilates = {dl[0] - 1, dl[1] - 1}, pad_l = {p[0], p[1]}, pad_r = {p[2], p[3]};
+  auto desc = ctx.has(kBias)
+                  ? dnnl::convolution_forward::desc(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct, src,
+                                                    wei_any, bias, dst, strides, dilates, pad_l, pad_r)
+                  : dnnl::convolution_forward::desc(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct, src,
+                                                    wei_any, dst, strides, dilates, pad_l, pad_r);
+  dnnl::convolution_forward::primitive_desc pd(desc, attr, ctx.engine);
+
+  // Weights into the primitive's format, once.
+  const ConstData* data = ctx.constant(kWeight);
+  if (!data) n.fail("expected weight to be a constant");
+  dnnl::memory user(plain_md(wdims), ctx.engine, const_cast<void*>(data->data));
+  dnnl::memory packed(pd.weights_desc(), ctx.engine);
+  dnnl::stream stream(ctx.engine);
+  dnnl::reorder(user, packed).execute(stream, user, packed);
+  stream.wait();
+
+  auto kernel = std::make_unique<DnnlKernel>(ctx.engine);
+  int s = kernel->add(pd);
+  kernel->input(s, DNNL_ARG_SRC, src, kSrc);
+  kernel->fixed(s, DNNL_ARG_WEIGHTS, packed);
+  if (ctx.has(kBias)) kernel->input(s, DNNL_ARG_BIAS, bias, kBias);
+  kernel->output(s, DNNL_ARG_DST, dst, 0);
+  return std::make_unique<ConvKernel>(std::move(kernel), ctx.has(kResidual) ? buffer_bytes(ctx.out[0]) : 0);
+}
+
+}  // namespace
+
+const OpSchema& op_conv2d() {
+  static const OpSchema s{
+      .name = "conv2d",
+      .doc = "act(conv(x, weight) + bias + residual) over [N,C,H,W]; weight [out, in/groups, kh, kw] (nn.Conv2d)",
+      .inputs = {{"src"}, {"weight", false, "weight"}, {"bias", true, "bias"}, {"residual", true}},
+      .attrs = {AttrSpec{"stride", AttrType::Ints, Attr{std::vector<std::int64_t>{1, 1}}, "[h, w]"},
+                AttrSpec{"padding", AttrType::Ints, Attr{std::vector<std::int64_t>{0, 0}}, "[h, w] or [top, left, bottom, right]"},
+                AttrSpec{"dilation", AttrType::Ints, Attr{std::vector<std::int64_t>{1, 1}}, "[h, w]"},
+                AttrSpec{"groups", AttrType::Int, Attr{std::int64_t{1}}, "channel groups (= channels: depthwise)"},
+                AttrSpec{"activation", AttrType::String, Attr{std::string("none")},
+                         "applied after the residual: none, relu, clip, silu, sigmoid, tanh"},
+                AttrSpec{"clip_min", AttrType::Float, Attr{0.0}, "lower bound of activation=clip"},
+                AttrSpec{"clip_max", AttrType::Float, Attr{6.0}, "upper bound of activation=clip"},
+                AttrSpec{"layout", AttrType::String, Attr{std::string("plain")},
+                         "activation layout: plain or the blocked one assign-layouts picks (nChw8c)"}},
+      .infer = infer,
+      .make_kernel = make,
+      .in_place = {kResidual},
+      .layout = required,
+      .preferred_layout = preferred,
+  };
+  return s;
+}
+
+}  // namespace kiln

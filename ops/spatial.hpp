@@ -1,0 +1,89 @@
+#pragma once
+// Shape-rule helpers shared by the spatial ops (conv2d, the pools, resize): reading [h, w] attribute
+// pairs and the output size of a sliding window, also over symbolic sizes.
+
+#include <string>
+#include <vector>
+
+#include "ops/common.hpp"
+
+namespace kiln {
+
+/// An [h, w] int attribute; `fallback` when the attribute is empty. Fails unless it has two entries
+/// all >= `min`.
+inline std::vector<std::int64_t> attr_pair(const ShapeCtx& ctx, const char* attr, std::int64_t min,
+                                           const std::vector<std::int64_t>& fallback = {}) {
+  std::vector<std::int64_t> v = ctx.node().attr_ints(attr);
+  if (v.empty()) v = fallback;
+  if (v.size() != 2) ctx.fail(std::string("attribute '") + attr + "' must have 2 entries [h, w], got " + attr_str(Attr{v}));
+  for (auto x : v)
+    if (x < min) ctx.fail(std::string("attribute '") + attr + "' entries must be >= " + std::to_string(min) + ", got " + attr_str(Attr{v}));
+  return v;
+}
+
+/// Padding as [top, left, bottom, right]: the attribute holds [h, w] (symmetric, as in PyTorch) or
+/// [top, left, bottom, right].
+inline std::vector<std::int64_t> attr_padding(const ShapeCtx& ctx) {
+  std::vector<std::int64_t> p = ctx.node().attr_ints("padding");
+  if (p.size() == 2) p = {p[0], p[1], p[0], p[1]};
+  if (p.size() != 4) ctx.fail("attribute 'padding' must have 2 entries [h, w] or 4 [top, left, bottom, right], got " + attr_str(Attr{ctx.node().attr_ints("padding")}));
+  for (auto x : p)
+    if (x < 0) ctx.fail("attribute 'padding' entries must be >= 0, got " + attr_str(Attr{ctx.node().attr_ints("padding")}));
+  return p;
+}
+
+/// Output size of a window of `k` taps spaced `dilation` apart, moved by `stride` over `in` padded by
+/// `pad_total`: floor((in + pad_total - dilation*(k-1) - 1) / stride) + 1. Symbolic sizes give a
+/// canonical expression, so branches that compute the same size (3x3 pad 1 and 1x1 pad 0, both
+/// stride 2) get equal dims.
+inline Dim window_out(const ShapeCtx& ctx, const Dim& in, std::int64_t k, std::int64_t stride, std::int64_t pad_total,
+                      std::int64_t dilation, const char* axis) {
+  const std::int64_t a = pad_total - dilation * (k - 1) - 1;
+  if (in.concrete()) {
+    if (in.value + a < 0)
+      ctx.fail("the " + std::string(axis) + " window (" + std::to_string(dilation * (k - 1) + 1) + " with dilation) is larger than the padded input (" +
+               std::to_string(in.value + pad_total) + ")");
+    return Dim::of((in.value + a) / stride + 1);
+  }
+  auto offset = [](std::int64_t v) { return v == 0 ? std::string() : (v > 0 ? "+" : "") + std::to_string(v); };
+  if (stride == 1) return a + 1 == 0 ? in : Dim::symbol(in.sym + offset(a + 1));
+  return Dim::symbol("(" + in.sym + offset(a) + ")/" + std::to_string(stride) + "+1");
+}
+
+/// Fails unless input i is an f32 tensor of rank 4 ([N, C, H, W]).
+inline void expect_nchw(const ShapeCtx& ctx, std::size_t i) {
+  expect_f32(ctx, i);
+  if (ctx.in(i).rank() != 4) {
+    const auto& spec = ctx.node().schema->inputs.at(i);
+    ctx.fail("expected input '" + spec.name + "' of rank 4 [N,C,H,W], got " + ctx.in(i).str());
+  }
+}
+
+}  // namespace kiln
+
+namespace kiln {
+
+/// The blocked channel layout oneDNN's fast convolutions use on this CPU: nChw16c with AVX-512,
+/// nChw8c otherwise (AVX2: 8 floats per register).
+inline const std::string& blocked_channel_layout() {
+  static const std::string layout = [] {
+    auto isa = dnnl::get_effective_cpu_isa();
+    bool avx512 = isa == dnnl::cpu_isa::avx512_core || isa == dnnl::cpu_isa::avx512_core_vnni ||
+                  isa == dnnl::cpu_isa::avx512_core_bf16 || isa == dnnl::cpu_isa::avx512_core_amx;
+    return std::string(avx512 ? "nChw16c" : "nChw8c");
+  }();
+  return layout;
+}
+
+/// The channel block of a blocked layout name (8 for nChw8c), 0 for plain.
+inline std::int64_t channel_block(const std::string& layout) {
+  if (layout == "nChw8c") return 8;
+  if (layout == "nChw16c") return 16;
+  return 0;
+}
+
+/// Ops that accept whatever layout their (same-shape) inputs have and whose kernels are oneDNN
+/// primitives working in any layout: the layout of input 0 (pooling, batch_norm, resize).
+inline std::string layout_of_src(const Node& node) { return node.inputs.at(0)->type.layout; }
+
+}  // namespace kiln
