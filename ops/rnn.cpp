@@ -20,11 +20,17 @@
 // A decoder step (seq 1, states in and out) is one primitive execution per layer: no reorders, no
 // allocation, states read and written in place in the node's buffers.
 
-#include <cstring>
+#include <atomic>
+#include <map>
+#include <mutex>
 
 #include "ops/common.hpp"
 
 namespace kiln {
+
+/// How many weight tensors lstm/gru kernels have packed so far (plans share packs of the same weights).
+std::size_t rnn_weight_packs_made();
+
 namespace {
 
 constexpr int kMaxLayers = 4;
@@ -150,15 +156,53 @@ const float* const_f32(const KernelCtx& ctx, int i) {
   return static_cast<const float*>(data->data);
 }
 
-/// Copies `plain` (a dense buffer described by `plain_desc`) into a new memory in `want`'s layout.
-dnnl::memory to_layout(const dnnl::engine& engine, dnnl::stream& stream, const dnnl::memory::desc& plain_desc,
-                       std::vector<float>& plain, const dnnl::memory::desc& want) {
-  dnnl::memory src(plain_desc, engine, plain.data());
-  dnnl::memory dst(want, engine);
-  dnnl::reorder(src, dst).execute(stream, src, dst);
+// Packed weights are shared by every plan made from the same weights: a session compiles one plan per
+// input shape (an encoder sees many source lengths), and each would otherwise pack its own copy. The
+// cache holds weak references; an entry keeps the source weights' owners alive, so its key (their
+// addresses) cannot be reused by other data while the entry exists.
+struct Packed {
+  dnnl::memory mem;
+  std::vector<std::shared_ptr<const void>> sources;
+};
+std::mutex g_pack_mutex;
+std::map<std::string, std::weak_ptr<Packed>> g_packs;
+std::atomic<std::size_t> g_packs_made{0};
+
+/// A kernel that also holds the packed weights its primitives use.
+class RnnKernel : public DnnlKernel {
+ public:
+  using DnnlKernel::DnnlKernel;
+  std::vector<std::shared_ptr<Packed>> packed;
+};
+
+/// The memory in `want`'s layout holding what `fill` writes into a dense buffer described by `plain`,
+/// from the cache when the same sources were packed into the same layout before.
+template <class Fill>
+std::shared_ptr<Packed> packed(const KernelCtx& ctx, const std::string& what, const std::vector<int>& sources,
+                               const dnnl::memory::desc& plain, const dnnl::memory::desc& want, Fill&& fill) {
+  std::string key = what;
+  for (int i : sources) key += ":" + std::to_string(reinterpret_cast<std::uintptr_t>(const_f32(ctx, i)));
+  std::lock_guard<std::mutex> lock(g_pack_mutex);
+  if (auto hit = g_packs[key].lock(); hit && hit->mem.get_desc() == want) return hit;
+  std::vector<float> buffer(plain.get_size() / sizeof(float), 0.f);
+  fill(buffer.data());
+  auto out = std::make_shared<Packed>();
+  dnnl::memory src(plain, ctx.engine, buffer.data());
+  out->mem = dnnl::memory(want, ctx.engine);
+  dnnl::stream stream(ctx.engine);
+  dnnl::reorder(src, out->mem).execute(stream, src, out->mem);
   stream.wait();
-  return dst;
+  for (int i : sources) out->sources.push_back(ctx.constant(i)->owner);
+  g_packs[key] = out;
+  ++g_packs_made;
+  return out;
 }
+
+}  // namespace
+
+std::size_t rnn_weight_packs_made() { return g_packs_made.load(); }
+
+namespace {
 
 std::unique_ptr<Kernel> make(const KernelCtx& ctx, const Cell& c) {
   using tag = dnnl::memory::format_tag;
@@ -181,12 +225,11 @@ std::unique_ptr<Kernel> make(const KernelCtx& ctx, const Cell& c) {
   };
   const auto state_md = dnnl::memory::desc({1, dirs, n, h}, dt::f32, tag::ldnc);
   const std::size_t state_bytes = static_cast<std::size_t>(dirs * n * h) * f;  // one layer's states
-  auto kernel = std::make_unique<DnnlKernel>(ctx.engine);
+  auto kernel = std::make_unique<RnnKernel>(ctx.engine);
   std::size_t between[2] = {0, 0};  // ping-pong buffers between layers, [T,N,D*H]
   if (layers > 1)
     for (auto& b : between) b = kernel->reserve(static_cast<std::size_t>(t * n * dirs * h) * f);
 
-  dnnl::stream stream(ctx.engine);
   for (std::int64_t l = 0; l < layers; ++l) {
     const std::int64_t in_ch = l == 0 ? features : dirs * h;
     auto src = seq_md(in_ch, l == 0);
@@ -212,37 +255,49 @@ std::unique_ptr<Kernel> make(const KernelCtx& ctx, const Cell& c) {
     }
 
     // PyTorch [G*H, C] per direction -> ldigo [1, D, C, G, H] in oneDNN's gate order.
-    std::vector<float> wl(static_cast<std::size_t>(dirs * in_ch * g * h)), wi(static_cast<std::size_t>(dirs * h * g * h));
-    std::vector<float> b(static_cast<std::size_t>(dirs * gb * h), 0.f);
+    std::vector<int> w_ih, w_hh, biases;
     for (std::int64_t d = 0; d < dirs; ++d) {
-      auto pack = [&](const float* w, std::int64_t cols, float* out) {
-        for (std::int64_t gate = 0; gate < g; ++gate)
-          for (std::int64_t o = 0; o < h; ++o) {
-            const float* row = w + (c.perm[gate] * h + o) * cols;
-            for (std::int64_t i = 0; i < cols; ++i) out[(i * g + gate) * h + o] = row[i];
-          }
+      w_ih.push_back(weight_index(c, l, d, kWih));
+      w_hh.push_back(weight_index(c, l, d, kWhh));
+      if (bias) biases.insert(biases.end(), {weight_index(c, l, d, kBih), weight_index(c, l, d, kBhh)});
+    }
+    auto pack = [&](const std::vector<int>& weights, std::int64_t cols) {
+      return [&, cols](float* out) {
+        for (std::size_t d = 0; d < weights.size(); ++d) {
+          const float* w = const_f32(ctx, weights[d]);
+          float* dst = out + d * cols * g * h;
+          for (std::int64_t gate = 0; gate < g; ++gate)
+            for (std::int64_t o = 0; o < h; ++o) {
+              const float* row = w + (c.perm[gate] * h + o) * cols;
+              for (std::int64_t i = 0; i < cols; ++i) dst[(i * g + gate) * h + o] = row[i];
+            }
+        }
       };
-      pack(const_f32(ctx, weight_index(c, l, d, kWih)), in_ch, wl.data() + d * in_ch * g * h);
-      pack(const_f32(ctx, weight_index(c, l, d, kWhh)), h, wi.data() + d * h * g * h);
-      if (bias) {
-        const float* bih = const_f32(ctx, weight_index(c, l, d, kBih));
-        const float* bhh = const_f32(ctx, weight_index(c, l, d, kBhh));
-        float* out = b.data() + d * gb * h;
+    };
+    auto plain_wl = dnnl::memory::desc({1, dirs, in_ch, g, h}, dt::f32, tag::ldigo);
+    auto plain_wi = dnnl::memory::desc({1, dirs, h, g, h}, dt::f32, tag::ldigo);
+    kernel->packed.push_back(packed(ctx, "layer", w_ih, plain_wl, want_wl, pack(w_ih, in_ch)));
+    kernel->packed.push_back(packed(ctx, "iter", w_hh, plain_wi, want_wi, pack(w_hh, h)));
+    // oneDNN has one bias per gate where PyTorch has two (ih and hh): summed, except lbr_gru's new gate,
+    // whose hh bias sits inside r * (W_hn h + b_hn) and gets oneDNN's fourth bias row.
+    kernel->packed.push_back(packed(ctx, c.lstm ? "lstm_bias" : "gru_bias", biases, bias_md, want_bias, [&](float* out) {
+      for (std::int64_t d = 0; d < dirs && bias; ++d) {
+        const float* bih = const_f32(ctx, biases[2 * d]);
+        const float* bhh = const_f32(ctx, biases[2 * d + 1]);
+        float* dst = out + d * gb * h;
         for (std::int64_t gate = 0; gate < g; ++gate)
           for (std::int64_t o = 0; o < h; ++o) {
             std::int64_t at = c.perm[gate] * h + o;
-            // lbr_gru: the new gate's hh bias sits inside r * (W_hn h + b_hn): its own row 3.
-            out[gate * h + o] = bih[at] + (c.lstm || gate < 2 ? bhh[at] : 0.f);
+            dst[gate * h + o] = bih[at] + (c.lstm || gate < 2 ? bhh[at] : 0.f);
           }
         if (!c.lstm)
-          for (std::int64_t o = 0; o < h; ++o) out[3 * h + o] = bhh[2 * h + o];
+          for (std::int64_t o = 0; o < h; ++o) dst[3 * h + o] = bhh[2 * h + o];
       }
-    }
-    auto plain_wl = dnnl::memory::desc({1, dirs, in_ch, g, h}, dt::f32, tag::ldigo);
-    auto plain_wi = dnnl::memory::desc({1, dirs, h, g, h}, dt::f32, tag::ldigo);
-    kernel->fixed(s, DNNL_ARG_WEIGHTS_LAYER, to_layout(ctx.engine, stream, plain_wl, wl, want_wl));
-    kernel->fixed(s, DNNL_ARG_WEIGHTS_ITER, to_layout(ctx.engine, stream, plain_wi, wi, want_wi));
-    kernel->fixed(s, DNNL_ARG_BIAS, to_layout(ctx.engine, stream, bias_md, b, want_bias));
+    }));
+    const auto n_packed = kernel->packed.size();
+    kernel->fixed(s, DNNL_ARG_WEIGHTS_LAYER, kernel->packed[n_packed - 3]->mem);
+    kernel->fixed(s, DNNL_ARG_WEIGHTS_ITER, kernel->packed[n_packed - 2]->mem);
+    kernel->fixed(s, DNNL_ARG_BIAS, kernel->packed[n_packed - 1]->mem);
 
     if (l == 0) kernel->input(s, DNNL_ARG_SRC_LAYER, src, 0);
     else kernel->scratch(s, DNNL_ARG_SRC_LAYER, src, between[(l - 1) % 2]);

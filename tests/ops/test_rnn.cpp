@@ -164,3 +164,26 @@ TEST_CASE("rnn error: a batch that differs between input and state is caught whe
   std::string msg = error_of([&] { session.run({{"x", x}, {"h0", h}}); });
   CHECK(contains(msg, "batch"));
 }
+
+namespace kiln {
+std::size_t rnn_weight_packs_made();  // ops/rnn.cpp
+}
+
+TEST_CASE("lstm: plans for other shapes share the packed weights") {
+  // An encoder compiles one plan per source length; the weights are packed for the first plan only.
+  const std::string dir = source_path("tests/fixtures/rnn/lstm_l2_bi_s5_state/");
+  kiln::Session session(kiln::Model::load(dir + "model.yaml"));
+  auto run = [&](std::int64_t batch, std::int64_t seq) {
+    auto x = kiln::Tensor::empty(kiln::DType::f32, {batch, seq, 6});
+    auto h = kiln::Tensor::empty(kiln::DType::f32, {4, batch, 7});
+    for (auto* t : {&x, &h})
+      for (std::int64_t i = 0; i < t->numel(); ++i) t->data_as<float>()[i] = static_cast<float>(i % 7) * 0.1f - 0.3f;
+    session.run({{"x", x}, {"h0", h}, {"c0", h}});
+  };
+  run(1, 3);
+  const std::size_t after_first = kiln::rnn_weight_packs_made();
+  run(1, 11);
+  run(2, 4);
+  CHECK(session.plan_count() == 3);
+  CHECK(kiln::rnn_weight_packs_made() == after_first);
+}
