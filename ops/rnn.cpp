@@ -193,6 +193,7 @@ std::shared_ptr<Packed> packed(const KernelCtx& ctx, const std::string& what, co
   dnnl::reorder(src, out->mem).execute(stream, src, out->mem);
   stream.wait();
   for (int i : sources) out->sources.push_back(ctx.constant(i)->owner);
+  std::erase_if(g_packs, [](const auto& entry) { return entry.second.expired(); });
   g_packs[key] = out;
   ++g_packs_made;
   return out;
