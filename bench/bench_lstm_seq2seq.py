@@ -4,15 +4,16 @@ same sources, same run.
 
     scripts/build.sh && /usr/bin/python3 bench/bench_lstm_seq2seq.py [--threads 1,2] [--repeat 20]
 
-Model: examples/date_translation/ (train_lstm.py; lstm.safetensors, lstm_encoder.yaml, lstm_decoder.yaml).
+Model: examples/date_translation/lstm.yaml (train_lstm.py; lstm.safetensors).
 Per row (batch B in 1 and 16, threads T) both engines encode the first B held-out sources (padded with
 <pad> to the longest, masked in the attention) and then generate exactly 32 tokens greedily (argmax, no
 early stop), feeding each token back:
   torch        the incremental PyTorch loop: one `model.decode` call (nn.LSTM on one step with (h, c)
                carried, dot attention, the two combine linears, output linear) plus argmax per token,
                torch.set_num_threads(T), eval mode, no_grad
-  kiln         build/bench/kiln_lstm_seq2seq: the encoder graph once, then the decoder step graph once per
-               token through Session::run into preallocated outputs, h/c ping-ponged between two buffers
+  kiln         build/bench/kiln_lstm_seq2seq: the runtime's generation loop (kiln::Generator, greedy,
+               stop_at_end = false): the encoder graph once, then the decoder step graph once per token
+               with h/c carried by the runtime; per token = the mean of Generator::step_ms()
 Columns: median ms per generated token (decode loop time / 32) over --repeat runs, tokens/s for the
 batch (B / ms per token), the Kiln/torch ratio (target <= 0.3), and whether the first row's 32 tokens
 are identical in both engines. Encoder times are printed too (not part of the per-token figure).
@@ -84,7 +85,7 @@ def main():
                     enc.append(e)
                     dec.append(d / TOKENS)
                 env = dict(os.environ, OMP_NUM_THREADS=str(threads))
-                out = subprocess.run([args.kiln, EXAMPLE, path, "--tokens", str(TOKENS), "--repeat", str(args.repeat),
+                out = subprocess.run([args.kiln, os.path.join(EXAMPLE, "lstm.yaml"), path, "--tokens", str(TOKENS), "--repeat", str(args.repeat),
                                       "--threads", str(threads)], capture_output=True, text=True, env=env, check=True).stdout
                 fields = out.split()
                 k_enc, k_tok = float(fields[1]), float(fields[3])

@@ -8,7 +8,8 @@ Run from the repository root (about 6 minutes on one core of the shared 2-core m
     /usr/bin/python3 examples/date_translation/train_lstm.py --references   # ... and rewrite the .npy references
 
 Data: tools/reference/dates.py (seed 1234, 60000 training pairs, 2000 held-out pairs whose sources never
-occur in training). Characters share one vocabulary; sources end with </s>; targets are <s> ISO </s>.
+occur in training). Characters share one vocabulary; sources are the characters alone (as Kiln's
+tokenizer encodes them); targets are <s> ISO </s>.
 
 Model (PyTorch names = the safetensors names = the names the Kiln YAML uses):
     src_embed   nn.Embedding(V, 32)
@@ -17,7 +18,7 @@ Model (PyTorch names = the safetensors names = the names the Kiln YAML uses):
     bridge_c    nn.Linear(128, 128)  c0 = bridge_c([h_fwd, h_bwd])
     tgt_embed   nn.Embedding(V, 32)
     decoder     nn.LSTM(32, 128, batch_first=True)                        one step per output token
-    attention   Luong dot: scores = y · memoryᵀ (+ mask: 0, or -1e9 at padded source positions), softmax
+    attention   Luong dot: scores = y · memoryᵀ (+ mask: 0, or -inf at padded source positions), softmax
     combine_out nn.Linear(128, 128), combine_ctx nn.Linear(128, 128, bias=False):
                 a = tanh(combine_out(y) + combine_ctx(context))  — Luong's W_c [y; ctx] written as two
                 linears so that Kiln needs no concat
@@ -30,11 +31,14 @@ masked in the attention (the bidirectional encoder still reads the pads, in both
 Writes, next to this script:
     lstm.safetensors      the state_dict (fp32)
 and the references the C++ tests compare against:
-    lstm_sources.npy      int64 [N, 41]  held-out sources (ids + </s>, padded with <pad>), N = 200 + 50
+    lstm_sources.npy      int64 [N, 40]  held-out sources (character ids, padded with <pad>), N = 200 + 50
     lstm_source_lengths.npy int64 [N]
-    lstm_greedy.npy       int64 [N, 12]  PyTorch greedy output ids (up to and including </s>, then <pad>)
-    lstm_beam_tokens.npy  int64 [50, 12] reference beam search (width 4) best hypothesis, same padding
-    lstm_beam_scores.npy  float32 [50]   its score: sum of log-probabilities (no length penalty)
+    lstm_targets.txt      the N true ISO dates, one per line
+    lstm_greedy.npy       int64 [N, 12]  PyTorch greedy output ids, batch 1 (up to and including </s>, then
+                                         <pad>); the C++ test checks the first 200
+    lstm_beam_tokens.npy  int64 [50, 12] reference beam search (width 4, length penalty 1) best hypothesis for
+                                         the last 50, same padding
+    lstm_beam_scores.npy  float32 [50, 2] its score (sum of log-probabilities) and normalized score
 """
 
 import argparse
@@ -58,9 +62,9 @@ import safetensors_io  # noqa: E402
 
 EMB, ENC_HIDDEN = 32, 64
 HIDDEN = 2 * ENC_HIDDEN
-MAX_SOURCE = dates.MAX_SOURCE_CHARS + 1        # + </s>
+MAX_SOURCE = dates.MAX_SOURCE_CHARS
 MAX_TARGET = dates.TARGET_CHARS + 2            # ISO chars + </s>, and one spare step
-N_GREEDY, N_BEAM, BEAM = 200, 50, 4
+N_GREEDY, N_BEAM, BEAM, LENGTH_PENALTY = 200, 50, 4, 1.0
 
 
 class LstmSeq2Seq(nn.Module):
@@ -82,7 +86,7 @@ class LstmSeq2Seq(nn.Module):
         hcat = h_n.transpose(0, 1).reshape(src.shape[0], HIDDEN)
         h0 = torch.tanh(self.bridge_h(hcat)).unsqueeze(0)
         c0 = self.bridge_c(hcat).unsqueeze(0)
-        mask = torch.where(src == dates.PAD, -1e9, 0.0).unsqueeze(1).to(torch.float32)
+        mask = torch.where(src == dates.PAD, float("-inf"), 0.0).unsqueeze(1).to(torch.float32)
         return memory, h0, c0, mask
 
     def decode(self, tokens, h, c, memory, mask):
@@ -95,7 +99,7 @@ class LstmSeq2Seq(nn.Module):
 
 
 def source_ids(text):
-    return dates.encode(text) + [dates.EOS]
+    return dates.encode(text)
 
 
 def pad_batch(seqs, length=None):
@@ -141,43 +145,66 @@ def greedy(model, src, steps=MAX_TARGET):
 
 
 @torch.no_grad()
-def beam_search(model, src, width=BEAM, steps=MAX_TARGET):
-    """Reference beam search for one source [1, S]: the `width` best prefixes by summed log-probability
-    are kept at each step; a hypothesis that emits </s> is finished; search stops when the best finished
-    score is at least the best unfinished one (log-probabilities only decrease) or after `steps` tokens.
-    Ties keep the lower (beam, token) index. Returns (ids up to and including </s>, score)."""
+def beam_search(model, src, width=BEAM, length_penalty=LENGTH_PENALTY, steps=MAX_TARGET):
+    """Reference beam search for one source [1, S], the algorithm of Kiln's generation loop
+    (runtime/generate.cpp; the same as tools/reference/date_transformer.py's reference):
+      * beams start as one (<s>, score 0); the others score -inf;
+      * each step scores every (beam, token) as beam score + log_softmax, in float32, and walks the 2K
+        best (ties: lower beam*V+token first): an </s> candidate finishes a hypothesis (while fewer than K
+        are finished), any other continues a beam, until K beams continue;
+      * the search ends when K hypotheses are finished, or after `steps` tokens, where the live beams are
+        added unfinished;
+      * hypotheses are ranked by score / length**length_penalty (length counts </s>), stably.
+    Returns the best (tokens up to and including </s>, score, normalized score)."""
+    k = width
     memory, h, c, mask = model.encode(src)
-    beams = [([], 0.0)]
-    hs, cs = h, c
-    finished = []
-    for _ in range(steps):
-        toks = torch.tensor([[b[0][-1] if b[0] else dates.BOS] for b in beams])
-        k = len(beams)
-        logits, h2, c2 = model.decode(toks, hs, cs, memory.expand(k, -1, -1), mask.expand(k, -1, -1))
-        logp = F.log_softmax(logits[:, -1].double(), dim=-1)
-        cand = []
-        for i, (ids, score) in enumerate(beams):
-            for v in range(logp.shape[1]):
-                cand.append((score + float(logp[i, v]), i, v))
-        cand.sort(key=lambda x: (-x[0], x[1], x[2]))
-        new_beams, keep = [], []
-        for score, i, v in cand[:width]:
-            if v == dates.EOS:
-                finished.append((beams[i][0] + [v], score))
-            else:
-                new_beams.append((beams[i][0] + [v], score))
-                keep.append(i)
-        if not new_beams:
+    memory, mask = memory.expand(k, -1, -1), mask.expand(k, -1, -1)
+    h, c = h.expand(-1, k, -1).contiguous(), c.expand(-1, k, -1).contiguous()
+    v = len(dates.VOCAB)
+    seqs = torch.full((k, 1), dates.BOS, dtype=torch.int64)
+    scores = torch.full((k,), float("-inf"), dtype=torch.float32)
+    scores[0] = 0.0
+    pool = []
+    for t in range(steps):
+        logits, h2, c2 = model.decode(seqs[:, -1:], h, c, memory, mask)
+        logp = torch.log_softmax(logits[:, -1], -1).float()
+        cand = (scores.unsqueeze(1) + logp).reshape(-1).numpy()
+        want = min(2 * k, k * v)
+        order = np.argsort(-cand, kind="stable")[:want]
+        parents, tokens, new_scores = [], [], []
+        for ci in order:
+            sc = np.float32(cand[ci])
+            if sc == -np.inf or len(parents) == k:
+                break
+            b, w = int(ci) // v, int(ci) % v
+            if w == dates.EOS:
+                if len(pool) < k:
+                    pool.append((seqs[b, 1:].tolist() + [w], float(sc)))
+                continue
+            parents.append(b)
+            tokens.append(w)
+            new_scores.append(sc)
+        while len(parents) < k:
+            parents.append(0)
+            tokens.append(dates.EOS)
+            new_scores.append(np.float32(-np.inf))
+        if len(pool) >= k:
             break
-        best_finished = max((s for _, s in finished), default=-math.inf)
-        if best_finished >= max(s for _, s in new_beams):
+        if t == steps - 1:
+            for j in range(k):
+                if new_scores[j] != -np.inf:
+                    pool.append((seqs[parents[j], 1:].tolist() + [tokens[j]], float(new_scores[j])))
             break
-        idx = torch.tensor(keep)
-        hs, cs = h2[:, idx], c2[:, idx]
-        beams = new_beams
-    if not finished:
-        finished = beams
-    return max(finished, key=lambda x: x[1])
+        idx = torch.tensor(parents)
+        seqs = torch.cat([seqs[idx], torch.tensor(tokens, dtype=torch.int64).unsqueeze(1)], 1)
+        h, c = h2[:, idx], c2[:, idx]
+        scores = torch.tensor(np.array(new_scores, dtype=np.float32))
+    ranked = []
+    for toks, sc in pool:
+        norm = np.float32(sc) / np.float32(float(len(toks)) ** length_penalty)
+        ranked.append((toks, sc, float(norm)))
+    ranked.sort(key=lambda hyp: -hyp[2])  # stable
+    return ranked[0]
 
 
 def accuracy(model, pairs, batch=250):
@@ -207,20 +234,23 @@ def write_references(model, held_out):
     srcs = [source_ids(s) for s, _ in pairs]
     np.save(os.path.join(HERE, "lstm_sources.npy"), pad_batch(srcs, MAX_SOURCE))
     np.save(os.path.join(HERE, "lstm_source_lengths.npy"), np.array([len(s) for s in srcs], dtype=np.int64))
+    with open(os.path.join(HERE, "lstm_targets.txt"), "w") as f:
+        f.write("".join(t + "\n" for _, t in pairs))
     greedy_ids = np.full((len(srcs), MAX_TARGET), dates.PAD, dtype=np.int64)
     for i, s in enumerate(srcs):  # batch 1: no padding, as the C++ test runs them
         greedy_ids[i] = greedy(model, torch.tensor([s]))[0].numpy()
     np.save(os.path.join(HERE, "lstm_greedy.npy"), greedy_ids)
     beam_ids = np.full((N_BEAM, MAX_TARGET), dates.PAD, dtype=np.int64)
-    beam_scores = np.zeros(N_BEAM, dtype=np.float32)
+    beam_scores = np.zeros((N_BEAM, 2), dtype=np.float32)
     for j in range(N_BEAM):
-        ids, score = beam_search(model, torch.tensor([srcs[N_GREEDY + j]]))
+        ids, score, normalized = beam_search(model, torch.tensor([srcs[N_GREEDY + j]]))
         beam_ids[j, :len(ids)] = ids
-        beam_scores[j] = score
+        beam_scores[j] = (score, normalized)
     np.save(os.path.join(HERE, "lstm_beam_tokens.npy"), beam_ids)
     np.save(os.path.join(HERE, "lstm_beam_scores.npy"), beam_scores)
     agree = sum(dates.decode(greedy_ids[N_GREEDY + j]) == dates.decode(beam_ids[j]) for j in range(N_BEAM))
-    print("references: %d greedy, %d beam (width %d; beam == greedy on %d)" % (len(srcs), N_BEAM, BEAM, agree))
+    print("references: %d greedy, %d beam (width %d, length penalty %g; beam == greedy on %d)" % (
+        len(srcs), N_BEAM, BEAM, LENGTH_PENALTY, agree))
 
 
 def main():
