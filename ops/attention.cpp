@@ -2,10 +2,12 @@
 // (in_proj_weight [3E,E] holding q, k, v rows; out_proj [E,E]), batch-first.
 //   %a = attention(%x, %x, %x, %sa.in_proj_weight, %sa.in_proj_bias, %sa.out_proj.weight, %sa.out_proj.bias)
 //        {heads=8} : (f32[batch,seq,64], ...) -> f32[batch,seq,64]
+// An optional last input `key_padding_mask` f32 [B,Sk] is added to every head's scores before the softmax
+// (0 for real keys, -inf for padding: what `padding_mask` makes; PyTorch's key_padding_mask).
 // Kernel, all oneDNN matmuls over strided views (no per-head copies):
 //   1. projections: one GEMM [B*S,E]x[E,3E] when query, key and value are the same value, else three;
 //   2. scores[B,H,Sq,Sk] = Q·Kᵀ / sqrt(E/H), reading Q and K in place as [B,H,S,dh] views of the projection;
-//   3. softmax over the last axis, in place;
+//   3. (mask added in place, broadcast over heads and queries;) softmax over the last axis, in place;
 //   4. context = P·V written straight into [B,Sq,H*dh] = [B,Sq,E] order;
 //   5. output projection.
 
@@ -16,7 +18,7 @@
 namespace kiln {
 namespace {
 
-enum { kQuery, kKey, kValue, kInW, kInB, kOutW, kOutB };
+enum { kQuery, kKey, kValue, kInW, kInB, kOutW, kOutB, kMask };
 
 std::vector<TensorType> infer(const ShapeCtx& ctx) {
   for (std::size_t i = 0; i < 7; ++i)
@@ -37,6 +39,13 @@ std::vector<TensorType> infer(const ShapeCtx& ctx) {
   if (ctx.has(kInB)) expect_weight_shape(ctx, kInB, {Dim::of(3 * e.value)});
   expect_weight_shape(ctx, kOutW, {e, e});
   if (ctx.has(kOutB)) expect_weight_shape(ctx, kOutB, {e});
+  if (ctx.has(kMask)) {
+    expect_f32(ctx, kMask);
+    const Shape& m = ctx.in(kMask).shape;
+    if (m.size() != 2 || m[0] != q[0] || m[1] != k[1])
+      ctx.fail("expected key_padding_mask of shape [" + q[0].str() + "," + k[1].str() + "] (batch, key length), got " +
+               ctx.in(kMask).str());
+  }
   return {ctx.in(kQuery)};
 }
 
@@ -97,7 +106,16 @@ std::unique_ptr<Kernel> make(const KernelCtx& ctx) {
     kernel->scratch(s, DNNL_ARG_WEIGHTS, kt_md, k_at);
     kernel->scratch(s, DNNL_ARG_DST, scores_md, scores_at);
   }
-  // 3. softmax in place
+  // 3. mask (broadcast over heads and queries) and softmax, in place
+  if (ctx.has(kMask)) {
+    auto mask_md = plain_md({b, 1, 1, sk});
+    dnnl::binary::primitive_desc pd(dnnl::binary::desc(dnnl::algorithm::binary_add, scores_md, mask_md, scores_md),
+                                    user_scratchpad_attr(), ctx.engine);
+    int s = kernel->add(pd);
+    kernel->scratch(s, DNNL_ARG_SRC_0, scores_md, scores_at);
+    kernel->input(s, DNNL_ARG_SRC_1, mask_md, kMask);
+    kernel->scratch(s, DNNL_ARG_DST, scores_md, scores_at);
+  }
   {
     dnnl::softmax_forward::primitive_desc pd(
         dnnl::softmax_forward::desc(dnnl::prop_kind::forward_inference, scores_md, 3), user_scratchpad_attr(), ctx.engine);
@@ -145,7 +163,8 @@ const OpSchema& op_attention() {
                  {"in_proj_weight", false, "in_proj_weight"},
                  {"in_proj_bias", true, "in_proj_bias"},
                  {"out_proj_weight", false, "out_proj.weight"},
-                 {"out_proj_bias", true, "out_proj.bias"}},
+                 {"out_proj_bias", true, "out_proj.bias"},
+                 {"key_padding_mask", true}},
       .attrs = {AttrSpec{"heads", AttrType::Int, std::nullopt, "number of heads; divides the embedding dim"}},
       .infer = infer,
       .make_kernel = make,

@@ -113,3 +113,31 @@ TEST_CASE("a warm run of the CNN examples allocates nothing in Kiln") {
     }
   }
 }
+
+TEST_CASE("a warm lstm decoder step allocates nothing in Kiln") {
+  // One step (seq 1) of a 1-layer LSTM with states in and out: the shape a decoder runs once per token.
+  using kiln::test::source_path;
+  const std::string dir = source_path("tests/fixtures/rnn/lstm_l1_s1_state/");
+  kiln::Session session(kiln::Model::load(dir + "model.yaml"));
+  std::map<std::string, kiln::Tensor> inputs{{"x", kiln::read_npy(dir + "x.npy")},
+                                             {"h0", kiln::read_npy(dir + "h0.npy")},
+                                             {"c0", kiln::read_npy(dir + "c0.npy")}};
+  std::map<std::string, kiln::Tensor> outputs{{"y", kiln::Tensor::empty(kiln::DType::f32, {2, 1, 8})},
+                                              {"h_n", kiln::Tensor::empty(kiln::DType::f32, {1, 2, 8})},
+                                              {"c_n", kiln::Tensor::empty(kiln::DType::f32, {1, 2, 8})}};
+  session.run(inputs, outputs);
+  session.run(inputs, outputs);
+  {
+    void* warm[4];
+    backtrace(warm, 4);
+  }
+  g_allocations = 0;
+  g_onednn_allocations = 0;
+  g_counting = true;
+  for (int i = 0; i < 10; ++i) session.run(inputs, outputs);
+  g_counting = false;
+  std::printf("lstm step: allocations per warm run: %ld in Kiln, %ld inside oneDNN's primitive execution\n",
+              g_allocations.load() / 10, g_onednn_allocations.load() / 10);
+  CHECK(g_allocations.load() == 0);
+  CHECK(kiln::test::max_abs_diff(outputs.at("h_n"), kiln::read_npy(dir + "h_n.npy")) <= 1e-4);
+}

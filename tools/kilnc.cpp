@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <map>
 #include <memory>
@@ -173,6 +174,78 @@ int cmd_ops() {
   return 0;
 }
 
+// `kilnc generate`: seq2seq models (docs/yaml-format.md). Sources come from the command line or a file
+// (one per line; an optional TAB and reference after it makes kilnc print the exact-match accuracy).
+struct GenerateFlags {
+  std::vector<std::string> texts;
+  std::string input_file, strategy;
+  int beam_width = 0, max_length = 0, n_best = 1, batch = 32;
+  double length_penalty = -1;
+  bool quiet = false;
+};
+
+int cmd_generate(const std::string& model_path, const GenerateFlags& g, const CompileFlags& flags) {
+  kiln::LoadOptions load;
+  load.opt_level = flags.opt_level;
+  load.disabled_passes = flags.disabled;
+  kiln::Seq2SeqModel model = kiln::Seq2SeqModel::load(model_path, load);
+  std::vector<std::string> sources = g.texts, references;
+  if (!g.input_file.empty()) {
+    std::ifstream in(g.input_file);
+    if (!in) throw kiln::Error(g.input_file + ": error: cannot open the input file");
+    std::string line;
+    int number = 0;
+    while (std::getline(in, line)) {
+      ++number;
+      if (line.empty() || line[0] == '#') continue;
+      auto tab = line.find('\t');
+      sources.push_back(line.substr(0, tab));
+      if (tab != std::string::npos) references.push_back(line.substr(tab + 1));
+      else if (!references.empty())
+        throw kiln::Error(g.input_file + ":" + std::to_string(number) + ": error: expected SOURCE<TAB>REFERENCE like the lines above");
+    }
+  }
+  if (sources.empty()) throw kiln::Error("error: generate: no sources (give texts or --input-file FILE)");
+  if (!references.empty() && references.size() != sources.size())
+    throw kiln::Error(g.input_file + ": error: some lines have a reference and some do not");
+  kiln::GenerateOptions options;
+  options.strategy = g.strategy;
+  options.beam_width = g.beam_width;
+  options.max_length = g.max_length;
+  options.length_penalty = g.length_penalty;
+  options.n_best = g.n_best;
+  kiln::Generator generator(model);
+  std::size_t right = 0, tokens = 0;
+  double ms = 0;
+  for (std::size_t first = 0; first < sources.size(); first += static_cast<std::size_t>(g.batch)) {
+    std::size_t last = std::min(sources.size(), first + static_cast<std::size_t>(g.batch));
+    std::vector<std::vector<std::int64_t>> batch;
+    for (std::size_t i = first; i < last; ++i) batch.push_back(model.encode(sources[i]));
+    auto t0 = std::chrono::steady_clock::now();
+    auto hyps = generator.generate(batch, options);
+    ms += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    for (std::size_t i = first; i < last; ++i) {
+      const auto& h = hyps[i - first];
+      std::string best = h.empty() ? std::string() : model.decode(h[0].tokens);
+      if (!references.empty()) right += best == references[i];
+      for (const auto& x : h) tokens += x.tokens.size();
+      if (g.quiet) continue;
+      if (h.size() == 1 && g.n_best == 1) {
+        std::printf("%s -> %s\n", sources[i].c_str(), best.c_str());
+        continue;
+      }
+      std::printf("%s\n", sources[i].c_str());
+      for (std::size_t r = 0; r < h.size(); ++r)
+        std::printf("  %zu. %s  (score %.4f, normalized %.4f%s)\n", r + 1, model.decode(h[r].tokens).c_str(),
+                    static_cast<double>(h[r].score), static_cast<double>(h[r].normalized_score), h[r].finished ? "" : ", unfinished");
+    }
+  }
+  if (!references.empty())
+    std::printf("exact match: %zu/%zu (%.2f%%)\n", right, sources.size(), 100.0 * static_cast<double>(right) / static_cast<double>(sources.size()));
+  std::printf("generated %zu tokens for %zu sources in %.1f ms (%d threads)\n", tokens, sources.size(), ms, omp_get_max_threads());
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -217,6 +290,20 @@ int main(int argc, char** argv) {
   dot->add_option("-O,--opt-level", flags.opt_level, "optimization level: 0, 1 or 2 (default)")->check(CLI::Range(0, 2));
   dot->add_option("--disable-pass", flags.disabled, "do not run this pass (repeatable)");
 
+  GenerateFlags gen_flags;
+  auto* generate = app.add_subcommand("generate", "run a sequence-to-sequence model (encoder, decoder, generate) on texts");
+  generate->add_option("model", model_path, "seq2seq model file (.yaml)")->required();
+  generate->add_option("texts", gen_flags.texts, "source texts");
+  generate->add_option("-f,--input-file", gen_flags.input_file, "sources, one per line (SOURCE or SOURCE<TAB>REFERENCE)");
+  generate->add_option("--strategy", gen_flags.strategy, "greedy or beam (default: the model file's)");
+  generate->add_option("--beam-width", gen_flags.beam_width, "beams per source")->check(CLI::PositiveNumber);
+  generate->add_option("--length-penalty", gen_flags.length_penalty, "rank hypotheses by score / length^this");
+  generate->add_option("--max-length", gen_flags.max_length, "tokens generated at most")->check(CLI::PositiveNumber);
+  generate->add_option("--n-best", gen_flags.n_best, "hypotheses printed per source (beam search)")->check(CLI::PositiveNumber);
+  generate->add_option("--batch", gen_flags.batch, "sources per batch (default 32)")->check(CLI::PositiveNumber);
+  generate->add_flag("-q,--quiet", gen_flags.quiet, "print only the totals (and the accuracy)");
+  generate->add_option("-O,--opt-level", flags.opt_level, "optimization level: 0, 1 or 2 (default)")->check(CLI::Range(0, 2));
+
   auto* ops = app.add_subcommand("ops", "list the operators this build knows, with inputs and attributes");
   auto* passes = app.add_subcommand("passes", "list the optimization passes in pipeline order");
 
@@ -238,6 +325,7 @@ int main(int argc, char** argv) {
     if (*run) return cmd_run(model_path, input_specs, output_dir, repeat, warmup, print_limit, flags);
     if (*profile) return cmd_profile(model_path, input_specs, profile_runs, flags);
     if (*dot) return cmd_dot(model_path, flags);
+    if (*generate) return cmd_generate(model_path, gen_flags, flags);
     if (*ops) return cmd_ops();
     if (*passes) return cmd_passes();
     if (int code = kiln::run_aot_subcommand(aot); code >= 0) return code;

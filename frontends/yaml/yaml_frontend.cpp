@@ -11,6 +11,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include "frontends/safetensors.hpp"
+#include "frontends/yaml/seq2seq.hpp"
 #include "ops/op.hpp"
 
 namespace kiln {
@@ -66,6 +67,9 @@ class Parser {
     static const std::set<std::string> known = {"kiln", "name", "doc", "weights", "inputs", "outputs", "blocks", "nodes"};
     for (const auto& kv : root) {
       std::string key = scalar(kv.first, "a top-level key");
+      if (key == "encoder" || key == "decoder" || key == "generate")
+        error(kv.first, "this is a sequence-to-sequence model (it has '" + key +
+                            "'): run it with 'kilnc generate' or kiln::Generator (include/kiln/generate.hpp)");
       if (!known.count(key))
         error(kv.first, "unknown top-level key '" + key + "' (expected one of: kiln, name, doc, weights, inputs, outputs, blocks, nodes)");
     }
@@ -90,7 +94,263 @@ class Parser {
     return std::move(graph_);
   }
 
+  std::unique_ptr<Seq2SeqSpec> parse_seq2seq(const std::string& text) {
+    YAML::Node root;
+    try {
+      root = YAML::Load(text);
+    } catch (const YAML::ParserException& e) {
+      fail_at(SourceLoc{file_, e.mark.line + 1, e.mark.column + 1}, "invalid YAML: " + e.msg);
+    }
+    if (!root.IsMap())
+      fail_at(SourceLoc{file_, 1, 1}, "expected a mapping with keys kiln, weights, tokenizer, encoder, decoder, generate");
+    static const std::set<std::string> known = {"kiln", "name", "doc", "weights", "blocks", "tokenizer", "encoder", "decoder", "generate"};
+    for (const auto& kv : root) {
+      std::string key = scalar(kv.first, "a top-level key");
+      if (key == "inputs" || key == "outputs" || key == "nodes")
+        error(kv.first, "a sequence-to-sequence model declares '" + key + "' inside its 'encoder' and 'decoder' sections, not at the top level");
+      if (!known.count(key))
+        error(kv.first, "unknown top-level key '" + key + "' (expected one of: kiln, name, doc, weights, blocks, tokenizer, encoder, decoder, generate)");
+    }
+    const YAML::Node version = require(root, "kiln", root);
+    if (int_of(version, "the format version") != 1)
+      error(version, "unsupported format version " + scalar(version, "") + " (this Kiln reads version 1)");
+    auto spec = std::make_unique<Seq2SeqSpec>();
+    spec->name = root["name"] ? scalar(root["name"], "a model name") : "model";
+    spec->path = file_;
+    if (root["weights"]) open_weights(root["weights"]);
+    if (root["blocks"]) parse_blocks(root["blocks"]);
+
+    const YAML::Node enc = require(root, "encoder", root);
+    const YAML::Node dec = require(root, "decoder", root);
+    spec->encoder = parse_section(enc, spec->name + ".encoder", nullptr);
+    std::vector<std::pair<StateSpec, YAML::Node>> states;
+    spec->decoder = parse_section(dec, spec->name + ".decoder", &states);
+    for (auto& [s, where] : states) spec->states.push_back(s);
+    parse_tokenizer(require(root, "tokenizer", root), *spec);
+    generate_node_ = root["generate"];
+    parse_generate(require(root, "generate", root), *spec);
+    check_seq2seq(*spec, dec, states);
+    return spec;
+  }
+
  private:
+  // One graph of a seq2seq file: inputs, nodes, outputs (and, for the decoder, state).
+  std::unique_ptr<Graph> parse_section(const YAML::Node& sec, const std::string& name,
+                                       std::vector<std::pair<StateSpec, YAML::Node>>* states) {
+    if (!sec.IsMap()) error(sec, "'" + name.substr(name.rfind('.') + 1) + "' must be a mapping with inputs, outputs and nodes");
+    for (const auto& kv : sec) {
+      std::string key = scalar(kv.first, "a key");
+      bool ok = key == "inputs" || key == "outputs" || key == "nodes" || key == "doc" || (states && key == "state");
+      if (!ok)
+        error(kv.first, "unknown key '" + key + "' in '" + name.substr(name.rfind('.') + 1) + "' (expected inputs, outputs, nodes" +
+                            (states ? ", state" : "") + ", doc)");
+    }
+    graph_ = std::make_unique<Graph>();
+    graph_->name = name;
+    constants_.clear();
+    value_names_.clear();
+    Scope top;
+    parse_inputs(require(sec, "inputs", sec), top);
+    const YAML::Node nodes = require(sec, "nodes", sec);
+    if (!nodes.IsSequence()) error(nodes, "'nodes' must be a list of nodes");
+    for (const auto& n : nodes) parse_node(n, top);
+    parse_outputs(require(sec, "outputs", sec), top);
+    if (states && sec["state"]) {
+      const YAML::Node list = sec["state"];
+      if (!list.IsSequence()) error(list, "'state' must be a list of {in, out, kind} entries");
+      for (const auto& st : list) {
+        if (!st.IsMap()) error(st, "expected a state entry {in: INPUT, out: VALUE, kind: cache|carry}");
+        for (const auto& kv : st) {
+          std::string key = scalar(kv.first, "a key");
+          if (key != "in" && key != "out" && key != "kind" && key != "init")
+            error(kv.first, "unknown key '" + key + "' in a state entry (expected in, out, kind, init)");
+        }
+        StateSpec s;
+        s.input = scalar(require(st, "in", st), "a decoder input name");
+        s.output = scalar(require(st, "out", st), "a decoder value name");
+        std::string kind = scalar(require(st, "kind", st), "a state kind");
+        if (kind == "cache") s.kind = StateSpec::Kind::Cache;
+        else if (kind == "carry") s.kind = StateSpec::Kind::Carry;
+        else error(st["kind"], "unknown state kind '" + kind + "' (expected cache or carry)");
+        if (st["init"]) {
+          if (s.kind != StateSpec::Kind::Carry) error(st["init"], "'init' applies to carry state only (a cache starts empty)");
+          s.init = scalar(st["init"], "an encoder output name or 'zeros'");
+          if (s.init == "zeros") s.init.clear();
+        }
+        Value* in = nullptr;
+        for (Value* v : graph_->inputs)
+          if (v->name == s.input) in = v;
+        if (!in) error(st["in"], "state input '" + s.input + "' is not a decoder input");
+        auto out = top.values.find(s.output);
+        if (out == top.values.end()) error(st["out"], "state output '" + s.output + "' is not a value computed by the decoder");
+        for (const auto& [other, w] : *states)
+          if (other.input == s.input) error(st["in"], "decoder input '" + s.input + "' is declared as state twice");
+        if (!graph_->is_output(out->second)) graph_->outputs.push_back(out->second);
+        states->emplace_back(s, st);
+      }
+    }
+    graph_->verify();
+    graph_->infer_shapes();
+    return std::move(graph_);
+  }
+
+  void parse_tokenizer(const YAML::Node& t, Seq2SeqSpec& spec) const {
+    if (!t.IsMap()) error(t, "'tokenizer' must be a mapping {kind: characters, vocab: [...]}");
+    for (const auto& kv : t) {
+      std::string key = scalar(kv.first, "a key");
+      if (key != "kind" && key != "vocab" && key != "doc") error(kv.first, "unknown key '" + key + "' in 'tokenizer' (expected kind, vocab, doc)");
+    }
+    std::string kind = scalar(require(t, "kind", t), "a tokenizer kind");
+    if (kind != "characters") error(t["kind"], "unknown tokenizer kind '" + kind + "' (expected characters)");
+    const YAML::Node vocab = require(t, "vocab", t);
+    if (!vocab.IsSequence() || vocab.size() == 0) error(vocab, "'vocab' must be a non-empty list of token strings (id = position)");
+    std::set<std::string> seen;
+    for (const auto& v : vocab) {
+      std::string tok = scalar(v, "a token string");
+      if (tok.empty()) error(v, "a token string is empty");
+      if (!seen.insert(tok).second) error(v, "token '" + tok + "' appears twice in 'vocab'");
+      spec.vocab.push_back(tok);
+    }
+  }
+
+  void parse_generate(const YAML::Node& g, Seq2SeqSpec& spec) const {
+    if (!g.IsMap()) error(g, "'generate' must be a mapping");
+    static const std::set<std::string> known = {"source", "token", "step", "cache_rows", "scores", "start_token", "end_token",
+                                                "pad_token", "max_length", "strategy", "beam_width", "length_penalty", "doc"};
+    for (const auto& kv : g) {
+      std::string key = scalar(kv.first, "a key");
+      if (!known.count(key))
+        error(kv.first, "unknown key '" + key + "' in 'generate' (expected one of: source, token, step, cache_rows, scores, "
+                        "start_token, end_token, pad_token, max_length, strategy, beam_width, length_penalty)");
+    }
+    GenerateSpec& gen = spec.generate;
+    gen.source = scalar(require(g, "source", g), "an encoder input name");
+    gen.token = scalar(require(g, "token", g), "a decoder input name");
+    gen.step = scalar(require(g, "step", g), "a decoder input name");
+    if (g["cache_rows"]) gen.cache_rows = scalar(g["cache_rows"], "a decoder input name");
+    gen.scores = scalar(require(g, "scores", g), "a decoder output name");
+    const auto vocab = static_cast<std::int64_t>(spec.vocab.size());
+    auto token_id = [&](const char* key) {
+      const YAML::Node n = require(g, key, g);
+      std::int64_t id = int_of(n, std::string("'") + key + "'");
+      if (id < 0 || id >= vocab)
+        error(n, std::string("'") + key + "' = " + std::to_string(id) + " is not a token id of the tokenizer (0.." + std::to_string(vocab - 1) + ")");
+      return id;
+    };
+    gen.start_token = token_id("start_token");
+    gen.end_token = token_id("end_token");
+    gen.pad_token = g["pad_token"] ? token_id("pad_token") : 0;
+    gen.max_length = int_of(require(g, "max_length", g), "'max_length'");
+    if (gen.max_length < 1 || gen.max_length > 65536) error(g["max_length"], "'max_length' must be between 1 and 65536");
+    if (g["strategy"]) {
+      gen.strategy = scalar(g["strategy"], "a strategy");
+      if (gen.strategy != "greedy" && gen.strategy != "beam")
+        error(g["strategy"], "unknown strategy '" + gen.strategy + "' (expected greedy or beam)");
+    }
+    if (g["beam_width"]) {
+      gen.beam_width = int_of(g["beam_width"], "'beam_width'");
+      if (gen.beam_width < 1 || gen.beam_width > 256) error(g["beam_width"], "'beam_width' must be between 1 and 256");
+    }
+    if (g["length_penalty"]) {
+      try {
+        gen.length_penalty = g["length_penalty"].as<double>();
+      } catch (const YAML::Exception&) {
+        error(g["length_penalty"], "expected 'length_penalty' to be a number, got '" + scalar(g["length_penalty"], "a number") + "'");
+      }
+    }
+  }
+
+  // Cross-references between the sections: every decoder input is fed by something, shapes agree.
+  void check_seq2seq(const Seq2SeqSpec& spec, const YAML::Node& dec, const std::vector<std::pair<StateSpec, YAML::Node>>& states) const {
+    const Graph& e = *spec.encoder;
+    const Graph& d = *spec.decoder;
+    const GenerateSpec& gen = spec.generate;
+    auto find_in = [](const Graph& graph, const std::string& name) -> const Value* {
+      for (const Value* v : graph.inputs)
+        if (v->name == name) return v;
+      return nullptr;
+    };
+    auto find_out = [](const Graph& graph, const std::string& name) -> const Value* {
+      for (const Value* v : graph.outputs)
+        if (v->name == name) return v;
+      return nullptr;
+    };
+    const YAML::Node gnode = generate_node_;
+    auto where = [&](const char* key) { return gnode[key] ? gnode[key] : gnode; };
+    const Value* src = find_in(e, gen.source);
+    if (!src) error(where("source"), "'source' = '" + gen.source + "' is not an encoder input");
+    if ((src->type.dtype != DType::i64 && src->type.dtype != DType::i32) || src->type.rank() != 2)
+      error(where("source"), "encoder input '" + gen.source + "' must be token ids i64[batch,len], got " + src->type.str());
+    const Value* tok = find_in(d, gen.token);
+    if (!tok) error(where("token"), "'token' = '" + gen.token + "' is not a decoder input");
+    if (tok->type.dtype != DType::i64 || tok->type.rank() != 2 || !tok->type.shape[1].is(1))
+      error(where("token"), "decoder input '" + gen.token + "' must be i64[batch,1], got " + tok->type.str());
+    const Value* step = find_in(d, gen.step);
+    if (!step) error(where("step"), "'step' = '" + gen.step + "' is not a decoder input");
+    if (step->type.dtype != DType::i64 || step->type.rank() != 1 || !step->type.shape[0].is(1))
+      error(where("step"), "decoder input '" + gen.step + "' must be i64[1], got " + step->type.str());
+    if (!gen.cache_rows.empty()) {
+      const Value* rows = find_in(d, gen.cache_rows);
+      if (!rows) error(where("cache_rows"), "'cache_rows' = '" + gen.cache_rows + "' is not a decoder input");
+      if (rows->type.dtype != DType::i64 || rows->type.rank() != 2)
+        error(where("cache_rows"), "decoder input '" + gen.cache_rows + "' must be i64[batch,L], got " + rows->type.str());
+    }
+    const Value* scores = find_out(d, gen.scores);
+    if (!scores) error(where("scores"), "'scores' = '" + gen.scores + "' is not a decoder output");
+    if (scores->type.dtype != DType::f32 || scores->type.rank() != 2)
+      error(where("scores"), "decoder output '" + gen.scores + "' must be f32[batch,vocab] log-probabilities, got " + scores->type.str());
+    const Dim& v = scores->type.shape[1];
+    if (v.concrete() && v.value != static_cast<std::int64_t>(spec.vocab.size()))
+      error(where("scores"), "decoder output '" + gen.scores + "' scores " + v.str() + " tokens but the tokenizer has " +
+                                 std::to_string(spec.vocab.size()));
+    for (const auto& [s, st] : states) {
+      const Value* in = find_in(d, s.input);
+      const Value* out = find_out(d, s.output);
+      const Shape& a = in->type.shape;
+      const Shape& b = out->type.shape;
+      if (s.kind == StateSpec::Kind::Cache) {
+        bool ok = a.size() >= 3 && b.size() == a.size() && !a[1].concrete() && b[1].is(1) && a[0] == b[0];
+        for (std::size_t i = 2; ok && i < a.size(); ++i) ok = a[i].concrete() && a[i] == b[i];
+        if (!ok || in->type.dtype != out->type.dtype)
+          error(st, "cache state: expected input [batch,L,...] (L a symbol: the runtime sets it to the maximum length) and output "
+                    "[batch,1,...] with the same concrete trailing dims, got input '" + s.input + "' " + in->type.str() +
+                    " and output '" + s.output + "' " + out->type.str());
+      } else {
+        if (in->type.dtype != out->type.dtype || a.size() != b.size() || a.empty())
+          error(st, "carry state: input '" + s.input + "' " + in->type.str() + " and output '" + s.output + "' " + out->type.str() +
+                    " must have the same type, batch first");
+        for (std::size_t i = 1; i < a.size(); ++i)
+          if (!a[i].concrete() || a[i] != b[i])
+            error(st, "carry state '" + s.input + "': dims after the batch must be concrete and equal, got " + in->type.str() + " and " + out->type.str());
+        if (!s.init.empty()) {
+          const Value* init = find_out(e, s.init);
+          if (!init) error(st["init"], "'init' = '" + s.init + "' is not an encoder output");
+          if (init->type.dtype != in->type.dtype || init->type.rank() != in->type.rank())
+            error(st["init"], "encoder output '" + s.init + "' " + init->type.str() + " cannot start state '" + s.input + "' " + in->type.str());
+        }
+      }
+    }
+    // Every other decoder input must be an encoder output of the same name (computed once per source).
+    const YAML::Node inputs = dec["inputs"];
+    for (const Value* in : d.inputs) {
+      if (in->name == gen.token || in->name == gen.step || in->name == gen.cache_rows) continue;
+      bool state = false;
+      for (const auto& [s, st] : states) state = state || s.input == in->name;
+      if (state) continue;
+      YAML::Node at = inputs;
+      for (const auto& kv : inputs)
+        if (kv.first.Scalar() == in->name) at = kv.first;
+      const Value* from = find_out(e, in->name);
+      if (!from)
+        error(at, "decoder input '" + in->name + "' is fed by nothing: it must be an encoder output of the same name, a state "
+                  "input, or generate's token, step or cache_rows");
+      if (from->type.dtype != in->type.dtype || from->type.rank() != in->type.rank() || from->type.rank() < 1)
+        error(at, "decoder input '" + in->name + "' " + in->type.str() + " does not match encoder output " + from->type.str());
+    }
+  }
+
+  YAML::Node generate_node_;  // the 'generate' section, for locations in cross-checks
+
   // ---- diagnostics and scalar helpers ----
   SourceLoc loc(const YAML::Node& n) const { return SourceLoc{file_, n.Mark().line + 1, n.Mark().column + 1}; }
   [[noreturn]] void error(const YAML::Node& n, const std::string& message) const {
@@ -512,6 +772,19 @@ std::unique_ptr<Graph> parse_yaml_model(const std::string& text, const std::stri
 std::unique_ptr<Graph> parse_yaml_model(const std::string& text, const std::string& filename,
                                         std::shared_ptr<WeightsFile> weights) {
   return Parser(filename, ".", std::move(weights)).parse(text);
+}
+
+std::unique_ptr<Seq2SeqSpec> parse_yaml_seq2seq(const std::string& text, const std::string& filename, const std::string& base_dir) {
+  return Parser(filename, base_dir).parse_seq2seq(text);
+}
+
+std::unique_ptr<Seq2SeqSpec> load_yaml_seq2seq(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail_at(SourceLoc{path, 0, 0}, std::string("cannot open model file: ") + std::strerror(errno));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  std::string dir = std::filesystem::path(path).parent_path().string();
+  return parse_yaml_seq2seq(ss.str(), path, dir.empty() ? "." : dir);
 }
 
 std::unique_ptr<Graph> load_yaml_model(const std::string& path) {

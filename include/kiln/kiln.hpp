@@ -4,3 +4,4 @@
 #include "kiln/error.hpp"
 #include "kiln/model.hpp"
 #include "kiln/tensor.hpp"
+#include "kiln/generate.hpp"

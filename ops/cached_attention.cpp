@@ -1,0 +1,171 @@
+// cached_attention: one decoding step of causal multi-head self-attention with a key/value cache, with
+// nn.MultiheadAttention's weights. The query is the one new position `step`; it attends to the cached
+// keys/values of positions 0..step-1 and to its own key/value, which the op returns so that the caller
+// (the generation loop) stores them at position `step` of the cache. The cache has a fixed length T
+// (the maximum output length), so one plan serves every step.
+//   %y, %k_new, %v_new = cached_attention(%x, %k_cache, %v_cache, %step, %sa.in_proj_weight, ...) {heads=4}
+//       : (f32[batch,1,64], f32[batch,T,64], f32[batch,T,64], i64[1], ...) -> (f32[batch,1,64], f32[batch,1,64], f32[batch,1,64])
+// Optional `cache_rows` i64 [batch,T]: position j of row b is read from cache row cache_rows[b,j] (beam
+// search reorders beams by rewriting this table instead of copying the cache); absent: row b itself.
+
+#include <cstring>
+
+#include <tbb/parallel_for.h>
+
+#include "ops/step_attention.hpp"
+
+namespace kiln {
+namespace {
+
+enum { kX, kKCache, kVCache, kStep, kInW, kInB, kOutW, kOutB, kRows };
+
+std::vector<TensorType> infer(const ShapeCtx& ctx) {
+  for (int i : {kX, kKCache, kVCache}) {
+    expect_f32(ctx, i);
+    ctx.expect_rank(i, 3);
+  }
+  const Shape& x = ctx.in(kX).shape;
+  const Dim& e = x[2];
+  if (!e.concrete()) ctx.fail("the embedding dim (last axis of x) must be concrete, got " + ctx.in(kX).str());
+  if (!x[1].is(1)) ctx.fail("expected x of shape [batch,1," + e.str() + "] (one new position per step), got " + ctx.in(kX).str());
+  for (int i : {kKCache, kVCache}) {
+    const Shape& c = ctx.in(i).shape;
+    if (c[0] != x[0] || c[2] != e)
+      ctx.fail("expected " + ctx.node().schema->inputs[i].name + " of shape [" + x[0].str() + ",T," + e.str() + "], got " + ctx.in(i).str());
+  }
+  if (ctx.in(kKCache).shape[1] != ctx.in(kVCache).shape[1])
+    ctx.fail("k_cache and v_cache must have the same length: " + ctx.in(kKCache).str() + " vs " + ctx.in(kVCache).str());
+  if (ctx.in(kStep).dtype != DType::i64 || ctx.in(kStep).shape.size() != 1 || !ctx.in(kStep).shape[0].is(1))
+    ctx.fail("expected step of type i64[1], got " + ctx.in(kStep).str());
+  std::int64_t heads = ctx.node().attr_int("heads");
+  if (heads <= 0 || e.value % heads != 0)
+    ctx.fail("attribute 'heads' = " + std::to_string(heads) + " must be positive and divide the embedding dim " + e.str());
+  expect_weight_shape(ctx, kInW, {Dim::of(3 * e.value), e});
+  if (ctx.has(kInB)) expect_weight_shape(ctx, kInB, {Dim::of(3 * e.value)});
+  expect_weight_shape(ctx, kOutW, {e, e});
+  if (ctx.has(kOutB)) expect_weight_shape(ctx, kOutB, {e});
+  if (ctx.has(kRows)) {
+    const TensorType& r = ctx.in(kRows);
+    if (r.dtype != DType::i64 || r.shape.size() != 2 || r.shape[0] != x[0] || r.shape[1] != ctx.in(kKCache).shape[1])
+      ctx.fail("expected cache_rows of type i64[" + x[0].str() + "," + ctx.in(kKCache).shape[1].str() + "], got " + r.str());
+  }
+  return {ctx.in(kX), ctx.in(kX), ctx.in(kX)};
+}
+
+class CachedAttentionKernel : public Kernel {
+ public:
+  explicit CachedAttentionKernel(const KernelCtx& ctx)
+      : node_(ctx.node), proj_(ctx.engine), out_(ctx.engine) {
+    b_ = ctx.in[kX].shape[0].value;
+    e_ = ctx.in[kX].shape[2].value;
+    t_ = ctx.in[kKCache].shape[1].value;
+    h_ = ctx.node.attr_int("heads");
+    dh_ = e_ / h_;
+    rows_ = ctx.has(kRows);
+    const bool in_bias = ctx.has(kInB), out_bias = ctx.has(kOutB);
+    // q, k, v of the new position in one GEMM: [B,E] x [E,3E].
+    step_attention::Linear qkv(ctx.engine, b_, e_, 3 * e_, in_bias);
+    qkv_at_ = proj_.reserve(static_cast<std::size_t>(b_ * 3 * e_) * sizeof(float));
+    int s = proj_.add(qkv.pd);
+    proj_.input(s, DNNL_ARG_SRC, qkv.src, kX);
+    proj_.input(s, DNNL_ARG_WEIGHTS, qkv.weights, kInW);
+    if (in_bias) proj_.input(s, DNNL_ARG_BIAS, qkv.bias, kInB);
+    proj_.scratch(s, DNNL_ARG_DST, qkv.dst, qkv_at_);
+    // output projection of the per-head contexts
+    step_attention::Linear o(ctx.engine, b_, e_, e_, out_bias);
+    ctx_at_ = out_.reserve(static_cast<std::size_t>(b_ * e_) * sizeof(float));
+    s = out_.add(o.pd);
+    out_.scratch(s, DNNL_ARG_SRC, o.src, ctx_at_);
+    out_.input(s, DNNL_ARG_WEIGHTS, o.weights, kOutW);
+    if (out_bias) out_.input(s, DNNL_ARG_BIAS, o.bias, kOutB);
+    out_.output(s, DNNL_ARG_DST, o.dst, 0);
+    out_base_ = align(proj_.scratch_bytes());
+    scores_base_ = out_base_ + align(out_.scratch_bytes());
+  }
+
+  std::size_t scratch_bytes() const override {
+    return scores_base_ + static_cast<std::size_t>(b_ * h_ * (t_ + 1)) * sizeof(float);
+  }
+
+  void execute(dnnl::stream& stream, const KernelArgs& args) override {
+    const std::int64_t step = *static_cast<const std::int64_t*>(args.in[kStep]);
+    if (step < 0 || step >= t_)
+      node_.fail("step " + std::to_string(step) + " is out of range for a cache of length " + std::to_string(t_));
+    const auto* rows = static_cast<const std::int64_t*>(args.in[kRows]);
+    if (rows_) {
+      for (std::int64_t b = 0; b < b_; ++b)
+        for (std::int64_t j = 0; j < step; ++j)
+          if (rows[b * t_ + j] < 0 || rows[b * t_ + j] >= b_)
+            node_.fail("cache_rows[" + std::to_string(b) + "," + std::to_string(j) + "] = " + std::to_string(rows[b * t_ + j]) +
+                       " is not a row in [0, " + std::to_string(b_) + ")");
+    }
+    auto* scratch = static_cast<char*>(args.scratch);
+    proj_.execute(stream, KernelArgs{args.in, args.out, scratch});
+    const auto* qkv = reinterpret_cast<const float*>(scratch + qkv_at_);
+    auto* context = reinterpret_cast<float*>(scratch + out_base_ + ctx_at_);
+    auto* scores = reinterpret_cast<float*>(scratch + scores_base_);
+    const auto* k_cache = static_cast<const float*>(args.in[kKCache]);
+    const auto* v_cache = static_cast<const float*>(args.in[kVCache]);
+    auto* k_new = static_cast<float*>(args.out[1]);
+    auto* v_new = static_cast<float*>(args.out[2]);
+    const float scale = 1.0f / std::sqrt(static_cast<float>(dh_));
+    const std::int64_t e = e_, t = t_, dh = dh_, h = h_;
+    auto one = [&](std::int64_t bh) {
+      const std::int64_t b = bh / h, head = bh % h;
+      const float* q = qkv + b * 3 * e + head * dh;
+      const float* kn = q + e;
+      const float* vn = q + 2 * e;
+      auto row = [&](std::int64_t j) { return rows_ ? rows[b * t + j] : b; };
+      auto key = [&](std::int64_t j) { return j == step ? kn : k_cache + (row(j) * t + j) * e + head * dh; };
+      auto value = [&](std::int64_t j) { return j == step ? vn : v_cache + (row(j) * t + j) * e + head * dh; };
+      step_attention::attend(q, dh, scale, step + 1, key, value, nullptr, scores + bh * (t + 1), context + b * e + head * dh);
+    };
+    const std::int64_t items = b_ * h_;
+    tbb::parallel_for(tbb::blocked_range<std::int64_t>(0, items, step_attention::grain(2 * (step + 1) * dh)),
+                      [&](const tbb::blocked_range<std::int64_t>& r) {
+                        for (std::int64_t i = r.begin(); i < r.end(); ++i) one(i);
+                      });
+    for (std::int64_t b = 0; b < b_; ++b) {
+      std::memcpy(k_new + b * e, qkv + b * 3 * e + e, static_cast<std::size_t>(e) * sizeof(float));
+      std::memcpy(v_new + b * e, qkv + b * 3 * e + 2 * e, static_cast<std::size_t>(e) * sizeof(float));
+    }
+    out_.execute(stream, KernelArgs{args.in, args.out, scratch + out_base_});
+  }
+
+  std::string impl() const override { return proj_.impl() + " + kiln:cached_attention + " + out_.impl(); }
+
+ private:
+  static std::size_t align(std::size_t n) { return (n + 63) / 64 * 64; }
+  const Node& node_;
+  DnnlKernel proj_, out_;
+  std::int64_t b_ = 0, e_ = 0, t_ = 0, h_ = 0, dh_ = 0;
+  bool rows_ = false;
+  std::size_t qkv_at_ = 0, ctx_at_ = 0, out_base_ = 0, scores_base_ = 0;
+};
+
+std::unique_ptr<Kernel> make(const KernelCtx& ctx) { return std::make_unique<CachedAttentionKernel>(ctx); }
+
+}  // namespace
+
+const OpSchema& op_cached_attention() {
+  static const OpSchema s{
+      .name = "cached_attention",
+      .doc = "one decoding step of causal self-attention over a key/value cache (nn.MultiheadAttention weights)",
+      .inputs = {{"x"},
+                 {"k_cache"},
+                 {"v_cache"},
+                 {"step"},
+                 {"in_proj_weight", false, "in_proj_weight"},
+                 {"in_proj_bias", true, "in_proj_bias"},
+                 {"out_proj_weight", false, "out_proj.weight"},
+                 {"out_proj_bias", true, "out_proj.bias"},
+                 {"cache_rows", true}},
+      .num_outputs = 3,
+      .attrs = {AttrSpec{"heads", AttrType::Int, std::nullopt, "number of heads; divides the embedding dim"}},
+      .infer = infer,
+      .make_kernel = make,
+  };
+  return s;
+}
+
+}  // namespace kiln

@@ -1,0 +1,135 @@
+// cross_attention: multi-head attention of decoder positions over keys/values computed once from the
+// encoder output (attention_kv), with nn.MultiheadAttention's weights: only the query projection (rows
+// 0..E of in_proj_weight) and the output projection run per call.
+//   %y = cross_attention(%x, %mem_k, %mem_v, %l0.multihead_attn.in_proj_weight, ..., %src_mask) {heads=4}
+//        : (f32[batch,1,64], f32[batch,src,64], f32[batch,src,64], ..., f32[batch,src]) -> f32[batch,1,64]
+// Optional `key_padding_mask` f32 [batch,src]: added to the scores (-inf at padding; see padding_mask).
+
+#include <tbb/parallel_for.h>
+
+#include "ops/step_attention.hpp"
+
+namespace kiln {
+namespace {
+
+enum { kX, kK, kV, kInW, kInB, kOutW, kOutB, kMask };
+
+std::vector<TensorType> infer(const ShapeCtx& ctx) {
+  for (int i : {kX, kK, kV}) {
+    expect_f32(ctx, i);
+    ctx.expect_rank(i, 3);
+  }
+  const Shape& x = ctx.in(kX).shape;
+  const Dim& e = x[2];
+  if (!e.concrete()) ctx.fail("the embedding dim (last axis of x) must be concrete, got " + ctx.in(kX).str());
+  const Shape& k = ctx.in(kK).shape;
+  if (k[0] != x[0] || k[2] != e) ctx.fail("expected key of shape [" + x[0].str() + ",S," + e.str() + "], got " + ctx.in(kK).str());
+  if (ctx.in(kV).shape != k) ctx.fail("key and value must have the same shape: " + ctx.in(kK).str() + " vs " + ctx.in(kV).str());
+  std::int64_t heads = ctx.node().attr_int("heads");
+  if (heads <= 0 || e.value % heads != 0)
+    ctx.fail("attribute 'heads' = " + std::to_string(heads) + " must be positive and divide the embedding dim " + e.str());
+  expect_weight_shape(ctx, kInW, {Dim::of(3 * e.value), e});
+  if (ctx.has(kInB)) expect_weight_shape(ctx, kInB, {Dim::of(3 * e.value)});
+  expect_weight_shape(ctx, kOutW, {e, e});
+  if (ctx.has(kOutB)) expect_weight_shape(ctx, kOutB, {e});
+  if (ctx.has(kMask)) {
+    expect_f32(ctx, kMask);
+    const Shape& m = ctx.in(kMask).shape;
+    if (m.size() != 2 || m[0] != x[0] || m[1] != k[1])
+      ctx.fail("expected key_padding_mask of shape [" + x[0].str() + "," + k[1].str() + "], got " + ctx.in(kMask).str());
+  }
+  return {ctx.in(kX)};
+}
+
+class CrossAttentionKernel : public Kernel {
+ public:
+  explicit CrossAttentionKernel(const KernelCtx& ctx) : proj_(ctx.engine), out_(ctx.engine) {
+    b_ = ctx.in[kX].shape[0].value;
+    tq_ = ctx.in[kX].shape[1].value;
+    e_ = ctx.in[kX].shape[2].value;
+    s_ = ctx.in[kK].shape[1].value;
+    h_ = ctx.node.attr_int("heads");
+    dh_ = e_ / h_;
+    mask_ = ctx.has(kMask);
+    const bool in_bias = ctx.has(kInB), out_bias = ctx.has(kOutB);
+    step_attention::Linear q(ctx.engine, b_ * tq_, e_, e_, in_bias);  // rows 0..E of in_proj: the query
+    q_at_ = proj_.reserve(static_cast<std::size_t>(b_ * tq_ * e_) * sizeof(float));
+    int s = proj_.add(q.pd);
+    proj_.input(s, DNNL_ARG_SRC, q.src, kX);
+    proj_.input(s, DNNL_ARG_WEIGHTS, q.weights, kInW);
+    if (in_bias) proj_.input(s, DNNL_ARG_BIAS, q.bias, kInB);
+    proj_.scratch(s, DNNL_ARG_DST, q.dst, q_at_);
+    step_attention::Linear o(ctx.engine, b_ * tq_, e_, e_, out_bias);
+    ctx_at_ = out_.reserve(static_cast<std::size_t>(b_ * tq_ * e_) * sizeof(float));
+    s = out_.add(o.pd);
+    out_.scratch(s, DNNL_ARG_SRC, o.src, ctx_at_);
+    out_.input(s, DNNL_ARG_WEIGHTS, o.weights, kOutW);
+    if (out_bias) out_.input(s, DNNL_ARG_BIAS, o.bias, kOutB);
+    out_.output(s, DNNL_ARG_DST, o.dst, 0);
+    out_base_ = align(proj_.scratch_bytes());
+    scores_base_ = out_base_ + align(out_.scratch_bytes());
+  }
+
+  std::size_t scratch_bytes() const override {
+    return scores_base_ + static_cast<std::size_t>(b_ * h_ * tq_ * s_) * sizeof(float);
+  }
+
+  void execute(dnnl::stream& stream, const KernelArgs& args) override {
+    auto* scratch = static_cast<char*>(args.scratch);
+    proj_.execute(stream, KernelArgs{args.in, args.out, scratch});
+    const auto* q = reinterpret_cast<const float*>(scratch + q_at_);
+    auto* context = reinterpret_cast<float*>(scratch + out_base_ + ctx_at_);
+    auto* scores = reinterpret_cast<float*>(scratch + scores_base_);
+    const auto* keys = static_cast<const float*>(args.in[kK]);
+    const auto* values = static_cast<const float*>(args.in[kV]);
+    const auto* mask = static_cast<const float*>(args.in[kMask]);
+    const float scale = 1.0f / std::sqrt(static_cast<float>(dh_));
+    const std::int64_t e = e_, s = s_, dh = dh_, h = h_, tq = tq_;
+    auto one = [&](std::int64_t item) {  // item = (b * tq + i) * h + head
+      const std::int64_t head = item % h, bi = item / h, b = bi / tq;
+      auto key = [&](std::int64_t j) { return keys + (b * s + j) * e + head * dh; };
+      auto value = [&](std::int64_t j) { return values + (b * s + j) * e + head * dh; };
+      step_attention::attend(q + bi * e + head * dh, dh, scale, s, key, value, mask_ ? mask + b * s : nullptr,
+                             scores + item * s, context + bi * e + head * dh);
+    };
+    tbb::parallel_for(tbb::blocked_range<std::int64_t>(0, b_ * tq_ * h_, step_attention::grain(2 * s_ * dh_)),
+                      [&](const tbb::blocked_range<std::int64_t>& r) {
+                        for (std::int64_t i = r.begin(); i < r.end(); ++i) one(i);
+                      });
+    out_.execute(stream, KernelArgs{args.in, args.out, scratch + out_base_});
+  }
+
+  std::string impl() const override { return proj_.impl() + " + kiln:cross_attention + " + out_.impl(); }
+
+ private:
+  static std::size_t align(std::size_t n) { return (n + 63) / 64 * 64; }
+  DnnlKernel proj_, out_;
+  std::int64_t b_ = 0, tq_ = 0, e_ = 0, s_ = 0, h_ = 0, dh_ = 0;
+  bool mask_ = false;
+  std::size_t q_at_ = 0, ctx_at_ = 0, out_base_ = 0, scores_base_ = 0;
+};
+
+std::unique_ptr<Kernel> make(const KernelCtx& ctx) { return std::make_unique<CrossAttentionKernel>(ctx); }
+
+}  // namespace
+
+const OpSchema& op_cross_attention() {
+  static const OpSchema s{
+      .name = "cross_attention",
+      .doc = "attention over keys/values precomputed by attention_kv (nn.MultiheadAttention weights)",
+      .inputs = {{"x"},
+                 {"key"},
+                 {"value"},
+                 {"in_proj_weight", false, "in_proj_weight"},
+                 {"in_proj_bias", true, "in_proj_bias"},
+                 {"out_proj_weight", false, "out_proj.weight"},
+                 {"out_proj_bias", true, "out_proj.bias"},
+                 {"key_padding_mask", true}},
+      .attrs = {AttrSpec{"heads", AttrType::Int, std::nullopt, "number of heads; divides the embedding dim"}},
+      .infer = infer,
+      .make_kernel = make,
+  };
+  return s;
+}
+
+}  // namespace kiln
