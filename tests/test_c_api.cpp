@@ -23,7 +23,7 @@ std::vector<std::int64_t> fixture_tokens() {
 }
 }  // namespace
 
-TEST_CASE("C API: load, size the output, run; the result matches the PyTorch fixture") {
+TEST_CASE("C API: load, size the output, run, the result matches the PyTorch fixture") {
   kiln_model* model = nullptr;
   REQUIRE(kiln_model_load(source_path(kDir + "transformer_classifier.yaml").c_str(), &model) == KILN_OK);
   CHECK(kiln_model_num_inputs(model) == 1);

@@ -74,7 +74,7 @@ TEST_CASE("Graph::print: known graph, full text") {
   CHECK(g->print() == kTinyIr);
 }
 
-TEST_CASE("Graph::print: stable across builds; locations on request") {
+TEST_CASE("Graph::print: stable across builds, locations on request") {
   auto a = make_tiny();
   auto b = make_tiny();
   CHECK(a->print() == b->print());

@@ -74,7 +74,7 @@ nodes:
 
 }  // namespace
 
-TEST_CASE("layouts: elementwise ops stay blocked; reorders only at the disagreements") {
+TEST_CASE("layouts: elementwise ops stay blocked, reorders only at the disagreements") {
   auto g = compile(kBlocked, 1);
   // relu and sigmoid run in nChw8c; add needs y in s's layout (one reorder in); z goes back to plain.
   CHECK(g->find_value("r")->type.str() == "f32[batch,12,5,3]{nChw8c}");
@@ -101,7 +101,7 @@ TEST_CASE("layouts: -O0 runs the graph as written and rejects a layout mismatch 
                "(the assign-layouts pass inserts reorders)");
 }
 
-TEST_CASE("layouts: a reorder and its inverse cancel; a reorder to the same layout is removed") {
+TEST_CASE("layouts: a reorder and its inverse cancel, a reorder to the same layout is removed") {
   const char* yaml = R"(kiln: 1
 name: cancel
 inputs:

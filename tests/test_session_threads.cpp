@@ -216,7 +216,7 @@ TEST_CASE("session: idle threads do not spin") {
   CHECK(throughput_idle < 10);
 }
 
-TEST_CASE("session: weights are shared between sessions; arenas are pooled per concurrent call") {
+TEST_CASE("session: weights are shared between sessions, arenas are pooled per concurrent call") {
   kiln::Model model = classifier();
   kiln::Session a(model), b(model);
   Request r = mixed_requests(1)[0];

@@ -141,7 +141,7 @@ TEST_CASE("attention and cross_attention with a key_padding_mask equal attention
   }
 }
 
-TEST_CASE("cached_attention, step by step, equals causal attention; cache_rows redirects reads") {
+TEST_CASE("cached_attention, step by step, equals causal attention, cache_rows redirects reads") {
   Rng rng = make_rng(604);
   const std::int64_t b = 2, t_max = 6, e = 32, h = 4;
   Tensor x = random_f32(rng, {b, t_max, e});

@@ -39,7 +39,7 @@ TEST_CASE("max_pool and avg_pool over random shapes") {
   MESSAGE("pool worst abs error " << worst);
 }
 
-TEST_CASE("pooling defaults: stride = kernel; global_avg_pool keeps 1x1") {
+TEST_CASE("pooling defaults: stride = kernel, global_avg_pool keeps 1x1") {
   Rng rng = make_rng(722);
   Tensor x = random_f32(rng, {2, 5, 8, 9});
   OpResult r = run_op("max_pool", {in(x)}, {{"kernel", Attr{Ints{2, 2}}}});

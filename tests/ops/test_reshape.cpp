@@ -49,7 +49,7 @@ std::string inferred(const Shape& x, const Dims& target) {
 
 }  // namespace
 
-TEST_CASE("reshape 0 and -1 semantics; output is the input's bytes") {
+TEST_CASE("reshape 0 and -1 semantics, output is the input's bytes") {
   Rng rng = make_rng(81);
   check(rng, {2, 3, 4}, {6, 4}, {6, 4});
   check(rng, {2, 3, 4}, {-1}, {24});
