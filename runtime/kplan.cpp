@@ -443,6 +443,7 @@ std::shared_ptr<ModelImpl> load_kplan(const std::string& name, const void* bytes
                                       std::shared_ptr<const void> owner, KplanInfo* info_out) {
   auto bad = [&](const std::string& what) -> void { throw Error(name + ": error: " + what); };
   const auto* p = static_cast<const unsigned char*>(bytes);
+  if (!p && size) bad("plan image is a null pointer");
   if (size < kKplanHeaderBytes)
     bad("truncated plan file: " + std::to_string(size) + " bytes, shorter than the " + std::to_string(kKplanHeaderBytes) +
         "-byte header");

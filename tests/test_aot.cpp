@@ -81,7 +81,7 @@ TEST_CASE("aot_classifier (embedded plan, fixed dims) gives the YAML model's out
   CHECK(run(std::string(AOT_CLASSIFIER_PATH) + " 1 2 3").code == 2);
 }
 
-TEST_CASE("the generated header declares named, shaped members, the depfile names the weights") {
+TEST_CASE("the generated header declares named, shaped members, and the depfile names the weights") {
   const std::string gen = AOT_CLASSIFIER_GEN_DIR;
   const std::string header = slurp(gen + "/transformer_classifier.hpp");
   CHECK(contains(header, "class TransformerClassifier {"));

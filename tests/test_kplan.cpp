@@ -135,6 +135,7 @@ TEST_CASE("Model::load_plan runs an image in memory, aligned (no copy) or not (c
   }
   std::string err = error_of([&] { kiln::Model::load_plan(aligned, 100, "embedded"); });
   CHECK(err == "embedded: error: truncated plan file: 100 bytes, shorter than the 128-byte header");
+  CHECK(error_of([&] { kiln::Model::load_plan(nullptr, 1000, "embedded"); }) == "embedded: error: plan image is a null pointer");
 }
 
 TEST_CASE("--shape: fixed dims become concrete, ranges are enforced with a clear error") {

@@ -154,7 +154,8 @@ EmittedCpp emit_cpp(const Graph& graph, const std::vector<unsigned char>& plan, 
   h << "  " << cls << "(const " << cls << "&) = delete;\n  " << cls << "& operator=(const " << cls << "&) = delete;\n\n"
     << "  static constexpr const char* kModelName = " << quoted(graph.name) << ";\n\n";
   auto member = [&](const Io& io, const char* role) {
-    h << "  /// " << role << " '" << comment_safe(io.value->name) << "': " << io.value->type.str() << "\n";
+    h << "  /// " << role << " '" << comment_safe(io.value->name) << "': " << io.value->type.str()
+      << (io.fixed || o.shapes.empty() ? "" : " (compiled for " + comment_safe(o.shapes) + ")") << "\n";
     if (io.fixed) {
       h << "  alignas(64) " << cpp_type(io.value->type.dtype) << " " << io.member;
       if (io.dims.empty()) h << "[1]";
