@@ -34,7 +34,9 @@ void reinfer(Node* n) {
 class AssignLayouts : public Pass {
  public:
   const char* name() const override { return "assign-layouts"; }
-  const char* summary() const override { return "insert reorders where producer and consumer layouts differ; cancel inverse pairs"; }
+  const char* summary() const override {
+    return "run ops in the layout they prefer (conv2d: nChw8c); insert reorders where producer and consumer layouts differ; cancel inverse pairs";
+  }
 
   bool run(Graph& g, PassContext& ctx) override {
     bool changed = false;
