@@ -27,7 +27,7 @@ std::vector<TensorType> infer(const ShapeCtx& ctx) {
   const Shape& x = ctx.in(kX).shape;
   const Dim& e = x[2];
   if (!e.concrete()) ctx.fail("the embedding dim (last axis of x) must be concrete, got " + ctx.in(kX).str());
-  if (!x[1].is(1)) ctx.fail("expected x of shape [batch,1," + e.str() + "] (one new position per step), got " + ctx.in(kX).str());
+  if (!x[1].is(1)) ctx.fail("expected x of shape [" + x[0].str() + ",1," + e.str() + "] (one new position per step), got " + ctx.in(kX).str());
   for (int i : {kKCache, kVCache}) {
     const Shape& c = ctx.in(i).shape;
     if (c[0] != x[0] || c[2] != e)

@@ -529,5 +529,6 @@ std::vector<std::string> Generator::translate(const std::vector<std::string>& te
 
 const std::vector<double>& Generator::step_ms() const { return impl_->step_ms; }
 double Generator::encoder_ms() const { return impl_->encoder_ms; }
+std::size_t Generator::decoder_plan_count() const { return impl_->decoder.plan_count(); }
 
 }  // namespace kiln

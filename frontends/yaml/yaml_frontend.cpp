@@ -65,10 +65,13 @@ class Parser {
                                           (root.IsSequence() ? "a list" : root.IsScalar() ? "a scalar" : "an empty document"));
     static const std::set<std::string> known = {"kiln", "name", "doc", "weights", "inputs", "outputs", "blocks", "nodes"};
     for (const auto& kv : root) {
-      std::string key = scalar(kv.first, "a top-level key");
+      std::string key = kv.first.IsScalar() ? kv.first.Scalar() : std::string();
       if (key == "encoder" || key == "decoder" || key == "generate")
         error(kv.first, "this is a sequence-to-sequence model (it has '" + key +
                             "'): run it with 'kilnc generate' or kiln::Generator (include/kiln/generate.hpp)");
+    }
+    for (const auto& kv : root) {
+      std::string key = scalar(kv.first, "a top-level key");
       if (!known.count(key))
         error(kv.first, "unknown top-level key '" + key + "' (expected one of: kiln, name, doc, weights, inputs, outputs, blocks, nodes)");
     }

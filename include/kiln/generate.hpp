@@ -96,6 +96,8 @@ class Generator {
   const std::vector<double>& step_ms() const;
   /// Milliseconds the encoder took in the last generate call.
   double encoder_ms() const;
+  /// Decoder plans compiled so far: one per rows x source length x maximum length, never one per step.
+  std::size_t decoder_plan_count() const;
 
  private:
   std::unique_ptr<detail::GeneratorImpl> impl_;

@@ -30,6 +30,7 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 EXAMPLE_DIR = os.path.join(ROOT, "examples", "date_translation")
 WEIGHTS = os.path.join(EXAMPLE_DIR, "transformer.safetensors")
 YAML = os.path.join(EXAMPLE_DIR, "transformer.yaml")
+HELD_OUT = os.path.join(EXAMPLE_DIR, "held_out.tsv")
 FIXTURE_DIR = os.path.join(ROOT, "tests", "fixtures", "date_transformer")
 
 SEED = 1234
@@ -352,6 +353,11 @@ def export(args):
         f.write(model_yaml())
     print("wrote", YAML)
     _, held_out = dates.make_splits(SEED, 0, N_HELD_OUT)
+    with open(HELD_OUT, "w") as f:
+        f.write("# held-out dates (tools/reference/dates.py, seed %d): source<TAB>ISO form\n" % SEED)
+        for src, tgt in held_out:
+            f.write("%s\t%s\n" % (src, tgt))
+    print("wrote", HELD_OUT)
     os.makedirs(FIXTURE_DIR, exist_ok=True)
     greedy_pairs = held_out[:args.greedy]
     outs = []
