@@ -50,12 +50,13 @@ void check_fixture(const std::string& name, bool lstm) {
 
 TEST_CASE("lstm matches nn.LSTM") {
   for (const char* name : {"lstm_l1_s1_state", "lstm_l1_s7", "lstm_l2_bi_s5_state", "lstm_l2_s4_seqfirst_state",
-                           "lstm_l1_bi_s1", "lstm_l1_nobias_s3"})
+                           "lstm_l1_bi_s1", "lstm_l1_nobias_s3", "lstm_l2_s1_state", "lstm_l1_nobias_s1_state_seqfirst"})
     check_fixture(name, true);
 }
 
 TEST_CASE("gru matches nn.GRU") {
-  for (const char* name : {"gru_l1_s1_state", "gru_l1_s7", "gru_l2_bi_s5_state", "gru_l2_s4_seqfirst_state", "gru_l1_bi_s1"})
+  for (const char* name : {"gru_l1_s1_state", "gru_l1_s7", "gru_l2_bi_s5_state", "gru_l2_s4_seqfirst_state", "gru_l1_bi_s1",
+                           "gru_l2_s1_state", "gru_l1_nobias_s1_state"})
     check_fixture(name, false);
 }
 

@@ -15,7 +15,8 @@ tests/fixtures/rnn/:
     y.npy, h_n.npy, c_n.npy   PyTorch's outputs (eval mode)
 
 Configs cover layers 1 and 2, uni- and bidirectional, seq 1 (a decoder step) and seq > 1, with and
-without initial state, batch_first true and false, and a layer without biases.
+without initial state, batch_first true and false, and layers without biases; seq 1 with state (the
+decoder step) for 1 and 2 layers, with and without biases.
 
 Self-check (the script fails if it does not hold): an independent float64 numpy implementation of the
 PyTorch LSTM/GRU equations (gates i,f,g,o and r,z,n; n = tanh(W_in x + b_in + r * (W_hn h + b_hn));
@@ -43,7 +44,11 @@ CONFIGS = [
     ("lstm_l2_s4_seqfirst_state", "lstm", 4, 6, 2, False, 3, 4, True, False, True),
     ("lstm_l1_bi_s1", "lstm", 3, 5, 1, True, 4, 1, False, True, True),
     ("lstm_l1_nobias_s3", "lstm", 5, 4, 1, False, 2, 3, True, True, False),
+    ("lstm_l2_s1_state", "lstm", 6, 8, 2, False, 3, 1, True, True, True),
+    ("lstm_l1_nobias_s1_state_seqfirst", "lstm", 5, 4, 1, False, 2, 1, True, False, False),
     ("gru_l1_s1_state", "gru", 6, 8, 1, False, 2, 1, True, True, True),
+    ("gru_l2_s1_state", "gru", 6, 8, 2, False, 3, 1, True, True, True),
+    ("gru_l1_nobias_s1_state", "gru", 5, 4, 1, False, 2, 1, True, True, False),
     ("gru_l1_s7", "gru", 5, 8, 1, False, 3, 7, False, True, True),
     ("gru_l2_bi_s5_state", "gru", 6, 7, 2, True, 2, 5, True, True, True),
     ("gru_l2_s4_seqfirst_state", "gru", 4, 6, 2, False, 3, 4, True, False, True),
