@@ -27,9 +27,10 @@ struct RowArgs {
   float scale;
 };
 
-// Attention of row b's new position over its cache, all heads. Compiled for Haswell (AVX2, FMA) as well as
-// the baseline (GCC picks the clone at load time): the inner loops are where time grows with the position.
-__attribute__((target_clones("arch=haswell", "default"))) void attend_row(const RowArgs& a, std::int64_t b) {
+// Attention of row b's new position over its cache, all heads. Compiled for AVX2 as well as the baseline
+// (the loader picks the clone by CPU features; "arch=haswell" would test the CPU model and miss AMD's):
+// the inner loops are where the time grows with the position.
+__attribute__((target_clones("avx2", "default"))) void attend_row(const RowArgs& a, std::int64_t b) {
   const std::int64_t e = a.e, t = a.t, dh = a.dh, h = a.h, step = a.step, n = step + 1;
   const float* q = a.qkv + b * 3 * e;
   const float* kn = q + e;
