@@ -19,6 +19,41 @@ namespace {
 
 enum { kX, kKCache, kVCache, kStep, kInW, kInB, kOutW, kOutB, kRows };
 
+struct RowArgs {
+  const float *qkv, *k_cache, *v_cache;
+  const std::int64_t* rows;  // null: row b reads its own cache row
+  float *scores, *context;
+  std::int64_t e, t, dh, h, step;
+  float scale;
+};
+
+// Attention of row b's new position over its cache, all heads. Compiled for AVX2 as well as the baseline
+// (the loader picks the clone by CPU features; "arch=haswell" would test the CPU model and miss AMD's):
+// the inner loops are where the time grows with the position.
+__attribute__((target_clones("avx2", "default"))) void attend_row(const RowArgs& a, std::int64_t b) {
+  const std::int64_t e = a.e, t = a.t, dh = a.dh, h = a.h, step = a.step, n = step + 1;
+  const float* q = a.qkv + b * 3 * e;
+  const float* kn = q + e;
+  const float* vn = q + 2 * e;
+  float* sc = a.scores + b * h * (t + 1);  // [head][position]
+  auto row = [&](std::int64_t j) { return a.rows ? a.rows[b * t + j] : b; };
+  for (std::int64_t j = 0; j < n; ++j) {
+    const float* k = j == step ? kn : a.k_cache + (row(j) * t + j) * e;
+    for (std::int64_t head = 0; head < h; ++head)
+      sc[head * (t + 1) + j] = step_attention::dot(q + head * dh, k + head * dh, dh) * a.scale;
+  }
+  for (std::int64_t head = 0; head < h; ++head) step_attention::softmax(sc + head * (t + 1), n);
+  float* c = a.context + b * e;
+  for (std::int64_t d = 0; d < e; ++d) c[d] = 0.0f;
+  for (std::int64_t j = 0; j < n; ++j) {
+    const float* v = j == step ? vn : a.v_cache + (row(j) * t + j) * e;
+    for (std::int64_t head = 0; head < h; ++head) {
+      const float p = sc[head * (t + 1) + j];
+      for (std::int64_t d = head * dh; d < (head + 1) * dh; ++d) c[d] += p * v[d];
+    }
+  }
+}
+
 std::vector<TensorType> infer(const ShapeCtx& ctx) {
   for (int i : {kX, kKCache, kVCache}) {
     expect_f32(ctx, i);
@@ -109,21 +144,13 @@ class CachedAttentionKernel : public Kernel {
     auto* k_new = static_cast<float*>(args.out[1]);
     auto* v_new = static_cast<float*>(args.out[2]);
     const float scale = 1.0f / std::sqrt(static_cast<float>(dh_));
-    const std::int64_t e = e_, t = t_, dh = dh_, h = h_;
-    auto one = [&](std::int64_t bh) {
-      const std::int64_t b = bh / h, head = bh % h;
-      const float* q = qkv + b * 3 * e + head * dh;
-      const float* kn = q + e;
-      const float* vn = q + 2 * e;
-      auto row = [&](std::int64_t j) { return rows_ ? rows[b * t + j] : b; };
-      auto key = [&](std::int64_t j) { return j == step ? kn : k_cache + (row(j) * t + j) * e + head * dh; };
-      auto value = [&](std::int64_t j) { return j == step ? vn : v_cache + (row(j) * t + j) * e + head * dh; };
-      step_attention::attend(q, dh, scale, step + 1, key, value, nullptr, scores + bh * (t + 1), context + b * e + head * dh);
-    };
-    const std::int64_t items = b_ * h_;
-    tbb::parallel_for(tbb::blocked_range<std::int64_t>(0, items, step_attention::grain(2 * (step + 1) * dh)),
+    const std::int64_t e = e_, n = step + 1;
+    // Per row, all heads together: each cached key/value row is read once as E contiguous floats.
+    RowArgs a{qkv, k_cache, v_cache, rows_ ? rows : nullptr, scores, context, e_, t_, dh_, h_, step, scale};
+    auto one_row = [&](std::int64_t b) { attend_row(a, b); };
+    tbb::parallel_for(tbb::blocked_range<std::int64_t>(0, b_, step_attention::grain(2 * n * e)),
                       [&](const tbb::blocked_range<std::int64_t>& r) {
-                        for (std::int64_t i = r.begin(); i < r.end(); ++i) one(i);
+                        for (std::int64_t i = r.begin(); i < r.end(); ++i) one_row(i);
                       });
     for (std::int64_t b = 0; b < b_; ++b) {
       std::memcpy(k_new + b * e, qkv + b * 3 * e + e, static_cast<std::size_t>(e) * sizeof(float));

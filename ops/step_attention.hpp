@@ -30,7 +30,9 @@ struct Linear {
 /// branch-light function instead of a libm call per score, which dominated the step at long caches.
 inline float exp_nonpositive(float x) {
   if (x < -87.0f) return 0.0f;
-  const float n = std::nearbyint(x * 1.44269504088896341f);
+  // Round to nearest by adding and subtracting 1.5·2^23 (std::nearbyint is a libm call without SSE4.1).
+  const float shifter = 12582912.0f;
+  const float n = (x * 1.44269504088896341f + shifter) - shifter;
   const float r = x - n * 0.693359375f + n * 2.12194440e-4f;
   float p = 1.9875691500e-4f;
   p = p * r + 1.3981999507e-3f;
@@ -54,6 +56,19 @@ inline float dot(const float* q, const float* k, std::int64_t dh) {
   float s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
   for (; d < dh; ++d) s += q[d] * k[d];
   return s;
+}
+
+/// In-place softmax of x[0..n).
+inline void softmax(float* x, std::int64_t n) {
+  float max = -std::numeric_limits<float>::infinity();
+  for (std::int64_t j = 0; j < n; ++j) max = std::max(max, x[j]);
+  float sum = 0.0f;
+  for (std::int64_t j = 0; j < n; ++j) {
+    x[j] = exp_nonpositive(x[j] - max);
+    sum += x[j];
+  }
+  const float inv = 1.0f / sum;
+  for (std::int64_t j = 0; j < n; ++j) x[j] *= inv;
 }
 
 /// One query against n keys of one head: out[dh] = softmax(q·kⱼ·scale + mask[j]) · vⱼ. `key(j)` and
