@@ -172,7 +172,7 @@ TEST_CASE("kilnc error: an unknown subcommand is named in the message") {
 TEST_CASE("kilnc error: no subcommand lists the subcommands") {
   Result r = run_kilnc("", true);
   CHECK(r.code != 0);
-  CHECK(contains(r.out, "expected a subcommand: check, run, profile, dot, ops, passes, compile, inspect or bench"));
+  CHECK(contains(r.out, "expected a subcommand: check, run, profile, dot, ops, passes, compile, inspect, bench or generate"));
 }
 
 TEST_CASE("kilnc profile times every kernel and names what fused nodes absorbed") {

@@ -329,7 +329,7 @@ int main(int argc, char** argv) {
     if (*ops) return cmd_ops();
     if (*passes) return cmd_passes();
     if (int code = kiln::run_aot_subcommand(aot); code >= 0) return code;
-    std::fprintf(stderr, "error: expected a subcommand: check, run, profile, dot, ops, passes, compile, inspect or bench (see kilnc --help)\n");
+    std::fprintf(stderr, "error: expected a subcommand: check, run, profile, dot, ops, passes, compile, inspect, bench or generate (see kilnc --help)\n");
     return 2;
   } catch (const kiln::Error& e) {
     std::fprintf(stderr, "%s\n", e.what());
