@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include <omp.h>
+#include <tbb/parallel_for.h>
 
 #include "frontends/safetensors.hpp"
 
@@ -101,6 +102,7 @@ SessionImpl::SessionImpl(std::shared_ptr<const ModelImpl> m, const SessionOption
   const int cores = options.intra_op_threads > 0 ? options.intra_op_threads : std::max(1, omp_get_max_threads());
   threads = options.mode == ThreadingMode::latency ? cores : 1;
   concurrent = options.mode == ThreadingMode::latency ? 1 : cores;
+  requests.initialize(concurrent, 1);
   idle_contexts.reserve(static_cast<std::size_t>(concurrent));
 }
 
@@ -378,6 +380,25 @@ void Session::run(const std::map<std::string, Tensor>& inputs, std::map<std::str
   Plan& plan = lease.plan();
   bind_outputs(*impl_->model->graph, plan, ctx, outputs);
   ctx.arena.execute([&] { plan.run(ctx.stream, ctx.in_ptrs.data(), ctx.out_ptrs.data()); });
+}
+
+void Session::run_many(const std::vector<std::map<std::string, Tensor>>& inputs,
+                       std::vector<std::map<std::string, Tensor>>& outputs) {
+  if (inputs.size() != outputs.size())
+    fail("run_many: " + std::to_string(inputs.size()) + " input sets but " + std::to_string(outputs.size()) + " output sets");
+  std::mutex error_mu;
+  std::exception_ptr first_error;
+  impl_->requests.execute([&] {
+    tbb::parallel_for(std::size_t{0}, inputs.size(), [&](std::size_t i) {
+      try {
+        run(inputs[i], outputs[i]);
+      } catch (...) {
+        std::lock_guard lock(error_mu);
+        if (!first_error) first_error = std::current_exception();
+      }
+    });
+  });
+  if (first_error) std::rethrow_exception(first_error);
 }
 
 std::size_t Session::plan_count() const {

@@ -87,6 +87,8 @@ struct SessionImpl {
   int threads = 1;     // per run
   int concurrent = 1;  // runs at once
 
+  tbb::task_arena requests;  // run_many: `concurrent` requests at once
+
   std::mutex mu;
   std::condition_variable cv;  // a run slot, a context or a plan instance was returned
   int running = 0;

@@ -304,3 +304,30 @@ TEST_CASE("model: load_from_memory gives the same results as load") {
   e = error_of([&] { kiln::Model::load_from_memory("kiln: 1\nname: x\ninputs: [", nullptr, 0, {}, "bad.yaml"); });
   CHECK(contains(e, "bad.yaml:"));
 }
+
+TEST_CASE("session: run_many runs independent requests side by side with the results of single runs") {
+  for (auto mode : {kiln::ThreadingMode::throughput, kiln::ThreadingMode::latency}) {
+    kiln::SessionOptions o;
+    o.mode = mode;
+    o.intra_op_threads = 2;
+    kiln::Session s(classifier(), o);
+    auto requests = mixed_requests(16);
+    std::vector<std::map<std::string, kiln::Tensor>> ins, outs;
+    std::vector<std::vector<float>> bufs;
+    for (auto& r : requests) bufs.emplace_back(static_cast<std::size_t>(r.batch) * 4);
+    for (std::size_t i = 0; i < requests.size(); ++i) {
+      ins.push_back(requests[i].inputs());
+      outs.push_back({{"probs", kiln::Tensor::view(kiln::DType::f32, {requests[i].batch, 4}, bufs[i].data())}});
+    }
+    s.run_many(ins, outs);
+    for (std::size_t i = 0; i < requests.size(); ++i) CHECK(bufs[i] == probs_of(s, requests[i]));
+    // A bad request fails alone: the others still ran; the error is the bad one's.
+    ins[3] = {{"tokenz", kiln::Tensor::from_i64({1, 1}, {0})}};
+    for (auto& b : bufs) std::fill(b.begin(), b.end(), -1.0f);
+    CHECK(contains(error_of([&] { s.run_many(ins, outs); }), "no input 'tokenz'"));
+    CHECK(bufs[3][0] == -1.0f);
+    CHECK(bufs[4] == probs_of(s, requests[4]));
+    outs.pop_back();
+    CHECK(contains(error_of([&] { s.run_many(ins, outs); }), "16 input sets but 15 output sets"));
+  }
+}

@@ -136,6 +136,12 @@ class Session {
   /// these shapes exists, this call performs no heap allocation in Kiln's code.
   void run(const std::map<std::string, Tensor>& inputs, std::map<std::string, Tensor>& outputs);
 
+  /// Runs independent requests side by side on TBB's threads (and the caller's): `outputs[i]` receives
+  /// request `inputs[i]` exactly as `run(inputs[i], outputs[i])` would. In throughput mode up to
+  /// max_concurrent_runs() requests run at once, each on one thread; in latency mode one after another,
+  /// each on all threads. When requests fail, all the others still run, then the first error is thrown.
+  void run_many(const std::vector<std::map<std::string, Tensor>>& inputs, std::vector<std::map<std::string, Tensor>>& outputs);
+
   /// The shape of every output for these inputs (their data is not read), compiling the plan if needed.
   std::map<std::string, std::vector<std::int64_t>> output_shapes(const std::map<std::string, Tensor>& inputs);
 
