@@ -30,7 +30,14 @@ struct RowArgs {
 // Attention of row b's new position over its cache, all heads. Compiled for AVX2 as well as the baseline
 // (the loader picks the clone by CPU features; "arch=haswell" would test the CPU model and miss AMD's):
 // the inner loops are where the time grows with the position.
-__attribute__((target_clones("avx2", "default"))) void attend_row(const RowArgs& a, std::int64_t b) {
+// Under ThreadSanitizer one baseline copy: TSan instruments the clones' ifunc resolver, which the loader
+// runs before TSan's runtime is initialized (a crash at start-up).
+#if defined(__SANITIZE_THREAD__)
+#define KILN_AVX2_CLONES
+#else
+#define KILN_AVX2_CLONES __attribute__((target_clones("avx2", "default")))
+#endif
+KILN_AVX2_CLONES void attend_row(const RowArgs& a, std::int64_t b) {
   const std::int64_t e = a.e, t = a.t, dh = a.dh, h = a.h, step = a.step, n = step + 1;
   const float* q = a.qkv + b * 3 * e;
   const float* kn = q + e;
