@@ -4,6 +4,7 @@
 #include <cstring>
 #include <map>
 #include <sstream>
+#include <utility>
 
 #include <omp.h>
 #include <tbb/parallel_for.h>
@@ -95,6 +96,44 @@ OmpThreads::~OmpThreads() {
   if (omp_get_max_threads() != saved_) omp_set_num_threads(saved_);
 }
 
+Executor::Executor(int threads) : thread_([this, threads] { loop(threads); }) {}
+
+Executor::~Executor() {
+  {
+    std::lock_guard lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  thread_.join();
+}
+
+void Executor::loop(int threads) {
+  omp_set_num_threads(threads);
+  std::unique_lock lock(mu_);
+  for (;;) {
+    cv_.wait(lock, [&] { return fn_ || stop_; });
+    if (stop_) return;
+    try {
+      fn_(arg_);
+    } catch (...) {
+      error_ = std::current_exception();
+    }
+    fn_ = nullptr;
+    done_ = true;
+    cv_.notify_all();
+  }
+}
+
+void Executor::submit(void (*fn)(void*), void* arg) {
+  std::unique_lock lock(mu_);  // one job at a time: latency mode admits one run at once
+  fn_ = fn;
+  arg_ = arg;
+  done_ = false;
+  cv_.notify_all();
+  cv_.wait(lock, [&] { return done_; });
+  if (error_) std::rethrow_exception(std::exchange(error_, nullptr));
+}
+
 SessionImpl::SessionImpl(std::shared_ptr<const ModelImpl> m, const SessionOptions& o) : model(std::move(m)), options(o) {
   if (options.intra_op_threads < 0) fail("SessionOptions::intra_op_threads is " + std::to_string(options.intra_op_threads) + " (expected 0 for all cores, or a positive count)");
   if (options.max_plans == 0) fail("SessionOptions::max_plans is 0 (expected at least 1)");
@@ -103,6 +142,7 @@ SessionImpl::SessionImpl(std::shared_ptr<const ModelImpl> m, const SessionOption
   threads = options.mode == ThreadingMode::latency ? cores : 1;
   concurrent = options.mode == ThreadingMode::latency ? 1 : cores;
   requests.initialize(concurrent, 1);
+  if (options.mode == ThreadingMode::latency && threads > 1) executor = std::make_unique<Executor>(threads);
   idle_contexts.reserve(static_cast<std::size_t>(concurrent));
 }
 
@@ -379,7 +419,11 @@ void Session::run(const std::map<std::string, Tensor>& inputs, std::map<std::str
   detail::PlanLease lease(*impl_, ctx);
   Plan& plan = lease.plan();
   bind_outputs(*impl_->model->graph, plan, ctx, outputs);
-  ctx.arena.execute([&] { plan.run(ctx.stream, ctx.in_ptrs.data(), ctx.out_ptrs.data()); });
+  auto work = [&] { ctx.arena.execute([&] { plan.run(ctx.stream, ctx.in_ptrs.data(), ctx.out_ptrs.data()); }); };
+  if (impl_->executor)
+    impl_->executor->run(work);
+  else
+    work();
 }
 
 void Session::run_many(const std::vector<std::map<std::string, Tensor>>& inputs,

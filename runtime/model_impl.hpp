@@ -5,6 +5,7 @@
 #include <list>
 #include <memory>
 #include <mutex>
+#include <thread>
 
 #include <oneapi/dnnl/dnnl.hpp>
 #include <tbb/task_arena.h>
@@ -81,6 +82,33 @@ struct PlanEntry {
   bool busy() const { return idle.size() != instances.size(); }
 };
 
+/// Latency mode's runner: every run's kernels are issued from this one thread, so a session uses one
+/// OpenMP team whichever thread calls. (libgomp keeps a team per calling thread; when callers take turns,
+/// the last caller's idle workers spin on a core while the next caller's team works.)
+class Executor {
+ public:
+  explicit Executor(int threads);
+  ~Executor();
+  Executor(const Executor&) = delete;
+  Executor& operator=(const Executor&) = delete;
+  /// Runs f() on the executor thread and waits for it; rethrows what it threw. Allocates nothing.
+  template <class F>
+  void run(F& f) {
+    submit([](void* p) { (*static_cast<F*>(p))(); }, &f);
+  }
+
+ private:
+  void submit(void (*fn)(void*), void* arg);
+  void loop(int threads);
+  std::mutex mu_;
+  std::condition_variable cv_;
+  void (*fn_)(void*) = nullptr;
+  void* arg_ = nullptr;
+  bool done_ = false, stop_ = false;
+  std::exception_ptr error_;
+  std::thread thread_;
+};
+
 struct SessionImpl {
   std::shared_ptr<const ModelImpl> model;
   SessionOptions options;
@@ -88,6 +116,7 @@ struct SessionImpl {
   int concurrent = 1;  // runs at once
 
   tbb::task_arena requests;  // run_many: `concurrent` requests at once
+  std::unique_ptr<Executor> executor;  // latency mode with more than one thread per run
 
   std::mutex mu;
   std::condition_variable cv;  // a run slot, a context or a plan instance was returned
