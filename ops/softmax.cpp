@@ -1,5 +1,7 @@
-// softmax along one axis (torch.softmax).
+// softmax and log_softmax along one axis (torch.softmax, torch.log_softmax), on oneDNN's softmax and
+// logsoftmax primitives; one shape rule and one kernel template serve both.
 //   %probs = softmax(%logits) {axis=-1} : (f32[batch,4]) -> f32[batch,4]
+//   %logp = log_softmax(%logits) {axis=-1} : (f32[batch,70]) -> f32[batch,70]
 
 #include "ops/common.hpp"
 
@@ -13,13 +15,15 @@ std::vector<TensorType> infer(const ShapeCtx& ctx) {
   return {ctx.in(0)};
 }
 
+/// Primitive: dnnl::softmax_forward or dnnl::logsoftmax_forward (same descriptor shape in oneDNN 2.6).
+template <class Primitive>
 std::unique_ptr<Kernel> make(const KernelCtx& ctx) {
   auto md = plain_md(ctx.in[0]);
   int rank = ctx.in[0].rank();
   std::int64_t axis = ctx.node.attr_int("axis");
   int a = static_cast<int>(axis < 0 ? axis + rank : axis);
-  dnnl::softmax_forward::primitive_desc pd(
-      dnnl::softmax_forward::desc(dnnl::prop_kind::forward_inference, md, a), user_scratchpad_attr(), ctx.engine);
+  typename Primitive::primitive_desc pd(typename Primitive::desc(dnnl::prop_kind::forward_inference, md, a),
+                                        user_scratchpad_attr(), ctx.engine);
   auto kernel = std::make_unique<DnnlKernel>(ctx.engine);
   int s = kernel->add(pd);
   kernel->input(s, DNNL_ARG_SRC, md, 0);
@@ -27,18 +31,28 @@ std::unique_ptr<Kernel> make(const KernelCtx& ctx) {
   return kernel;
 }
 
-}  // namespace
-
-const OpSchema& op_softmax() {
-  static const OpSchema s{
-      .name = "softmax",
-      .doc = "exp(x) / sum(exp(x)) along `axis`",
+OpSchema schema(std::string name, std::string doc, KernelFn make_kernel) {
+  return OpSchema{
+      .name = std::move(name),
+      .doc = std::move(doc),
       .inputs = {{"src"}},
       .attrs = {AttrSpec{"axis", AttrType::Int, Attr{std::int64_t{-1}}, "axis to normalize"}},
       .infer = infer,
-      .make_kernel = make,
+      .make_kernel = make_kernel,
       .in_place = {0},
   };
+}
+
+}  // namespace
+
+const OpSchema& op_softmax() {
+  static const OpSchema s = schema("softmax", "exp(x) / sum(exp(x)) along `axis`", make<dnnl::softmax_forward>);
+  return s;
+}
+
+const OpSchema& op_log_softmax() {
+  static const OpSchema s =
+      schema("log_softmax", "log(softmax(x)) along `axis`, computed stably", make<dnnl::logsoftmax_forward>);
   return s;
 }
 
