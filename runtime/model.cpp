@@ -148,6 +148,7 @@ SessionImpl::SessionImpl(std::shared_ptr<const ModelImpl> m, const SessionOption
 
 RunContext* SessionImpl::begin_run() {
   std::unique_lock lock(mu);
+  if (running >= concurrent) shared_callers.store(true, std::memory_order_relaxed);
   cv.wait(lock, [&] { return running < concurrent; });
   ++running;
   if (!idle_contexts.empty()) {
@@ -420,7 +421,7 @@ void Session::run(const std::map<std::string, Tensor>& inputs, std::map<std::str
   Plan& plan = lease.plan();
   bind_outputs(*impl_->model->graph, plan, ctx, outputs);
   auto work = [&] { ctx.arena.execute([&] { plan.run(ctx.stream, ctx.in_ptrs.data(), ctx.out_ptrs.data()); }); };
-  if (impl_->executor)
+  if (impl_->executor && impl_->shared_callers.load(std::memory_order_relaxed))
     impl_->executor->run(work);
   else
     work();

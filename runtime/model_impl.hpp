@@ -1,6 +1,7 @@
 #pragma once
 // What the public kiln::Model and kiln::Session hold.
 
+#include <atomic>
 #include <condition_variable>
 #include <list>
 #include <memory>
@@ -117,6 +118,9 @@ struct SessionImpl {
 
   tbb::task_arena requests;  // run_many: `concurrent` requests at once
   std::unique_ptr<Executor> executor;  // latency mode with more than one thread per run
+  // Set for good once a caller found the run slot taken: from then on runs go through `executor`. A
+  // session only ever called from one thread runs inline (no hand-off per run).
+  std::atomic<bool> shared_callers{false};
 
   std::mutex mu;
   std::condition_variable cv;  // a run slot, a context or a plan instance was returned
