@@ -43,13 +43,7 @@ class FuseConvResidual : public Pass {
           ctx.declined(*conv, add->label() + " adds " + residual->type.str() + " to " + mid->type.str());
           continue;
         }
-        std::string absorbed = add->label();
-        Value* out = add->outputs[0];
-        g.remove_node(add);
-        while (conv->inputs.size() < 3) g.set_input(conv, conv->inputs.size(), nullptr);
-        g.set_input(conv, 3, residual);
-        g.set_output(conv, 0, out);
-        ctx.fired(*conv, "absorbed " + absorbed + " (residual '" + residual->name + "')");
+        ctx.fired(*conv, absorb_residual(g, conv, add, residual, 3));
         changed = true;
         break;
       }

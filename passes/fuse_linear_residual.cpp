@@ -37,13 +37,7 @@ class FuseLinearResidual : public Pass {
           ctx.declined(*lin, add->label() + " broadcasts " + residual->type.str() + " onto " + mid->type.str());
           continue;
         }
-        std::string absorbed = add->label();
-        Value* out = add->outputs[0];
-        g.remove_node(add);
-        while (lin->inputs.size() < 3) g.set_input(lin, lin->inputs.size(), nullptr);
-        g.set_input(lin, 3, residual);
-        g.set_output(lin, 0, out);
-        ctx.fired(*lin, "absorbed " + absorbed + " (residual '" + residual->name + "')");
+        ctx.fired(*lin, absorb_residual(g, lin, add, residual, 3));
         changed = true;
         break;
       }

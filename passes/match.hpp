@@ -46,4 +46,16 @@ inline Value* other_than_scalar(const Node* n, double want, bool commutes) {
 /// Input i of `node`, or null when absent.
 inline Value* input_or_null(const Node* node, std::size_t i) { return i < node->inputs.size() ? node->inputs[i] : nullptr; }
 
+/// Folds `add` (= node's output + residual) into `node` as its residual input `slot`: the add is removed
+/// and node takes over its output value (name kept). Returns the remark text for PassContext::fired.
+inline std::string absorb_residual(Graph& g, Node* node, Node* add, Value* residual, std::size_t slot) {
+  std::string remark = "absorbed " + add->label() + " (residual '" + residual->name + "')";
+  Value* out = add->outputs[0];
+  g.remove_node(add);
+  while (node->inputs.size() < slot) g.set_input(node, node->inputs.size(), nullptr);
+  g.set_input(node, slot, residual);
+  g.set_output(node, 0, out);
+  return remark;
+}
+
 }  // namespace kiln
