@@ -6,9 +6,15 @@
 // user-managed scratchpad, the primitive created once. Each shape is run W times untimed, then R
 // times timed one by one; the median of the R timings gives the figure (2*M*N*K / median).
 //
+// With --kiln, Kiln's own GEMM (ops/gemm.hpp: weights packed once into 16-column panels) runs the same
+// product too, alternating call by call with oneDNN's so both see the same machine, and the line adds
+// its figure and the ratio of the medians. --cold evicts the caches (touches 64 MB) before every timed
+// call, as a model whose weights do not fit the caches sees them.
+//
 //   kiln_matmul_peak                                 # the default shapes
 //   kiln_matmul_peak --threads 2 128,512,2048,ba     # one shape
 //   kiln_matmul_peak --json 1x512x512                # machine-readable
+//   kiln_matmul_peak --kiln --cold --bias 128,512,2048 128,2048,512   # Kiln's GEMM vs oneDNN
 
 #include <omp.h>
 
@@ -24,6 +30,7 @@
 #include <vector>
 
 #include "oneapi/dnnl/dnnl.hpp"
+#include "ops/gemm.hpp"
 
 namespace {
 
@@ -40,6 +47,8 @@ struct Options {
   double budget_s = 0.5;  // automatic repeat: about this many seconds of timed runs per shape
   bool bias = false;
   bool json = false;
+  bool kiln = false;  // also time Kiln's GEMM (ba weights only)
+  bool cold = false;  // evict the caches before each timed call
 };
 
 struct Result {
@@ -48,6 +57,7 @@ struct Result {
   int runs = 0;
   double median_ms = 0, min_ms = 0, gflops = 0;
   std::string impl;
+  double kiln_median_ms = 0, kiln_min_ms = 0, kiln_gflops = 0;  // with --kiln
 };
 
 constexpr int kMinAutoRepeat = 11;
@@ -72,10 +82,15 @@ const char* kUsage =
     "      --budget S    seconds of timed runs per shape when --repeat is automatic (default 0.5)\n"
     "      --bias        add a {1,N} bias, as Kiln's linear does (FLOPs still counted as 2*M*N*K)\n"
     "      --json        print one JSON object instead of the text lines\n"
+    "      --kiln        also run Kiln's own GEMM (weights packed once; AVX2+FMA CPUs, ba weights),\n"
+    "                    alternating call by call with oneDNN's, and print both and the ratio\n"
+    "      --cold        evict the caches (touch 64 MB) before every timed call\n"
     "  -h, --help        this text\n"
     "\n"
     "Output, one line per shape:\n"
-    "  matmul M=128 K=512 N=2048 weights=ba threads=2: 142.0 GFLOP/s (median 1.890 ms)\n";
+    "  matmul M=128 K=512 N=2048 weights=ba threads=2: 142.0 GFLOP/s (median 1.890 ms)\n"
+    "and with --kiln:\n"
+    "  ... 121.3 GFLOP/s (median 2.214 ms); kiln gemm 133.0 GFLOP/s (median 2.018 ms), kiln/onednn 0.91\n";
 
 [[noreturn]] void usage_error(const std::string& msg) {
   std::fprintf(stderr, "kiln_matmul_peak: %s\n(see kiln_matmul_peak --help)\n", msg.c_str());
@@ -153,12 +168,17 @@ Options parse_args(int argc, char** argv) {
       o.bias = true;
     } else if (a == "--json" && !has_inline) {
       o.json = true;
+    } else if (a == "--kiln" && !has_inline) {
+      o.kiln = true;
+    } else if (a == "--cold" && !has_inline) {
+      o.cold = true;
     } else if (!a.empty() && a[0] == '-') {
       usage_error("unknown option '" + std::string(argv[i]) + "'");
     } else {
       o.shapes.push_back(parse_shape(a));
     }
   }
+  if (o.kiln && !kiln::gemm::available()) usage_error("--kiln: this CPU lacks AVX2 or FMA, which Kiln's GEMM needs");
   if (o.shapes.empty()) {
     o.shapes = {{128, 512, 2048, true}, {128, 512, 2048, false}, {2048, 2048, 2048, true}, {1, 512, 512, true}};
   }
@@ -202,23 +222,51 @@ Result measure(const Shape& s, const Options& o, const dnnl::engine& engine, dnn
       {DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, wei}, {DNNL_ARG_DST, dst}, {DNNL_ARG_SCRATCHPAD, scratch}};
   if (o.bias) args.emplace(DNNL_ARG_BIAS, bias);
 
+  static std::vector<float> evict(16u << 20);  // 64 MB, more than the last-level cache
+  auto cool = [&] {
+    if (!o.cold) return;
+    for (std::size_t i = 0; i < evict.size(); i += 16) evict[i] += 1.0f;
+  };
   auto run_once = [&] {
+    cool();
     auto t0 = Clock::now();
     prim.execute(stream, args);
     stream.wait();
     return elapsed_ms(t0, Clock::now());
   };
 
+  // Kiln's GEMM on the same operands: the weights (N x K) packed once, bias in the epilogue.
+  const bool kiln = o.kiln && s.weights_ba;
+  std::shared_ptr<const float> packed;
+  if (kiln) packed = kiln::gemm::shared_pack(static_cast<const float*>(wei.get_data_handle()), s.n, s.k, nullptr);
+  std::vector<float> kiln_dst(static_cast<std::size_t>(s.m * s.n));
+  kiln::gemm::Epilogue ep;
+  if (o.bias) ep.bias = static_cast<const float*>(bias.get_data_handle());
+  auto run_kiln = [&] {
+    cool();
+    auto t0 = Clock::now();
+    kiln::gemm::multiply(static_cast<const float*>(src.get_data_handle()), s.k, packed.get(), kiln_dst.data(), s.n, s.m,
+                         s.n, s.k, ep);
+    return elapsed_ms(t0, Clock::now());
+  };
+
   double last_ms = 0;
-  for (int i = 0; i < std::max(o.warmup, 1); ++i) last_ms = run_once();  // at least one: sizes the auto repeat
+  for (int i = 0; i < std::max(o.warmup, 1); ++i) {  // at least one: sizes the auto repeat
+    last_ms = run_once();
+    if (kiln) run_kiln();
+  }
   int repeat = o.repeat;
   if (repeat == 0) {
     double want = o.budget_s * 1e3 / std::max(last_ms, 1e-4);
     repeat = static_cast<int>(std::clamp(want, double(kMinAutoRepeat), double(kMaxAutoRepeat)));
   }
-  std::vector<double> times(static_cast<std::size_t>(repeat));
-  for (auto& t : times) t = run_once();
+  std::vector<double> times(static_cast<std::size_t>(repeat)), kiln_times;
+  for (auto& t : times) {
+    t = run_once();
+    if (kiln) kiln_times.push_back(run_kiln());
+  }
   std::sort(times.begin(), times.end());
+  std::sort(kiln_times.begin(), kiln_times.end());
 
   Result r;
   r.shape = s;
@@ -228,6 +276,11 @@ Result measure(const Shape& s, const Options& o, const dnnl::engine& engine, dnn
   r.min_ms = times.front();
   r.gflops = 2.0 * double(s.m) * double(s.n) * double(s.k) / (r.median_ms * 1e-3) / 1e9;
   r.impl = pd.impl_info_str();
+  if (kiln) {
+    r.kiln_median_ms = kiln_times[kiln_times.size() / 2];
+    r.kiln_min_ms = kiln_times.front();
+    r.kiln_gflops = 2.0 * double(s.m) * double(s.n) * double(s.k) / (r.kiln_median_ms * 1e-3) / 1e9;
+  }
   return r;
 }
 
@@ -250,15 +303,19 @@ std::string json_escape(const std::string& s) {
 
 void print_json(const std::vector<Result>& results, const Options& o) {
   const dnnl_version_t* v = dnnl_version();
-  std::printf("{\n  \"onednn_version\": \"%d.%d.%d\",\n  \"bias\": %s,\n  \"warmup\": %d,\n  \"results\": [",
-              v->major, v->minor, v->patch, o.bias ? "true" : "false", o.warmup);
+  std::printf("{\n  \"onednn_version\": \"%d.%d.%d\",\n  \"bias\": %s,\n  \"cold\": %s,\n  \"warmup\": %d,\n  \"results\": [",
+              v->major, v->minor, v->patch, o.bias ? "true" : "false", o.cold ? "true" : "false", o.warmup);
   for (std::size_t i = 0; i < results.size(); ++i) {
     const Result& r = results[i];
     std::printf("%s\n    {\"m\": %lld, \"k\": %lld, \"n\": %lld, \"weights\": \"%s\", \"threads\": %d, "
-                "\"runs\": %d, \"median_ms\": %.6f, \"min_ms\": %.6f, \"gflops\": %.3f, \"impl\": \"%s\"}",
+                "\"runs\": %d, \"median_ms\": %.6f, \"min_ms\": %.6f, \"gflops\": %.3f, \"impl\": \"%s\"",
                 i ? "," : "", static_cast<long long>(r.shape.m), static_cast<long long>(r.shape.k),
                 static_cast<long long>(r.shape.n), r.shape.weights_ba ? "ba" : "ab", r.threads, r.runs,
                 r.median_ms, r.min_ms, r.gflops, json_escape(r.impl).c_str());
+    if (r.kiln_median_ms > 0)
+      std::printf(", \"kiln_median_ms\": %.6f, \"kiln_min_ms\": %.6f, \"kiln_gflops\": %.3f", r.kiln_median_ms,
+                  r.kiln_min_ms, r.kiln_gflops);
+    std::printf("}");
   }
   std::printf("\n  ]\n}\n");
 }
@@ -275,9 +332,13 @@ int main(int argc, char** argv) {
     for (const Shape& s : o.shapes) {
       Result r = measure(s, o, engine, stream);
       if (!o.json) {
-        std::printf("matmul M=%lld K=%lld N=%lld weights=%s threads=%d: %.1f GFLOP/s (median %.3f ms)\n",
+        std::printf("matmul M=%lld K=%lld N=%lld weights=%s threads=%d: %.1f GFLOP/s (median %.3f ms)",
                     static_cast<long long>(s.m), static_cast<long long>(s.k), static_cast<long long>(s.n),
                     s.weights_ba ? "ba" : "ab", r.threads, r.gflops, r.median_ms);
+        if (r.kiln_median_ms > 0)
+          std::printf("; kiln gemm %.1f GFLOP/s (median %.3f ms), kiln/onednn %.2f", r.kiln_gflops, r.kiln_median_ms,
+                      r.kiln_median_ms / r.median_ms);
+        std::printf("\n");
         std::fflush(stdout);
       }
       results.push_back(std::move(r));

@@ -4,16 +4,21 @@
 //        {heads=8} : (f32[batch,seq,64], ...) -> f32[batch,seq,64]
 // An optional last input `key_padding_mask` f32 [B,Sk] is added to every head's scores before the softmax
 // (0 for real keys, -inf for padding: what `padding_mask` makes; PyTorch's key_padding_mask).
-// Kernel, all oneDNN matmuls over strided views (no per-head copies):
+// Kernel: oneDNN matmuls over strided views (no per-head copies), the projections as `linear`'s (Kiln's
+// GEMM with packed weights where it applies, see add_linear):
 //   1. projections: one GEMM [B*S,E]x[E,3E] when query, key and value are the same value, else three;
 //   2. scores[B,H,Sq,Sk] = Q·Kᵀ / sqrt(E/H), reading Q and K in place as [B,H,S,dh] views of the projection;
 //   3. (mask added in place, broadcast over heads and queries;) softmax over the last axis, in place;
 //   4. context = P·V written straight into [B,Sq,H*dh] = [B,Sq,E] order;
 //   5. output projection.
 
+#include <omp.h>
+
+#include <algorithm>
 #include <cmath>
 
 #include "ops/common.hpp"
+#include "ops/gemm.hpp"
 
 namespace kiln {
 namespace {
@@ -49,6 +54,44 @@ std::vector<TensorType> infer(const ShapeCtx& ctx) {
   return {ctx.in(kQuery)};
 }
 
+// Steps 2-4 for Kiln's kernels: one (batch row, head) pair per task.
+struct Heads {
+  const float *q, *k, *v;  // [B,S,*] with rows `ld` floats apart; head h at column h*dh
+  std::int64_t ld;
+  const float* mask;  // [B,Sk] or null
+  float* context;     // [B,Sq,E]
+  std::int64_t b, h, sq, sk, dh, e;
+  float scale;
+};
+
+void attention_heads(const Heads& a) {
+  const std::int64_t items = a.b * a.h;
+  auto one = [&a](std::int64_t item) {
+    const std::int64_t bi = item / a.h, head = item % a.h;
+    float* scores = gemm::thread_buffer(1, static_cast<std::size_t>(a.sq * a.sk));
+    float* keys = gemm::thread_buffer(2, gemm::packed_floats(a.sk, a.dh));
+    float* values = gemm::thread_buffer(3, gemm::packed_floats(a.dh, a.sk));
+    gemm::pack_weights(a.k + bi * a.sk * a.ld + head * a.dh, a.ld, a.sk, a.dh, keys);
+    gemm::pack_columns(a.v + bi * a.sk * a.ld + head * a.dh, a.ld, a.sk, a.dh, values);
+    gemm::Epilogue ep;
+    ep.scale = a.scale;
+    ep.bias = a.mask ? a.mask + bi * a.sk : nullptr;  // the key padding mask is a per-column bias
+    gemm::multiply(a.q + bi * a.sq * a.ld + head * a.dh, a.ld, keys, scores, a.sk, a.sq, a.sk, a.dh, ep, 1);
+    gemm::softmax_rows(scores, scores, a.sq, a.sk);
+    gemm::multiply(scores, a.sk, values, a.context + bi * a.sq * a.e + head * a.dh, a.e, a.sq, a.dh, a.sk,
+                   gemm::Epilogue{}, 1);
+  };
+  // Below ~1 MFLOP of work in all a parallel region costs more than it saves.
+  const double flops = 4.0 * static_cast<double>(items * a.sq * a.sk * a.dh);
+  const int threads = flops < 1e6 ? 1 : static_cast<int>(std::min<std::int64_t>(omp_get_max_threads(), items));
+  if (threads <= 1) {
+    for (std::int64_t i = 0; i < items; ++i) one(i);
+    return;
+  }
+#pragma omp parallel for num_threads(threads) schedule(static)
+  for (std::int64_t i = 0; i < items; ++i) one(i);
+}
+
 std::unique_ptr<Kernel> make(const KernelCtx& ctx) {
   const auto qd = dims_of(ctx.in[kQuery].shape);
   const std::int64_t b = qd[0], sq = qd[1], e = qd[2];
@@ -59,22 +102,26 @@ std::unique_ptr<Kernel> make(const KernelCtx& ctx) {
   constexpr std::size_t f = sizeof(float);
   auto kernel = std::make_unique<DnnlKernel>(ctx.engine);
 
+  auto add_output_projection = [&](std::size_t ctx_at) {
+    add_linear(*kernel, ctx, LinearStep{.rows = b * sq, .in = e, .out = e, .src = Operand::scratch(ctx_at),
+                                        .dst = Operand::output(0), .weight = kOutW, .bias = has_out_bias ? kOutB : -1});
+  };
+
   // 1. Projections into scratch. `ld` is the row stride of each projected tensor, `*_at` their offsets.
   std::int64_t ld;
   std::size_t q_at, k_at, v_at;
-  auto projection = [&](int src_input, std::int64_t rows, std::int64_t out_features, std::size_t w_offset_rows,
+  auto projection = [&](int src_input, std::int64_t rows, std::int64_t out_features, std::int64_t w_row0,
                         std::size_t dst_at) {
-    auto src = plain_md({rows, e});
-    auto wei = strided_md({e, out_features}, {1, e});
-    auto dst = plain_md({rows, out_features});
-    auto bias = plain_md({1, out_features});
-    auto desc = has_in_bias ? dnnl::matmul::desc(src, wei, bias, dst) : dnnl::matmul::desc(src, wei, dst);
-    dnnl::matmul::primitive_desc pd(desc, user_scratchpad_attr(), ctx.engine);
-    int s = kernel->add(pd);
-    kernel->input(s, DNNL_ARG_SRC, src, src_input);
-    kernel->input(s, DNNL_ARG_WEIGHTS, wei, kInW, w_offset_rows * e * f);
-    if (has_in_bias) kernel->input(s, DNNL_ARG_BIAS, bias, kInB, w_offset_rows * f);
-    kernel->scratch(s, DNNL_ARG_DST, dst, dst_at);
+    LinearStep p;
+    p.rows = rows;
+    p.in = e;
+    p.out = out_features;
+    p.src = Operand::input(src_input);
+    p.dst = Operand::scratch(dst_at);
+    p.weight = kInW;
+    p.weight_row0 = w_row0;
+    p.bias = has_in_bias ? kInB : -1;
+    add_linear(*kernel, ctx, p);
   };
   if (fused_qkv) {
     ld = 3 * e;
@@ -90,6 +137,24 @@ std::unique_ptr<Kernel> make(const KernelCtx& ctx) {
     projection(kQuery, b * sq, e, 0, q_at);
     projection(kKey, b * sk, e, e, k_at);
     projection(kValue, b * sk, e, 2 * e, v_at);
+  }
+
+  if (gemm::enabled()) {
+    // 2-4 in one Kiln step, per (batch row, head) on the OpenMP team: pack the head's keys and values,
+    // scores = Q·Kᵀ·scale + mask with the GEMM, softmax by rows, context = P·V into [B,Sq,E].
+    const std::size_t ctx_at = kernel->reserve(static_cast<std::size_t>(b * sq * e) * f);
+    const bool masked = ctx.has(kMask);
+    const float scale = 1.0f / std::sqrt(static_cast<float>(dh));
+    kernel->add_step(
+        [=](const KernelArgs& args, char* scratch) {
+          const auto* qkv = reinterpret_cast<const float*>(scratch);
+          const float* mask = masked ? static_cast<const float*>(args.in[kMask]) : nullptr;
+          attention_heads(Heads{qkv + q_at / f, qkv + k_at / f, qkv + v_at / f, ld, mask,
+                                reinterpret_cast<float*>(scratch + ctx_at), b, h, sq, sk, dh, e, scale});
+        },
+        "kiln:attention");
+    add_output_projection(ctx_at);
+    return kernel;
   }
 
   // 2. scores = Q·Kᵀ · 1/sqrt(dh)
@@ -135,19 +200,7 @@ std::unique_ptr<Kernel> make(const KernelCtx& ctx) {
     kernel->scratch(s, DNNL_ARG_DST, c_md, ctx_at);
   }
   // 5. output projection
-  {
-    auto src = plain_md({b * sq, e});
-    auto wei = strided_md({e, e}, {1, e});
-    auto dst = plain_md({b * sq, e});
-    auto bias = plain_md({1, e});
-    auto desc = has_out_bias ? dnnl::matmul::desc(src, wei, bias, dst) : dnnl::matmul::desc(src, wei, dst);
-    dnnl::matmul::primitive_desc pd(desc, user_scratchpad_attr(), ctx.engine);
-    int s = kernel->add(pd);
-    kernel->scratch(s, DNNL_ARG_SRC, src, ctx_at);
-    kernel->input(s, DNNL_ARG_WEIGHTS, wei, kOutW);
-    if (has_out_bias) kernel->input(s, DNNL_ARG_BIAS, bias, kOutB);
-    kernel->output(s, DNNL_ARG_DST, dst, 0);
-  }
+  add_output_projection(ctx_at);
   return kernel;
 }
 

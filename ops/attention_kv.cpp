@@ -26,15 +26,10 @@ std::unique_ptr<Kernel> make(const KernelCtx& ctx) {
   const std::int64_t rows = d[0] * d[1], e = d[2];
   const bool has_bias = ctx.has(kInB);
   auto kernel = std::make_unique<DnnlKernel>(ctx.engine);
-  for (int which = 0; which < 2; ++which) {
-    const std::size_t row0 = static_cast<std::size_t>((which + 1) * e);
-    step_attention::Linear lin(ctx.engine, rows, e, e, has_bias);
-    int s = kernel->add(lin.pd);
-    kernel->input(s, DNNL_ARG_SRC, lin.src, kSrc);
-    kernel->input(s, DNNL_ARG_WEIGHTS, lin.weights, kInW, row0 * e * sizeof(float));
-    if (has_bias) kernel->input(s, DNNL_ARG_BIAS, lin.bias, kInB, row0 * sizeof(float));
-    kernel->output(s, DNNL_ARG_DST, lin.dst, which);
-  }
+  for (int which = 0; which < 2; ++which)
+    add_linear(*kernel, ctx, LinearStep{.rows = rows, .in = e, .out = e, .src = Operand::input(kSrc),
+                                        .dst = Operand::output(which), .weight = kInW, .weight_row0 = (which + 1) * e,
+                                        .bias = has_bias ? kInB : -1});
   return kernel;
 }
 

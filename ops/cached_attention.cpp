@@ -106,21 +106,13 @@ class CachedAttentionKernel : public Kernel {
     rows_ = ctx.has(kRows);
     const bool in_bias = ctx.has(kInB), out_bias = ctx.has(kOutB);
     // q, k, v of the new position in one GEMM: [B,E] x [E,3E].
-    step_attention::Linear qkv(ctx.engine, b_, e_, 3 * e_, in_bias);
     qkv_at_ = proj_.reserve(static_cast<std::size_t>(b_ * 3 * e_) * sizeof(float));
-    int s = proj_.add(qkv.pd);
-    proj_.input(s, DNNL_ARG_SRC, qkv.src, kX);
-    proj_.input(s, DNNL_ARG_WEIGHTS, qkv.weights, kInW);
-    if (in_bias) proj_.input(s, DNNL_ARG_BIAS, qkv.bias, kInB);
-    proj_.scratch(s, DNNL_ARG_DST, qkv.dst, qkv_at_);
+    add_linear(proj_, ctx, LinearStep{.rows = b_, .in = e_, .out = 3 * e_, .src = Operand::input(kX),
+                                      .dst = Operand::scratch(qkv_at_), .weight = kInW, .bias = in_bias ? kInB : -1});
     // output projection of the per-head contexts
-    step_attention::Linear o(ctx.engine, b_, e_, e_, out_bias);
     ctx_at_ = out_.reserve(static_cast<std::size_t>(b_ * e_) * sizeof(float));
-    s = out_.add(o.pd);
-    out_.scratch(s, DNNL_ARG_SRC, o.src, ctx_at_);
-    out_.input(s, DNNL_ARG_WEIGHTS, o.weights, kOutW);
-    if (out_bias) out_.input(s, DNNL_ARG_BIAS, o.bias, kOutB);
-    out_.output(s, DNNL_ARG_DST, o.dst, 0);
+    add_linear(out_, ctx, LinearStep{.rows = b_, .in = e_, .out = e_, .src = Operand::scratch(ctx_at_),
+                                     .dst = Operand::output(0), .weight = kOutW, .bias = out_bias ? kOutB : -1});
     out_base_ = align(proj_.scratch_bytes());
     scores_base_ = out_base_ + align(out_.scratch_bytes());
   }

@@ -176,9 +176,18 @@ void DnnlKernel::scratch(int step, int arg, const dnnl::memory::desc& md, std::s
 }
 void DnnlKernel::fixed(int step, int arg, const dnnl::memory& mem) { steps_.at(step).args[arg] = mem; }
 
+int DnnlKernel::add_step(StepFn fn, std::string impl) {
+  steps_.push_back(Step{dnnl::primitive(), {}, {}, std::move(impl), {}, std::move(fn)});
+  return static_cast<int>(steps_.size()) - 1;
+}
+
 void DnnlKernel::execute(dnnl::stream& stream, const KernelArgs& args) {
   auto* scratch = static_cast<char*>(args.scratch);
   for (auto& step : steps_) {
+    if (step.fn) {
+      step.fn(args, scratch);
+      continue;
+    }
     for (auto& b : step.bindings) {
       char* base = nullptr;
       switch (b.source) {

@@ -2,6 +2,7 @@
 // Helpers shared by op definitions: shape-rule utilities and DnnlKernel, a kernel made of oneDNN
 // primitives whose buffers are bound by position (node input i, output j, scratch offset).
 
+#include <functional>
 #include <unordered_map>
 #include <utility>
 #include <vector>
@@ -69,6 +70,9 @@ class DnnlKernel : public Kernel {
   void output(int step, int arg, const dnnl::memory::desc& md, int index, std::size_t byte_offset = 0);
   void scratch(int step, int arg, const dnnl::memory::desc& md, std::size_t byte_offset);
   void fixed(int step, int arg, const dnnl::memory& mem);
+  /// A step that runs Kiln code instead of a primitive: `fn(args, scratch)` with this kernel's scratch.
+  using StepFn = std::function<void(const KernelArgs& args, char* scratch)>;
+  int add_step(StepFn fn, std::string impl);
 
   void execute(dnnl::stream& stream, const KernelArgs& args) override;
   std::size_t scratch_bytes() const override;
@@ -90,6 +94,7 @@ class DnnlKernel : public Kernel {
     // `args` as the C API takes them, built on first execution: executing through the C++ wrapper
     // would build this array (a heap allocation) on every call.
     std::vector<dnnl_exec_arg_t> c_args;
+    StepFn fn;  // set for a Kiln step (then prim is empty)
   };
   void bind(int step, int arg, const dnnl::memory::desc& md, Source source, int index, std::size_t offset);
 
@@ -98,5 +103,34 @@ class DnnlKernel : public Kernel {
   std::size_t scratch_ = 0;     // user scratch regions
   std::size_t scratchpad_ = 0;  // max oneDNN scratchpad over steps (steps run one after another)
 };
+
+/// Where a kernel step reads or writes a buffer: a node input, a node output, or the kernel's scratch.
+struct Operand {
+  enum class Kind : std::uint8_t { Input, Output, Scratch };
+  Kind kind = Kind::Input;
+  int index = 0;            // input/output index
+  std::size_t offset = 0;   // bytes into the buffer
+  static Operand input(int i, std::size_t offset = 0) { return {Kind::Input, i, offset}; }
+  static Operand output(int i, std::size_t offset = 0) { return {Kind::Output, i, offset}; }
+  static Operand scratch(std::size_t offset) { return {Kind::Scratch, 0, offset}; }
+};
+
+/// One nn.Linear-style product inside a kernel: dst[rows,out] = act(src[rows,in] · W[row0:row0+out, :]ᵀ
+/// + b[row0:row0+out]) + residual, with W a constant node input stored [*, in] as PyTorch does (a slice of
+/// it for the q/k/v rows of attention's packed in_proj weight).
+struct LinearStep {
+  std::int64_t rows = 0, in = 0, out = 0;
+  Operand src, dst;
+  int weight = 0;               // node input holding W
+  std::int64_t weight_row0 = 0; // first row of W (and of the bias) used
+  int bias = -1;                // node input holding b, or -1
+  std::string activation = "none";  // none, relu, gelu, gelu_tanh, tanh, sigmoid
+  int residual = -1;            // node input added last ([rows,out]), or -1
+};
+/// The activations LinearStep takes, with their oneDNN algorithms ("none" excluded).
+const std::vector<std::pair<std::string, dnnl::algorithm>>& linear_activations();
+/// Appends a LinearStep to `kernel`: Kiln's GEMM with the weights packed once (ops/gemm.hpp) where the CPU
+/// and the activation allow, else a oneDNN matmul reading W in place as [N,K]. Defined in ops/linear.cpp.
+void add_linear(DnnlKernel& kernel, const KernelCtx& ctx, const LinearStep& step);
 
 }  // namespace kiln

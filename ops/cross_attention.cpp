@@ -52,20 +52,13 @@ class CrossAttentionKernel : public Kernel {
     dh_ = e_ / h_;
     mask_ = ctx.has(kMask);
     const bool in_bias = ctx.has(kInB), out_bias = ctx.has(kOutB);
-    step_attention::Linear q(ctx.engine, b_ * tq_, e_, e_, in_bias);  // rows 0..E of in_proj: the query
+    // rows 0..E of in_proj: the query
     q_at_ = proj_.reserve(static_cast<std::size_t>(b_ * tq_ * e_) * sizeof(float));
-    int s = proj_.add(q.pd);
-    proj_.input(s, DNNL_ARG_SRC, q.src, kX);
-    proj_.input(s, DNNL_ARG_WEIGHTS, q.weights, kInW);
-    if (in_bias) proj_.input(s, DNNL_ARG_BIAS, q.bias, kInB);
-    proj_.scratch(s, DNNL_ARG_DST, q.dst, q_at_);
-    step_attention::Linear o(ctx.engine, b_ * tq_, e_, e_, out_bias);
+    add_linear(proj_, ctx, LinearStep{.rows = b_ * tq_, .in = e_, .out = e_, .src = Operand::input(kX),
+                                      .dst = Operand::scratch(q_at_), .weight = kInW, .bias = in_bias ? kInB : -1});
     ctx_at_ = out_.reserve(static_cast<std::size_t>(b_ * tq_ * e_) * sizeof(float));
-    s = out_.add(o.pd);
-    out_.scratch(s, DNNL_ARG_SRC, o.src, ctx_at_);
-    out_.input(s, DNNL_ARG_WEIGHTS, o.weights, kOutW);
-    if (out_bias) out_.input(s, DNNL_ARG_BIAS, o.bias, kOutB);
-    out_.output(s, DNNL_ARG_DST, o.dst, 0);
+    add_linear(out_, ctx, LinearStep{.rows = b_ * tq_, .in = e_, .out = e_, .src = Operand::scratch(ctx_at_),
+                                     .dst = Operand::output(0), .weight = kOutW, .bias = out_bias ? kOutB : -1});
     out_base_ = align(proj_.scratch_bytes());
     scores_base_ = out_base_ + align(out_.scratch_bytes());
   }

@@ -1,8 +1,8 @@
 #pragma once
-// Shared by the decoding-step attention ops (cached_attention, cross_attention, attention_kv): a
-// nn.Linear-style matmul over a slice of nn.MultiheadAttention's packed in_proj weights, and the
-// single-query attention of one head over n keys, written as a plain loop (at one query per row the
-// work is a few thousand FLOPs per head: less than oneDNN's per-primitive overhead).
+// Shared by the decoding-step attention ops (cached_attention, cross_attention, attention_kv; their
+// projections are add_linear steps): the single-query attention of one head over n keys, written as a
+// plain loop (at one query per row the work is a few thousand FLOPs per head: less than oneDNN's
+// per-primitive overhead).
 
 #include <cmath>
 #include <cstdint>
@@ -12,18 +12,6 @@
 #include "ops/common.hpp"
 
 namespace kiln::step_attention {
-
-/// y[rows,out] = x[rows,in] · W[row0:row0+out, :]ᵀ (+ b[row0:row0+out]) with W stored [*, in] as PyTorch
-/// does. The caller binds SRC, WEIGHTS (at byte offset row0*in*4), BIAS (row0*4) and DST.
-struct Linear {
-  dnnl::memory::desc src, weights, bias, dst;
-  dnnl::matmul::primitive_desc pd;
-  Linear(const dnnl::engine& engine, std::int64_t rows, std::int64_t in, std::int64_t out, bool has_bias)
-      : src(plain_md({rows, in})), weights(strided_md({in, out}, {1, in})), bias(plain_md({1, out})),
-        dst(plain_md({rows, out})),
-        pd(has_bias ? dnnl::matmul::desc(src, weights, bias, dst) : dnnl::matmul::desc(src, weights, dst),
-           user_scratchpad_attr(), engine) {}
-};
 
 /// e^x for x <= 0 (softmax after subtracting the max): x = n·ln2 + r with |r| <= ln2/2, e^r by a degree-6
 /// polynomial, 2^n put into the exponent bits. Relative error about 2e-7 (a few float ulps); an inline

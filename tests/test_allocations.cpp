@@ -3,6 +3,8 @@
 // allocate nothing in Kiln's code. oneDNN 2.6 itself allocates inside dnnl_primitive_execute (its
 // argument map and gemm driver state, a few small blocks per primitive call) and offers no way to
 // avoid that; those allocations are attributed by walking the stack into libdnnl and reported apart.
+// At -O2 on AVX2 CPUs the Transformer classifier runs no oneDNN primitive (Kiln's GEMM, attention and
+// softmax kernels, ops/gemm.hpp), so there a warm run must allocate nothing anywhere.
 
 #include <dlfcn.h>
 #include <execinfo.h>
@@ -13,6 +15,7 @@
 #include <cstring>
 #include <new>
 
+#include "ops/gemm.hpp"
 #include "runtime/npy.hpp"
 #include "test_util.hpp"
 
@@ -81,7 +84,14 @@ TEST_CASE("a warm run allocates nothing") {
                 g_allocations.load() / 10, g_onednn_allocations.load() / 10);
     INFO("opt level " << level);
     CHECK(g_allocations.load() == 0);
-    CHECK(g_onednn_allocations.load() > 0);  // the attribution works: oneDNN's own allocations are seen
+    if (level == 2 && kiln::gemm::enabled()) {
+      // -O2 on an AVX2 CPU: linear products, attention and softmax run Kiln's kernels and the rest
+      // (embedding, layer norm, mean) was Kiln's already, so no oneDNN primitive runs and a warm run
+      // allocates nothing at all.
+      CHECK(g_onednn_allocations.load() == 0);
+    } else {
+      CHECK(g_onednn_allocations.load() > 0);  // the attribution works: oneDNN's own allocations are seen
+    }
     // And Kiln's are seen too: the convenience overload allocates its result map and tensors.
     g_counting = true;
     auto owned = session.run(inputs);

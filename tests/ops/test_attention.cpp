@@ -3,10 +3,13 @@
 // out_proj, with y = x Wᵀ + b throughout. Heads 1, 2 and 8; query = key = value as one value (the
 // kernel's fused [E,3E] projection) and distinct query/key/value values (three projections), including a
 // key length Sk != Sq; each with and without the optional biases.
+// Each case runs twice: with Kiln's kernels (GEMM with packed weights, fused per-head attention steps; on
+// AVX2+FMA CPUs) and with oneDNN's matmuls and softmax (what KILN_GEMM=onednn selects).
 // Tolerance 1e-4 absolute: with |x| <= 1 and weights in [-0.5, 0.5], E <= 16, every stage is an f32
 // dot product of at most 17 terms of magnitude ~1 (error ~1e-6 each, see test_matmul), softmax outputs
 // are in [0,1], and three such stages in sequence stay well below 1e-4 (measured ~1e-6).
 
+#include "ops/gemm.hpp"
 #include "tests/ops/op_test_util.hpp"
 
 namespace {
@@ -16,13 +19,20 @@ using namespace kiln::test;
 
 constexpr double kTol = 1e-4;
 
+/// Kernels made while this lives use Kiln's own kernels (`kiln`) or oneDNN's.
+struct KernelChoice {
+  explicit KernelChoice(bool kiln) { gemm::override_enabled(kiln); }
+  ~KernelChoice() { gemm::override_enabled(std::nullopt); }
+};
+
 struct Case {
   std::int64_t batch, sq, sk, e;
   int heads;
 };
 
 /// `self`: query, key and value are one value; else three distinct inputs (key and value of length sk).
-double check(Rng& rng, const Case& c, bool self, bool in_bias, bool out_bias) {
+double check(Rng& rng, const Case& c, bool self, bool in_bias, bool out_bias, bool kiln_kernels) {
+  KernelChoice choice(kiln_kernels);
   Tensor q = random_f32(rng, {c.batch, c.sq, c.e});
   Tensor k = self ? q : random_f32(rng, {c.batch, c.sk, c.e});
   Tensor v = self ? q : random_f32(rng, {c.batch, c.sk, c.e});
@@ -38,15 +48,18 @@ double check(Rng& rng, const Case& c, bool self, bool in_bias, bool out_bias) {
   OpResult r = run_op("attention", args, {{"heads", std::int64_t{c.heads}}});
   Tensor want = ref_attention(q, k, v, in_w, in_bias ? &in_b : nullptr, out_w, out_bias ? &out_b : nullptr, c.heads);
   double err = max_abs_error(r.out, want);
-  INFO("attention B=", c.batch, " Sq=", c.sq, " Sk=", self ? c.sq : c.sk, " E=", c.e, " H=", c.heads,
+  INFO((kiln_kernels ? "Kiln kernels" : "oneDNN kernels"), " attention B=", c.batch, " Sq=", c.sq, " Sk=", self ? c.sq : c.sk, " E=", c.e, " H=", c.heads,
        self ? " self" : " q/k/v", in_bias ? " in_bias" : "", out_bias ? " out_bias" : "", "\n", r.impl);
   CHECK(r.out.shape() == want.shape());
   CHECK(err <= kTol);
-  // The kernel's primitives, joined by " + ": one projection GEMM when fused, three otherwise, then
-  // scores, softmax, context and the output projection.
+  // The kernel's steps, joined by " + ": one projection GEMM when fused, three otherwise, then scores,
+  // softmax and context (oneDNN: three primitives; Kiln: one step over all heads), and the output projection.
   std::size_t steps = 1;
   for (std::size_t at = r.impl.find(" + "); at != std::string::npos; at = r.impl.find(" + ", at + 1)) ++steps;
-  CHECK(steps == (self ? 5u : 7u));
+  const bool kiln = kiln_kernels && gemm::available();
+  CHECK(steps == (self ? 3u : 5u) + (kiln ? 0u : 2u));
+  CHECK((r.impl.find("kiln:attention") != std::string::npos) == kiln);
+  CHECK((r.impl.find("kiln:gemm_avx2") != std::string::npos) == kiln);
   return err;
 }
 
@@ -63,7 +76,8 @@ const std::vector<Case>& cases() {
 double run_all(bool self, bool in_bias, bool out_bias, std::uint32_t seed) {
   Rng rng = make_rng(seed);
   double worst = 0;
-  for (const Case& c : cases()) worst = std::max(worst, check(rng, c, self, in_bias, out_bias));
+  for (bool kiln_kernels : {true, false})
+    for (const Case& c : cases()) worst = std::max(worst, check(rng, c, self, in_bias, out_bias, kiln_kernels));
   return worst;
 }
 
@@ -94,14 +108,16 @@ TEST_CASE("attention distinct query/key/value without biases") {
 TEST_CASE("attention with key = value distinct from query (cross-attention)") {
   Rng rng = make_rng(109);
   double worst = 0;
+  for (bool kiln_kernels : {true, false})
   for (const Case& c : cases()) {
+    KernelChoice choice(kiln_kernels);
     Tensor q = random_f32(rng, {c.batch, c.sq, c.e}), kv = random_f32(rng, {c.batch, c.sk, c.e});
     Tensor in_w = random_f32(rng, {3 * c.e, c.e}, -0.5f, 0.5f), in_b = random_f32(rng, {3 * c.e}, -0.5f, 0.5f);
     Tensor out_w = random_f32(rng, {c.e, c.e}, -0.5f, 0.5f), out_b = random_f32(rng, {c.e}, -0.5f, 0.5f);
     OpResult r = run_op("attention", {in(q), in(kv), same(1), weight(in_w), weight(in_b), weight(out_w), weight(out_b)},
                         {{"heads", std::int64_t{c.heads}}});
     double err = max_abs_error(r.out, ref_attention(q, kv, kv, in_w, &in_b, out_w, &out_b, c.heads));
-    INFO("attention cross B=", c.batch, " Sq=", c.sq, " Sk=", c.sk, " E=", c.e, " H=", c.heads);
+    INFO((kiln_kernels ? "Kiln kernels" : "oneDNN kernels"), " attention cross B=", c.batch, " Sq=", c.sq, " Sk=", c.sk, " E=", c.e, " H=", c.heads);
     CHECK(err <= kTol);
     worst = std::max(worst, err);
   }

@@ -8,6 +8,7 @@
 #include <cstring>
 #include <numeric>
 
+#include "ops/gemm.hpp"
 #include "tests/ops/op_test_util.hpp"
 
 namespace {
@@ -67,11 +68,16 @@ TEST_CASE("log_softmax equals log(softmax)") {
   for (int i = 0; i < 4; ++i) {
     auto shape = random_shape(rng, 2, 1, 80);
     Tensor x = random_f32(rng, shape, -6.f, 6.f);
-    OpResult r = run_op("log_softmax", {in(x)});
     Tensor want = ref_softmax(x, 1);
     for (std::int64_t k = 0; k < want.numel(); ++k) want.data_as<float>()[k] = std::log(want.data_as<float>()[k]);
-    INFO(dims_str(shape), " ", r.impl);
-    CHECK(max_abs_error(r.out, want) <= kTol);
+    for (bool kiln_kernels : {true, false}) {  // Kiln's row loop and oneDNN's logsoftmax
+      gemm::override_enabled(kiln_kernels);
+      OpResult r = run_op("log_softmax", {in(x)});
+      gemm::override_enabled(std::nullopt);
+      INFO(dims_str(shape), " ", r.impl);
+      CHECK(max_abs_error(r.out, want) <= kTol);
+      CHECK((r.impl.find("[kiln:log_softmax_rows]") != std::string::npos) == (kiln_kernels && gemm::available()));
+    }
   }
 }
 
@@ -129,15 +135,19 @@ TEST_CASE("attention and cross_attention with a key_padding_mask equal attention
   for (std::int64_t i = 0; i < b; ++i)
     for (std::int64_t j = 0; j < s; ++j) mask.data_as<float>()[i * s + j] = j < lengths[i] ? 0.f : -INFINITY;
   AttrMap heads{{"heads", h}};
+  for (bool kiln_kernels : {true, false}) {  // Kiln's kernels and oneDNN's (KILN_GEMM=onednn)
+  gemm::override_enabled(kiln_kernels);
   OpResult full = run_op("attention", {in(q), in(mem), same(1), weight(in_w), weight(in_b), weight(out_w), weight(out_b), in(mask)}, heads);
   auto kv = run_multi("attention_kv", {in(mem), weight(in_w), weight(in_b)}, {}, 2);
   OpResult cross = run_op("cross_attention", {in(q), in(kv[0]), in(kv[1]), weight(in_w), weight(in_b), weight(out_w), weight(out_b), in(mask)}, heads);
   for (std::int64_t i = 0; i < b; ++i) {
     Tensor keys = rows_of(mem, i, 0, lengths[i]);
     Tensor want = ref_attention(rows_of(q, i, 0, sq), keys, keys, in_w, &in_b, out_w, &out_b, static_cast<int>(h));
-    INFO("row " << i << " (" << lengths[i] << " keys)");
+    INFO((kiln_kernels ? "Kiln" : "oneDNN") << " kernels, row " << i << " (" << lengths[i] << " keys)");
     CHECK(max_abs_error(rows_of(full.out, i, 0, sq), want) <= kTol);
     CHECK(max_abs_error(rows_of(cross.out, i, 0, sq), want) <= kTol);
+  }
+  gemm::override_enabled(std::nullopt);
   }
 }
 

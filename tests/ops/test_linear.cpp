@@ -1,9 +1,13 @@
 // linear (y = x · Wᵀ + b, W [out, in] as nn.Linear) against a naive double-accumulating reference, with
 // and without bias, for inputs of rank 2, 3 and 4, weights as graph constants (as a model file loads
 // them) and as run-time inputs; plus the fused forms the passes create (activation, residual).
+// Every case runs with Kiln's GEMM (weights packed into panels; activation none/relu) and with oneDNN's
+// matmul (KILN_GEMM=onednn; and always for gelu, tanh, sigmoid); tests/ops/test_gemm.cpp covers the GEMM's
+// blocking edges at larger sizes.
 // Tolerance 1e-4 absolute: |x|, |W|, |b| <= 1 and in_features <= 17, so each output sums at most 18
 // terms of magnitude <= 1; f32 accumulation errs by at most ~18 * 2^-24 * 18 ~= 2e-5 (see test_matmul).
 
+#include "ops/gemm.hpp"
 #include "tests/ops/op_test_util.hpp"
 
 namespace {
@@ -13,6 +17,12 @@ using namespace kiln::test;
 
 constexpr double kTol = 1e-4;
 
+/// Kernels made while this lives use Kiln's own kernels (`kiln`) or oneDNN's.
+struct KernelChoice {
+  explicit KernelChoice(bool kiln) { gemm::override_enabled(kiln); }
+  ~KernelChoice() { gemm::override_enabled(std::nullopt); }
+};
+
 double check(Rng& rng, const std::vector<std::int64_t>& x_shape, std::int64_t out_features, bool bias,
              bool constants = true) {
   const std::int64_t in_features = x_shape.back();
@@ -20,13 +30,21 @@ double check(Rng& rng, const std::vector<std::int64_t>& x_shape, std::int64_t ou
   Tensor w = random_f32(rng, {out_features, in_features});
   Tensor b = random_f32(rng, {out_features});
   auto param = [&](const Tensor& t) { return constants ? weight(t) : in(t); };
-  OpResult r = run_op("linear", {in(x), param(w), bias ? param(b) : none()});
   Tensor want = ref_linear(x, w, bias ? &b : nullptr);
-  double err = max_abs_error(r.out, want);
-  INFO("linear ", dims_str(x_shape), " -> ", out_features, bias ? " with bias" : " without bias", "\n", r.impl);
-  CHECK(r.out.shape() == want.shape());
-  CHECK(err <= kTol);
-  return err;
+  double worst = 0;
+  for (bool kiln_kernels : {true, false}) {
+    KernelChoice choice(kiln_kernels);
+    OpResult r = run_op("linear", {in(x), param(w), bias ? param(b) : none()});
+    double err = max_abs_error(r.out, want);
+    INFO("linear ", dims_str(x_shape), " -> ", out_features, bias ? " with bias" : " without bias", "\n", r.impl);
+    CHECK(r.out.shape() == want.shape());
+    CHECK(err <= kTol);
+    // Kiln's GEMM packs constant weights; weights given at run time always go to oneDNN.
+    const bool kiln = kiln_kernels && constants && gemm::available();
+    CHECK(r.impl.find(kiln ? "[kiln:gemm_avx2]" : "[gemm:jit]") != std::string::npos);
+    worst = std::max(worst, err);
+  }
+  return worst;
 }
 
 }  // namespace
@@ -59,9 +77,10 @@ TEST_CASE("linear with weights given at run time") {
 }
 
 TEST_CASE("linear with a fused activation and residual") {
-  // What the fusion passes produce: act(x · Wᵀ + b) + residual, as oneDNN post-ops.
+  // What the fusion passes produce: act(x · Wᵀ + b) + residual, as the GEMM's epilogue or oneDNN post-ops.
   Rng rng = make_rng(35);
   double worst = 0;
+  for (bool kiln_kernels : {true, false})
   for (const char* act : {"none", "relu", "gelu", "gelu_tanh", "tanh", "sigmoid"})
     for (bool residual : {false, true})
       for (bool bias : {false, true}) {
@@ -71,8 +90,11 @@ TEST_CASE("linear with a fused activation and residual") {
         out_shape.back() = n;
         Tensor x = random_f32(rng, x_shape), w = random_f32(rng, {n, x_shape.back()}), b = random_f32(rng, {n});
         Tensor res = random_f32(rng, out_shape);
+        KernelChoice choice(kiln_kernels);
         OpResult r = run_op("linear", {in(x), weight(w), bias ? weight(b) : none(), residual ? in(res) : none()},
                             {{"activation", std::string(act)}});
+        const bool kiln = kiln_kernels && gemm::available() && (std::string(act) == "none" || std::string(act) == "relu");
+        CHECK((r.impl.find("[kiln:gemm_avx2]") != std::string::npos) == kiln);
         Tensor want = ref_linear(x, w, bias ? &b : nullptr);
         if (std::string(act) != "none") want = ref_unary(act, want);
         if (residual) want = ref_binary('+', want, res);

@@ -1,0 +1,385 @@
+// Kiln's f32 GEMM with prepacked weights (see gemm.hpp for why). Blocking, from the inside out:
+//   - a 6x16 register block: 12 ymm accumulators, two ymm loads of the packed panel and six broadcasts
+//     of A per k, 12 FMAs (the classic AVX2 shape: 15 of the 16 ymm registers);
+//   - K in blocks of kDepth (512: a whole K for most Transformer layers; partial sums live in C between
+//     K blocks and the epilogue runs on the last one);
+//   - M in blocks of at most kRowBlock rows, copied into a per-thread buffer in register-block order so
+//     the block being swept (144 x 512 floats = 288 KB) stays in L2 and is read as one stream, while each
+//     panel's block streams from memory once per row block.
+// Threads split the panels (columns), or the rows when there are fewer panels than threads.
+// Measured choices (docs/gemm.md; `kiln_matmul_peak --kiln` compares with oneDNN): K blocks of 256 were slower than 512 at
+// the Transformer shapes (the extra pass over C costs more than L1 residency of the panel gains), and
+// software prefetch of the next panel did not help.
+
+#include "ops/gemm.hpp"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstdlib>
+#include <limits>
+#include <map>
+#include <mutex>
+#include <new>
+#include <string_view>
+#include <tuple>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define KILN_GEMM_X86 1
+#endif
+
+namespace kiln::gemm {
+namespace {
+
+constexpr std::int64_t kDepth = 512;     // K block
+constexpr std::int64_t kRowBlock = 144;  // largest M block (a multiple of kRows)
+
+std::int64_t panels(std::int64_t n) { return (n + kPanel - 1) / kPanel; }
+
+#if KILN_GEMM_X86
+
+enum Mode : int { kFirst = 1, kLast = 2 };
+
+#define KILN_AVX2 __attribute__((target("avx2,fma")))
+
+KILN_AVX2 inline __m256 load_cols(const float* p, __m256i mask, bool full) {
+  return full ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, mask);
+}
+
+// Rows [row0, row0+MR) x columns [col0, col0+cols) of C from one K block. `a` is the rows' packed register
+// block (kRows floats per k), `b` the panel's K block (16 floats per k).
+template <int MR>
+KILN_AVX2 void block(const float* a, const float* b, std::int64_t depth, float* c, std::int64_t ldc,
+                     int cols, int mode, const Epilogue& ep, std::int64_t row0, std::int64_t col0) {
+  __m256 acc0[MR], acc1[MR];
+#pragma GCC unroll 6
+  for (int r = 0; r < MR; ++r) acc0[r] = acc1[r] = _mm256_setzero_ps();
+#pragma GCC unroll 4
+  for (std::int64_t k = 0; k < depth; ++k) {
+    const __m256 b0 = _mm256_load_ps(b + 16 * k);
+    const __m256 b1 = _mm256_load_ps(b + 16 * k + 8);
+#pragma GCC unroll 6
+    for (int r = 0; r < MR; ++r) {
+      const __m256 av = _mm256_broadcast_ss(a + kRows * k + r);
+      acc0[r] = _mm256_fmadd_ps(av, b0, acc0[r]);
+      acc1[r] = _mm256_fmadd_ps(av, b1, acc1[r]);
+    }
+  }
+  // Columns past `cols` (a partial last panel) are computed from the zero padding and never stored.
+  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  const __m256i mask0 = _mm256_cmpgt_epi32(_mm256_set1_epi32(cols), lane);
+  const __m256i mask1 = _mm256_cmpgt_epi32(_mm256_set1_epi32(cols - 8), lane);
+  const bool full = cols == static_cast<int>(kPanel);
+  __m256 bias0 = _mm256_setzero_ps(), bias1 = _mm256_setzero_ps();
+  if ((mode & kLast) && ep.bias) {
+    bias0 = load_cols(ep.bias + col0, mask0, full);
+    bias1 = load_cols(ep.bias + col0 + 8, mask1, full);
+  }
+#pragma GCC unroll 6
+  for (int r = 0; r < MR; ++r) {
+    float* cr = c + r * ldc;
+    __m256 v0 = acc0[r], v1 = acc1[r];
+    if (!(mode & kFirst)) {
+      v0 = _mm256_add_ps(v0, load_cols(cr, mask0, full));
+      v1 = _mm256_add_ps(v1, load_cols(cr + 8, mask1, full));
+    }
+    if (mode & kLast) {
+      if (ep.scale != 1.0f) {
+        v0 = _mm256_mul_ps(v0, _mm256_set1_ps(ep.scale));
+        v1 = _mm256_mul_ps(v1, _mm256_set1_ps(ep.scale));
+      }
+      v0 = _mm256_add_ps(v0, bias0);
+      v1 = _mm256_add_ps(v1, bias1);
+      if (ep.relu) {
+        v0 = _mm256_max_ps(v0, _mm256_setzero_ps());
+        v1 = _mm256_max_ps(v1, _mm256_setzero_ps());
+      }
+      if (ep.residual) {
+        const float* res = ep.residual + (row0 + r) * ep.ldr + col0;
+        v0 = _mm256_add_ps(v0, load_cols(res, mask0, full));
+        v1 = _mm256_add_ps(v1, load_cols(res + 8, mask1, full));
+      }
+    }
+    if (full) {
+      _mm256_storeu_ps(cr, v0);
+      _mm256_storeu_ps(cr + 8, v1);
+    } else {
+      _mm256_maskstore_ps(cr, mask0, v0);
+      _mm256_maskstore_ps(cr + 8, mask1, v1);
+    }
+  }
+}
+
+using BlockFn = void (*)(const float*, const float*, std::int64_t, float*, std::int64_t, int, int,
+                         const Epilogue&, std::int64_t, std::int64_t);
+constexpr BlockFn kBlocks[kRows + 1] = {nullptr, block<1>, block<2>, block<3>, block<4>, block<5>, block<6>};
+
+// Copies rows [r0, r1) x columns [k0, k0+depth) of A into `dst` as register blocks of kRows rows, each
+// stored k-major (kRows consecutive floats per k), so the kernel reads one sequential stream.
+void pack_rows(const float* a, std::int64_t lda, std::int64_t r0, std::int64_t r1, std::int64_t k0, std::int64_t depth,
+               float* dst) {
+  for (std::int64_t r = r0; r < r1; r += kRows) {
+    float* blockd = dst + (r - r0) * depth;
+    const std::int64_t mr = std::min(kRows, r1 - r);
+    for (std::int64_t j = 0; j < mr; ++j) {
+      const float* src = a + (r + j) * lda + k0;
+      for (std::int64_t i = 0; i < depth; ++i) blockd[i * kRows + j] = src[i];
+    }
+  }
+}
+
+// One thread's share: panels [p0, p1) x rows [m0, m1).
+void tile(const float* a, std::int64_t lda, const float* packed, float* c, std::int64_t ldc, std::int64_t m0,
+          std::int64_t m1, std::int64_t p0, std::int64_t p1, std::int64_t n, std::int64_t k, const Epilogue& ep) {
+  float* rows = thread_buffer(0, static_cast<std::size_t>(kRowBlock * kDepth));
+  // Row blocks of equal size (whole register blocks), not kRowBlock and a small remainder: each row
+  // block reads every panel again.
+  const std::int64_t nblocks = (m1 - m0 + kRowBlock - 1) / kRowBlock;
+  const std::int64_t step = ((m1 - m0 + nblocks - 1) / nblocks + kRows - 1) / kRows * kRows;
+  for (std::int64_t mb = m0; mb < m1; mb += step) {
+    const std::int64_t me = std::min(m1, mb + step);
+    for (std::int64_t k0 = 0; k0 < k; k0 += kDepth) {
+      const std::int64_t depth = std::min(kDepth, k - k0);
+      const int mode = (k0 == 0 ? kFirst : 0) | (k0 + depth == k ? kLast : 0);
+      pack_rows(a, lda, mb, me, k0, depth, rows);
+      for (std::int64_t p = p0; p < p1; ++p) {
+        const float* b = packed + p * kPanel * k + k0 * kPanel;
+        const std::int64_t col0 = p * kPanel;
+        const int cols = static_cast<int>(std::min(kPanel, n - col0));
+        for (std::int64_t r = mb; r < me; r += kRows)
+          kBlocks[std::min(kRows, me - r)](rows + (r - mb) * depth, b, depth, c + r * ldc + col0, ldc, cols, mode, ep, r,
+                                           col0);
+      }
+    }
+  }
+}
+
+#endif  // KILN_GEMM_X86
+
+}  // namespace
+
+bool available() {
+#if KILN_GEMM_X86
+  static const bool ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  return ok;
+#else
+  return false;
+#endif
+}
+
+namespace {
+std::atomic<int> g_override{-1};
+}
+
+bool enabled() {
+  static const bool from_env = [] {
+    const char* v = std::getenv("KILN_GEMM");
+    return !(v && std::string_view(v) == "onednn");
+  }();
+  const int forced = g_override.load(std::memory_order_relaxed);
+  return available() && (forced < 0 ? from_env : forced == 1);
+}
+
+void override_enabled(std::optional<bool> use) { g_override = use ? (*use ? 1 : 0) : -1; }
+
+std::size_t packed_floats(std::int64_t n, std::int64_t k) { return static_cast<std::size_t>(panels(n) * kPanel * k); }
+
+void pack_weights(const float* w, std::int64_t n, std::int64_t k, float* out) { pack_weights(w, k, n, k, out); }
+
+void pack_weights(const float* w, std::int64_t ldw, std::int64_t n, std::int64_t k, float* out) {
+  for (std::int64_t p = 0; p < panels(n); ++p) {
+    float* dst = out + p * kPanel * k;
+    for (std::int64_t j = 0; j < kPanel; ++j) {
+      const std::int64_t col = p * kPanel + j;
+      if (col < n) {
+        const float* src = w + col * ldw;
+        for (std::int64_t i = 0; i < k; ++i) dst[i * kPanel + j] = src[i];
+      } else {
+        for (std::int64_t i = 0; i < k; ++i) dst[i * kPanel + j] = 0.0f;
+      }
+    }
+  }
+}
+
+void pack_columns(const float* b, std::int64_t ldb, std::int64_t k, std::int64_t n, float* out) {
+  for (std::int64_t p = 0; p < panels(n); ++p) {
+    float* dst = out + p * kPanel * k;
+    const std::int64_t cols = std::min(kPanel, n - p * kPanel);
+    for (std::int64_t i = 0; i < k; ++i) {
+      const float* src = b + i * ldb + p * kPanel;
+      std::int64_t j = 0;
+      for (; j < cols; ++j) dst[i * kPanel + j] = src[j];
+      for (; j < kPanel; ++j) dst[i * kPanel + j] = 0.0f;
+    }
+  }
+}
+
+float* thread_buffer(int slot, std::size_t floats) {
+  struct Buffers {
+    float* data[4] = {};
+    std::size_t size[4] = {};
+    ~Buffers() {
+      for (float* d : data) std::free(d);
+    }
+  };
+  static thread_local Buffers buffers;
+  if (buffers.size[slot] < floats) {
+    std::free(buffers.data[slot]);
+    buffers.data[slot] = static_cast<float*>(std::aligned_alloc(64, (floats * sizeof(float) + 63) / 64 * 64));
+    if (!buffers.data[slot]) {
+      buffers.size[slot] = 0;
+      throw std::bad_alloc();
+    }
+    buffers.size[slot] = floats;
+  }
+  return buffers.data[slot];
+}
+
+namespace {
+struct Pack {
+  float* data = nullptr;
+  std::shared_ptr<const void> owner;
+  ~Pack() { std::free(data); }
+};
+std::mutex g_mutex;
+std::map<std::tuple<const float*, std::int64_t, std::int64_t>, std::weak_ptr<const Pack>> g_packs;
+std::atomic<std::size_t> g_made{0};
+}  // namespace
+
+std::shared_ptr<const float> shared_pack(const float* w, std::int64_t n, std::int64_t k,
+                                         const std::shared_ptr<const void>& owner) {
+  std::lock_guard<std::mutex> lock(g_mutex);
+  const auto key = std::make_tuple(w, n, k);
+  std::shared_ptr<const Pack> pack = g_packs[key].lock();
+  if (!pack) {
+    auto fresh = std::make_shared<Pack>();
+    const std::size_t bytes = std::max<std::size_t>(packed_floats(n, k) * sizeof(float), 64);
+    fresh->data = static_cast<float*>(std::aligned_alloc(64, (bytes + 63) / 64 * 64));
+    if (!fresh->data) throw std::bad_alloc();
+    pack_weights(w, n, k, fresh->data);
+    fresh->owner = owner;
+    std::erase_if(g_packs, [](const auto& entry) { return entry.second.expired(); });
+    g_packs[key] = fresh;
+    ++g_made;
+    pack = std::move(fresh);
+  }
+  return std::shared_ptr<const float>(pack, pack->data);
+}
+
+std::size_t packs_made() { return g_made.load(); }
+
+void multiply(const float* a, std::int64_t lda, const float* packed, float* c, std::int64_t ldc, std::int64_t rows,
+              std::int64_t n, std::int64_t k, const Epilogue& epilogue, int threads) {
+#if KILN_GEMM_X86
+  if (rows <= 0 || n <= 0) return;
+  if (k <= 0) {  // an empty sum: the epilogue of zero
+    for (std::int64_t r = 0; r < rows; ++r)
+      for (std::int64_t j = 0; j < n; ++j) {
+        float v = epilogue.bias ? epilogue.bias[j] : 0.0f;  // the scaled empty sum is 0
+        if (epilogue.relu) v = std::max(v, 0.0f);
+        if (epilogue.residual) v += epilogue.residual[r * epilogue.ldr + j];
+        c[r * ldc + j] = v;
+      }
+    return;
+  }
+  const std::int64_t np = panels(n);
+  // Below ~2 MFLOP a parallel region costs more than it saves.
+  const double flops = 2.0 * static_cast<double>(rows) * static_cast<double>(n) * static_cast<double>(k);
+  if (threads <= 0) threads = flops < 2e6 ? 1 : omp_get_max_threads();
+  if (threads <= 1) {
+    tile(a, lda, packed, c, ldc, 0, rows, 0, np, n, k, epilogue);
+    return;
+  }
+#pragma omp parallel num_threads(threads)
+  {
+    const std::int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
+    if (np >= nt) {  // split the columns: each thread reads only its share of the weights
+      tile(a, lda, packed, c, ldc, 0, rows, np * t / nt, np * (t + 1) / nt, n, k, epilogue);
+    } else {  // few columns: split the rows, in whole register blocks
+      const std::int64_t blocks = (rows + kRows - 1) / kRows;
+      const std::int64_t m0 = std::min(rows, blocks * t / nt * kRows), m1 = std::min(rows, blocks * (t + 1) / nt * kRows);
+      if (m0 < m1) tile(a, lda, packed, c, ldc, m0, m1, 0, np, n, k, epilogue);
+    }
+  }
+#else
+  (void)a, (void)lda, (void)packed, (void)c, (void)ldc, (void)rows, (void)n, (void)k, (void)epilogue, (void)threads;
+#endif
+}
+
+#if KILN_GEMM_X86
+namespace {
+// e^x for x <= 0, eight at a time: x = n·ln2 + r with |r| <= ln2/2, e^r by a degree-6 polynomial, 2^n
+// put into the exponent bits (the vector form of step_attention::exp_nonpositive).
+KILN_AVX2 inline __m256 exp_nonpositive(__m256 x) {
+  x = _mm256_max_ps(x, _mm256_set1_ps(-87.0f));
+  const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+  r = _mm256_fmadd_ps(n, _mm256_set1_ps(2.12194440e-4f), r);
+  __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+  p = _mm256_fmadd_ps(_mm256_mul_ps(p, r), r, _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+  const __m256i bits = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+  return _mm256_mul_ps(p, _mm256_castsi256_ps(bits));
+}
+
+KILN_AVX2 inline float horizontal(__m256 v, bool max) {
+  __m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
+  __m128 x = max ? _mm_max_ps(lo, hi) : _mm_add_ps(lo, hi);
+  __m128 y = _mm_movehl_ps(x, x);
+  x = max ? _mm_max_ps(x, y) : _mm_add_ps(x, y);
+  y = _mm_shuffle_ps(x, x, 1);
+  x = max ? _mm_max_ss(x, y) : _mm_add_ss(x, y);
+  return _mm_cvtss_f32(x);
+}
+
+KILN_AVX2 void softmax_row(const float* x, float* y, std::int64_t n, bool log) {
+  const std::int64_t whole = n / 8 * 8;
+  __m256 vmax = _mm256_set1_ps(-std::numeric_limits<float>::infinity());
+  for (std::int64_t j = 0; j < whole; j += 8) vmax = _mm256_max_ps(vmax, _mm256_loadu_ps(x + j));
+  float max = horizontal(vmax, true);
+  for (std::int64_t j = whole; j < n; ++j) max = std::max(max, x[j]);
+  const __m256 m = _mm256_set1_ps(max);
+  __m256 vsum = _mm256_setzero_ps();
+  for (std::int64_t j = 0; j < whole; j += 8) {
+    const __m256 e = exp_nonpositive(_mm256_sub_ps(_mm256_loadu_ps(x + j), m));
+    if (!log) _mm256_storeu_ps(y + j, e);
+    vsum = _mm256_add_ps(vsum, e);
+  }
+  float sum = horizontal(vsum, false);
+  for (std::int64_t j = whole; j < n; ++j) {
+    const float e = std::exp(std::max(x[j] - max, -87.0f));
+    if (!log) y[j] = e;
+    sum += e;
+  }
+  if (log) {  // log softmax = (x - max) - log(sum)
+    const float shift = max + std::log(sum);
+    const __m256 vshift = _mm256_set1_ps(shift);
+    for (std::int64_t j = 0; j < whole; j += 8) _mm256_storeu_ps(y + j, _mm256_sub_ps(_mm256_loadu_ps(x + j), vshift));
+    for (std::int64_t j = whole; j < n; ++j) y[j] = x[j] - shift;
+    return;
+  }
+  const float inv = 1.0f / sum;
+  const __m256 vinv = _mm256_set1_ps(inv);
+  for (std::int64_t j = 0; j < whole; j += 8) _mm256_storeu_ps(y + j, _mm256_mul_ps(_mm256_loadu_ps(y + j), vinv));
+  for (std::int64_t j = whole; j < n; ++j) y[j] *= inv;
+}
+}  // namespace
+#endif
+
+void softmax_rows(const float* x, float* y, std::int64_t rows, std::int64_t n, bool log) {
+#if KILN_GEMM_X86
+  for (std::int64_t r = 0; r < rows; ++r) softmax_row(x + r * n, y + r * n, n, log);
+#else
+  (void)x, (void)y, (void)rows, (void)n, (void)log;
+#endif
+}
+
+}  // namespace kiln::gemm

@@ -1,0 +1,86 @@
+#pragma once
+// Kiln's own AVX2+FMA kernels for Transformers: an f32 GEMM C[M,N] = A[M,K] · Wᵀ with W stored [N,K]
+// (nn.Linear's layout) and packed once, and a row softmax. `linear` (and the projections of every
+// attention op, via add_linear), the per-head steps of `attention`, and `softmax`/`log_softmax` over the
+// last axis run on them; oneDNN keeps everything else, and all of this where the CPU lacks AVX2/FMA or
+// the environment sets KILN_GEMM=onednn.
+//
+// Why not oneDNN's matmul: oneDNN 2.6's gemm:jit copies blocks of both operands into its own buffers on
+// every call (for a 512x2048 layer that is 4 MB of weights, every inference) and allocates on the heap
+// inside each primitive execution. Here the weights are packed once, when the kernel is created, into
+// panels of 16 columns, and a call streams them through a 6x16 register-blocked FMA kernel. On the
+// d512/6-layer classifier at batch 1 x seq 128 that made each linear ~10% and each attention ~17%
+// faster, and a warm run of a Transformer plan now makes no heap allocation at all. docs/gemm.md has
+// the measurements.
+//
+// Threads: the calling thread's OpenMP team (omp_get_max_threads), the same team oneDNN's primitives
+// use, so a plan mixing both never has two thread pools competing for the cores. The columns are split
+// between the threads, so each reads only its share of the weights.
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+
+namespace kiln::gemm {
+
+/// Columns per packed panel and rows per register block of the kernel.
+inline constexpr std::int64_t kPanel = 16;
+inline constexpr std::int64_t kRows = 6;
+
+/// Whether this CPU runs the kernel (AVX2 and FMA). When false, callers use oneDNN.
+bool available();
+/// Whether Kiln's kernels run the linear products and attention: available(), unless the environment has
+/// KILN_GEMM=onednn (read once), which sends that work to oneDNN instead, for comparison or as a way out.
+bool enabled();
+/// For tests: forces enabled() to `use` (still false where !available()) for kernels made from now on;
+/// nullopt returns to the environment's choice.
+void override_enabled(std::optional<bool> use);
+
+/// Floats the packed form of an [n,k] weight takes: n rounded up to whole panels, times k.
+std::size_t packed_floats(std::int64_t n, std::int64_t k);
+
+/// Packs w [n,k] (row-major, nn.Linear's layout) into `out` (packed_floats(n,k) floats, 32-byte aligned):
+/// panel p holds columns 16p..16p+15 as k consecutive groups of 16 floats; columns past n are zero.
+void pack_weights(const float* w, std::int64_t n, std::int64_t k, float* out);
+/// The same with rows of w `ldw` floats apart (a head's keys inside a [S, 3E] projection).
+void pack_weights(const float* w, std::int64_t ldw, std::int64_t n, std::int64_t k, float* out);
+/// Packs b [k,n] (row-major, rows `ldb` floats apart: the right operand written the usual way round) into
+/// the same panel form.
+void pack_columns(const float* b, std::int64_t ldb, std::int64_t k, std::int64_t n, float* out);
+
+/// The packed form of a constant weight [n,k] starting at `w`, shared by every kernel that packs the same
+/// weights (a session compiles one plan per input shape; each would otherwise hold its own copy). The
+/// result keeps `owner` (the weights' owner) alive, so the address it is keyed by cannot be reused while
+/// the packed copy exists.
+std::shared_ptr<const float> shared_pack(const float* w, std::int64_t n, std::int64_t k,
+                                         const std::shared_ptr<const void>& owner);
+/// How many packs shared_pack has made (not found in its cache): tests check that plans share them.
+std::size_t packs_made();
+
+/// What is applied to each result before it is stored: · scale, + bias[n], then relu, then + residual[m,n].
+struct Epilogue {
+  float scale = 1.0f;
+  const float* bias = nullptr;      // [n], or null
+  bool relu = false;
+  const float* residual = nullptr;  // [m, ldr], or null; must not overlap c
+  std::int64_t ldr = 0;
+};
+
+/// c[m, 0..n) = epilogue(a[m, 0..k) · packed) for m in [0, rows). `lda`, `ldc`: row strides in floats.
+/// Runs on `threads` threads of the calling thread's OpenMP team (0: omp_get_max_threads; 1 inside a
+/// parallel region of the caller's own). Allocates only on a thread's first call (its row buffer).
+void multiply(const float* a, std::int64_t lda, const float* packed, float* c, std::int64_t ldc, std::int64_t rows,
+              std::int64_t n, std::int64_t k, const Epilogue& epilogue, int threads = 0);
+
+/// y = softmax (or log_softmax, `log`) of each of `rows` rows of n floats of x; y may be x. AVX2; the
+/// exponential is a degree-6 polynomial with relative error ~2e-7, and inputs more than 87 below their
+/// row's max count as e^-87 (1.6e-38) rather than 0.
+void softmax_rows(const float* x, float* y, std::int64_t rows, std::int64_t n, bool log = false);
+
+/// A buffer of at least `floats` floats (64-byte aligned) owned by the calling thread, one per `slot`
+/// (0 is multiply's own); it grows when asked for more and is kept for the thread's life, so warm calls
+/// allocate nothing. Slots 1..3 are free for callers (the attention kernel).
+float* thread_buffer(int slot, std::size_t floats);
+
+}  // namespace kiln::gemm

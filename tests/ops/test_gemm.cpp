@@ -1,0 +1,219 @@
+// Kiln's GEMM (ops/gemm.hpp) against a double-precision reference: shapes that cross every blocking
+// edge (rows not a multiple of the 6-row register block and above the 144-row block, columns not a
+// multiple of the 16-column panel, depths above the 512 K block), row strides larger than the rows,
+// each part of the epilogue, one and two threads; the packing routines, the shared pack cache, the
+// row softmax, and the per-thread buffers.
+// Tolerance, per element: an f32 sum of k products, in any order, errs by at most about k·u·Σ|aᵢwᵢ|
+// (u = 2^-24; Higham, Accuracy and Stability, §3.1), so each result is checked against
+// (k+2)·u·Σ|aᵢwᵢ| plus the rounding of the epilogue's own adds: a bound, not a guess.
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <memory>
+#include <random>
+#include <vector>
+
+#include "ops/gemm.hpp"
+#include "tests/test_util.hpp"
+
+namespace {
+
+using kiln::gemm::Epilogue;
+
+constexpr double kU = 5.96e-8;  // 2^-24
+
+struct AlignedFloats {
+  explicit AlignedFloats(std::size_t n)
+      : data(static_cast<float*>(std::aligned_alloc(64, (n * sizeof(float) + 63) / 64 * 64 + 64))) {}
+  ~AlignedFloats() { std::free(data); }
+  AlignedFloats(const AlignedFloats&) = delete;
+  AlignedFloats& operator=(const AlignedFloats&) = delete;
+  float* data;
+};
+
+std::vector<float> random_floats(std::mt19937& rng, std::size_t n, float lo, float hi) {
+  std::uniform_real_distribution<float> d(lo, hi);
+  std::vector<float> v(n);
+  for (float& x : v) x = d(rng);
+  return v;
+}
+
+struct Shape {
+  std::int64_t rows, n, k;
+};
+
+/// Runs one product with the given epilogue parts and strides; returns the worst error over the bound
+/// (<= 1 passes).
+double check(std::mt19937& rng, const Shape& s, bool bias, bool relu, bool residual, float scale, int threads) {
+  const std::int64_t lda = s.k + 3, ldc = s.n + 5;
+  std::vector<float> a = random_floats(rng, static_cast<std::size_t>(s.rows * lda), -1.f, 1.f);
+  std::vector<float> w = random_floats(rng, static_cast<std::size_t>(s.n * s.k), -0.5f, 0.5f);
+  std::vector<float> b = random_floats(rng, static_cast<std::size_t>(s.n), -1.f, 1.f);
+  std::vector<float> res = random_floats(rng, static_cast<std::size_t>(s.rows * s.n), -1.f, 1.f);
+  std::vector<float> c(static_cast<std::size_t>(s.rows * ldc), 12345.f);
+  AlignedFloats packed(kiln::gemm::packed_floats(s.n, s.k));
+  kiln::gemm::pack_weights(w.data(), s.n, s.k, packed.data);
+  Epilogue ep;
+  ep.scale = scale;
+  ep.bias = bias ? b.data() : nullptr;
+  ep.relu = relu;
+  ep.residual = residual ? res.data() : nullptr;
+  ep.ldr = s.n;
+  kiln::gemm::multiply(a.data(), lda, packed.data, c.data(), ldc, s.rows, s.n, s.k, ep, threads);
+  double worst = 0;
+  for (std::int64_t i = 0; i < s.rows; ++i) {
+    for (std::int64_t j = 0; j < s.n; ++j) {
+      double sum = 0, mag = 0;
+      for (std::int64_t p = 0; p < s.k; ++p) {
+        const double t = static_cast<double>(a[i * lda + p]) * w[j * s.k + p];
+        sum += t;
+        mag += std::fabs(t);
+      }
+      double want = sum * scale + (bias ? b[j] : 0.0);
+      if (relu) want = std::max(want, 0.0);
+      if (residual) want += res[i * s.n + j];
+      const double bound = (static_cast<double>(s.k) + 2) * kU * mag * std::fabs(scale) +
+                           4 * kU * (std::fabs(want) + (bias ? std::fabs(b[j]) : 0.0) + 1.0) + 1e-30;
+      worst = std::max(worst, std::fabs(c[i * ldc + j] - want) / bound);
+    }
+    // The padding of each C row past n is never written.
+    for (std::int64_t j = s.n; j < ldc; ++j)
+      if (c[i * ldc + j] != 12345.f) return 1e30;
+  }
+  return worst;
+}
+
+}  // namespace
+
+TEST_CASE("gemm: products across the blocking edges equal a double reference within the f32 bound") {
+  if (!kiln::gemm::available()) {
+    MESSAGE("this CPU has no AVX2+FMA: Kiln's GEMM is not used here (oneDNN runs the products)");
+    CHECK(!kiln::gemm::enabled());
+    return;
+  }
+  std::mt19937 rng(71);
+  const Shape shapes[] = {{1, 1, 1},     {1, 16, 512},  {5, 17, 3},    {6, 16, 16},  {7, 33, 100},
+                          {13, 15, 513}, {150, 40, 70}, {289, 48, 31}, {2, 2, 1100}, {31, 200, 640}};
+  double worst = 0;
+  for (const Shape& s : shapes)
+    for (int threads : {1, 2}) {
+      INFO("rows " << s.rows << " n " << s.n << " k " << s.k << ", " << threads << " thread(s)");
+      const double plain = check(rng, s, false, false, false, 1.0f, threads);
+      const double all = check(rng, s, true, true, true, 0.125f, threads);
+      const double bias_relu = check(rng, s, true, true, false, 1.0f, threads);
+      CHECK(plain <= 1.0);
+      CHECK(all <= 1.0);
+      CHECK(bias_relu <= 1.0);
+      worst = std::max({worst, plain, all, bias_relu});
+    }
+  MESSAGE("gemm worst error / f32 bound: " << worst);
+}
+
+TEST_CASE("gemm: an empty depth gives the epilogue of zero, empty rows or columns write nothing") {
+  if (!kiln::gemm::available()) return;
+  const float bias[3] = {-1.f, 2.f, 0.5f}, res[6] = {1, 1, 1, 1, 1, 1};
+  float c[6] = {9, 9, 9, 9, 9, 9};
+  AlignedFloats packed(16);
+  Epilogue ep;
+  ep.bias = bias;
+  ep.relu = true;
+  ep.residual = res;
+  ep.ldr = 3;
+  kiln::gemm::multiply(nullptr, 0, packed.data, c, 3, 2, 3, 0, ep);
+  CHECK(std::vector<float>(c, c + 6) == std::vector<float>{1, 3, 1.5f, 1, 3, 1.5f});
+  float d[2] = {7, 7};
+  kiln::gemm::multiply(nullptr, 0, packed.data, d, 1, 0, 2, 4, Epilogue{});
+  kiln::gemm::multiply(nullptr, 0, packed.data, d, 1, 2, 0, 4, Epilogue{});
+  CHECK(d[0] == 7.f);
+  CHECK(d[1] == 7.f);
+}
+
+TEST_CASE("gemm: packing lays out 16-column panels, zero-padded, and strided or column-major sources agree") {
+  // w [n=18, k=3]: panel 0 holds columns 0..15, panel 1 columns 16, 17 and 14 zeros, each k-major.
+  std::vector<float> w(18 * 3);
+  for (std::size_t i = 0; i < w.size(); ++i) w[i] = static_cast<float>(i + 1);
+  REQUIRE(kiln::gemm::packed_floats(18, 3) == 2 * 16 * 3);
+  std::vector<float> out(kiln::gemm::packed_floats(18, 3), -1.f);
+  kiln::gemm::pack_weights(w.data(), 18, 3, out.data());
+  CHECK(out[0] == w[0 * 3 + 0]);            // panel 0, k 0, column 0
+  CHECK(out[1] == w[1 * 3 + 0]);            // column 1
+  CHECK(out[16 + 5] == w[5 * 3 + 1]);       // k 1, column 5
+  CHECK(out[48 + 16 * 2 + 1] == w[17 * 3 + 2]);  // panel 1, k 2, column 17
+  CHECK(out[48 + 16 * 2 + 2] == 0.f);       // column 18 does not exist
+  // The same weights with a row stride of 5, and given as b = wᵀ [k, n] to pack_columns.
+  std::vector<float> strided(18 * 5, 99.f), bt(3 * 18);
+  for (int j = 0; j < 18; ++j)
+    for (int p = 0; p < 3; ++p) {
+      strided[j * 5 + p] = w[j * 3 + p];
+      bt[p * 18 + j] = w[j * 3 + p];
+    }
+  std::vector<float> out2(out.size(), -2.f), out3(out.size(), -3.f);
+  kiln::gemm::pack_weights(strided.data(), 5, 18, 3, out2.data());
+  kiln::gemm::pack_columns(bt.data(), 18, 3, 18, out3.data());
+  CHECK(out2 == out);
+  CHECK(out3 == out);
+}
+
+TEST_CASE("gemm: shared_pack packs a weight once while any kernel holds it") {
+  std::vector<float> w(40 * 8, 0.25f);
+  auto owner = std::make_shared<int>(0);
+  const std::size_t before = kiln::gemm::packs_made();
+  auto first = kiln::gemm::shared_pack(w.data(), 40, 8, owner);
+  auto second = kiln::gemm::shared_pack(w.data(), 40, 8, owner);
+  CHECK(first.get() == second.get());
+  CHECK(kiln::gemm::packs_made() == before + 1);
+  CHECK(owner.use_count() == 2);  // the pack keeps the weights' owner alive
+  auto other_shape = kiln::gemm::shared_pack(w.data(), 20, 16, owner);
+  CHECK(other_shape.get() != first.get());
+  CHECK(kiln::gemm::packs_made() == before + 2);
+  first.reset();
+  second.reset();
+  other_shape.reset();
+  CHECK(owner.use_count() == 1);  // released with the last holder
+  auto again = kiln::gemm::shared_pack(w.data(), 40, 8, owner);
+  CHECK(kiln::gemm::packs_made() == before + 3);
+  CHECK(again.get()[0] == 0.25f);
+}
+
+TEST_CASE("gemm: softmax_rows equals a double softmax and log_softmax, with -inf entries, any row length") {
+  if (!kiln::gemm::available()) return;
+  std::mt19937 rng(72);
+  for (std::int64_t n : {1, 7, 8, 9, 64, 129}) {
+    std::vector<float> x = random_floats(rng, static_cast<std::size_t>(3 * n), -30.f, 30.f);
+    if (n > 2) x[1] = -INFINITY;  // a masked key
+    std::vector<float> y = x, logs(x.size());
+    kiln::gemm::softmax_rows(y.data(), y.data(), 3, n);  // in place
+    kiln::gemm::softmax_rows(x.data(), logs.data(), 3, n, true);
+    for (std::int64_t r = 0; r < 3; ++r) {
+      double max = -INFINITY, sum = 0;
+      for (std::int64_t j = 0; j < n; ++j) max = std::max(max, static_cast<double>(x[r * n + j]));
+      for (std::int64_t j = 0; j < n; ++j) sum += std::exp(x[r * n + j] - max);
+      for (std::int64_t j = 0; j < n; ++j) {
+        const double want = std::exp(x[r * n + j] - max) / sum;
+        INFO("n " << n << " row " << r << " column " << j);
+        // Relative 1e-6 (polynomial ~2e-7 plus the sum's rounding) plus the rounding of the f32 difference
+        // x - max, which moves e^(x-max) by |x-max|·u relative; inputs more than 87 below the row's max
+        // give e^-87 / sum (1.6e-38) instead of 0.
+        const double shift = std::fabs(x[r * n + j] - max);
+        CHECK(std::fabs(y[r * n + j] - want) <= (1e-6 + (std::isinf(shift) ? 0.0 : shift) * kU) * want + 1e-37);
+        // log softmax: x - max - log(sum), rounding of each f32 term (|x - max| and log(sum) <= ~70 here)
+        const double want_log = x[r * n + j] - max - std::log(sum);
+        if (std::isinf(want_log)) CHECK(std::isinf(logs[r * n + j]));
+        else CHECK(std::fabs(logs[r * n + j] - want_log) <= 4 * kU * (std::fabs(x[r * n + j]) + std::fabs(max) + std::fabs(std::log(sum)) + 1));
+      }
+    }
+  }
+}
+
+TEST_CASE("gemm: a thread's buffer grows when asked for more and is reused otherwise") {
+  float* small = kiln::gemm::thread_buffer(2, 100);
+  CHECK(kiln::gemm::thread_buffer(2, 50) == small);
+  float* large = kiln::gemm::thread_buffer(2, 100000);
+  large[99999] = 1.f;  // writable to its end
+  CHECK(kiln::gemm::thread_buffer(2, 100000) == large);
+  CHECK(reinterpret_cast<std::uintptr_t>(large) % 64 == 0);
+  CHECK(kiln::gemm::thread_buffer(3, 10) != large);
+}
