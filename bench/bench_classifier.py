@@ -14,7 +14,8 @@ like Kiln's linear, weights stored N x K) and prints the higher GFLOP/s of the t
 as the reference "matmul peak".
 
 Per row (model, shape, threads) it measures:
-  kiln -O2 ms      median reported by `kilnc --threads T run MODEL -O2 ... --repeat N --warmup W`
+  kiln -O2 ms      median of the medians reported by `kilnc --threads T run MODEL -O2 ... --repeat N/R
+                   --warmup W`, one call per round
                    (OMP_NUM_THREADS=T in its environment): all optimization passes
   kiln -O0 ms      the same with -O0: no passes, one kernel per op of the model as written
   -O2/-O0          kiln -O2 ms / kiln -O0 ms  (< 1 means the passes make Kiln faster)
@@ -38,12 +39,19 @@ or n/a (row not in this run):
 
 Medians are the element at index N//2 of the sorted timings, the same definition kilnc
 and kiln_matmul_peak use; PyTorch timings use time.perf_counter around each forward call after
-W warm-up calls.
+W warm-up calls. Each row's N timed runs per engine are split into --rounds rounds (default 3) in
+which the engines take turns (eager, script, kiln -O2, kiln -O0, then again), and each engine's
+figure is the median of its round medians: a busy spell of the shared machine then lands on all
+engines alike instead of on whichever was running.
+
+KILN_GEMM=onednn in the environment makes kilnc run its linear products, attention and softmax on
+oneDNN instead of Kiln's own kernels (ops/gemm.hpp): the way to measure what those kernels gain.
 
 Examples (from the repository root):
   /usr/bin/python3 bench/bench_classifier.py --quick
   /usr/bin/python3 bench/bench_classifier.py
   /usr/bin/python3 bench/bench_classifier.py --models b --shapes b16xs128 --threads 2 --repeat 10
+  KILN_GEMM=onednn /usr/bin/python3 bench/bench_classifier.py --models b --shapes b1xs128 --threads 2
 """
 
 import argparse
@@ -331,8 +339,8 @@ def torch_warmup(fn, x, warmup):
 
 
 def torch_time(fn, x, repeat, stop_after_s=None):
-    """Median ms of `repeat` timed calls. With stop_after_s, stops early once that much time has
-    passed and DEFAULT_MIN_REPEAT calls are done (the machine got busy). Returns (median, calls)."""
+    """Timings (ms) of `repeat` calls. With stop_after_s, stops early once that much time has passed
+    and DEFAULT_MIN_REPEAT calls are done (the machine got busy). Returns (timings, calls)."""
     times = []
     start = time.perf_counter()
     with torch.no_grad():
@@ -344,7 +352,7 @@ def torch_time(fn, x, repeat, stop_after_s=None):
             if (stop_after_s is not None and len(times) >= DEFAULT_MIN_REPEAT
                     and t1 - start > stop_after_s):
                 break
-    return median(times), len(times)
+    return times, len(times)
 
 
 class Kilnc:
@@ -468,6 +476,10 @@ def parse_args(argv):
     p.add_argument("--warmup", type=int, default=None,
                    help="untimed runs before timing, for every engine. Default: 3, or 2 in rows "
                         "where the first PyTorch run takes over %.1f s" % SLOW_RUN_S)
+    p.add_argument("--rounds", type=int, default=3,
+                   help="split each row's timed runs into this many rounds, engines taking turns in "
+                        "each, so that the shared machine's busy spells hit every engine alike "
+                        "(default: %(default)s; 1: each engine's runs back to back)")
     p.add_argument("--quick", action="store_true",
                    help="just model a, shape b1xs32, threads 1 and 2")
     p.add_argument("--kilnc", default=os.path.join(REPO_ROOT, "build", "tools", "kilnc"),
@@ -644,17 +656,50 @@ def main(argv=None):
                                          max(DEFAULT_MIN_REPEAT, DEFAULT_BUDGET_S / max(last_s, 1e-6))))
                     log("  %s t%d: %d runs after %d warm-up ..." % (shape_label((batch, seq)), threads,
                                                                     repeat, warmup))
-                    # automatic repeat: if the machine gets busy, stop at 4x the budget and use the
-                    # number of runs done for the other engines too
-                    eager_ms, repeat = torch_time(eager, x, repeat,
-                                                  None if args.repeat is not None else 4 * DEFAULT_BUDGET_S)
+                    # Rounds: every engine runs `per_round` timed calls per round, engines taking turns,
+                    # so that a busy spell of the shared machine hits all of them alike. Each engine's
+                    # figure is the median of its round medians (kilnc reports one median per call).
+                    rounds = max(1, min(args.rounds, repeat // DEFAULT_MIN_REPEAT))
+                    per_round = max(1, repeat // rounds)
+                    # automatic repeat: if the machine gets busy, stop round 1 at 4x its share of the
+                    # budget and use the number of runs done for every engine and round
+                    first_round, per_round = torch_time(
+                        eager, x, per_round, None if args.repeat is not None else 4 * DEFAULT_BUDGET_S / rounds)
+                    repeat = per_round * rounds
                     with torch.no_grad():
                         torch_probs = model(x)[1].numpy()
-
-                    script_ms = None
+                    log("  %s t%d: %d rounds of %d runs per engine" % (shape_label((batch, seq)), threads,
+                                                                      rounds, per_round))
+                    eager_rounds, script_rounds = [median(first_round)], []
+                    kiln_rounds = {opt: [] for opt in KILN_OPT_LEVELS}
+                    kiln_probs, failed = {}, set()
+                    for rnd in range(rounds):
+                        if rnd > 0:
+                            eager_rounds.append(median(torch_time(eager, x, per_round)[0]))
+                        if script is not None:
+                            if rnd == 0:
+                                torch_warmup(script, x, warmup)
+                            script_rounds.append(median(torch_time(script, x, per_round)[0]))
+                        for opt in KILN_OPT_LEVELS:
+                            if opt in failed:
+                                continue
+                            out_dir = os.path.join(tmp_root, "out_%s_b%d_s%d_t%d_O%d" % (key, batch, seq, threads, opt))
+                            try:
+                                ms, kiln_threads, probs = kilnc.run(threads, opt, yaml_path, tokens_path,
+                                                                    per_round, warmup, out_dir)
+                            except RuntimeError as e:
+                                log(str(e))
+                                notes.append("%s: kilnc -O%d failed: %s" % (label, opt, str(e).splitlines()[0]))
+                                failed.add(opt)
+                                continue
+                            if kiln_threads != threads:
+                                notes.append("%s: asked kilnc -O%d for %d threads, it reports %d"
+                                             % (label, opt, threads, kiln_threads))
+                            kiln_rounds[opt].append(ms)
+                            kiln_probs[opt] = probs
+                    eager_ms = median(eager_rounds)
+                    script_ms = median(script_rounds) if script_rounds else None
                     if script is not None:
-                        torch_warmup(script, x, warmup)
-                        script_ms, _ = torch_time(script, x, repeat)
                         with torch.no_grad():
                             sd = float(np.max(np.abs(script(x)[1].numpy() - torch_probs)))
                         if sd > 1e-5:
@@ -662,17 +707,8 @@ def main(argv=None):
 
                     kiln = {}
                     for opt in KILN_OPT_LEVELS:
-                        out_dir = os.path.join(tmp_root, "out_%s_b%d_s%d_t%d_O%d" % (key, batch, seq, threads, opt))
-                        try:
-                            ms, kiln_threads, probs = kilnc.run(threads, opt, yaml_path, tokens_path,
-                                                                repeat, warmup, out_dir)
-                        except RuntimeError as e:
-                            log(str(e))
-                            notes.append("%s: kilnc -O%d failed: %s" % (label, opt, str(e).splitlines()[0]))
-                            ms, kiln_threads, probs = None, threads, None
-                        if kiln_threads != threads:
-                            notes.append("%s: asked kilnc -O%d for %d threads, it reports %d"
-                                         % (label, opt, threads, kiln_threads))
+                        ms = median(kiln_rounds[opt]) if kiln_rounds[opt] else None
+                        probs = kiln_probs.get(opt)
                         if probs is None or probs.shape != torch_probs.shape:
                             diff = None
                             if ms is not None:
@@ -694,7 +730,7 @@ def main(argv=None):
                                      ratio=ratio(kiln_ms, eager_ms), gflops=gflops,
                                      flops=flops, max_dprobs=max(diffs) if diffs else None,
                                      max_dprobs_o2=diff2, max_dprobs_o0=diff0,
-                                     repeat=repeat, warmup=warmup))
+                                     repeat=repeat, warmup=warmup, rounds=rounds))
                     log("    kiln -O2 %s ms, -O0 %s ms, eager %s ms, script %s ms; other processes busy on %s CPUs"
                         % (fmt_ms(kiln_ms), fmt_ms(kiln_o0_ms), fmt_ms(eager_ms), fmt_ms(script_ms),
                            "?" if bg_cores is None else "%.2f" % bg_cores))
@@ -739,12 +775,14 @@ def main(argv=None):
                  fmt_ratio(r["ratio"]), fmt_gflops(r["gflops"]), fmt_pct(r["pct_of_peak"]),
                  "n/a" if r["max_dprobs"] is None else "%.1e" % r["max_dprobs"]))
     print()
-    plans = sorted(set((r["repeat"], r["warmup"]) for r in rows))
+    plans = sorted(set((r["repeat"], r["rounds"], r["warmup"]) for r in rows))
     if len(plans) == 1:
-        print("Timed runs per measurement: %d, after %d warm-up runs (same for every engine)." % plans[0])
+        print("Timed runs per engine and row: %d in %d rounds, each after %d warm-up runs (same for every "
+              "engine)." % plans[0])
     else:
-        print("Timed runs (after warm-up runs) per measurement, the same for every engine in a row: %s."
-              % ", ".join("%s: %d (%d)" % (row_label(r), r["repeat"], r["warmup"]) for r in rows))
+        print("Timed runs in rounds (after warm-up runs) per engine, the same for every engine in a row: %s."
+              % ", ".join("%s: %d in %d (%d)" % (row_label(r), r["repeat"], r["rounds"], r["warmup"])
+                          for r in rows))
     for n in notes:
         print("Note: " + n)
     loads = [r["background_cpus"] for r in rows if r["background_cpus"] is not None]

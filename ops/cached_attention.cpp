@@ -10,8 +10,13 @@
 
 #include <cstring>
 
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
 #include <tbb/parallel_for.h>
 
+#include "ops/gemm.hpp"
 #include "ops/step_attention.hpp"
 
 namespace kiln {
@@ -25,6 +30,7 @@ struct RowArgs {
   float *scores, *context;
   std::int64_t e, t, dh, h, step;
   float scale;
+  bool avx2;  // gemm::enabled() and dh a multiple of 8: attend_row_avx2
 };
 
 // Attention of row b's new position over its cache, all heads. Compiled for AVX2 as well as the baseline
@@ -59,6 +65,82 @@ KILN_AVX2_CLONES void attend_row(const RowArgs& a, std::int64_t b) {
       for (std::int64_t d = head * dh; d < (head + 1) * dh; ++d) c[d] += p * v[d];
     }
   }
+}
+
+#if defined(__x86_64__)
+// attend_row with AVX2 intrinsics for head sizes that are a multiple of 8 (gemm::enabled() CPUs): the part
+// of a decoding step that grows with the position, so the time per token stays flat as the output grows.
+//   - scores: four positions at a time per head, their four dot products reduced together by two rounds
+//     of horizontal adds (one reduction per position and head was most of the cost);
+//   - softmax: gemm::softmax_rows (vector exponentials);
+//   - context: 64 columns at a time held in eight registers while every position is added in.
+__attribute__((target("avx2,fma"))) void attend_row_avx2(const RowArgs& a, std::int64_t b) {
+  const std::int64_t e = a.e, t = a.t, dh = a.dh, h = a.h, step = a.step, n = step + 1;
+  const float* q = a.qkv + b * 3 * e;
+  float* sc = a.scores + b * h * (t + 1);  // [head][position]
+  auto key = [&](std::int64_t j) {
+    return j == step ? q + e : a.k_cache + ((a.rows ? a.rows[b * t + j] : b) * t + j) * e;
+  };
+  auto value = [&](std::int64_t j) {
+    return j == step ? q + 2 * e : a.v_cache + ((a.rows ? a.rows[b * t + j] : b) * t + j) * e;
+  };
+  const __m128 scale = _mm_set1_ps(a.scale);
+  std::int64_t j = 0;
+  for (; j + 4 <= n; j += 4) {
+    const float* k[4] = {key(j), key(j + 1), key(j + 2), key(j + 3)};
+    for (std::int64_t head = 0; head < h; ++head) {
+      __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+      for (std::int64_t d = head * dh; d < (head + 1) * dh; d += 8) {
+        const __m256 qv = _mm256_loadu_ps(q + d);
+        s0 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k[0] + d), s0);
+        s1 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k[1] + d), s1);
+        s2 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k[2] + d), s2);
+        s3 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k[3] + d), s3);
+      }
+      // hadd(hadd(s0,s1), hadd(s2,s3)) holds each sum's two halves: lane i of the low and the high half.
+      const __m256 sums = _mm256_hadd_ps(_mm256_hadd_ps(s0, s1), _mm256_hadd_ps(s2, s3));
+      const __m128 four = _mm_add_ps(_mm256_castps256_ps128(sums), _mm256_extractf128_ps(sums, 1));
+      _mm_storeu_ps(sc + head * (t + 1) + j, _mm_mul_ps(four, scale));
+    }
+  }
+  for (; j < n; ++j) {
+    const float* k = key(j);
+    for (std::int64_t head = 0; head < h; ++head)
+      sc[head * (t + 1) + j] = step_attention::dot(q + head * dh, k + head * dh, dh) * a.scale;
+  }
+  for (std::int64_t head = 0; head < h; ++head) gemm::softmax_rows(sc + head * (t + 1), sc + head * (t + 1), 1, n);
+  float* c = a.context + b * e;
+  std::int64_t c0 = 0;
+  for (; c0 + 64 <= e; c0 += 64) {
+    __m256 acc[8];
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; ++i) acc[i] = _mm256_setzero_ps();
+    const float* p[8];  // the score row of each register's head
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; ++i) p[i] = sc + (c0 + 8 * i) / dh * (t + 1);
+    for (std::int64_t jj = 0; jj < n; ++jj) {
+      const float* v = value(jj) + c0;
+#pragma GCC unroll 8
+      for (int i = 0; i < 8; ++i) acc[i] = _mm256_fmadd_ps(_mm256_broadcast_ss(p[i] + jj), _mm256_loadu_ps(v + 8 * i), acc[i]);
+    }
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; ++i) _mm256_storeu_ps(c + c0 + 8 * i, acc[i]);
+  }
+  for (; c0 < e; c0 += 8) {  // the last e % 64 columns, eight at a time
+    __m256 acc = _mm256_setzero_ps();
+    const float* p = sc + c0 / dh * (t + 1);
+    for (std::int64_t jj = 0; jj < n; ++jj)
+      acc = _mm256_fmadd_ps(_mm256_broadcast_ss(p + jj), _mm256_loadu_ps(value(jj) + c0), acc);
+    _mm256_storeu_ps(c + c0, acc);
+  }
+}
+#endif
+
+void attend(const RowArgs& a, std::int64_t b) {
+#if defined(__x86_64__)
+  if (a.avx2) return attend_row_avx2(a, b);
+#endif
+  attend_row(a, b);
 }
 
 std::vector<TensorType> infer(const ShapeCtx& ctx) {
@@ -104,6 +186,7 @@ class CachedAttentionKernel : public Kernel {
     h_ = ctx.node.attr_int("heads");
     dh_ = e_ / h_;
     rows_ = ctx.has(kRows);
+    avx2_ = gemm::enabled() && dh_ % 8 == 0;
     const bool in_bias = ctx.has(kInB), out_bias = ctx.has(kOutB);
     // q, k, v of the new position in one GEMM: [B,E] x [E,3E].
     qkv_at_ = proj_.reserve(static_cast<std::size_t>(b_ * 3 * e_) * sizeof(float));
@@ -145,8 +228,9 @@ class CachedAttentionKernel : public Kernel {
     const float scale = 1.0f / std::sqrt(static_cast<float>(dh_));
     const std::int64_t e = e_, n = step + 1;
     // Per row, all heads together: each cached key/value row is read once as E contiguous floats.
-    RowArgs a{qkv, k_cache, v_cache, rows_ ? rows : nullptr, scores, context, e_, t_, dh_, h_, step, scale};
-    auto one_row = [&](std::int64_t b) { attend_row(a, b); };
+    RowArgs a{qkv, k_cache, v_cache, rows_ ? rows : nullptr, scores, context, e_, t_, dh_, h_, step, scale,
+              avx2_};
+    auto one_row = [&](std::int64_t b) { attend(a, b); };
     tbb::parallel_for(tbb::blocked_range<std::int64_t>(0, b_, step_attention::grain(2 * n * e)),
                       [&](const tbb::blocked_range<std::int64_t>& r) {
                         for (std::int64_t i = r.begin(); i < r.end(); ++i) one_row(i);
@@ -165,6 +249,7 @@ class CachedAttentionKernel : public Kernel {
   const Node& node_;
   DnnlKernel proj_, out_;
   std::int64_t b_ = 0, e_ = 0, t_ = 0, h_ = 0, dh_ = 0;
+  bool avx2_ = false;
   bool rows_ = false;
   std::size_t qkv_at_ = 0, ctx_at_ = 0, out_base_ = 0, scores_base_ = 0;
 };

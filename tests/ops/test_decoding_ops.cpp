@@ -1,7 +1,8 @@
 // The decoding ops against naive references: log_softmax, argmax, topk, padding_mask, positions,
 // attention with a key_padding_mask, attention_kv + cross_attention, and cached_attention run step by
 // step over its own cache (each step equals full attention of that position over positions 0..t, also
-// when cache_rows sends reads to other rows). Tolerance 1e-5 absolute: inputs in [-1, 1], E <= 32.
+// when cache_rows sends reads to other rows). Tolerance 1e-5 absolute: inputs in [-1, 1], E <= 32 (or weights
+// within ±1/sqrt(E)). Each op runs with Kiln's kernels and with oneDNN's (gemm::override_enabled).
 
 #include <algorithm>
 #include <cmath>
@@ -143,7 +144,7 @@ TEST_CASE("attention and cross_attention with a key_padding_mask equal attention
   for (std::int64_t i = 0; i < b; ++i) {
     Tensor keys = rows_of(mem, i, 0, lengths[i]);
     Tensor want = ref_attention(rows_of(q, i, 0, sq), keys, keys, in_w, &in_b, out_w, &out_b, static_cast<int>(h));
-    INFO((kiln_kernels ? "Kiln" : "oneDNN") << " kernels, row " << i << " (" << lengths[i] << " keys)");
+    INFO(std::string(kiln_kernels ? "Kiln" : "oneDNN") << " kernels, row " << i << " (" << lengths[i] << " keys)");
     CHECK(max_abs_error(rows_of(full.out, i, 0, sq), want) <= kTol);
     CHECK(max_abs_error(rows_of(cross.out, i, 0, sq), want) <= kTol);
   }
@@ -151,12 +152,16 @@ TEST_CASE("attention and cross_attention with a key_padding_mask equal attention
   }
 }
 
-TEST_CASE("cached_attention, step by step, equals causal attention, cache_rows redirects reads") {
-  Rng rng = make_rng(604);
-  const std::int64_t b = 2, t_max = 6, e = 32, h = 4;
+// One cached_attention run over t_max steps (e = embedding, h = heads) with Kiln's kernels or oneDNN's;
+// returns the worst abs error against causal attention over the prefix.
+double cached_attention_steps(Rng& rng, std::int64_t b, std::int64_t t_max, std::int64_t e, std::int64_t h, bool kiln_kernels) {
+  gemm::override_enabled(kiln_kernels);
   Tensor x = random_f32(rng, {b, t_max, e});
-  Tensor in_w = random_f32(rng, {3 * e, e}), in_b = random_f32(rng, {3 * e}), out_w = random_f32(rng, {e, e}),
-         out_b = random_f32(rng, {e});
+  // Weights within ±1/sqrt(E) (nn.Linear's initialization) keep every activation O(1) at any E, so the
+  // absolute tolerance means the same for E = 32 and E = 72.
+  const float w = 1.0f / std::sqrt(static_cast<float>(e));
+  Tensor in_w = random_f32(rng, {3 * e, e}, -w, w), in_b = random_f32(rng, {3 * e}, -w, w),
+         out_w = random_f32(rng, {e, e}, -w, w), out_b = random_f32(rng, {e}, -w, w);
   Tensor kc = Tensor::empty(DType::f32, {b, t_max, e}), vc = Tensor::empty(DType::f32, {b, t_max, e});
   // A second cache holding the rows swapped, read through cache_rows = the other row.
   Tensor kc_swapped = Tensor::empty(DType::f32, {b, t_max, e}), vc_swapped = Tensor::empty(DType::f32, {b, t_max, e});
@@ -177,7 +182,7 @@ TEST_CASE("cached_attention, step by step, equals causal attention, cache_rows r
       Tensor prefix = rows_of(x, r, 0, t + 1);
       Tensor want = ref_attention(rows_of(x, r, t, 1), prefix, prefix, in_w, &in_b, out_w, &out_b, static_cast<int>(h));
       double err = std::max(max_abs_error(rows_of(out[0], r, 0, 1), want), max_abs_error(rows_of(out2[0], r, 0, 1), want));
-      INFO("step " << t << " row " << r);
+      INFO(std::string(kiln_kernels ? "Kiln" : "oneDNN") << " kernels, e " << e << " heads " << h << ", step " << t << " row " << r);
       CHECK(err <= kTol);
       worst = std::max(worst, err);
       // Store this step's key/value at position t, as the generation loop does.
@@ -188,6 +193,26 @@ TEST_CASE("cached_attention, step by step, equals causal attention, cache_rows r
       std::memcpy(vc_swapped.data_as<float>() + ((b - 1 - r) * t_max + t) * e, out[2].data_as<float>() + r * e, bytes);
     }
   }
+  gemm::override_enabled(std::nullopt);
+  return worst;
+}
+
+TEST_CASE("cached_attention, step by step, equals causal attention, cache_rows redirects reads") {
+  // Head sizes 8 and 24 take the AVX2 row kernel with Kiln's kernels (dh a multiple of 8; e = 72 also
+  // covers its 64-column context block and the 8-column rest); 12 takes the portable loop; 11 steps
+  // cover its four-position score blocks and the positions left over.
+  Rng rng = make_rng(604);
+  double worst = 0;
+  for (bool kiln_kernels : {true, false}) {
+    worst = std::max(worst, cached_attention_steps(rng, 2, 6, 32, 4, kiln_kernels));
+    worst = std::max(worst, cached_attention_steps(rng, 2, 11, 72, 3, kiln_kernels));
+    worst = std::max(worst, cached_attention_steps(rng, 1, 11, 36, 3, kiln_kernels));
+  }
+  const std::int64_t b = 2, t_max = 6, e = 32, h = 4;
+  AttrMap heads{{"heads", h}};
+  Tensor kc = Tensor::empty(DType::f32, {b, t_max, e}), vc = Tensor::empty(DType::f32, {b, t_max, e});
+  Tensor in_w = random_f32(rng, {3 * e, e}), in_b = random_f32(rng, {3 * e}), out_w = random_f32(rng, {e, e}),
+         out_b = random_f32(rng, {e});
   MESSAGE("cached_attention worst abs error " << worst);
   Tensor xt = random_f32(rng, {b, 1, e});
   std::string msg = error_of([&] {
