@@ -242,6 +242,7 @@ class CachedAttentionKernel : public Kernel {
     out_.execute(stream, KernelArgs{args.in, args.out, scratch + out_base_});
   }
 
+  std::size_t packed_weight_bytes() const override { return proj_.packed_weight_bytes() + out_.packed_weight_bytes(); }
   std::string impl() const override { return proj_.impl() + " + kiln:cached_attention + " + out_.impl(); }
 
  private:

@@ -73,6 +73,9 @@ class DnnlKernel : public Kernel {
   /// A step that runs Kiln code instead of a primitive: `fn(args, scratch)` with this kernel's scratch.
   using StepFn = std::function<void(const KernelArgs& args, char* scratch)>;
   int add_step(StepFn fn, std::string impl);
+  /// Records that a step holds `bytes` of packed weights (see Kernel::packed_weight_bytes).
+  void add_packed_weight_bytes(std::size_t bytes) { packed_bytes_ += bytes; }
+  std::size_t packed_weight_bytes() const override { return packed_bytes_; }
 
   void execute(dnnl::stream& stream, const KernelArgs& args) override;
   std::size_t scratch_bytes() const override;
@@ -102,6 +105,7 @@ class DnnlKernel : public Kernel {
   std::vector<Step> steps_;
   std::size_t scratch_ = 0;     // user scratch regions
   std::size_t scratchpad_ = 0;  // max oneDNN scratchpad over steps (steps run one after another)
+  std::size_t packed_bytes_ = 0;
 };
 
 /// Where a kernel step reads or writes a buffer: a node input, a node output, or the kernel's scratch.

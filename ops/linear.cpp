@@ -43,6 +43,7 @@ void add_linear(DnnlKernel& kernel, const KernelCtx& ctx, const LinearStep& step
     const auto* weights = static_cast<const float*>(w->data) + step.weight_row0 * step.in;
     std::shared_ptr<const float> packed = gemm::shared_pack(weights, step.out, step.in, w->owner);
     const bool relu = step.activation == "relu";
+    kernel.add_packed_weight_bytes(gemm::packed_floats(step.out, step.in) * sizeof(float));
     kernel.add_step(
         [step, packed, relu](const KernelArgs& args, char* scratch) {
           gemm::Epilogue ep;

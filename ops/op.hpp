@@ -71,6 +71,9 @@ class Kernel {
   virtual std::size_t scratch_bytes() const { return 0; }
   /// The implementation(s) used, e.g. oneDNN's impl_info_str: "brg:avx2".
   virtual std::string impl() const = 0;
+  /// Bytes of weights this kernel holds in a packed copy of its own (Kiln's GEMM panels), which plans
+  /// made from the same weights share.
+  virtual std::size_t packed_weight_bytes() const { return 0; }
 };
 
 struct KernelCtx {

@@ -269,14 +269,18 @@ std::string Plan::describe() const {
       weight_bytes += v->constant.bytes;
       ++weights;
     }
-  std::size_t kernels = 0, reorders = 0;
+  std::size_t kernels = 0, reorders = 0, packed = 0;
   for (const auto& step : steps_) {
     kernels += step.kernel ? 1 : 0;
+    packed += step.kernel ? step.kernel->packed_weight_bytes() : 0;
     reorders += step.node->op == "reorder" ? 1 : 0;
   }
   os << "kernels: " << kernels << " (" << in_place_ << " writing in place), reorders: " << reorders << "\n";
   os << "activation arena: " << arena_bytes_ << " bytes (peak, intermediates and kernel scratch)\n";
   os << "weights: " << weight_bytes << " bytes in " << weights << " tensors\n";
+  if (packed > 0)
+    os << "packed weights: " << packed << " bytes (Kiln's GEMM panels, made once and shared by every plan of these "
+          "weights)\n";
   return os.str();
 }
 
