@@ -45,6 +45,70 @@ enum Mode : int { kFirst = 1, kLast = 2 };
 
 #define KILN_AVX2 __attribute__((target("avx2,fma")))
 
+// e^x for x <= 0, eight at a time: x = n·ln2 + r with |r| <= ln2/2, e^r by a degree-6 polynomial, 2^n
+// put into the exponent bits (the vector form of step_attention::exp_nonpositive).
+KILN_AVX2 inline __m256 exp_nonpositive(__m256 x) {
+  x = _mm256_max_ps(x, _mm256_set1_ps(-87.0f));
+  const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+  r = _mm256_fmadd_ps(n, _mm256_set1_ps(2.12194440e-4f), r);
+  __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+  p = _mm256_fmadd_ps(_mm256_mul_ps(p, r), r, _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+  const __m256i bits = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+  return _mm256_mul_ps(p, _mm256_castsi256_ps(bits));
+}
+
+// The activations of Epilogue, eight at a time (see gemm.hpp for their accuracy).
+KILN_AVX2 inline __m256 tanh_of(__m256 x) {  // sign(x)·(1 - e^-2|x|)/(1 + e^-2|x|)
+  const __m256 sign = _mm256_and_ps(x, _mm256_set1_ps(-0.0f));
+  const __m256 z = exp_nonpositive(_mm256_mul_ps(_mm256_set1_ps(-2.0f), _mm256_andnot_ps(_mm256_set1_ps(-0.0f), x)));
+  const __m256 one = _mm256_set1_ps(1.0f);
+  return _mm256_or_ps(sign, _mm256_div_ps(_mm256_sub_ps(one, z), _mm256_add_ps(one, z)));
+}
+
+KILN_AVX2 inline __m256 erf_of(__m256 x) {  // Abramowitz-Stegun 7.1.26, odd
+  const __m256 sign = _mm256_and_ps(x, _mm256_set1_ps(-0.0f));
+  const __m256 a = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), x);
+  const __m256 one = _mm256_set1_ps(1.0f);
+  const __m256 t = _mm256_div_ps(one, _mm256_fmadd_ps(_mm256_set1_ps(0.3275911f), a, one));
+  __m256 p = _mm256_set1_ps(1.061405429f);
+  p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(-1.453152027f));
+  p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(1.421413741f));
+  p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(-0.284496736f));
+  p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(0.254829592f));
+  p = _mm256_mul_ps(p, t);
+  const __m256 e = exp_nonpositive(_mm256_sub_ps(_mm256_setzero_ps(), _mm256_mul_ps(a, a)));
+  return _mm256_or_ps(sign, _mm256_fnmadd_ps(p, e, one));
+}
+
+KILN_AVX2 inline __m256 activate(__m256 v, Activation act) {
+  const __m256 half = _mm256_set1_ps(0.5f), one = _mm256_set1_ps(1.0f);
+  switch (act) {
+    case Activation::None: return v;
+    case Activation::Relu: return _mm256_max_ps(v, _mm256_setzero_ps());
+    case Activation::Gelu:  // x/2 · (1 + erf(x/√2))
+      return _mm256_mul_ps(_mm256_mul_ps(half, v), _mm256_add_ps(one, erf_of(_mm256_mul_ps(v, _mm256_set1_ps(0.70710678118654752f)))));
+    case Activation::GeluTanh: {  // x/2 · (1 + tanh(√(2/π)·(x + 0.044715x³)))
+      const __m256 inner = _mm256_mul_ps(_mm256_set1_ps(0.79788456080286536f),
+                                         _mm256_fmadd_ps(_mm256_mul_ps(_mm256_set1_ps(0.044715f), v), _mm256_mul_ps(v, v), v));
+      return _mm256_mul_ps(_mm256_mul_ps(half, v), _mm256_add_ps(one, tanh_of(inner)));
+    }
+    case Activation::Tanh: return tanh_of(v);
+    case Activation::Sigmoid: {  // 1/(1+e^-x) from z = e^-|x|: x >= 0 gives 1/(1+z), x < 0 gives z/(1+z)
+      const __m256 z = exp_nonpositive(_mm256_sub_ps(_mm256_setzero_ps(), _mm256_andnot_ps(_mm256_set1_ps(-0.0f), v)));
+      const __m256 s = _mm256_div_ps(one, _mm256_add_ps(one, z));
+      return _mm256_blendv_ps(s, _mm256_mul_ps(z, s), v);  // blend on the sign bit of v
+    }
+  }
+  return v;
+}
+
 KILN_AVX2 inline __m256 load_cols(const float* p, __m256i mask, bool full) {
   return full ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, mask);
 }
@@ -93,9 +157,9 @@ KILN_AVX2 void block(const float* a, const float* b, std::int64_t depth, float* 
       }
       v0 = _mm256_add_ps(v0, bias0);
       v1 = _mm256_add_ps(v1, bias1);
-      if (ep.relu) {
-        v0 = _mm256_max_ps(v0, _mm256_setzero_ps());
-        v1 = _mm256_max_ps(v1, _mm256_setzero_ps());
+      if (ep.activation != Activation::None) {
+        v0 = activate(v0, ep.activation);
+        v1 = activate(v1, ep.activation);
       }
       if (ep.residual) {
         const float* res = ep.residual + (row0 + r) * ep.ldr + col0;
@@ -172,7 +236,19 @@ bool available() {
 
 namespace {
 std::atomic<int> g_override{-1};
+
+float activate_scalar(float v, Activation act) {
+  switch (act) {
+    case Activation::None: return v;
+    case Activation::Relu: return std::max(v, 0.0f);
+    case Activation::Gelu: return 0.5f * v * (1.0f + std::erf(v * 0.70710678118654752f));
+    case Activation::GeluTanh: return 0.5f * v * (1.0f + std::tanh(0.79788456080286536f * (v + 0.044715f * v * v * v)));
+    case Activation::Tanh: return std::tanh(v);
+    case Activation::Sigmoid: return 1.0f / (1.0f + std::exp(-v));
+  }
+  return v;
 }
+}  // namespace
 
 bool enabled() {
   static const bool from_env = [] {
@@ -278,8 +354,7 @@ void multiply(const float* a, std::int64_t lda, const float* packed, float* c, s
   if (k <= 0) {  // an empty sum: the epilogue of zero
     for (std::int64_t r = 0; r < rows; ++r)
       for (std::int64_t j = 0; j < n; ++j) {
-        float v = epilogue.bias ? epilogue.bias[j] : 0.0f;  // the scaled empty sum is 0
-        if (epilogue.relu) v = std::max(v, 0.0f);
+        float v = activate_scalar(epilogue.bias ? epilogue.bias[j] : 0.0f, epilogue.activation);  // of 0·scale + bias
         if (epilogue.residual) v += epilogue.residual[r * epilogue.ldr + j];
         c[r * ldc + j] = v;
       }
@@ -311,25 +386,6 @@ void multiply(const float* a, std::int64_t lda, const float* packed, float* c, s
 
 #if KILN_GEMM_X86
 namespace {
-// e^x for x <= 0, eight at a time: x = n·ln2 + r with |r| <= ln2/2, e^r by a degree-6 polynomial, 2^n
-// put into the exponent bits (the vector form of step_attention::exp_nonpositive).
-KILN_AVX2 inline __m256 exp_nonpositive(__m256 x) {
-  x = _mm256_max_ps(x, _mm256_set1_ps(-87.0f));
-  const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
-                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
-  r = _mm256_fmadd_ps(n, _mm256_set1_ps(2.12194440e-4f), r);
-  __m256 p = _mm256_set1_ps(1.9875691500e-4f);
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
-  p = _mm256_fmadd_ps(_mm256_mul_ps(p, r), r, _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
-  const __m256i bits = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-  return _mm256_mul_ps(p, _mm256_castsi256_ps(bits));
-}
-
 KILN_AVX2 inline float horizontal(__m256 v, bool max) {
   __m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
   __m128 x = max ? _mm_max_ps(lo, hi) : _mm_add_ps(lo, hi);

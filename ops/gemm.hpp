@@ -58,11 +58,16 @@ std::shared_ptr<const float> shared_pack(const float* w, std::int64_t n, std::in
 /// How many packs shared_pack has made (not found in its cache): tests check that plans share them.
 std::size_t packs_made();
 
-/// What is applied to each result before it is stored: · scale, + bias[n], then relu, then + residual[m,n].
+/// The activation an Epilogue applies (linear's `activation` attribute).
+enum class Activation : std::uint8_t { None, Relu, Gelu, GeluTanh, Tanh, Sigmoid };
+
+/// What is applied to each result before it is stored: · scale, + bias[n], then the activation, then
+/// + residual[m,n]. gelu uses erf by the Abramowitz-Stegun 7.1.26 rational form (|error| <= ~3e-7 in f32),
+/// tanh, gelu_tanh and sigmoid the vector exponential (relative error ~2e-7).
 struct Epilogue {
   float scale = 1.0f;
   const float* bias = nullptr;      // [n], or null
-  bool relu = false;
+  Activation activation = Activation::None;
   const float* residual = nullptr;  // [m, ldr], or null; must not overlap c
   std::int64_t ldr = 0;
 };

@@ -2,9 +2,9 @@
 // [out, in]). `activation` and `residual` are what the fusion passes fold in; a model may also set them.
 //   %h = linear(%x, %l1.weight, %l1.bias) : (f32[batch,seq,64], f32[256,64], f32[256]) -> f32[batch,seq,256]
 // Kernel (add_linear, shared with the attention ops' projections), over the flattened leading dims:
-//   - Kiln's GEMM (ops/gemm.hpp, AVX2+FMA CPUs) for activation none or relu: the weights are packed once
-//     into 16-column panels, bias, relu and the residual are applied as each block is stored;
-//   - otherwise one oneDNN matmul with the activation and residual as post-ops (eltwise, then binary add
+//   - Kiln's GEMM (ops/gemm.hpp, AVX2+FMA CPUs) for constant weights: they are packed once into 16-column
+//     panels; bias, the activation and the residual are applied as each block is stored;
+//   - otherwise (weights given at run time, no AVX2/FMA, KILN_GEMM=onednn) one oneDNN matmul with the activation and residual as post-ops (eltwise, then binary add
 //     of an [M,N] operand: both stay on the jit path per ONEDNN_NOTES.md), reading the weights in place
 //     as [N,K] (oneDNN's `ba` for a K x N matrix), 1.8x faster than `ab` on AVX2.
 
@@ -39,16 +39,21 @@ const char* operand_base(const Operand& o, const KernelArgs& args, char* scratch
 void add_linear(DnnlKernel& kernel, const KernelCtx& ctx, const LinearStep& step) {
   constexpr std::size_t f = sizeof(float);
   const ConstData* w = ctx.constant(static_cast<std::size_t>(step.weight));
-  if (w && gemm::enabled() && (step.activation == "none" || step.activation == "relu")) {
+  if (w && gemm::enabled()) {
     const auto* weights = static_cast<const float*>(w->data) + step.weight_row0 * step.in;
     std::shared_ptr<const float> packed = gemm::shared_pack(weights, step.out, step.in, w->owner);
-    const bool relu = step.activation == "relu";
+    static const std::pair<const char*, gemm::Activation> kActivations[] = {
+        {"none", gemm::Activation::None},         {"relu", gemm::Activation::Relu}, {"gelu", gemm::Activation::Gelu},
+        {"gelu_tanh", gemm::Activation::GeluTanh}, {"tanh", gemm::Activation::Tanh}, {"sigmoid", gemm::Activation::Sigmoid}};
+    gemm::Activation act = gemm::Activation::None;
+    for (const auto& [name, value] : kActivations)
+      if (step.activation == name) act = value;
     kernel.add_packed_weight_bytes(gemm::packed_floats(step.out, step.in) * sizeof(float));
     kernel.add_step(
-        [step, packed, relu](const KernelArgs& args, char* scratch) {
+        [step, packed, act](const KernelArgs& args, char* scratch) {
           gemm::Epilogue ep;
           if (step.bias >= 0) ep.bias = static_cast<const float*>(args.in[step.bias]) + step.weight_row0;
-          ep.relu = relu;
+          ep.activation = act;
           if (step.residual >= 0) {
             ep.residual = static_cast<const float*>(args.in[step.residual]);
             ep.ldr = step.out;

@@ -1,7 +1,7 @@
 // Kiln's GEMM (ops/gemm.hpp) against a double-precision reference: shapes that cross every blocking
 // edge (rows not a multiple of the 6-row register block and above the 144-row block, columns not a
 // multiple of the 16-column panel, depths above the 512 K block), row strides larger than the rows,
-// each part of the epilogue, one and two threads; the packing routines, the shared pack cache, the
+// each part of the epilogue and each activation, one and two threads; the packing routines, the shared pack cache, the
 // row softmax, and the per-thread buffers.
 // Tolerance, per element: an f32 sum of k products, in any order, errs by at most about k·u·Σ|aᵢwᵢ|
 // (u = 2^-24; Higham, Accuracy and Stability, §3.1), so each result is checked against
@@ -47,7 +47,21 @@ struct Shape {
 
 /// Runs one product with the given epilogue parts and strides; returns the worst error over the bound
 /// (<= 1 passes).
-double check(std::mt19937& rng, const Shape& s, bool bias, bool relu, bool residual, float scale, int threads) {
+using kiln::gemm::Activation;
+
+double activation_of(double v, Activation act) {
+  switch (act) {
+    case Activation::None: return v;
+    case Activation::Relu: return std::max(v, 0.0);
+    case Activation::Gelu: return 0.5 * v * (1.0 + std::erf(v / std::sqrt(2.0)));
+    case Activation::GeluTanh: return 0.5 * v * (1.0 + std::tanh(std::sqrt(2.0 / M_PI) * (v + 0.044715 * v * v * v)));
+    case Activation::Tanh: return std::tanh(v);
+    case Activation::Sigmoid: return 1.0 / (1.0 + std::exp(-v));
+  }
+  return v;
+}
+
+double check(std::mt19937& rng, const Shape& s, bool bias, Activation act, bool residual, float scale, int threads) {
   const std::int64_t lda = s.k + 3, ldc = s.n + 5;
   std::vector<float> a = random_floats(rng, static_cast<std::size_t>(s.rows * lda), -1.f, 1.f);
   std::vector<float> w = random_floats(rng, static_cast<std::size_t>(s.n * s.k), -0.5f, 0.5f);
@@ -59,7 +73,7 @@ double check(std::mt19937& rng, const Shape& s, bool bias, bool relu, bool resid
   Epilogue ep;
   ep.scale = scale;
   ep.bias = bias ? b.data() : nullptr;
-  ep.relu = relu;
+  ep.activation = act;
   ep.residual = residual ? res.data() : nullptr;
   ep.ldr = s.n;
   kiln::gemm::multiply(a.data(), lda, packed.data, c.data(), ldc, s.rows, s.n, s.k, ep, threads);
@@ -72,11 +86,14 @@ double check(std::mt19937& rng, const Shape& s, bool bias, bool relu, bool resid
         sum += t;
         mag += std::fabs(t);
       }
-      double want = sum * scale + (bias ? b[j] : 0.0);
-      if (relu) want = std::max(want, 0.0);
+      const double pre = sum * scale + (bias ? b[j] : 0.0);
+      double want = activation_of(pre, act);
       if (residual) want += res[i * s.n + j];
-      const double bound = (static_cast<double>(s.k) + 2) * kU * mag * std::fabs(scale) +
-                           4 * kU * (std::fabs(want) + (bias ? std::fabs(b[j]) : 0.0) + 1.0) + 1e-30;
+      // The activations have slope <= 1.13 (gelu's largest), so the product's error passes through
+      // scaled by at most 1.13; their own approximation adds ~3e-7 absolute per unit of |pre| (erf, exp).
+      const double bound = 1.13 * (static_cast<double>(s.k) + 2) * kU * mag * std::fabs(scale) +
+                           4 * kU * (std::fabs(want) + (bias ? std::fabs(b[j]) : 0.0) + 1.0) +
+                           (act == Activation::None || act == Activation::Relu ? 0.0 : 5e-7 * (1.0 + std::fabs(pre))) + 1e-30;
       worst = std::max(worst, std::fabs(c[i * ldc + j] - want) / bound);
     }
     // The padding of each C row past n is never written.
@@ -88,7 +105,7 @@ double check(std::mt19937& rng, const Shape& s, bool bias, bool relu, bool resid
 
 }  // namespace
 
-TEST_CASE("gemm: products across the blocking edges equal a double reference within the f32 bound") {
+TEST_CASE("gemm: products across the blocking edges, with each activation, equal a double reference within the f32 bound") {
   if (!kiln::gemm::available()) {
     MESSAGE("this CPU has no AVX2+FMA: Kiln's GEMM is not used here (oneDNN runs the products)");
     CHECK(!kiln::gemm::enabled());
@@ -101,13 +118,19 @@ TEST_CASE("gemm: products across the blocking edges equal a double reference wit
   for (const Shape& s : shapes)
     for (int threads : {1, 2}) {
       INFO("rows " << s.rows << " n " << s.n << " k " << s.k << ", " << threads << " thread(s)");
-      const double plain = check(rng, s, false, false, false, 1.0f, threads);
-      const double all = check(rng, s, true, true, true, 0.125f, threads);
-      const double bias_relu = check(rng, s, true, true, false, 1.0f, threads);
+      const double plain = check(rng, s, false, Activation::None, false, 1.0f, threads);
+      const double all = check(rng, s, true, Activation::Relu, true, 0.125f, threads);
+      const double bias_relu = check(rng, s, true, Activation::Relu, false, 1.0f, threads);
       CHECK(plain <= 1.0);
       CHECK(all <= 1.0);
       CHECK(bias_relu <= 1.0);
       worst = std::max({worst, plain, all, bias_relu});
+      for (Activation act : {Activation::Gelu, Activation::GeluTanh, Activation::Tanh, Activation::Sigmoid}) {
+        INFO("activation " << static_cast<int>(act));
+        const double with_act = check(rng, s, true, act, true, 1.0f, threads);
+        CHECK(with_act <= 1.0);
+        worst = std::max(worst, with_act);
+      }
     }
   MESSAGE("gemm worst error / f32 bound: " << worst);
 }
@@ -119,7 +142,7 @@ TEST_CASE("gemm: an empty depth gives the epilogue of zero, empty rows or column
   AlignedFloats packed(16);
   Epilogue ep;
   ep.bias = bias;
-  ep.relu = true;
+  ep.activation = Activation::Relu;
   ep.residual = res;
   ep.ldr = 3;
   kiln::gemm::multiply(nullptr, 0, packed.data, c, 3, 2, 3, 0, ep);
