@@ -266,6 +266,10 @@ std::size_t packed_floats(std::int64_t n, std::int64_t k) { return static_cast<s
 void pack_weights(const float* w, std::int64_t n, std::int64_t k, float* out) { pack_weights(w, k, n, k, out); }
 
 void pack_weights(const float* w, std::int64_t ldw, std::int64_t n, std::int64_t k, float* out) {
+  // Large weights (packed once per model) are split over the OpenMP team; a head's keys (packed per call
+  // inside a parallel region) stay on the calling thread.
+  const bool parallel = static_cast<double>(n) * static_cast<double>(k) >= (1 << 20) && !omp_in_parallel();
+#pragma omp parallel for schedule(static) if (parallel)
   for (std::int64_t p = 0; p < panels(n); ++p) {
     float* dst = out + p * kPanel * k;
     for (std::int64_t j = 0; j < kPanel; ++j) {
