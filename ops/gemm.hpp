@@ -21,6 +21,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <vector>
 
 namespace kiln::gemm {
 
@@ -57,6 +58,19 @@ std::shared_ptr<const float> shared_pack(const float* w, std::int64_t n, std::in
                                          const std::shared_ptr<const void>& owner);
 /// How many packs shared_pack has made (not found in its cache): tests check that plans share them.
 std::size_t packs_made();
+/// Registers `packed` (packed_floats(n,k) floats in pack_weights' layout, kept alive by `owner`) as the
+/// pack of the weight at `w`, so shared_pack finds it instead of packing: a plan file (.kplan) carries the
+/// panels and loading maps them. Returns what shared_pack will return while the result is held (an
+/// existing pack of the same weight wins).
+std::shared_ptr<const float> adopt_pack(const float* w, std::int64_t n, std::int64_t k, const float* packed,
+                                        std::shared_ptr<const void> owner);
+/// The packs alive now: which weight, its shape, and the panels (for writing them into a plan file).
+struct PackInfo {
+  const float* weights;
+  std::int64_t n, k;
+  const float* packed;
+};
+std::vector<PackInfo> live_packs();
 
 /// The activation an Epilogue applies (linear's `activation` attribute).
 enum class Activation : std::uint8_t { None, Relu, Gelu, GeluTanh, Tanh, Sigmoid };

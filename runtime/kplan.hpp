@@ -21,7 +21,7 @@ struct ModelImpl;
 }
 
 /// The format version this build writes and reads.
-inline constexpr std::uint32_t kKplanVersion = 1;
+inline constexpr std::uint32_t kKplanVersion = 2;  // 2: Kiln GEMM weight panels after the nodes
 /// Bytes of the fixed header at the start of every plan file.
 inline constexpr std::size_t kKplanHeaderBytes = 128;
 /// Offsets of header fields (used by tests that corrupt files on purpose).
@@ -61,6 +61,8 @@ struct KplanInfo {
   std::uint64_t checksum = 0;
   std::uint64_t constant_bytes = 0;
   std::uint32_t constants = 0;
+  std::uint64_t packed_bytes = 0;  // Kiln GEMM panels carried by the file (ops/gemm.hpp)
+  std::uint32_t packs = 0;
 };
 
 /// The instruction set oneDNN uses on this CPU, as dnnl_cpu_isa_t bits.

@@ -8,6 +8,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "ops/gemm.hpp"
 #include "runtime/kplan.hpp"
 #include "runtime/npy.hpp"
 #include "test_util.hpp"
@@ -76,7 +77,9 @@ TEST_CASE("kilnc inspect describes a plan file") {
   REQUIRE(kilnc("compile " + kModel + " -o " + plan + " --shape batch=1 --shape seq=1..64 --isa avx -q").code == 0);
   Result r = kilnc("inspect " + plan);
   REQUIRE_MESSAGE(r.code == 0, r.out);
-  CHECK(contains(r.out, "format version:  1\n"));
+  CHECK(contains(r.out, "format version:  " + std::to_string(kiln::kKplanVersion) + "\n"));
+  if (kiln::gemm::enabled())  // the d128 classifier's 9 linear weights, as Kiln's GEMM panels
+    CHECK(contains(r.out, "packed weights:  1581056 bytes for 9 weights (Kiln's GEMM panels, mapped at load)\n"));
   CHECK(contains(r.out, "instruction set: avx (this CPU: " + kiln::isa_name(kiln::host_isa()) + ")\n"));
   CHECK(contains(r.out, "size:            " + std::to_string(fs::file_size(plan)) + " bytes (weights 2100240 bytes in 27 tensors)\n"));
   CHECK(contains(r.out, " (verified)\n"));

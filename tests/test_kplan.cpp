@@ -14,6 +14,7 @@
 #include <fstream>
 #include <iterator>
 
+#include "ops/gemm.hpp"
 #include "runtime/kplan.hpp"
 #include "runtime/model_impl.hpp"
 #include "runtime/npy.hpp"
@@ -117,6 +118,33 @@ TEST_CASE("plan file holds the packed constants the passes made and is memory-ma
   CHECK(info.version == kiln::kKplanVersion);
   CHECK(info.isa == kiln::host_isa());
   CHECK(info.file_bytes == fs::file_size(plan));
+}
+
+TEST_CASE("plan file carries Kiln's GEMM weight panels: loading and running it packs nothing") {
+  TempDir tmp;
+  const std::string yaml = source_path(kD64 + "/model.yaml");
+  const std::string plan = write(tmp, "m.kplan", compile_plan(yaml));
+  kiln::KplanInfo info;
+  auto impl = kiln::detail::load_kplan_file(plan, &info);
+  if (!kiln::gemm::enabled()) {
+    CHECK(info.packs == 0);  // compiled where Kiln's kernels are off: nothing to carry
+    return;
+  }
+  // classifier_d64_l2: per layer the fused in_proj, out_proj and both FFN weights, plus the head.
+  CHECK(info.packs == 9);
+  CHECK(impl->packs.size() == 9);
+  for (const auto& pk : impl->packs) CHECK(reinterpret_cast<std::uintptr_t>(pk.get()) % 64 == 0);
+  impl.reset();
+  const std::size_t before = kiln::gemm::packs_made();
+  kiln::Model from_plan = kiln::Model::load(plan);
+  kiln::Session session(from_plan);
+  auto tokens = kiln::read_npy(source_path(kD64 + "/tokens_b4_s33.npy"));
+  auto out = session.run({{"tokens", tokens}});
+  CHECK(kiln::gemm::packs_made() == before);  // every pack came from the file
+  // The same results as the YAML model, which packs at run time.
+  kiln::Session from_yaml(kiln::Model::load(yaml));
+  CHECK(max_abs_diff(from_yaml.run({{"tokens", tokens}}).at("probs"), out.at("probs")) == 0.0);
+  CHECK(kiln::gemm::packs_made() > before);
 }
 
 TEST_CASE("Model::load_plan runs an image in memory, aligned (no copy) or not (copied once)") {
@@ -266,6 +294,21 @@ TEST_CASE("bad plan files are rejected with a message naming the file and the pr
     put_u32(b, kiln::kKplanHeaderBytes, 0x7fffffffu);
     reseal(b);
     CHECK(load_error(b) == "corrupt plan file: unexpected end of section (at byte 4 of the graph section)");
+  }
+  SUBCASE("a well-sealed weight panel entry that points outside its constant") {
+    if (kiln::gemm::enabled()) {
+      Bytes b = good;
+      std::size_t graph = 0, graph_bytes = 0;
+      for (int i = 7; i >= 0; --i) {
+        graph = (graph << 8) | b[32 + static_cast<std::size_t>(i)];
+        graph_bytes = (graph_bytes << 8) | b[40 + static_cast<std::size_t>(i)];
+      }
+      // The last entry (u32 value, u64 offset, i64 n, i64 k, u64 data offset) ends the graph section.
+      put_u32(b, graph + graph_bytes - 36 + 12, 0x40000000u);  // n
+      reseal(b);
+      std::string err = load_error(b);
+      CHECK(err.rfind("corrupt plan file: weight panel 8 lies outside constant '", 0) == 0);
+    }
   }
   SUBCASE("missing file") {
     std::string path = tmp.path("none.kplan");

@@ -207,6 +207,9 @@ int cmd_inspect(const AotCli& cli) {
   std::printf("size:            %llu bytes (weights %llu bytes in %u tensors)\n",
               static_cast<unsigned long long>(info.file_bytes), static_cast<unsigned long long>(info.constant_bytes),
               info.constants);
+  if (info.packs)
+    std::printf("packed weights:  %llu bytes for %u weights (Kiln's GEMM panels, mapped at load)\n",
+                static_cast<unsigned long long>(info.packed_bytes), info.packs);
   std::printf("checksum:        %016llx (verified)\n", static_cast<unsigned long long>(info.checksum));
   std::printf("model:           %s, compiled from %s at -O%d\n", g.name.c_str(), info.source.c_str(), info.opt_level);
   std::printf("bound dims:      %s\n", info.dims.empty() ? "none (every symbolic dim is bound when it runs)" : shapes_text(info.dims).c_str());
