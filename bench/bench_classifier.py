@@ -92,7 +92,8 @@ MODELS = {
 DEFAULT_SHAPES = "b1xs32,b1xs128,b16xs128"
 DEFAULT_THREADS = "1,2"
 DEFAULT_MAX_REPEAT = 200
-DEFAULT_MIN_REPEAT = 5
+DEFAULT_MIN_REPEAT = 9  # 3 rounds of 3 at least: slow rows (d512 b16) stay comparable between engines
+MIN_RUNS_PER_ROUND = 3
 DEFAULT_BUDGET_S = 1.5
 DEFAULT_WARMUP = 3
 SLOW_RUN_S = 0.3
@@ -659,7 +660,7 @@ def main(argv=None):
                     # Rounds: every engine runs `per_round` timed calls per round, engines taking turns,
                     # so that a busy spell of the shared machine hits all of them alike. Each engine's
                     # figure is the median of its round medians (kilnc reports one median per call).
-                    rounds = max(1, min(args.rounds, repeat // DEFAULT_MIN_REPEAT))
+                    rounds = max(1, min(args.rounds, repeat // MIN_RUNS_PER_ROUND))
                     per_round = max(1, repeat // rounds)
                     # automatic repeat: if the machine gets busy, stop round 1 at 4x its share of the
                     # budget and use the number of runs done for every engine and round
