@@ -11,6 +11,8 @@
 //   3. (mask added in place, broadcast over heads and queries;) softmax over the last axis, in place;
 //   4. context = P·V written straight into [B,Sq,H*dh] = [B,Sq,E] order;
 //   5. output projection.
+// With Kiln's kernels (gemm::enabled()) steps 2-4 are one step over (batch row, head) pairs instead
+// (attention_heads): the GEMM for scores (the mask as its per-column bias) and context, a row softmax.
 
 #include <omp.h>
 
