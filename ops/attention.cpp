@@ -212,15 +212,8 @@ const OpSchema& op_attention() {
   static const OpSchema s{
       .name = "attention",
       .doc = "multi-head attention with nn.MultiheadAttention weights, batch-first",
-      .inputs = {{"query"},
-                 {"key"},
-                 {"value"},
-                 {"in_proj_weight", false, "in_proj_weight"},
-                 {"in_proj_bias", true, "in_proj_bias"},
-                 {"out_proj_weight", false, "out_proj.weight"},
-                 {"out_proj_bias", true, "out_proj.bias"},
-                 {"key_padding_mask", true}},
-      .attrs = {AttrSpec{"heads", AttrType::Int, std::nullopt, "number of heads; divides the embedding dim"}},
+      .inputs = mha_inputs({{"query"}, {"key"}, {"value"}}, {{"key_padding_mask", true}}),
+      .attrs = {heads_attr()},
       .infer = infer,
       .make_kernel = make,
   };

@@ -176,10 +176,9 @@ std::vector<TensorType> infer(const ShapeCtx& ctx) {
   return {ctx.in(kX), ctx.in(kX), ctx.in(kX)};
 }
 
-class CachedAttentionKernel : public Kernel {
+class CachedAttentionKernel : public step_attention::ProjectedKernel {
  public:
-  explicit CachedAttentionKernel(const KernelCtx& ctx)
-      : node_(ctx.node), proj_(ctx.engine), out_(ctx.engine) {
+  explicit CachedAttentionKernel(const KernelCtx& ctx) : ProjectedKernel(ctx), node_(ctx.node) {
     b_ = ctx.in[kX].shape[0].value;
     e_ = ctx.in[kX].shape[2].value;
     t_ = ctx.in[kKCache].shape[1].value;
@@ -187,21 +186,9 @@ class CachedAttentionKernel : public Kernel {
     dh_ = e_ / h_;
     rows_ = ctx.has(kRows);
     avx2_ = gemm::enabled() && dh_ % 8 == 0;
-    const bool in_bias = ctx.has(kInB), out_bias = ctx.has(kOutB);
-    // q, k, v of the new position in one GEMM: [B,E] x [E,3E].
-    qkv_at_ = proj_.reserve(static_cast<std::size_t>(b_ * 3 * e_) * sizeof(float));
-    add_linear(proj_, ctx, LinearStep{.rows = b_, .in = e_, .out = 3 * e_, .src = Operand::input(kX),
-                                      .dst = Operand::scratch(qkv_at_), .weight = kInW, .bias = in_bias ? kInB : -1});
-    // output projection of the per-head contexts
-    ctx_at_ = out_.reserve(static_cast<std::size_t>(b_ * e_) * sizeof(float));
-    add_linear(out_, ctx, LinearStep{.rows = b_, .in = e_, .out = e_, .src = Operand::scratch(ctx_at_),
-                                     .dst = Operand::output(0), .weight = kOutW, .bias = out_bias ? kOutB : -1});
-    out_base_ = align(proj_.scratch_bytes());
-    scores_base_ = out_base_ + align(out_.scratch_bytes());
-  }
-
-  std::size_t scratch_bytes() const override {
-    return scores_base_ + static_cast<std::size_t>(b_ * h_ * (t_ + 1)) * sizeof(float);
+    // q, k, v of the new position in one GEMM: [B,E] x [E,3E]; scores per row and head over t+1 positions.
+    build(ctx, kX, kInW, kInB, kOutW, kOutB, b_, e_, 3 * e_, static_cast<std::size_t>(b_ * h_ * (t_ + 1)),
+          "kiln:cached_attention");
   }
 
   void execute(dnnl::stream& stream, const KernelArgs& args) override {
@@ -216,11 +203,10 @@ class CachedAttentionKernel : public Kernel {
             node_.fail("cache_rows[" + std::to_string(b) + "," + std::to_string(j) + "] = " + std::to_string(rows[b * t_ + j]) +
                        " is not a row in [0, " + std::to_string(b_) + ")");
     }
-    auto* scratch = static_cast<char*>(args.scratch);
-    proj_.execute(stream, KernelArgs{args.in, args.out, scratch});
-    const auto* qkv = reinterpret_cast<const float*>(scratch + qkv_at_);
-    auto* context = reinterpret_cast<float*>(scratch + out_base_ + ctx_at_);
-    auto* scores = reinterpret_cast<float*>(scratch + scores_base_);
+    project(stream, args);
+    const float* qkv = projected(args);
+    float* context = this->context(args);
+    float* scores = this->scores(args);
     const auto* k_cache = static_cast<const float*>(args.in[kKCache]);
     const auto* v_cache = static_cast<const float*>(args.in[kVCache]);
     auto* k_new = static_cast<float*>(args.out[1]);
@@ -239,20 +225,14 @@ class CachedAttentionKernel : public Kernel {
       std::memcpy(k_new + b * e, qkv + b * 3 * e + e, static_cast<std::size_t>(e) * sizeof(float));
       std::memcpy(v_new + b * e, qkv + b * 3 * e + 2 * e, static_cast<std::size_t>(e) * sizeof(float));
     }
-    out_.execute(stream, KernelArgs{args.in, args.out, scratch + out_base_});
+    finish(stream, args);
   }
 
-  std::size_t packed_weight_bytes() const override { return proj_.packed_weight_bytes() + out_.packed_weight_bytes(); }
-  std::string impl() const override { return proj_.impl() + " + kiln:cached_attention + " + out_.impl(); }
-
  private:
-  static std::size_t align(std::size_t n) { return (n + 63) / 64 * 64; }
   const Node& node_;
-  DnnlKernel proj_, out_;
   std::int64_t b_ = 0, e_ = 0, t_ = 0, h_ = 0, dh_ = 0;
   bool avx2_ = false;
   bool rows_ = false;
-  std::size_t qkv_at_ = 0, ctx_at_ = 0, out_base_ = 0, scores_base_ = 0;
 };
 
 std::unique_ptr<Kernel> make(const KernelCtx& ctx) { return std::make_unique<CachedAttentionKernel>(ctx); }
@@ -263,17 +243,9 @@ const OpSchema& op_cached_attention() {
   static const OpSchema s{
       .name = "cached_attention",
       .doc = "one decoding step of causal self-attention over a key/value cache (nn.MultiheadAttention weights)",
-      .inputs = {{"x"},
-                 {"k_cache"},
-                 {"v_cache"},
-                 {"step"},
-                 {"in_proj_weight", false, "in_proj_weight"},
-                 {"in_proj_bias", true, "in_proj_bias"},
-                 {"out_proj_weight", false, "out_proj.weight"},
-                 {"out_proj_bias", true, "out_proj.bias"},
-                 {"cache_rows", true}},
+      .inputs = mha_inputs({{"x"}, {"k_cache"}, {"v_cache"}, {"step"}}, {{"cache_rows", true}}),
       .num_outputs = 3,
-      .attrs = {AttrSpec{"heads", AttrType::Int, std::nullopt, "number of heads; divides the embedding dim"}},
+      .attrs = {heads_attr()},
       .infer = infer,
       .make_kernel = make,
   };

@@ -216,4 +216,14 @@ std::string DnnlKernel::impl() const {
   return out;
 }
 
+std::vector<InputSpec> mha_inputs(std::vector<InputSpec> leading, std::vector<InputSpec> trailing) {
+  for (InputSpec w : {InputSpec{"in_proj_weight", false, "in_proj_weight"}, InputSpec{"in_proj_bias", true, "in_proj_bias"},
+                      InputSpec{"out_proj_weight", false, "out_proj.weight"}, InputSpec{"out_proj_bias", true, "out_proj.bias"}})
+    leading.push_back(std::move(w));
+  for (InputSpec& t : trailing) leading.push_back(std::move(t));
+  return leading;
+}
+
+AttrSpec heads_attr() { return AttrSpec{"heads", AttrType::Int, std::nullopt, "number of heads; divides the embedding dim"}; }
+
 }  // namespace kiln

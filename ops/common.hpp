@@ -108,6 +108,14 @@ class DnnlKernel : public Kernel {
   std::size_t packed_bytes_ = 0;
 };
 
+// ---- schemas of the nn.MultiheadAttention ops (attention, cross_attention, cached_attention) ----
+
+/// `leading` (the op's activations), then nn.MultiheadAttention's weights in_proj_weight, in_proj_bias,
+/// out_proj.weight, out_proj.bias (biases optional), then `trailing` (optional extras such as a mask).
+std::vector<InputSpec> mha_inputs(std::vector<InputSpec> leading, std::vector<InputSpec> trailing);
+/// The `heads` attribute those ops share.
+AttrSpec heads_attr();
+
 /// Where a kernel step reads or writes a buffer: a node input, a node output, or the kernel's scratch.
 struct Operand {
   enum class Kind : std::uint8_t { Input, Output, Scratch };

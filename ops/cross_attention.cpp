@@ -41,9 +41,9 @@ std::vector<TensorType> infer(const ShapeCtx& ctx) {
   return {ctx.in(kX)};
 }
 
-class CrossAttentionKernel : public Kernel {
+class CrossAttentionKernel : public step_attention::ProjectedKernel {
  public:
-  explicit CrossAttentionKernel(const KernelCtx& ctx) : proj_(ctx.engine), out_(ctx.engine) {
+  explicit CrossAttentionKernel(const KernelCtx& ctx) : ProjectedKernel(ctx) {
     b_ = ctx.in[kX].shape[0].value;
     tq_ = ctx.in[kX].shape[1].value;
     e_ = ctx.in[kX].shape[2].value;
@@ -51,28 +51,16 @@ class CrossAttentionKernel : public Kernel {
     h_ = ctx.node.attr_int("heads");
     dh_ = e_ / h_;
     mask_ = ctx.has(kMask);
-    const bool in_bias = ctx.has(kInB), out_bias = ctx.has(kOutB);
     // rows 0..E of in_proj: the query
-    q_at_ = proj_.reserve(static_cast<std::size_t>(b_ * tq_ * e_) * sizeof(float));
-    add_linear(proj_, ctx, LinearStep{.rows = b_ * tq_, .in = e_, .out = e_, .src = Operand::input(kX),
-                                      .dst = Operand::scratch(q_at_), .weight = kInW, .bias = in_bias ? kInB : -1});
-    ctx_at_ = out_.reserve(static_cast<std::size_t>(b_ * tq_ * e_) * sizeof(float));
-    add_linear(out_, ctx, LinearStep{.rows = b_ * tq_, .in = e_, .out = e_, .src = Operand::scratch(ctx_at_),
-                                     .dst = Operand::output(0), .weight = kOutW, .bias = out_bias ? kOutB : -1});
-    out_base_ = align(proj_.scratch_bytes());
-    scores_base_ = out_base_ + align(out_.scratch_bytes());
-  }
-
-  std::size_t scratch_bytes() const override {
-    return scores_base_ + static_cast<std::size_t>(b_ * h_ * tq_ * s_) * sizeof(float);
+    build(ctx, kX, kInW, kInB, kOutW, kOutB, b_ * tq_, e_, e_, static_cast<std::size_t>(b_ * h_ * tq_ * s_),
+          "kiln:cross_attention");
   }
 
   void execute(dnnl::stream& stream, const KernelArgs& args) override {
-    auto* scratch = static_cast<char*>(args.scratch);
-    proj_.execute(stream, KernelArgs{args.in, args.out, scratch});
-    const auto* q = reinterpret_cast<const float*>(scratch + q_at_);
-    auto* context = reinterpret_cast<float*>(scratch + out_base_ + ctx_at_);
-    auto* scores = reinterpret_cast<float*>(scratch + scores_base_);
+    project(stream, args);
+    const float* q = projected(args);
+    float* context = this->context(args);
+    float* scores = this->scores(args);
     const auto* keys = static_cast<const float*>(args.in[kK]);
     const auto* values = static_cast<const float*>(args.in[kV]);
     const auto* mask = static_cast<const float*>(args.in[kMask]);
@@ -89,18 +77,12 @@ class CrossAttentionKernel : public Kernel {
                       [&](const tbb::blocked_range<std::int64_t>& r) {
                         for (std::int64_t i = r.begin(); i < r.end(); ++i) one(i);
                       });
-    out_.execute(stream, KernelArgs{args.in, args.out, scratch + out_base_});
+    finish(stream, args);
   }
 
-  std::size_t packed_weight_bytes() const override { return proj_.packed_weight_bytes() + out_.packed_weight_bytes(); }
-  std::string impl() const override { return proj_.impl() + " + kiln:cross_attention + " + out_.impl(); }
-
  private:
-  static std::size_t align(std::size_t n) { return (n + 63) / 64 * 64; }
-  DnnlKernel proj_, out_;
   std::int64_t b_ = 0, tq_ = 0, e_ = 0, s_ = 0, h_ = 0, dh_ = 0;
   bool mask_ = false;
-  std::size_t q_at_ = 0, ctx_at_ = 0, out_base_ = 0, scores_base_ = 0;
 };
 
 std::unique_ptr<Kernel> make(const KernelCtx& ctx) { return std::make_unique<CrossAttentionKernel>(ctx); }
@@ -111,15 +93,8 @@ const OpSchema& op_cross_attention() {
   static const OpSchema s{
       .name = "cross_attention",
       .doc = "attention over keys/values precomputed by attention_kv (nn.MultiheadAttention weights)",
-      .inputs = {{"x"},
-                 {"key"},
-                 {"value"},
-                 {"in_proj_weight", false, "in_proj_weight"},
-                 {"in_proj_bias", true, "in_proj_bias"},
-                 {"out_proj_weight", false, "out_proj.weight"},
-                 {"out_proj_bias", true, "out_proj.bias"},
-                 {"key_padding_mask", true}},
-      .attrs = {AttrSpec{"heads", AttrType::Int, std::nullopt, "number of heads; divides the embedding dim"}},
+      .inputs = mha_inputs({{"x"}, {"key"}, {"value"}}, {{"key_padding_mask", true}}),
+      .attrs = {heads_attr()},
       .infer = infer,
       .make_kernel = make,
   };

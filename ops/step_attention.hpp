@@ -13,6 +13,54 @@
 
 namespace kiln::step_attention {
 
+/// The frame of a decoding-step attention kernel: the input projection (rows x E by in_proj rows
+/// 0..out_features, into scratch), the op's own attention loop over per-call scratch (`middle_floats`
+/// floats: its scores), and the output projection (rows x E from the context into output 0). Subclasses
+/// build the frame in their constructor with `build`, then run `project`, their loop, `finish`.
+class ProjectedKernel : public Kernel {
+ public:
+  explicit ProjectedKernel(const KernelCtx& ctx) : proj_(ctx.engine), out_(ctx.engine) {}
+
+  std::size_t scratch_bytes() const override { return scores_base_ + middle_floats_ * sizeof(float); }
+  std::size_t packed_weight_bytes() const override { return proj_.packed_weight_bytes() + out_.packed_weight_bytes(); }
+  std::string impl() const override { return proj_.impl() + " + " + name_ + " + " + out_.impl(); }
+
+ protected:
+  /// in_proj rows 0..out_features of input `x` (rows x E) into scratch; the output projection of the
+  /// rows x E context into output 0. `name`: the loop's implementation name.
+  void build(const KernelCtx& ctx, int x, int in_w, int in_b, int out_w, int out_b, std::int64_t rows, std::int64_t e,
+             std::int64_t out_features, std::size_t middle_floats, std::string name) {
+    projected_at_ = proj_.reserve(static_cast<std::size_t>(rows * out_features) * sizeof(float));
+    add_linear(proj_, ctx, LinearStep{.rows = rows, .in = e, .out = out_features, .src = Operand::input(x),
+                                      .dst = Operand::scratch(projected_at_), .weight = in_w,
+                                      .bias = ctx.has(static_cast<std::size_t>(in_b)) ? in_b : -1});
+    context_at_ = out_.reserve(static_cast<std::size_t>(rows * e) * sizeof(float));
+    add_linear(out_, ctx, LinearStep{.rows = rows, .in = e, .out = e, .src = Operand::scratch(context_at_),
+                                     .dst = Operand::output(0), .weight = out_w,
+                                     .bias = ctx.has(static_cast<std::size_t>(out_b)) ? out_b : -1});
+    out_base_ = align(proj_.scratch_bytes());
+    scores_base_ = out_base_ + align(out_.scratch_bytes());
+    middle_floats_ = middle_floats;
+    name_ = std::move(name);
+  }
+  /// Runs the input projection; its result is projected(args).
+  void project(dnnl::stream& stream, const KernelArgs& args) { proj_.execute(stream, KernelArgs{args.in, args.out, args.scratch}); }
+  const float* projected(const KernelArgs& args) const { return reinterpret_cast<const float*>(base(args) + projected_at_); }
+  float* context(const KernelArgs& args) const { return reinterpret_cast<float*>(base(args) + out_base_ + context_at_); }
+  float* scores(const KernelArgs& args) const { return reinterpret_cast<float*>(base(args) + scores_base_); }
+  /// Runs the output projection of context(args) into output 0.
+  void finish(dnnl::stream& stream, const KernelArgs& args) {
+    out_.execute(stream, KernelArgs{args.in, args.out, base(args) + out_base_});
+  }
+
+ private:
+  static std::size_t align(std::size_t n) { return (n + 63) / 64 * 64; }
+  static char* base(const KernelArgs& args) { return static_cast<char*>(args.scratch); }
+  DnnlKernel proj_, out_;
+  std::size_t projected_at_ = 0, context_at_ = 0, out_base_ = 0, scores_base_ = 0, middle_floats_ = 0;
+  std::string name_;
+};
+
 /// e^x for x <= 0 (softmax after subtracting the max): x = n·ln2 + r with |r| <= ln2/2, e^r by a degree-6
 /// polynomial, 2^n put into the exponent bits. Relative error about 2e-7 (a few float ulps); an inline
 /// branch-light function instead of a libm call per score, which dominated the step at long caches.
