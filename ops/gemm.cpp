@@ -12,6 +12,7 @@
 // software prefetch of the next panel did not help.
 
 #include "ops/gemm.hpp"
+#include "ops/isa.hpp"
 
 #include <omp.h>
 
@@ -227,8 +228,7 @@ void tile(const float* a, std::int64_t lda, const float* packed, float* c, std::
 
 bool available() {
 #if KILN_GEMM_X86
-  static const bool ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  return ok;
+  return isa::has(isa::Level::avx2);
 #else
   return false;
 #endif
@@ -258,6 +258,8 @@ bool enabled() {
   const int forced = g_override.load(std::memory_order_relaxed);
   return available() && (forced < 0 ? from_env : forced == 1);
 }
+
+const char* variant() { return "kiln:gemm_avx2"; }
 
 void override_enabled(std::optional<bool> use) { g_override = use ? (*use ? 1 : 0) : -1; }
 

@@ -34,6 +34,9 @@ bool available();
 /// Whether Kiln's kernels run the linear products and attention: available(), unless the environment has
 /// KILN_GEMM=onednn (read once), which sends that work to oneDNN instead, for comparison or as a way out.
 bool enabled();
+/// The name of the GEMM variant multiply() runs on this CPU under the ISA cap (ops/isa.hpp), as kernels
+/// report it in their impl() ("kiln:gemm_avx2"). Meaningful only where available().
+const char* variant();
 /// For tests: forces enabled() to `use` (still false where !available()) for kernels made from now on;
 /// nullopt returns to the environment's choice.
 void override_enabled(std::optional<bool> use);

@@ -62,7 +62,7 @@ void add_linear(DnnlKernel& kernel, const KernelCtx& ctx, const LinearStep& step
           auto* dst = reinterpret_cast<float*>(const_cast<char*>(operand_base(step.dst, args, scratch)) + step.dst.offset);
           gemm::multiply(src, step.in, packed.get(), dst, step.out, step.rows, step.out, step.in, ep);
         },
-        "kiln:gemm_avx2");
+        gemm::variant());
     return;
   }
   auto src = plain_md({step.rows, step.in});

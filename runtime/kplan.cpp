@@ -17,6 +17,7 @@
 #include <tbb/parallel_for.h>
 
 #include "frontends/yaml/yaml_frontend.hpp"
+#include "ops/isa.hpp"
 #include "ops/gemm.hpp"
 #include "ops/op.hpp"
 #include "runtime/model_impl.hpp"
@@ -152,7 +153,10 @@ const std::pair<const char*, dnnl_cpu_isa_t> kIsas[] = {
 };
 }  // namespace
 
-std::uint32_t host_isa() { return static_cast<std::uint32_t>(dnnl::get_effective_cpu_isa()); }
+std::uint32_t host_isa() {
+  isa::apply();
+  return static_cast<std::uint32_t>(dnnl::get_effective_cpu_isa());
+}
 
 std::string isa_name(std::uint32_t isa) {
   for (const auto& [name, bits] : kIsas)

@@ -12,6 +12,7 @@
 #include "frontends/safetensors.hpp"
 
 #include "frontends/yaml/yaml_frontend.hpp"
+#include "ops/isa.hpp"
 #include "runtime/model_impl.hpp"
 
 namespace kiln {
@@ -28,7 +29,10 @@ bool same_dims(const std::vector<std::int64_t>& dims, const Shape& shape) {
 namespace detail {
 
 const dnnl::engine& cpu_engine() {
-  static const dnnl::engine engine(dnnl::engine::kind::cpu, 0);
+  static const dnnl::engine engine = [] {
+    isa::apply();  // the ISA cap reaches oneDNN before its first primitive
+    return dnnl::engine(dnnl::engine::kind::cpu, 0);
+  }();
   return engine;
 }
 
