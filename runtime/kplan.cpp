@@ -538,9 +538,17 @@ std::shared_ptr<ModelImpl> load_kplan(const std::string& name, const void* bytes
   }
   info.isa = static_cast<std::uint32_t>(get_le(p + kKplanIsaOffset, 4));
   const std::uint32_t host = host_isa();
-  if ((info.isa & host) != info.isa)
-    bad("plan file was built for " + isa_name(info.isa) + ", which this CPU lacks (it supports " + isa_name(host) +
-        "); recompile it here, or with kilnc compile --isa " + isa_name(host));
+  if ((info.isa & host) != info.isa) {
+    // Under an instruction-set cap (KILN_MAX_ISA, ONEDNN_MAX_CPU_ISA) the CPU may have it: say so, since the
+    // cure differs. Either way a plan for this host is compiled under the same cap.
+    const std::string cure = std::string("; recompile it here, or compile it with KILN_MAX_ISA=") +
+                             isa::name(isa::effective()) + " in kilnc's environment";
+    if (isa::effective() != isa::cpu())
+      bad("plan file was built for " + isa_name(info.isa) + ", beyond the instruction-set cap in force (oneDNN: " +
+          isa_name(host) + "; Kiln: " + isa::describe() + ")" + cure);
+    bad("plan file was built for " + isa_name(info.isa) + ", which this CPU lacks (it supports " + isa_name(host) + ")" +
+        cure);
+  }
   const std::uint64_t graph_offset = get_le(p + kGraphOffset, 8), graph_bytes = get_le(p + 40, 8);
   const std::uint64_t data_offset = get_le(p + 48, 8), data_bytes = get_le(p + 56, 8);
   if (graph_offset < kKplanHeaderBytes || graph_offset > size || graph_bytes > size - graph_offset ||
