@@ -94,7 +94,7 @@ TEST_CASE("kilnc inspect describes a plan file") {
   CHECK(contains(kilnc("inspect --ir " + plan).out, "%probs = softmax(%logits) {axis=-1}"));
 }
 
-TEST_CASE("plans across instruction sets: refused under a lower cap, naming both; compiled under the cap, they run") {
+TEST_CASE("plans across instruction sets: refused under a lower cap naming both, and run when compiled under it") {
   // What happens when a plan compiled on an AVX-512 host meets an AVX2 one, reproduced on any host through
   // KILN_MAX_ISA (docs/portability.md). Every level below this CPU's is tried (none on a CPU without AVX2).
   TempDir tmp;
@@ -132,6 +132,19 @@ TEST_CASE("KILN_MAX_ISA with an unknown value is refused, naming the variable an
   Result r = kilnc("run " + kModel + " --input tokens=" + kTokens, false, "KILN_MAX_ISA=avx3");
   CHECK(r.code == 1);
   CHECK(contains(r.out, "error: KILN_MAX_ISA=avx3: unknown instruction set (expected avx512, avx2 or sse41)\n"));
+}
+
+TEST_CASE("ONEDNN_MAX_CPU_ISA caps Kiln's kernels too, and --explain says which instruction set runs") {
+  const std::string uncapped = "env -u KILN_MAX_ISA -u ONEDNN_MAX_CPU_ISA -u DNNL_MAX_CPU_ISA";
+  Result r = kilnc("run " + kModel + " --input tokens=" + kTokens + " --explain", false, uncapped);
+  REQUIRE_MESSAGE(r.code == 0, r.out);
+  CHECK(contains(r.out, std::string("instruction set: ") + kiln::isa::name(kiln::isa::cpu()) + "\n"));
+  if (kiln::isa::cpu() == kiln::isa::Level::sse41) return;  // nothing below to cap to
+  r = kilnc("run " + kModel + " --input tokens=" + kTokens + " --explain", false, uncapped + " ONEDNN_MAX_CPU_ISA=SSE41");
+  REQUIRE_MESSAGE(r.code == 0, r.out);
+  CHECK(contains(r.out, std::string("instruction set: sse41 (capped by ONEDNN_MAX_CPU_ISA; CPU: ") +
+                            kiln::isa::name(kiln::isa::cpu()) + ")\n"));
+  CHECK(!contains(r.out, "[kiln:gemm"));  // no Kiln kernel below AVX2: oneDNN runs the linear layers
 }
 
 TEST_CASE("kilnc bench reports load time, latency percentiles and throughput") {
