@@ -72,7 +72,7 @@ std::shared_ptr<WeightsFile> WeightsFile::from_memory(const std::string& name, c
 
   YAML::Node root;
   try {
-    root = YAML::Load(header);
+    root.reset(YAML::Load(header));  // reset rebinds; operator= on a bound node assigns into it
   } catch (const YAML::Exception& e) {
     bad(name, "header is not valid JSON (line " + std::to_string(e.mark.line + 1) + ", column " +
                   std::to_string(e.mark.column + 1) + "): " + e.msg);

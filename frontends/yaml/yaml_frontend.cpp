@@ -57,7 +57,7 @@ class Parser {
   std::unique_ptr<Graph> parse(const std::string& text) {
     YAML::Node root;
     try {
-      root = YAML::Load(text);
+      root.reset(YAML::Load(text));  // reset rebinds; operator= on a bound node assigns into it
     } catch (const YAML::ParserException& e) {
       fail_at(SourceLoc{file_, e.mark.line + 1, e.mark.column + 1}, "invalid YAML: " + e.msg);
     }
@@ -100,7 +100,7 @@ class Parser {
   std::unique_ptr<Seq2SeqSpec> parse_seq2seq(const std::string& text) {
     YAML::Node root;
     try {
-      root = YAML::Load(text);
+      root.reset(YAML::Load(text));  // reset rebinds; operator= on a bound node assigns into it
     } catch (const YAML::ParserException& e) {
       fail_at(SourceLoc{file_, e.mark.line + 1, e.mark.column + 1}, "invalid YAML: " + e.msg);
     }
@@ -130,7 +130,7 @@ class Parser {
     spec->decoder = parse_section(dec, spec->name + ".decoder", &states);
     for (auto& [s, where] : states) spec->states.push_back(s);
     parse_tokenizer(require(root, "tokenizer", root), *spec);
-    generate_node_ = root["generate"];
+    generate_node_.reset(root["generate"]);  // rebind (operator= would assign into the node)
     parse_generate(require(root, "generate", root), *spec);
     check_seq2seq(*spec, dec, states);
     return spec;
@@ -340,9 +340,9 @@ class Parser {
       bool state = false;
       for (const auto& [s, st] : states) state = state || s.input == in->name;
       if (state) continue;
-      YAML::Node at = inputs;
-      for (const auto& kv : inputs)
-        if (kv.first.Scalar() == in->name) at = kv.first;
+      // A fresh node per lookup: YAML::Node::operator= on a bound node assigns *into* the node it refers
+      // to, so `at = kv.first` on a copy of `inputs` rewrote the map being iterated (a use after free).
+      const YAML::Node at = declared_at(inputs, in->name);
       const Value* from = find_out(e, in->name);
       if (!from)
         error(at, "decoder input '" + in->name + "' is fed by nothing: it must be an encoder output of the same name, a state "
@@ -350,6 +350,13 @@ class Parser {
       if (from->type.dtype != in->type.dtype || from->type.rank() != in->type.rank() || from->type.rank() < 1)
         error(at, "decoder input '" + in->name + "' " + in->type.str() + " does not match encoder output " + from->type.str());
     }
+  }
+
+  // The key that declares `name` in the mapping `map`, or the mapping itself when none does.
+  static YAML::Node declared_at(const YAML::Node& map, const std::string& name) {
+    for (const auto& kv : map)
+      if (kv.first.IsScalar() && kv.first.Scalar() == name) return kv.first;
+    return map;
   }
 
   YAML::Node generate_node_;  // the 'generate' section, for locations in cross-checks
@@ -516,9 +523,9 @@ class Parser {
       if (b["params"]) def.params = names(b["params"], "block params");
       for (const auto& p : def.params)
         if (p == "i") error(b["params"], "block param 'i' is reserved for the repeat index");
-      def.nodes = require(b, "nodes", b);
+      def.nodes.reset(require(b, "nodes", b));
       if (!def.nodes.IsSequence()) error(def.nodes, "the nodes of block '" + name + "' must be a list");
-      def.where = kv.first;
+      def.where.reset(kv.first);
       blocks_.emplace(name, def);
     }
   }
