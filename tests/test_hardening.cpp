@@ -76,3 +76,85 @@ TEST_CASE("safetensors: a shape whose byte size wraps to 0 is refused, not loade
         "w.safetensors: error: tensor 'z': shape [0,4294967296,4294967296] of U8 is too large: its size in bytes exceeds "
         "9223372036854775807");
 }
+
+// ---- 3: plan files: constant types are checked (sign and size) before their bytes are compared ----
+
+namespace {
+
+using Bytes = std::vector<unsigned char>;
+
+Bytes compile_plan(const std::string& yaml) {
+  kiln::PipelineOptions options;
+  auto impl = kiln::detail::compile_model_with_dims(yaml, options, {});
+  kiln::KplanInfo info;
+  info.isa = kiln::host_isa();
+  info.source = yaml;
+  info.opt_level = options.opt_level;
+  info.plans = kiln::detail::summarize_plans(*impl);
+  return kiln::detail::serialize_kplan(*impl, info);
+}
+
+void put_le(Bytes& b, std::size_t at, std::uint64_t v, int n) {
+  for (int i = 0; i < n; ++i) b[at + static_cast<std::size_t>(i)] = static_cast<unsigned char>(v >> (8 * i));
+}
+std::uint64_t get_le(const Bytes& b, std::size_t at, int n) {
+  std::uint64_t v = 0;
+  for (int i = n - 1; i >= 0; --i) v = (v << 8) | b[at + static_cast<std::size_t>(i)];
+  return v;
+}
+void reseal(Bytes& b) { put_le(b, kiln::kKplanChecksumOffset, kiln::kplan_checksum(b.data(), b.size()), 8); }
+
+std::string plan_error(const Bytes& b) {
+  return error_of([&] { kiln::Model::load_plan(b.data(), b.size(), "m.kplan"); });
+}
+
+// Where the type of constant `name` sits in a plan image: u8 dtype, u32 rank, per dim i64 value and a
+// string (u32 length + bytes), the layout string, then u8 1 (a constant), u64 offset, u64 bytes.
+struct ConstantAt {
+  std::size_t dims;   // first dim's i64
+  std::size_t bytes;  // the constant's u64 byte count
+  std::size_t type_end;
+};
+ConstantAt constant_at(const Bytes& b, const std::string& name) {
+  std::string key(4, '\0');
+  for (int i = 0; i < 4; ++i) key[static_cast<std::size_t>(i)] = static_cast<char>(name.size() >> (8 * i));
+  key += name;
+  auto it = std::search(b.begin(), b.end(), key.begin(), key.end());
+  REQUIRE(it != b.end());
+  std::size_t at = static_cast<std::size_t>(it - b.begin()) + key.size();
+  REQUIRE(b[at] == static_cast<unsigned char>(kiln::DType::f32));
+  REQUIRE(get_le(b, at + 1, 4) == 2);  // rank 2, both dims concrete (empty symbol strings)
+  REQUIRE(get_le(b, at + 13, 4) == 0);
+  REQUIRE(get_le(b, at + 25, 4) == 0);
+  const std::size_t layout = get_le(b, at + 29, 4);
+  const std::size_t end = at + 33 + layout;
+  REQUIRE(b[end] == 1);
+  return ConstantAt{at + 5, end + 9, end};
+}
+
+}  // namespace
+
+TEST_CASE("plan file: a constant whose byte size wraps to 0, or whose dims are negative, is refused") {
+  const Bytes good = compile_plan(source_path("tests/fixtures/classifier_d64_l2/model.yaml"));
+  const ConstantAt c = constant_at(good, "output_layer.weight");  // f32[4,64], 1024 bytes
+  REQUIRE(get_le(good, c.dims, 8) == 4);
+  REQUIRE(get_le(good, c.bytes, 8) == 1024);
+  const std::string at = " (at byte " + std::to_string(c.type_end - kiln::kKplanHeaderBytes) + " of the graph section)";
+  SUBCASE("f32[2^59,8] with 0 bytes: 2^62 elements of 4 bytes wrapped to 0") {
+    Bytes b = good;
+    put_le(b, c.dims, std::uint64_t{1} << 59, 8);
+    put_le(b, c.dims + 12, 8, 8);
+    put_le(b, c.bytes, 0, 8);
+    reseal(b);
+    CHECK(plan_error(b) == "m.kplan: error: corrupt plan file: value 'output_layer.weight' has type f32[576460752303423488,8], "
+                           "too large: its size in bytes exceeds 9223372036854775807" + at);
+  }
+  SUBCASE("f32[-4,-64]: the product of two negative dims matches the 1024 bytes") {
+    Bytes b = good;
+    put_le(b, c.dims, static_cast<std::uint64_t>(std::int64_t{-4}), 8);
+    put_le(b, c.dims + 12, static_cast<std::uint64_t>(std::int64_t{-64}), 8);
+    reseal(b);
+    CHECK(plan_error(b) == "m.kplan: error: corrupt plan file: value 'output_layer.weight' has type f32[-4,-64]: dims must be "
+                           "non-negative" + at);
+  }
+}
