@@ -158,3 +158,57 @@ TEST_CASE("plan file: a constant whose byte size wraps to 0, or whose dims are n
                            "non-negative" + at);
   }
 }
+
+// ---- 4: shape arithmetic is checked: declared shapes at load, products in shape rules ----
+
+namespace {
+std::string model_error(const std::string& yaml) {
+  return error_of([&] { kiln::parse_yaml_model(yaml, "model.yaml", "."); });
+}
+}  // namespace
+
+TEST_CASE("yaml: a declared input shape whose size overflows 64 bits is refused at load with its location") {
+  CHECK(model_error("kiln: 1\n"
+                    "inputs:\n"
+                    "  x: {dtype: f32, shape: [batch, 4294967296, 4294967296]}\n"
+                    "nodes:\n"
+                    "  - {op: flatten, in: [x], axis: 0, out: y}\n"
+                    "outputs: [y]\n") ==
+        "model.yaml:3:26: error: input 'x': shape [batch,4294967296,4294967296] of f32 is too large: its size in bytes "
+        "exceeds 9223372036854775807");
+  // 2^61 i64 elements fit a count but not a byte size.
+  CHECK(model_error("kiln: 1\n"
+                    "inputs:\n"
+                    "  x: {dtype: i64, shape: [2305843009213693952]}\n"
+                    "nodes:\n"
+                    "  - {op: relu, in: [x], out: y}\n"
+                    "outputs: [y]\n") ==
+        "model.yaml:3:26: error: input 'x': shape [2305843009213693952] of i64 is too large: its size in bytes exceeds "
+        "9223372036854775807");
+}
+
+TEST_CASE("yaml: flatten and reshape of a shape whose element count overflows fail with the node's location") {
+  // Each input fits; their matmul [2^31, 2^33] has 2^64 elements. flatten multiplied the dims unchecked
+  // (signed overflow), as did reshape's element count.
+  const std::string head =
+      "kiln: 1\n"
+      "inputs:\n"
+      "  a: {dtype: f32, shape: [2147483648, 1]}\n"
+      "  b: {dtype: f32, shape: [1, 8589934592]}\n"
+      "nodes:\n"
+      "  - {op: matmul, in: [a, b], out: c}\n";
+  CHECK(model_error(head + "  - {op: flatten, in: [c], axis: 0, out: y}\noutputs: [y]\n") ==
+        "model.yaml:7:5: error: flatten 'y': dims 0.. of f32[2147483648,8589934592] multiply to more than "
+        "9223372036854775807 elements");
+  CHECK(model_error(head + "  - {op: reshape, in: [c], shape: [-1], out: y}\noutputs: [y]\n") ==
+        "model.yaml:7:5: error: reshape 'y': input f32[2147483648,8589934592] has more than 9223372036854775807 elements");
+}
+
+TEST_CASE("shape helpers refuse products past INT64_MAX") {
+  using kiln::Dim;
+  CHECK(error_of([] { kiln::numel_of({Dim::of(4294967296), Dim::of(4294967296)}); }) ==
+        "error: shape [4294967296,4294967296] has too many elements: the count exceeds 9223372036854775807");
+  CHECK(error_of([] { kiln::mul_dims(Dim::of(4294967296), Dim::of(4294967296)); }) ==
+        "error: dims 4294967296 and 4294967296 multiply to more than 9223372036854775807 elements");
+  CHECK(kiln::numel_of({Dim::of(3037000499), Dim::of(3037000499)}) == 9223372030926249001);
+}

@@ -12,6 +12,7 @@
 
 #include "frontends/safetensors.hpp"
 #include "frontends/yaml/seq2seq.hpp"
+#include "graph/checked.hpp"
 #include "ops/op.hpp"
 
 namespace kiln {
@@ -487,6 +488,15 @@ class Parser {
           if (v < 0) error(d, "expected a dim: a non-negative integer or a symbol name such as 'batch', got '" + s + "'");
           type.shape.push_back(Dim::of(v));
         }
+      }
+      {
+        // Concrete dims whose product overflows would make every later size computation overflow.
+        std::vector<std::int64_t> dims;
+        for (const Dim& d : type.shape)
+          if (d.concrete()) dims.push_back(d.value);
+        if (!checked::tensor_bytes(dims, dtype_size(type.dtype)))
+          error(shape, "input '" + name + "': shape " + shape_str(type.shape) + " of " + dt +
+                           " is too large: its size in bytes exceeds " + std::to_string(checked::kMaxSize));
       }
       if (scope.values.count(name)) error(kv.first, "input '" + name + "' is declared twice");
       claim_name(kv.first, name, "input '" + name + "'");
