@@ -12,6 +12,8 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include "graph/checked.hpp"
+
 namespace kiln {
 
 namespace {
@@ -72,7 +74,7 @@ std::shared_ptr<WeightsFile> WeightsFile::from_memory(const std::string& name, c
 
   YAML::Node root;
   try {
-    root = YAML::Load(header);
+    root.reset(YAML::Load(header));  // reset rebinds; operator= on a bound node assigns into it
   } catch (const YAML::Exception& e) {
     bad(name, "header is not valid JSON (line " + std::to_string(e.mark.line + 1) + ", column " +
                   std::to_string(e.mark.column + 1) + "): " + e.msg);
@@ -98,7 +100,6 @@ std::shared_ptr<WeightsFile> WeightsFile::from_memory(const std::string& name, c
     if (!dtype_from_safetensors(dtype, &w.dtype))
       what("unsupported dtype \"" + dtype + "\" (expected F32, F16, BF16, F64, I64, I32, I8, U8 or BOOL)");
     if (!t["shape"].IsSequence()) what("\"shape\" must be a list of dims");
-    std::uint64_t numel = 1;
     for (const auto& d : t["shape"]) {
       std::int64_t v = -1;
       try {
@@ -108,10 +109,14 @@ std::shared_ptr<WeightsFile> WeightsFile::from_memory(const std::string& name, c
       if (v < 0)
         what("\"shape\" must hold non-negative integers, got " +
              (d.IsScalar() ? d.Scalar() : std::string(d.IsSequence() ? "a list" : "an object")));
-      if (v > 0 && numel > (std::uint64_t{1} << 62) / static_cast<std::uint64_t>(v)) what("\"shape\" is too large");
       w.shape.push_back(v);
-      numel *= static_cast<std::uint64_t>(v);
     }
+    // Checked: an unchecked numel * dtype_size wrapped to 0 for F32 [2^58, 16], which then matched
+    // data_offsets [0, 0] and sent kernels far outside the file.
+    const auto size = checked::tensor_bytes(w.shape, dtype_size(w.dtype));
+    if (!size)
+      what("shape " + shape_to_string(w.shape) + " of " + dtype + " is too large: its size in bytes exceeds " +
+           std::to_string(checked::kMaxSize));
     const YAML::Node& off = t["data_offsets"];
     std::uint64_t begin = 0, end = 0;
     try {
@@ -124,7 +129,7 @@ std::shared_ptr<WeightsFile> WeightsFile::from_memory(const std::string& name, c
     if (begin > end || end > data_size)
       what("data_offsets [" + std::to_string(begin) + ", " + std::to_string(end) + "] lie outside the data section of " +
            std::to_string(data_size) + " bytes (truncated file?)");
-    std::uint64_t want = numel * dtype_size(w.dtype);
+    const auto want = static_cast<std::uint64_t>(*size);
     if (end - begin != want)
       what("shape " + shape_to_string(w.shape) + " of " + dtype + " needs " + std::to_string(want) +
            " bytes, data_offsets give " + std::to_string(end - begin));

@@ -1,5 +1,7 @@
 #include "graph/types.hpp"
 
+#include "graph/checked.hpp"
+
 #include <cmath>
 #include <cstdio>
 #include <sstream>
@@ -38,14 +40,20 @@ std::vector<std::int64_t> dims_of(const Shape& s) {
   return out;
 }
 
+// Both throw kiln::Error rather than overflow (undefined behaviour) on dims from untrusted input.
 std::int64_t numel_of(const Shape& s) {
-  std::int64_t n = 1;
-  for (auto d : dims_of(s)) n *= d;
-  return n;
+  auto n = checked::numel(dims_of(s));
+  if (!n) fail("shape " + shape_str(s) + " has too many elements: the count exceeds " + std::to_string(checked::kMaxSize));
+  return *n;
 }
 
 Dim mul_dims(const Dim& a, const Dim& b) {
-  if (a.concrete() && b.concrete()) return Dim::of(a.value * b.value);
+  if (a.concrete() && b.concrete()) {
+    auto p = checked::mul(a.value, b.value);
+    if (!p)
+      fail("dims " + a.str() + " and " + b.str() + " multiply to more than " + std::to_string(checked::kMaxSize) + " elements");
+    return Dim::of(*p);
+  }
   if (a.is(1)) return b;
   if (b.is(1)) return a;
   return Dim::symbol(a.str() + "*" + b.str());

@@ -2,6 +2,7 @@
 // data: no kernel runs.
 //   %f = flatten(%p) {axis=1} : (f32[batch,64,1,1]) -> f32[batch,64]
 
+#include "graph/checked.hpp"
 #include "ops/common.hpp"
 
 namespace kiln {
@@ -12,7 +13,12 @@ std::vector<TensorType> infer(const ShapeCtx& ctx) {
   const int axis = normalize_axis(ctx, ctx.node().attr_int("axis"), std::max(x.rank(), 1));
   Shape out(x.shape.begin(), x.shape.begin() + std::min(axis, x.rank()));
   Dim rest = Dim::of(1);
-  for (int i = axis; i < x.rank(); ++i) rest = mul_dims(rest, x.shape[i]);
+  for (int i = axis; i < x.rank(); ++i) {
+    if (rest.concrete() && x.shape[i].concrete() && !checked::mul(rest.value, x.shape[i].value))
+      ctx.fail("dims " + std::to_string(axis) + ".. of " + x.str() + " multiply to more than " +
+               std::to_string(checked::kMaxSize) + " elements");
+    rest = mul_dims(rest, x.shape[i]);
+  }
   out.push_back(rest);
   return {TensorType{x.dtype, out}};
 }

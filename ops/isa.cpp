@@ -127,7 +127,7 @@ std::string describe() {
 void apply() {
   const Settings& s = settings();
   if (!s.bad_value.empty())
-    throw Error("KILN_MAX_ISA=" + s.bad_value + ": unknown instruction set (expected avx512, avx2 or sse41)");
+    throw Error("error: KILN_MAX_ISA=" + s.bad_value + ": unknown instruction set (expected avx512, avx2 or sse41)");
   static std::once_flag once;
   std::call_once(once, [&] {
     // oneDNN reads ONEDNN_MAX_CPU_ISA itself; set it only when Kiln's own switch is the lower cap. Setting

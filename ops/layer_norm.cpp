@@ -3,7 +3,7 @@
 //   %n1 = layer_norm(%r1, %norm1.weight, %norm1.bias) {eps=1e-05} : (f32[batch,seq,64], f32[64], f32[64]) -> f32[batch,seq,64]
 // Kernel: a TBB loop over rows, two passes per row (sum into dst, then mean and centred variance, then
 // normalize in place). oneDNN 2.6's layer normalization is not jit-compiled on this CPU
-// (ONEDNN_NOTES.md) and cannot add a residual, so Kiln owns this kernel.
+// (docs/onednn.md) and cannot add a residual, so Kiln owns this kernel.
 
 #include <cmath>
 

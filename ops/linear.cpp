@@ -5,7 +5,7 @@
 //   - Kiln's GEMM (ops/gemm.hpp, AVX2+FMA CPUs) for constant weights: they are packed once into 16-column
 //     panels; bias, the activation and the residual are applied as each block is stored;
 //   - otherwise (weights given at run time, no AVX2/FMA, KILN_GEMM=onednn) one oneDNN matmul with the activation and residual as post-ops (eltwise, then binary add
-//     of an [M,N] operand: both stay on the jit path per ONEDNN_NOTES.md), reading the weights in place
+//     of an [M,N] operand: both stay on the jit path per docs/onednn.md), reading the weights in place
 //     as [N,K] (oneDNN's `ba` for a K x N matrix), 1.8x faster than `ab` on AVX2.
 
 

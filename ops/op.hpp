@@ -1,6 +1,7 @@
 #pragma once
 // An operator is declared once: its schema (inputs, attributes with defaults, a one-line doc), its shape
-// rule, and its kernel factory. See ops/op_list.inc for the op set and docs/ops.md for each op.
+// rule, and its kernel factory. See ops/op_list.inc for the op set; `kilnc ops` lists each op's inputs
+// and attributes, and docs/yaml-format.md documents them for model authors.
 
 #include <algorithm>
 #include <cstddef>

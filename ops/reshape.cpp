@@ -4,6 +4,7 @@
 
 #include <algorithm>
 
+#include "graph/checked.hpp"
 #include "ops/common.hpp"
 
 namespace kiln {
@@ -13,10 +14,13 @@ namespace {
 struct Product {
   std::int64_t known = 1;
   std::vector<std::string> symbols;
-  void times(const Dim& d) {
+  // False (leaving `known` as it was) when the concrete factor would exceed INT64_MAX.
+  [[nodiscard]] bool times(const Dim& d) {
     if (d.concrete()) {
-      known *= d.value;
-      return;
+      auto p = checked::mul(known, d.value);
+      if (!p) return false;
+      known = *p;
+      return true;
     }
     std::size_t start = 0;
     while (true) {
@@ -25,6 +29,7 @@ struct Product {
       if (star == std::string::npos) break;
       start = star + 1;
     }
+    return true;
   }
 };
 
@@ -32,7 +37,11 @@ std::vector<TensorType> infer(const ShapeCtx& ctx) {
   const TensorType& x = ctx.in(0);
   const auto& target = ctx.node().attr_ints("shape");
   Product in, out;
-  for (const auto& d : x.shape) in.times(d);
+  auto too_large = [&](const std::string& what) {
+    ctx.fail(what + " has more than " + std::to_string(checked::kMaxSize) + " elements");
+  };
+  for (const auto& d : x.shape)
+    if (!in.times(d)) too_large("input " + x.str());
   Shape shape;
   int infer_at = -1;
   for (std::size_t i = 0; i < target.size(); ++i) {
@@ -44,10 +53,10 @@ std::vector<TensorType> infer(const ShapeCtx& ctx) {
     } else if (t == 0) {
       if (i >= x.shape.size()) ctx.fail("attribute 'shape' copies dim " + std::to_string(i) + " (0) of an input of rank " + std::to_string(x.rank()));
       shape.push_back(x.shape[i]);
-      out.times(x.shape[i]);
+      if (!out.times(x.shape[i])) too_large("attribute 'shape' " + attr_str(target));
     } else if (t > 0) {
       shape.push_back(Dim::of(t));
-      out.times(Dim::of(t));
+      if (!out.times(Dim::of(t))) too_large("attribute 'shape' " + attr_str(target));
     } else {
       ctx.fail("attribute 'shape' has invalid entry " + std::to_string(t) + " (expected > 0, 0 to copy, or -1)");
     }

@@ -1,6 +1,6 @@
 // prepack-matmul-weights: matmul(a, W) with a constant 2-D W [K,N] becomes linear(a, Wᵀ) with Wᵀ
 // [N,K] computed once at compile time. [N,K] is the weights layout oneDNN's matmul runs fastest on
-// this CPU (`ba` for a K x N matrix: 1.8x over `ab`, ONEDNN_NOTES.md), and `linear` takes post-op
+// this CPU (`ba` for a K x N matrix: 1.8x over `ab`, docs/onednn.md), and `linear` takes post-op
 // fusions. The transposed copy replaces W in the plan, so weights are stored once, in that layout.
 //   %y = matmul(%x, %w) : (f32[batch,seq,64], f32[64,256])   ->   %y = linear(%x, %w.packed) : (..., f32[256,64])
 

@@ -17,6 +17,7 @@
 #include <tbb/parallel_for.h>
 
 #include "frontends/yaml/yaml_frontend.hpp"
+#include "graph/checked.hpp"
 #include "ops/isa.hpp"
 #include "ops/gemm.hpp"
 #include "ops/op.hpp"
@@ -304,19 +305,31 @@ void write_type(Writer& w, const TensorType& t) {
   w.str(t.layout);
 }
 
-TensorType read_type(Reader& r) {
+// The type of value `name`. Concrete dims must be non-negative and their element count and byte size
+// must fit in 64 bits (checked: a product that wraps could otherwise match a short or empty blob).
+TensorType read_type(Reader& r, const std::string& name) {
   TensorType t;
   std::uint8_t dt = r.u8();
   if (dt > static_cast<std::uint8_t>(DType::boolean)) r.corrupt("unknown dtype " + std::to_string(dt));
   t.dtype = static_cast<DType>(dt);
   std::size_t rank = r.count(12);
+  bool negative = false;
+  std::vector<std::int64_t> dims;
   for (std::size_t i = 0; i < rank; ++i) {
     Dim d;
     d.value = r.i64();
     d.sym = r.str();
+    if (d.concrete()) {
+      negative = negative || d.value < 0;
+      dims.push_back(d.value);
+    }
     t.shape.push_back(std::move(d));
   }
   t.layout = r.str();
+  if (negative) r.corrupt("value '" + name + "' has type " + t.str() + ": dims must be non-negative");
+  if (!checked::tensor_bytes(dims, dtype_size(t.dtype)))
+    r.corrupt("value '" + name + "' has type " + t.str() + ", too large: its size in bytes exceeds " +
+              std::to_string(checked::kMaxSize));
   return t;
 }
 
@@ -538,9 +551,17 @@ std::shared_ptr<ModelImpl> load_kplan(const std::string& name, const void* bytes
   }
   info.isa = static_cast<std::uint32_t>(get_le(p + kKplanIsaOffset, 4));
   const std::uint32_t host = host_isa();
-  if ((info.isa & host) != info.isa)
-    bad("plan file was built for " + isa_name(info.isa) + ", which this CPU lacks (it supports " + isa_name(host) +
-        "); recompile it here, or with kilnc compile --isa " + isa_name(host));
+  if ((info.isa & host) != info.isa) {
+    // Under an instruction-set cap (KILN_MAX_ISA, ONEDNN_MAX_CPU_ISA) the CPU may have it: say so, since the
+    // cure differs. Either way a plan for this host is compiled under the same cap.
+    const std::string cure = std::string("; recompile it here, or compile it with KILN_MAX_ISA=") +
+                             isa::name(isa::effective()) + " in kilnc's environment";
+    if (isa::effective() != isa::cpu())
+      bad("plan file was built for " + isa_name(info.isa) + ", beyond the instruction-set cap in force (oneDNN: " +
+          isa_name(host) + "; Kiln: " + isa::describe() + ")" + cure);
+    bad("plan file was built for " + isa_name(info.isa) + ", which this CPU lacks (it supports " + isa_name(host) + ")" +
+        cure);
+  }
   const std::uint64_t graph_offset = get_le(p + kGraphOffset, 8), graph_bytes = get_le(p + 40, 8);
   const std::uint64_t data_offset = get_le(p + 48, 8), data_bytes = get_le(p + 56, 8);
   if (graph_offset < kKplanHeaderBytes || graph_offset > size || graph_bytes > size - graph_offset ||
@@ -586,7 +607,7 @@ std::shared_ptr<ModelImpl> load_kplan(const std::string& name, const void* bytes
   std::set<std::uint64_t> blobs;
   for (auto& v : values) {
     std::string vname = r.str();
-    TensorType type = read_type(r);
+    TensorType type = read_type(r, vname);
     if (r.u8() == 0) {
       v = g.add_value(vname, std::move(type));
       continue;
@@ -595,7 +616,7 @@ std::shared_ptr<ModelImpl> load_kplan(const std::string& name, const void* bytes
     if (off % kAlign != 0 || off > data_bytes || bytes > data_bytes - off)
       r.corrupt("constant '" + vname + "' lies outside the data section");
     if (type.plain() && is_concrete(type.shape) &&
-        static_cast<std::uint64_t>(numel_of(type.shape)) * dtype_size(type.dtype) != bytes)
+        static_cast<std::uint64_t>(*checked::tensor_bytes(dims_of(type.shape), dtype_size(type.dtype))) != bytes)
       r.corrupt("constant '" + vname + "' of type " + type.str() + " has " + std::to_string(bytes) + " bytes");
     if (blobs.insert(off).second) {
       info.constant_bytes += bytes;

@@ -12,6 +12,7 @@
 #include "frontends/safetensors.hpp"
 
 #include "frontends/yaml/yaml_frontend.hpp"
+#include "graph/checked.hpp"
 #include "ops/isa.hpp"
 #include "runtime/model_impl.hpp"
 
@@ -82,6 +83,9 @@ void SessionImpl::bind(RunContext& ctx, const std::map<std::string, Tensor>& inp
              (*seen->input == in->name ? " in an earlier dim" : " in input '" + *seen->input + "'"));
       }
     }
+    if (!checked::tensor_bytes(t.shape(), dtype_size(t.dtype())))
+      fail("input '" + in->name + "': shape " + shape_to_string(t.shape()) + " of " + std::string(dtype_name(t.dtype())) +
+           " is too large: its size in bytes exceeds " + std::to_string(checked::kMaxSize));
     if (need_data && !t.data() && t.numel() > 0) fail("input '" + in->name + "' has no data");
     bound.push_back(&t);
   }

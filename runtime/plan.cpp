@@ -1,6 +1,7 @@
 #include "runtime/plan.hpp"
 
 #include "ops/common.hpp"
+#include "ops/isa.hpp"
 
 #include <algorithm>
 #include <chrono>
@@ -281,6 +282,7 @@ std::string Plan::describe() const {
   if (packed > 0)
     os << "packed weights: " << packed << " bytes (Kiln's GEMM panels, made once and shared by every plan of these "
           "weights)\n";
+  os << "instruction set: " << isa::describe() << "\n";
   return os.str();
 }
 

@@ -1,6 +1,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "graph/checked.hpp"
 #include "graph/types.hpp"
 #include "kiln/tensor.hpp"
 
@@ -43,9 +44,10 @@ bool parse_dtype(std::string_view name, DType* out) {
 }
 
 std::int64_t Tensor::numel() const {
-  std::int64_t n = 1;
-  for (auto d : shape_) n *= d;
-  return n;
+  auto n = checked::numel(shape_);
+  if (!n) throw Error("error: tensor shape " + shape_to_string(shape_) + " has a negative dim or more than " +
+                      std::to_string(checked::kMaxSize) + " elements");
+  return *n;
 }
 
 Tensor Tensor::empty(DType dtype, std::vector<std::int64_t> shape) {
@@ -54,7 +56,11 @@ Tensor Tensor::empty(DType dtype, std::vector<std::int64_t> shape) {
   t.shape_ = std::move(shape);
   for (auto d : t.shape_)
     if (d < 0) throw Error("error: negative dimension in tensor shape " + shape_to_string(t.shape_));
-  std::size_t bytes = (t.bytes() + 63) / 64 * 64;
+  const auto size = checked::tensor_bytes(t.shape_, dtype_size(dtype));
+  if (!size || *size > checked::kMaxSize - 63)
+    throw Error("error: tensor shape " + shape_to_string(t.shape_) + " of " + std::string(dtype_name(dtype)) +
+                " is too large: its size in bytes exceeds " + std::to_string(checked::kMaxSize));
+  std::size_t bytes = (static_cast<std::size_t>(*size) + 63) / 64 * 64;
   if (bytes == 0) bytes = 64;
   void* p = std::aligned_alloc(64, bytes);
   if (!p) throw Error("error: out of memory allocating " + std::to_string(bytes) + " bytes");

@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "ops/gemm.hpp"
+#include "ops/isa.hpp"
 #include "runtime/kplan.hpp"
 #include "runtime/npy.hpp"
 #include "test_util.hpp"
@@ -74,13 +75,13 @@ TEST_CASE("kilnc compile, then kilnc run on the plan file prints and writes what
 TEST_CASE("kilnc inspect describes a plan file") {
   TempDir tmp;
   const std::string plan = tmp.path("tc.kplan");
-  REQUIRE(kilnc("compile " + kModel + " -o " + plan + " --shape batch=1 --shape seq=1..64 --isa avx -q").code == 0);
+  REQUIRE(kilnc("compile " + kModel + " -o " + plan + " --shape batch=1 --shape seq=1..64 --isa sse41 -q").code == 0);
   Result r = kilnc("inspect " + plan);
   REQUIRE_MESSAGE(r.code == 0, r.out);
   CHECK(contains(r.out, "format version:  " + std::to_string(kiln::kKplanVersion) + "\n"));
   if (kiln::gemm::enabled())  // the d128 classifier's 9 linear weights, as Kiln's GEMM panels
     CHECK(contains(r.out, "packed weights:  1581056 bytes for 9 weights (Kiln's GEMM panels, mapped at load)\n"));
-  CHECK(contains(r.out, "instruction set: avx (this CPU: " + kiln::isa_name(kiln::host_isa()) + ")\n"));
+  CHECK(contains(r.out, "instruction set: sse41 (this CPU: " + kiln::isa_name(kiln::host_isa()) + ")\n"));
   CHECK(contains(r.out, "size:            " + std::to_string(fs::file_size(plan)) + " bytes (weights 2100240 bytes in 27 tensors)\n"));
   CHECK(contains(r.out, " (verified)\n"));
   CHECK(contains(r.out, "model:           transformer_classifier, compiled from " + kModel + " at -O2\n"));
@@ -91,6 +92,59 @@ TEST_CASE("kilnc inspect describes a plan file") {
   CHECK(contains(r.out, "  tokens[1,64]: 14 kernels, activation arena "));
   CHECK(!contains(r.out, "%probs = softmax"));
   CHECK(contains(kilnc("inspect --ir " + plan).out, "%probs = softmax(%logits) {axis=-1}"));
+}
+
+TEST_CASE("plans across instruction sets: refused under a lower cap naming both, and run when compiled under it") {
+  // What happens when a plan compiled on an AVX-512 host meets an AVX2 one, reproduced on any host through
+  // KILN_MAX_ISA (docs/portability.md). Every level below this CPU's is tried (none on a CPU without AVX2).
+  TempDir tmp;
+  const std::string native = tmp.path("native.kplan");
+  const std::string uncapped = "env -u KILN_MAX_ISA -u ONEDNN_MAX_CPU_ISA -u DNNL_MAX_CPU_ISA";
+  Result c = kilnc("compile " + kModel + " -o " + native + " -q", false, uncapped);
+  REQUIRE_MESSAGE(c.code == 0, c.out);
+  Result want = kilnc("run " + kModel + " --input tokens=" + kTokens + " --output-dir " + tmp.path("y"), false, uncapped);
+  REQUIRE_MESSAGE(want.code == 0, want.out);
+  for (auto level : {kiln::isa::Level::sse41, kiln::isa::Level::avx2}) {
+    if (static_cast<int>(level) >= static_cast<int>(kiln::isa::cpu())) continue;
+    const std::string name = kiln::isa::name(level);
+    CAPTURE(name);
+    const std::string capped = uncapped + " KILN_MAX_ISA=" + name;
+    Result r = kilnc("run " + native + " --input tokens=" + kTokens, false, capped);
+    CHECK(r.code == 1);
+    CHECK(contains(r.out, native + ": error: plan file was built for "));
+    CHECK(contains(r.out, ", beyond the instruction-set cap in force (oneDNN: "));
+    CHECK(contains(r.out, "; Kiln: " + name + " (capped by KILN_MAX_ISA; CPU: " + kiln::isa::name(kiln::isa::cpu()) +
+                              ")); recompile it here, or compile it with KILN_MAX_ISA=" + name + " in kilnc's environment\n"));
+    // The cure the message names: compiled under the cap, the plan runs there and gives the same outputs.
+    const std::string plan = tmp.path(name + ".kplan");
+    REQUIRE(kilnc("compile " + kModel + " -o " + plan + " -q", false, capped).code == 0);
+    const std::string out = tmp.path(name);
+    r = kilnc("run " + plan + " --input tokens=" + kTokens + " --output-dir " + out, false, capped);
+    REQUIRE_MESSAGE(r.code == 0, r.out);
+    CHECK(max_abs_diff(kiln::read_npy(out + "/probs.npy"), kiln::read_npy(tmp.path("y/probs.npy"))) <= 1e-5);
+    // A plan for a lower instruction set also runs where the CPU has more.
+    r = kilnc("run " + plan + " --input tokens=" + kTokens, false, uncapped);
+    CHECK_MESSAGE(r.code == 0, r.out);
+  }
+}
+
+TEST_CASE("KILN_MAX_ISA with an unknown value is refused, naming the variable and the accepted values") {
+  Result r = kilnc("run " + kModel + " --input tokens=" + kTokens, false, "KILN_MAX_ISA=avx3");
+  CHECK(r.code == 1);
+  CHECK(contains(r.out, "error: KILN_MAX_ISA=avx3: unknown instruction set (expected avx512, avx2 or sse41)\n"));
+}
+
+TEST_CASE("ONEDNN_MAX_CPU_ISA caps Kiln's kernels too, and --explain says which instruction set runs") {
+  const std::string uncapped = "env -u KILN_MAX_ISA -u ONEDNN_MAX_CPU_ISA -u DNNL_MAX_CPU_ISA";
+  Result r = kilnc("run " + kModel + " --input tokens=" + kTokens + " --explain", false, uncapped);
+  REQUIRE_MESSAGE(r.code == 0, r.out);
+  CHECK(contains(r.out, std::string("instruction set: ") + kiln::isa::name(kiln::isa::cpu()) + "\n"));
+  if (kiln::isa::cpu() == kiln::isa::Level::sse41) return;  // nothing below to cap to
+  r = kilnc("run " + kModel + " --input tokens=" + kTokens + " --explain", false, uncapped + " ONEDNN_MAX_CPU_ISA=SSE41");
+  REQUIRE_MESSAGE(r.code == 0, r.out);
+  CHECK(contains(r.out, std::string("instruction set: sse41 (capped by ONEDNN_MAX_CPU_ISA; CPU: ") +
+                            kiln::isa::name(kiln::isa::cpu()) + ")\n"));
+  CHECK(!contains(r.out, "[kiln:gemm"));  // no Kiln kernel below AVX2: oneDNN runs the linear layers
 }
 
 TEST_CASE("kilnc bench reports load time, latency percentiles and throughput") {

@@ -12,6 +12,7 @@
 
 #include "frontends/safetensors.hpp"
 #include "frontends/yaml/seq2seq.hpp"
+#include "graph/checked.hpp"
 #include "ops/op.hpp"
 
 namespace kiln {
@@ -20,6 +21,10 @@ namespace {
 
 constexpr int kMaxBlockDepth = 16;
 constexpr std::int64_t kMaxRepeat = 4096;
+// Nodes a model may have once its block calls are expanded. Repeat and depth limits alone allow
+// 4096^16; three nested calls of `repeat: 4096` are 6.9e10 nodes from 600 bytes of YAML. Real models
+// have hundreds to a few thousand nodes.
+constexpr std::int64_t kMaxNodes = 100000;
 
 bool is_identifier(const std::string& s) {
   if (s.empty() || !(std::isalpha(static_cast<unsigned char>(s[0])) || s[0] == '_')) return false;
@@ -57,7 +62,7 @@ class Parser {
   std::unique_ptr<Graph> parse(const std::string& text) {
     YAML::Node root;
     try {
-      root = YAML::Load(text);
+      root.reset(YAML::Load(text));  // reset rebinds; operator= on a bound node assigns into it
     } catch (const YAML::ParserException& e) {
       fail_at(SourceLoc{file_, e.mark.line + 1, e.mark.column + 1}, "invalid YAML: " + e.msg);
     }
@@ -100,7 +105,7 @@ class Parser {
   std::unique_ptr<Seq2SeqSpec> parse_seq2seq(const std::string& text) {
     YAML::Node root;
     try {
-      root = YAML::Load(text);
+      root.reset(YAML::Load(text));  // reset rebinds; operator= on a bound node assigns into it
     } catch (const YAML::ParserException& e) {
       fail_at(SourceLoc{file_, e.mark.line + 1, e.mark.column + 1}, "invalid YAML: " + e.msg);
     }
@@ -130,7 +135,7 @@ class Parser {
     spec->decoder = parse_section(dec, spec->name + ".decoder", &states);
     for (auto& [s, where] : states) spec->states.push_back(s);
     parse_tokenizer(require(root, "tokenizer", root), *spec);
-    generate_node_ = root["generate"];
+    generate_node_.reset(root["generate"]);  // rebind (operator= would assign into the node)
     parse_generate(require(root, "generate", root), *spec);
     check_seq2seq(*spec, dec, states);
     return spec;
@@ -340,9 +345,9 @@ class Parser {
       bool state = false;
       for (const auto& [s, st] : states) state = state || s.input == in->name;
       if (state) continue;
-      YAML::Node at = inputs;
-      for (const auto& kv : inputs)
-        if (kv.first.Scalar() == in->name) at = kv.first;
+      // A fresh node per lookup: YAML::Node::operator= on a bound node assigns *into* the node it refers
+      // to, so `at = kv.first` on a copy of `inputs` rewrote the map being iterated (a use after free).
+      const YAML::Node at = declared_at(inputs, in->name);
       const Value* from = find_out(e, in->name);
       if (!from)
         error(at, "decoder input '" + in->name + "' is fed by nothing: it must be an encoder output of the same name, a state "
@@ -350,6 +355,13 @@ class Parser {
       if (from->type.dtype != in->type.dtype || from->type.rank() != in->type.rank() || from->type.rank() < 1)
         error(at, "decoder input '" + in->name + "' " + in->type.str() + " does not match encoder output " + from->type.str());
     }
+  }
+
+  // The key that declares `name` in the mapping `map`, or the mapping itself when none does.
+  static YAML::Node declared_at(const YAML::Node& map, const std::string& name) {
+    for (const auto& kv : map)
+      if (kv.first.IsScalar() && kv.first.Scalar() == name) return kv.first;
+    return map;
   }
 
   YAML::Node generate_node_;  // the 'generate' section, for locations in cross-checks
@@ -481,6 +493,15 @@ class Parser {
           type.shape.push_back(Dim::of(v));
         }
       }
+      {
+        // Concrete dims whose product overflows would make every later size computation overflow.
+        std::vector<std::int64_t> dims;
+        for (const Dim& d : type.shape)
+          if (d.concrete()) dims.push_back(d.value);
+        if (!checked::tensor_bytes(dims, dtype_size(type.dtype)))
+          error(shape, "input '" + name + "': shape " + shape_str(type.shape) + " of " + dt +
+                           " is too large: its size in bytes exceeds " + std::to_string(checked::kMaxSize));
+      }
       if (scope.values.count(name)) error(kv.first, "input '" + name + "' is declared twice");
       claim_name(kv.first, name, "input '" + name + "'");
       Value* v = graph_->add_value(name, type);
@@ -516,9 +537,9 @@ class Parser {
       if (b["params"]) def.params = names(b["params"], "block params");
       for (const auto& p : def.params)
         if (p == "i") error(b["params"], "block param 'i' is reserved for the repeat index");
-      def.nodes = require(b, "nodes", b);
+      def.nodes.reset(require(b, "nodes", b));
       if (!def.nodes.IsSequence()) error(def.nodes, "the nodes of block '" + name + "' must be a list");
-      def.where = kv.first;
+      def.where.reset(kv.first);
       blocks_.emplace(name, def);
     }
   }
@@ -696,6 +717,18 @@ class Parser {
     if (scope.depth >= kMaxBlockDepth) error(n, "blocks nest deeper than " + std::to_string(kMaxBlockDepth) + " levels (a block that calls itself?)");
     std::int64_t repeat = n["repeat"] ? int_of(n["repeat"], "'repeat'") : 1;
     if (repeat < 1 || repeat > kMaxRepeat) error(n["repeat"], "'repeat' must be between 1 and " + std::to_string(kMaxRepeat));
+    {
+      // Counted before expanding anything, so that a bomb fails at once instead of running out of memory.
+      const std::int64_t each = block_nodes(name);
+      const std::int64_t total = checked::mul(repeat, each).value_or(checked::kMaxSize);
+      const auto before = static_cast<std::int64_t>(graph_->nodes().size());
+      if (total > kMaxNodes - before)
+        error(n, "block call '" + name + "' expands to " +
+                     (total == checked::kMaxSize ? "more than " + std::to_string(total) : std::to_string(total)) + " nodes (" +
+                     std::to_string(repeat) + " x " + std::to_string(each) + "), more than the " + std::to_string(kMaxNodes) +
+                     " nodes a model may have" +
+                     (before > 0 ? " (" + std::to_string(before) + " nodes come before it)" : std::string()));
+    }
     if (repeat > 1 && def.args.size() != def.returns.size())
       error(n["repeat"], "block '" + name + "' is repeated, so it must return as many values as it takes (" +
                              std::to_string(def.args.size()) + " args, " + std::to_string(def.returns.size()) + " returns)");
@@ -758,12 +791,37 @@ class Parser {
     }
   }
 
+  // Nodes one call of block `name` expands to (nested calls and their repeats included), saturating at
+  // checked::kMaxSize. Unknown blocks, bad repeats and cycles count as one node here: the expansion
+  // reports them with their location.
+  std::int64_t block_nodes(const std::string& name) {
+    if (auto m = block_sizes_.find(name); m != block_sizes_.end()) return m->second;
+    auto it = blocks_.find(name);
+    if (it == blocks_.end() || !counting_.insert(name).second) return 1;
+    std::int64_t total = 0;
+    for (const auto& node : it->second.nodes) {
+      std::int64_t add = 1;
+      if (node.IsMap() && node["block"] && node["block"].IsScalar()) {
+        std::int64_t repeat = 1;
+        if (node["repeat"] && !YAML::convert<std::int64_t>::decode(node["repeat"], repeat)) repeat = 1;
+        if (repeat < 1 || repeat > kMaxRepeat) repeat = 1;
+        add = checked::mul(repeat, block_nodes(node["block"].Scalar())).value_or(checked::kMaxSize);
+      }
+      total = checked::add(total, add).value_or(checked::kMaxSize);
+    }
+    counting_.erase(name);
+    block_sizes_.emplace(name, total);
+    return total;
+  }
+
   std::string file_, base_dir_;
   std::unique_ptr<Graph> graph_;
   std::shared_ptr<WeightsFile> weights_;
   std::map<std::string, Value*> constants_;
   std::map<std::string, std::string> value_names_;  // full value name -> where it was defined
   std::map<std::string, BlockDef> blocks_;
+  std::map<std::string, std::int64_t> block_sizes_;  // block_nodes() results
+  std::set<std::string> counting_;                   // blocks block_nodes() is inside (cycle guard)
 };
 
 }  // namespace
