@@ -54,13 +54,15 @@ endif()
 
 # The shipped examples, loaded and run through kilnc (as their READMEs show).
 set(ex "${SRC}/examples")
+# One command per entry, its arguments separated by '|' (a ';' would split the entries themselves).
 set(runs
-  "run;${ex}/transformer_classifier/transformer_classifier.yaml;--input;tokens=${ex}/transformer_classifier/tokens.npy"
-  "run;${ex}/mobilenet_tiny/mobilenet_tiny.yaml;--input;image=${ex}/mobilenet_tiny/image_b2.npy"
-  "run;${ex}/resnet_tiny/resnet_tiny.yaml;--input;image=${ex}/resnet_tiny/image_b1_odd.npy"
-  "generate;${ex}/date_translation/transformer.yaml;Thursday, November 26, 2026;26/11/26;--strategy;beam;--beam-width;4"
-  "generate;${ex}/date_translation/lstm.yaml;nov 26 2026;2026-11-26")
-foreach(cmd IN LISTS runs)
+  "run|${ex}/transformer_classifier/transformer_classifier.yaml|--input|tokens=${ex}/transformer_classifier/tokens.npy"
+  "run|${ex}/mobilenet_tiny/mobilenet_tiny.yaml|--input|image=${ex}/mobilenet_tiny/image_b2.npy"
+  "run|${ex}/resnet_tiny/resnet_tiny.yaml|--input|image=${ex}/resnet_tiny/image_b1_odd.npy"
+  "generate|${ex}/date_translation/transformer.yaml|Thursday, November 26, 2026|26/11/26|--strategy|beam|--beam-width|4"
+  "generate|${ex}/date_translation/lstm.yaml|nov 26 2026|2026-11-26")
+foreach(entry IN LISTS runs)
+  string(REPLACE "|" ";" cmd "${entry}")
   execute_process(COMMAND "${WORK}/tools/kilnc" ${cmd} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
   if(NOT rc EQUAL 0)
     message(FATAL_ERROR "kilnc ${cmd} under ASan/UBSan failed (${rc}):\n${out}\n${err}")
