@@ -6,7 +6,7 @@ the campaigns added, minimized with -merge=1."""
 import glob, json, os, re, struct, hashlib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-OUT = os.path.join(ROOT, "fuzz", "corpus")
+OUT = os.environ.get("KILN_SEEDS_OUT", os.path.join(ROOT, "fuzz", "corpus"))
 
 
 def put(target, data, name=None):
