@@ -212,3 +212,45 @@ TEST_CASE("shape helpers refuse products past INT64_MAX") {
         "error: dims 4294967296 and 4294967296 multiply to more than 9223372036854775807 elements");
   CHECK(kiln::numel_of({Dim::of(3037000499), Dim::of(3037000499)}) == 9223372030926249001);
 }
+
+// ---- 5: block expansion is bounded before anything is expanded ----
+
+TEST_CASE("yaml: nested block calls that expand past the node limit fail at once, naming the limit") {
+  const std::string yaml =
+      "kiln: 1\n"
+      "inputs:\n"
+      "  x: {dtype: f32, shape: [1, 4]}\n"
+      "blocks:\n"
+      "  a: {args: [x], returns: [y], nodes: [{op: relu, in: [x], out: y}]}\n"
+      "  b: {args: [x], returns: [y], nodes: [{block: a, repeat: 4096, in: [x], out: [y]}]}\n"
+      "  c: {args: [x], returns: [y], nodes: [{block: b, repeat: 4096, in: [x], out: [y]}]}\n"
+      "nodes:\n"
+      "  - {op: relu, in: [x], out: x1}\n"
+      "  - {block: c, repeat: 4096, in: [x1], out: [y]}\n"
+      "outputs: [y]\n";
+  const auto t0 = std::chrono::steady_clock::now();
+  CHECK(model_error(yaml) ==
+        "model.yaml:10:5: error: block call 'c' expands to 68719476736 nodes (4096 x 16777216), more than the 100000 nodes "
+        "a model may have (with the 1 before it)");
+  CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(1));
+  // Just past the limit: 2 x 4096 x 13 relus.
+  std::string wide =
+      "kiln: 1\n"
+      "inputs:\n"
+      "  x: {dtype: f32, shape: [1, 4]}\n"
+      "blocks:\n"
+      "  a:\n"
+      "    args: [x]\n"
+      "    returns: [y]\n"
+      "    nodes:\n";
+  for (int i = 0; i < 13; ++i)
+    wide += "      - {op: relu, in: [" + (i ? "r" + std::to_string(i - 1) : std::string("x")) + "], out: " +
+            (i == 12 ? std::string("y") : "r" + std::to_string(i)) + "}\n";
+  wide += "  b: {args: [x], returns: [y], nodes: [{block: a, repeat: 4096, in: [x], out: [y]}]}\n"
+          "nodes:\n"
+          "  - {block: b, repeat: 2, in: [x], out: [y]}\n"
+          "outputs: [y]\n";
+  CHECK(model_error(wide) ==
+        "model.yaml:24:5: error: block call 'b' expands to 106496 nodes (2 x 53248), more than the 100000 nodes a model "
+        "may have");
+}

@@ -21,6 +21,10 @@ namespace {
 
 constexpr int kMaxBlockDepth = 16;
 constexpr std::int64_t kMaxRepeat = 4096;
+// Nodes a model may have once its block calls are expanded. Repeat and depth limits alone allow
+// 4096^16; three nested calls of `repeat: 4096` are 6.9e10 nodes from 600 bytes of YAML. Real models
+// have hundreds to a few thousand nodes.
+constexpr std::int64_t kMaxNodes = 100000;
 
 bool is_identifier(const std::string& s) {
   if (s.empty() || !(std::isalpha(static_cast<unsigned char>(s[0])) || s[0] == '_')) return false;
@@ -713,6 +717,18 @@ class Parser {
     if (scope.depth >= kMaxBlockDepth) error(n, "blocks nest deeper than " + std::to_string(kMaxBlockDepth) + " levels (a block that calls itself?)");
     std::int64_t repeat = n["repeat"] ? int_of(n["repeat"], "'repeat'") : 1;
     if (repeat < 1 || repeat > kMaxRepeat) error(n["repeat"], "'repeat' must be between 1 and " + std::to_string(kMaxRepeat));
+    {
+      // Counted before expanding anything, so that a bomb fails at once instead of running out of memory.
+      const std::int64_t each = block_nodes(name);
+      const std::int64_t total = checked::mul(repeat, each).value_or(checked::kMaxSize);
+      const auto before = static_cast<std::int64_t>(graph_->nodes().size());
+      if (total > kMaxNodes - before)
+        error(n, "block call '" + name + "' expands to " +
+                     (total == checked::kMaxSize ? "more than " + std::to_string(total) : std::to_string(total)) + " nodes (" +
+                     std::to_string(repeat) + " x " + std::to_string(each) + "), more than the " + std::to_string(kMaxNodes) +
+                     " nodes a model may have" +
+                     (before > 0 ? " (with the " + std::to_string(before) + " before it)" : std::string()));
+    }
     if (repeat > 1 && def.args.size() != def.returns.size())
       error(n["repeat"], "block '" + name + "' is repeated, so it must return as many values as it takes (" +
                              std::to_string(def.args.size()) + " args, " + std::to_string(def.returns.size()) + " returns)");
@@ -775,12 +791,37 @@ class Parser {
     }
   }
 
+  // Nodes one call of block `name` expands to (nested calls and their repeats included), saturating at
+  // checked::kMaxSize. Unknown blocks, bad repeats and cycles count as one node here: the expansion
+  // reports them with their location.
+  std::int64_t block_nodes(const std::string& name) {
+    if (auto m = block_sizes_.find(name); m != block_sizes_.end()) return m->second;
+    auto it = blocks_.find(name);
+    if (it == blocks_.end() || !counting_.insert(name).second) return 1;
+    std::int64_t total = 0;
+    for (const auto& node : it->second.nodes) {
+      std::int64_t add = 1;
+      if (node.IsMap() && node["block"] && node["block"].IsScalar()) {
+        std::int64_t repeat = 1;
+        if (node["repeat"] && !YAML::convert<std::int64_t>::decode(node["repeat"], repeat)) repeat = 1;
+        if (repeat < 1 || repeat > kMaxRepeat) repeat = 1;
+        add = checked::mul(repeat, block_nodes(node["block"].Scalar())).value_or(checked::kMaxSize);
+      }
+      total = checked::add(total, add).value_or(checked::kMaxSize);
+    }
+    counting_.erase(name);
+    block_sizes_.emplace(name, total);
+    return total;
+  }
+
   std::string file_, base_dir_;
   std::unique_ptr<Graph> graph_;
   std::shared_ptr<WeightsFile> weights_;
   std::map<std::string, Value*> constants_;
   std::map<std::string, std::string> value_names_;  // full value name -> where it was defined
   std::map<std::string, BlockDef> blocks_;
+  std::map<std::string, std::int64_t> block_sizes_;  // block_nodes() results
+  std::set<std::string> counting_;                   // blocks block_nodes() is inside (cycle guard)
 };
 
 }  // namespace
