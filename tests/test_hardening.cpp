@@ -218,6 +218,18 @@ TEST_CASE("shape helpers refuse products past INT64_MAX") {
   CHECK(kiln::numel_of({Dim::of(3037000499), Dim::of(3037000499)}) == 9223372030926249001);
 }
 
+TEST_CASE("run-time inputs: a tensor whose byte size overflows is refused by name before any plan is made") {
+  // 2^53 x 1000 elements fit a count; 4 bytes each do not. A view may carry any shape.
+  kiln::Session s(kiln::Model::load_from_memory("kiln: 1\ninputs:\n  x: {dtype: f32, shape: [batch, 1000]}\nnodes:\n"
+                                                "  - {op: relu, in: [x], out: y}\noutputs: [y]\n",
+                                                nullptr, 0));
+  float one = 0;
+  kiln::Tensor x = kiln::Tensor::view(kiln::DType::f32, {std::int64_t{1} << 53, 1000}, &one);
+  CHECK(error_of([&] { s.run({{"x", x}}); }) ==
+        "error: input 'x': shape [9007199254740992,1000] of f32 is too large: its size in bytes exceeds 9223372036854775807");
+  CHECK(s.plan_count() == 0);
+}
+
 // ---- 5: block expansion is bounded before anything is expanded ----
 
 TEST_CASE("yaml: nested block calls that expand past the node limit fail at once, naming the limit") {
