@@ -4,6 +4,7 @@
 #include "kiln/kiln.h"
 
 #include <new>
+#include <stdexcept>
 #include <string>
 
 #include "kiln/kiln.hpp"
@@ -38,6 +39,8 @@ kiln_status guarded(F&& body) {
     return set_error(KILN_ERROR, e.what());
   } catch (const std::bad_alloc&) {
     return set_error(KILN_OUT_OF_MEMORY, "error: out of memory");
+  } catch (const std::length_error& e) {  // a container asked for more than it can hold
+    return set_error(KILN_OUT_OF_MEMORY, std::string("error: out of memory (") + e.what() + ")");
   } catch (const std::exception& e) {
     return set_error(KILN_INTERNAL_ERROR, std::string("error: internal: ") + e.what());
   } catch (...) {
