@@ -393,3 +393,24 @@ TEST_CASE("C API: hostile weights and a run beyond physical memory give a status
   kiln_session_free(session);
   kiln_model_free(model);
 }
+
+TEST_CASE("generation: a beam no machine can hold is refused at once, naming the sizes") {
+  auto model = kiln::Seq2SeqModel::load(kiln::test::source_path("examples/date_translation/lstm.yaml"));
+  kiln::Generator generator(model);
+  kiln::GenerateOptions options;
+  options.strategy = "beam";
+  options.beam_width = 2000000000;  // an int; 2e9 hypotheses and their caches
+  std::string message;
+  const auto start = std::chrono::steady_clock::now();
+  try {
+    generator.generate({model.encode("nov 26 2026")}, options);
+  } catch (const kiln::Error& e) {
+    message = e.what();
+  }
+  INFO(message);
+  CHECK(contains(message, "generate: 1 sources x beam width 2000000000 x "));
+  CHECK(contains(message, " tokens need more memory for their token histories alone than this machine's "));
+  CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(1));
+  // The generator still works after the refusal.
+  CHECK(generator.translate({"nov 26 2026"}) == std::vector<std::string>{"2026-11-26"});
+}
