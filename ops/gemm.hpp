@@ -23,6 +23,8 @@
 #include <optional>
 #include <vector>
 
+#include "ops/isa.hpp"
+
 namespace kiln::gemm {
 
 /// Columns per packed panel and rows per register block of the kernel.
@@ -35,8 +37,16 @@ bool available();
 /// KILN_GEMM=onednn (read once), which sends that work to oneDNN instead, for comparison or as a way out.
 bool enabled();
 /// The name of the GEMM variant multiply() runs on this CPU under the ISA cap (ops/isa.hpp), as kernels
-/// report it in their impl() ("kiln:gemm_avx2"). Meaningful only where available().
+/// report it in their impl(): "kiln:gemm_avx512" where isa::effective() is avx512, else "kiln:gemm_avx2".
+/// Meaningful only where available().
 const char* variant();
+/// The instruction set of that variant (avx512 or avx2): isa::effective(), or override_variant's level.
+/// multiply(), softmax_rows() and the attention row kernels dispatch on it at each call.
+isa::Level variant_level();
+/// For tests: runs the variant of `level` instead of isa::effective()'s (nullopt: back to it). A level above
+/// isa::effective() is clamped to it (a kernel the CPU or the cap does not allow never runs), one below avx2
+/// to avx2. Returns variant_level() as it now is.
+isa::Level override_variant(std::optional<isa::Level> level);
 /// For tests: forces enabled() to `use` (still false where !available()) for kernels made from now on;
 /// nullopt returns to the environment's choice.
 void override_enabled(std::optional<bool> use);
