@@ -236,8 +236,8 @@ void tile(const float* a, std::int64_t lda, const float* packed, float* c, std::
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #pragma GCC diagnostic ignored "-Wuninitialized"
 
-constexpr std::int64_t kRows512 = 12;  // rows per register block (kRowBlock is a multiple of it)
-static_assert(kRowBlock % kRows512 == 0);
+constexpr std::int64_t kRows512 = 12;  // rows per register block
+constexpr std::int64_t kRowBlock512 = kRowBlock / kRows512 * kRows512;  // largest M block, whole register blocks
 
 KILN_AVX512 inline __m512 exp_nonpositive512(__m512 x) {
   x = _mm512_max_ps(x, _mm512_set1_ps(-87.0f));
@@ -357,6 +357,76 @@ KILN_AVX512 void block512(const float* a, const float* b, std::int64_t next, std
   }
 }
 
+// r[0..15] (16 rows of 16 floats) becomes its transpose: r[c] = column c of the input, lane j = row j.
+KILN_AVX512 inline void transpose16(__m512 r[16]) {
+  __m512 t[16];
+#pragma GCC unroll 8
+  for (int i = 0; i < 8; ++i) {
+    t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);      // per 128-bit lane: a0 b0 a1 b1
+    t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);  // a2 b2 a3 b3
+  }
+#pragma GCC unroll 4
+  for (int i = 0; i < 4; ++i) {  // u[4i+c]: rows 4i..4i+3 of column c + 4L in 128-bit lane L
+    r[4 * i] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0x44);
+    r[4 * i + 1] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0xEE);
+    r[4 * i + 2] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
+    r[4 * i + 3] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xEE);
+  }
+#pragma GCC unroll 4
+  for (int c = 0; c < 4; ++c) {  // gather lane L of u[c], u[4+c], u[8+c], u[12+c] into column c + 4L
+    t[c] = _mm512_shuffle_f32x4(r[c], r[4 + c], 0x88);       // u[c].L0 u[c].L2 u[4+c].L0 u[4+c].L2
+    t[4 + c] = _mm512_shuffle_f32x4(r[c], r[4 + c], 0xDD);   // lanes 1 and 3
+    t[8 + c] = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0x88);
+    t[12 + c] = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0xDD);
+  }
+#pragma GCC unroll 4
+  for (int c = 0; c < 4; ++c) {
+    r[c] = _mm512_shuffle_f32x4(t[c], t[8 + c], 0x88);
+    r[c + 8] = _mm512_shuffle_f32x4(t[c], t[8 + c], 0xDD);
+    r[c + 4] = _mm512_shuffle_f32x4(t[4 + c], t[12 + c], 0x88);
+    r[c + 12] = _mm512_shuffle_f32x4(t[4 + c], t[12 + c], 0xDD);
+  }
+}
+
+// pack_rows for the AVX-512 kernel (kRows512 rows per block), sixteen k at a time through transpose16;
+// the same layout as pack_rows(..., kRows512), rows past r1 in the last block zero.
+KILN_AVX512 void pack_rows512(const float* a, std::int64_t lda, std::int64_t r0, std::int64_t r1, std::int64_t k0,
+                              std::int64_t depth, float* dst) {
+  constexpr __mmask16 kBlockLanes = (1u << kRows512) - 1u;
+  const std::int64_t whole = depth / 16 * 16;
+  for (std::int64_t r = r0; r < r1; r += kRows512) {
+    float* blockd = dst + (r - r0) * depth;
+    const std::int64_t mr = std::min(kRows512, r1 - r);
+    for (std::int64_t i = 0; i < whole; i += 16) {
+      __m512 v[16];
+#pragma GCC unroll 16
+      for (int j = 0; j < 16; ++j) v[j] = j < mr ? _mm512_loadu_ps(a + (r + j) * lda + k0 + i) : _mm512_setzero_ps();
+      transpose16(v);
+#pragma GCC unroll 16
+      for (int c = 0; c < 16; ++c) _mm512_mask_storeu_ps(blockd + (i + c) * kRows512, kBlockLanes, v[c]);
+    }
+    for (std::int64_t j = 0; j < mr; ++j) {
+      const float* src = a + (r + j) * lda + k0;
+      for (std::int64_t i = whole; i < depth; ++i) blockd[i * kRows512 + j] = src[i];
+    }
+  }
+}
+
+// Panel p of pack_weights (columns 16p.. of w, rows ldw apart, k of each), sixteen k at a time.
+KILN_AVX512 void pack_panel512(const float* w, std::int64_t ldw, std::int64_t cols, std::int64_t k, float* dst) {
+  const std::int64_t whole = k / 16 * 16;
+  for (std::int64_t i = 0; i < whole; i += 16) {
+    __m512 v[16];
+#pragma GCC unroll 16
+    for (int j = 0; j < 16; ++j) v[j] = j < cols ? _mm512_loadu_ps(w + j * ldw + i) : _mm512_setzero_ps();
+    transpose16(v);
+#pragma GCC unroll 16
+    for (int c = 0; c < 16; ++c) _mm512_storeu_ps(dst + (i + c) * kPanel, v[c]);
+  }
+  for (std::int64_t j = 0; j < kPanel; ++j)
+    for (std::int64_t i = whole; i < k; ++i) dst[i * kPanel + j] = j < cols ? w[j * ldw + i] : 0.0f;
+}
+
 using Block512Fn = void (*)(const float*, const float*, std::int64_t, std::int64_t, float*, std::int64_t, int, int,
                             const Epilogue&, std::int64_t, std::int64_t);
 template <int NP, std::size_t... R>
@@ -370,14 +440,14 @@ constexpr std::array<Block512Fn, kRows512 + 1> kBlocks512[2] = {
 void tile512(const float* a, std::int64_t lda, const float* packed, float* c, std::int64_t ldc, std::int64_t m0,
              std::int64_t m1, std::int64_t p0, std::int64_t p1, std::int64_t n, std::int64_t k, const Epilogue& ep) {
   float* rows = thread_buffer(0, static_cast<std::size_t>(kRowBlock * kDepth));
-  const std::int64_t nblocks = (m1 - m0 + kRowBlock - 1) / kRowBlock;
+  const std::int64_t nblocks = (m1 - m0 + kRowBlock512 - 1) / kRowBlock512;
   const std::int64_t step = ((m1 - m0 + nblocks - 1) / nblocks + kRows512 - 1) / kRows512 * kRows512;
   for (std::int64_t mb = m0; mb < m1; mb += step) {
     const std::int64_t me = std::min(m1, mb + step);
     for (std::int64_t k0 = 0; k0 < k; k0 += kDepth) {
       const std::int64_t depth = std::min(kDepth, k - k0);
       const int mode = (k0 == 0 ? kFirst : 0) | (k0 + depth == k ? kLast : 0);
-      pack_rows(a, lda, mb, me, k0, depth, rows, kRows512);
+      pack_rows512(a, lda, mb, me, k0, depth, rows);
       for (std::int64_t p = p0; p < p1; p += 2) {
         const int np = static_cast<int>(std::min<std::int64_t>(2, p1 - p));
         const float* b = packed + p * kPanel * k + k0 * kPanel;
@@ -459,9 +529,18 @@ void pack_weights(const float* w, std::int64_t ldw, std::int64_t n, std::int64_t
   // Large weights (packed once per model) are split over the OpenMP team; a head's keys (packed per call
   // inside a parallel region) stay on the calling thread.
   const bool parallel = static_cast<double>(n) * static_cast<double>(k) >= (1 << 20) && !omp_in_parallel();
+#if KILN_GEMM_X86
+  const bool wide = variant_level() == isa::Level::avx512;  // the same panels, transposed 16x16 at a time
+#endif
 #pragma omp parallel for schedule(static) if (parallel)
   for (std::int64_t p = 0; p < panels(n); ++p) {
     float* dst = out + p * kPanel * k;
+#if KILN_GEMM_X86
+    if (wide) {
+      pack_panel512(w + p * kPanel * ldw, ldw, std::min(kPanel, n - p * kPanel), k, dst);
+      continue;
+    }
+#endif
     for (std::int64_t j = 0; j < kPanel; ++j) {
       const std::int64_t col = p * kPanel + j;
       if (col < n) {

@@ -249,6 +249,26 @@ TEST_CASE("gemm: packing lays out 16-column panels, zero-padded, and strided or 
   kiln::gemm::pack_columns(bt.data(), 18, 3, 18, out3.data());
   CHECK(out2 == out);
   CHECK(out3 == out);
+  // Every variant packs the same panels (the AVX-512 one transposes 16x16 tiles): a plan file's panels
+  // are valid on any host. Depths under, at and over 16 and columns past a whole panel, strided rows.
+  for (std::int64_t n : {1, 16, 18, 33})
+    for (std::int64_t k : {1, 15, 16, 17, 40}) {
+      std::vector<float> src(static_cast<std::size_t>(n * (k + 3)));
+      for (std::size_t i = 0; i < src.size(); ++i) src[i] = static_cast<float>(i) * 0.5f;
+      std::vector<std::vector<float>> packs;
+      for (Level level : variants()) {
+        VariantChoice choice(level);
+        packs.emplace_back(kiln::gemm::packed_floats(n, k), -7.f);
+        kiln::gemm::pack_weights(src.data(), k + 3, n, k, packs.back().data());
+      }
+      for (std::int64_t p = 0; p < (n + 15) / 16; ++p)
+        for (std::int64_t i = 0; i < k; ++i)
+          for (std::int64_t j = 0; j < 16; ++j) {
+            const std::int64_t col = p * 16 + j;
+            const float want = col < n ? src[static_cast<std::size_t>(col * (k + 3) + i)] : 0.f;
+            for (const auto& packed : packs) REQUIRE(packed[static_cast<std::size_t>(p * 16 * k + i * 16 + j)] == want);
+          }
+    }
 }
 
 TEST_CASE("gemm: shared_pack packs a weight once while any kernel holds it") {
