@@ -7,6 +7,9 @@
 //     the block being swept (144 x 512 floats = 288 KB) stays in L2 and is read as one stream, while each
 //     panel's block streams from memory once per row block.
 // Threads split the panels (columns), or the rows when there are fewer panels than threads.
+// The AVX-512 variant (tile512, below the AVX2 one) keeps the panels and the K/M blocking and changes the
+// register block to 12x32 (two adjacent panels, 24 zmm accumulators); multiply() and softmax_rows() pick
+// the variant at each call from variant_level().
 // Measured choices (docs/gemm.md; `kiln_matmul_peak --kiln` compares with oneDNN): K blocks of 256 were slower than 512 at
 // the Transformer shapes (the extra pass over C costs more than L1 residency of the panel gains), and
 // software prefetch of the next panel did not help.
@@ -232,12 +235,13 @@ void tile(const float* a, std::int64_t lda, const float* packed, float* c, std::
 
 #define KILN_AVX512 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,fma")))
 // GCC 12's AVX-512 intrinsics start from _mm512_undefined_ps() (`__m512 __Y = __Y;`), which
-// -Wmaybe-uninitialized reports at every use once inlined: a false positive (GCC bug 105593).
+// -Wmaybe-uninitialized and -Wuninitialized report at every use once inlined: a false positive (GCC bug
+// 105593). Off from here to the end of the file.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #pragma GCC diagnostic ignored "-Wuninitialized"
 
 constexpr std::int64_t kRows512 = 12;  // rows per register block
-constexpr std::int64_t kRowBlock512 = kRowBlock / kRows512 * kRows512;  // largest M block, whole register blocks
+constexpr std::int64_t kRowBlock512 = kRowBlock / kRows512 * kRows512;  // largest M block, whole register blocks (288 rows: no better)
 constexpr std::int64_t kDepth512 = kDepth;  // K block (256 measured slower here too)
 
 KILN_AVX512 inline __m512 exp_nonpositive512(__m512 x) {
@@ -440,7 +444,7 @@ constexpr std::array<Block512Fn, kRows512 + 1> kBlocks512[2] = {
 // tile() for the AVX-512 kernel: panels [p0, p1) in pairs (a last odd panel alone), rows [m0, m1).
 void tile512(const float* a, std::int64_t lda, const float* packed, float* c, std::int64_t ldc, std::int64_t m0,
              std::int64_t m1, std::int64_t p0, std::int64_t p1, std::int64_t n, std::int64_t k, const Epilogue& ep) {
-  float* rows = thread_buffer(0, static_cast<std::size_t>(kRowBlock * kDepth));
+  float* rows = thread_buffer(0, static_cast<std::size_t>(kRowBlock512 * kDepth512));
   const std::int64_t nblocks = (m1 - m0 + kRowBlock512 - 1) / kRowBlock512;
   const std::int64_t step = ((m1 - m0 + nblocks - 1) / nblocks + kRows512 - 1) / kRows512 * kRows512;
   for (std::int64_t mb = m0; mb < m1; mb += step) {

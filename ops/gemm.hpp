@@ -1,6 +1,7 @@
 #pragma once
-// Kiln's own AVX2+FMA kernels for Transformers: an f32 GEMM C[M,N] = A[M,K] · Wᵀ with W stored [N,K]
-// (nn.Linear's layout) and packed once, and a row softmax. `linear` (and the projections of every
+// Kiln's own kernels for Transformers, in an AVX-512 and an AVX2+FMA variant chosen at run time from
+// isa::effective() (variant_level()): an f32 GEMM C[M,N] = A[M,K] · Wᵀ with W stored [N,K] (nn.Linear's
+// layout) and packed once, in the same panels for both variants, and a row softmax. `linear` (and the projections of every
 // attention op, via add_linear), the per-head steps of `attention`, and `softmax`/`log_softmax` over the
 // last axis run on them; oneDNN keeps everything else, and all of this where the CPU lacks AVX2/FMA or
 // the environment sets KILN_GEMM=onednn.
@@ -8,9 +9,10 @@
 // Why not oneDNN's matmul: oneDNN 2.6's gemm:jit copies blocks of both operands into its own buffers on
 // every call (for a 512x2048 layer that is 4 MB of weights, every inference) and allocates on the heap
 // inside each primitive execution. Here the weights are packed once, when the kernel is created, into
-// panels of 16 columns, and a call streams them through a 6x16 register-blocked FMA kernel. On the
+// panels of 16 columns, and a call streams them through a 6x16 (AVX2) or 12x32 (AVX-512: two panels at
+// once) register-blocked FMA kernel. On the
 // d512/6-layer classifier at batch 1 x seq 128 that made each linear ~10% and each attention ~17%
-// faster, and a warm run of a Transformer plan now makes no heap allocation at all. docs/gemm.md has
+// faster on an AVX2 Zen 3 host, and a warm run of a Transformer plan now makes no heap allocation at all. docs/gemm.md has
 // the measurements.
 //
 // Threads: the calling thread's OpenMP team (omp_get_max_threads), the same team oneDNN's primitives
