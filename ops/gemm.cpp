@@ -237,8 +237,10 @@ void tile(const float* a, std::int64_t lda, const float* packed, float* c, std::
 // GCC 12's AVX-512 intrinsics start from _mm512_undefined_ps() (`__m512 __Y = __Y;`), which
 // -Wmaybe-uninitialized and -Wuninitialized report at every use once inlined: a false positive (GCC bug
 // 105593). Off from here to the end of the file.
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #pragma GCC diagnostic ignored "-Wuninitialized"
+#endif
 
 constexpr std::int64_t kRows512 = 12;  // rows per register block
 constexpr std::int64_t kRowBlock512 = kRowBlock / kRows512 * kRows512;  // largest M block, whole register blocks (288 rows: no better)
