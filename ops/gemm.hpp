@@ -107,7 +107,8 @@ struct Epilogue {
 void multiply(const float* a, std::int64_t lda, const float* packed, float* c, std::int64_t ldc, std::int64_t rows,
               std::int64_t n, std::int64_t k, const Epilogue& epilogue, int threads = 0);
 
-/// y = softmax (or log_softmax, `log`) of each of `rows` rows of n floats of x; y may be x. AVX2; the
+/// y = softmax (or log_softmax, `log`) of each of `rows` rows of n floats of x; y may be x. AVX-512 or AVX2
+/// as variant_level() says; the
 /// exponential is a degree-6 polynomial with relative error ~2e-7, and inputs more than 87 below their
 /// row's max count as e^-87 (1.6e-38) rather than 0.
 void softmax_rows(const float* x, float* y, std::int64_t rows, std::int64_t n, bool log = false);
