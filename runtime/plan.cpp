@@ -1,11 +1,6 @@
 #include "runtime/plan.hpp"
 
-#include "ops/common.hpp"
-#include "ops/isa.hpp"
-
 #include <unistd.h>
-
-#include <omp.h>
 
 #include <algorithm>
 #include <chrono>
@@ -15,7 +10,8 @@
 #include <sstream>
 
 #include "graph/checked.hpp"
-#include "ops/gemm.hpp"
+#include "ops/common.hpp"
+#include "ops/isa.hpp"
 
 namespace kiln {
 
@@ -57,29 +53,12 @@ std::size_t saturating_add(std::size_t a, std::size_t b) {
       checked::add_u64(a, b).value_or(static_cast<std::uint64_t>(checked::kMaxSize)));
 }
 
-// Memory a kernel allocates outside the arena while it runs. Only Kiln's attention does: each thread
-// of its team keeps one (batch row, head)'s score matrix [Sq,Sk] and packed keys and values in
-// per-thread buffers (ops/attention.cpp, attention_heads), with the team size it uses there. The
-// oneDNN path keeps its scores in kernel scratch, which the arena holds.
+// Memory a node's kernel allocates outside the arena while it runs, as its schema states it.
 std::size_t working_bytes_of(const Node& n, const std::vector<TensorType>& types) {
-  if (n.op != "attention" || !gemm::enabled() || n.inputs.size() < 2 || !n.inputs[0] || !n.inputs[1]) return 0;
-  const TensorType& q = types[n.inputs[0]->id];
-  const TensorType& k = types[n.inputs[1]->id];
-  if (q.rank() != 3 || k.rank() != 3 || !is_concrete(q.shape) || !is_concrete(k.shape)) return 0;
-  const std::int64_t b = q.shape[0].value, sq = q.shape[1].value, sk = k.shape[1].value, e = q.shape[2].value;
-  const std::int64_t h = std::max<std::int64_t>(n.attr_int("heads"), 1), dh = e / h;
-  const auto scores = checked::mul(sq, sk);
-  const auto items = checked::mul(b, h);
-  const auto flops = checked::mul(items.value_or(checked::kMaxSize), scores.value_or(checked::kMaxSize));
-  if (!scores || !items) return static_cast<std::size_t>(checked::kMaxSize);
-  const bool parallel = !flops || 4.0 * static_cast<double>(*flops) * static_cast<double>(dh) >= 1e6;
-  const std::int64_t threads = parallel ? std::min<std::int64_t>(std::max(omp_get_max_threads(), 1), *items) : 1;
-  const std::int64_t floats = checked::add(*scores, checked::add(static_cast<std::int64_t>(gemm::packed_floats(sk, dh)),
-                                                                 static_cast<std::int64_t>(gemm::packed_floats(dh, sk)))
-                                                        .value_or(checked::kMaxSize))
-                                  .value_or(checked::kMaxSize);
-  const auto per_thread = checked::bytes(floats, sizeof(float));
-  return static_cast<std::size_t>(checked::mul(per_thread.value_or(checked::kMaxSize), threads).value_or(checked::kMaxSize));
+  if (!n.schema || !n.schema->working_bytes) return 0;
+  std::vector<const TensorType*> in;
+  for (const Value* v : n.inputs) in.push_back(v ? &types[v->id] : nullptr);
+  return n.schema->working_bytes(n, in);
 }
 
 }  // namespace
