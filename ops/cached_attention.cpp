@@ -203,7 +203,8 @@ class CachedAttentionKernel : public step_attention::ProjectedKernel {
     const std::int64_t step = *static_cast<const std::int64_t*>(args.in[kStep]);
     if (step < 0 || step >= t_)
       node_.fail("step " + std::to_string(step) + " is out of range for a cache of length " + std::to_string(t_));
-    const auto* rows = static_cast<const std::int64_t*>(args.in[kRows]);
+    // cache_rows is optional: without it the node has no input kRows and args.in ends before it.
+    const auto* rows = rows_ ? static_cast<const std::int64_t*>(args.in[kRows]) : nullptr;
     if (rows_) {
       for (std::int64_t b = 0; b < b_; ++b)
         for (std::int64_t j = 0; j < step; ++j)

@@ -63,7 +63,8 @@ class CrossAttentionKernel : public step_attention::ProjectedKernel {
     float* scores = this->scores(args);
     const auto* keys = static_cast<const float*>(args.in[kK]);
     const auto* values = static_cast<const float*>(args.in[kV]);
-    const auto* mask = static_cast<const float*>(args.in[kMask]);
+    // The mask is optional: without it the node has no input kMask and args.in ends before it.
+    const auto* mask = mask_ ? static_cast<const float*>(args.in[kMask]) : nullptr;
     const float scale = 1.0f / std::sqrt(static_cast<float>(dh_));
     const std::int64_t e = e_, s = s_, dh = dh_, h = h_, tq = tq_;
     auto one = [&](std::int64_t item) {  // item = (b * tq + i) * h + head

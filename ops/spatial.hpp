@@ -2,6 +2,7 @@
 // Shape-rule helpers shared by the spatial ops (conv2d, the pools, resize): reading [h, w] attribute
 // pairs and the output size of a sliding window, also over symbolic sizes.
 
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -10,15 +11,22 @@
 
 namespace kiln {
 
+/// Largest stride, dilation, kernel or padding entry accepted (sums and doubles of them stay far from
+/// overflowing std::int64_t; found by fuzz_kplan, docs/fuzzing.md).
+inline constexpr std::int64_t kMaxWindowAttr = 2147483647;
+
 /// An [h, w] int attribute; `fallback` when the attribute is empty. Fails unless it has two entries
-/// all >= `min`.
+/// all >= `min` and <= kMaxWindowAttr.
 inline std::vector<std::int64_t> attr_pair(const ShapeCtx& ctx, const char* attr, std::int64_t min,
                                            const std::vector<std::int64_t>& fallback = {}) {
   std::vector<std::int64_t> v = ctx.node().attr_ints(attr);
   if (v.empty()) v = fallback;
   if (v.size() != 2) ctx.fail(std::string("attribute '") + attr + "' must have 2 entries [h, w], got " + attr_str(Attr{v}));
-  for (auto x : v)
+  for (auto x : v) {
     if (x < min) ctx.fail(std::string("attribute '") + attr + "' entries must be >= " + std::to_string(min) + ", got " + attr_str(Attr{v}));
+    if (x > kMaxWindowAttr)
+      ctx.fail(std::string("attribute '") + attr + "' entries must be <= " + std::to_string(kMaxWindowAttr) + ", got " + attr_str(Attr{v}));
+  }
   return v;
 }
 
@@ -29,7 +37,9 @@ inline std::vector<std::int64_t> attr_padding(const ShapeCtx& ctx) {
   if (p.size() == 2) p = {p[0], p[1], p[0], p[1]};
   if (p.size() != 4) ctx.fail("attribute 'padding' must have 2 entries [h, w] or 4 [top, left, bottom, right], got " + attr_str(Attr{ctx.node().attr_ints("padding")}));
   for (auto x : p)
-    if (x < 0) ctx.fail("attribute 'padding' entries must be >= 0, got " + attr_str(Attr{ctx.node().attr_ints("padding")}));
+    if (x < 0 || x > kMaxWindowAttr)
+      ctx.fail("attribute 'padding' entries must be >= 0" + std::string(x < 0 ? "" : " and <= " + std::to_string(kMaxWindowAttr)) +
+               ", got " + attr_str(Attr{ctx.node().attr_ints("padding")}));
   return p;
 }
 
@@ -39,13 +49,21 @@ inline std::vector<std::int64_t> attr_padding(const ShapeCtx& ctx) {
 /// stride 2) get equal dims.
 inline Dim window_out(const ShapeCtx& ctx, const Dim& in, std::int64_t k, std::int64_t stride, std::int64_t pad_total,
                       std::int64_t dilation, const char* axis) {
-  const std::int64_t a = pad_total - dilation * (k - 1) - 1;
+  // In 128 bits: `k` comes from a weight's dims and `in` from a declared shape, either up to INT64_MAX.
+  const __int128 span = static_cast<__int128>(dilation) * (static_cast<__int128>(k) - 1) + 1;
+  const __int128 a128 = static_cast<__int128>(pad_total) - span;
+  const __int128 max = std::numeric_limits<std::int64_t>::max();
+  auto str = [](__int128 v) { return v > max ? std::string("more than ") + std::to_string(static_cast<std::int64_t>(max)) : std::to_string(static_cast<std::int64_t>(v)); };
   if (in.concrete()) {
-    if (in.value + a < 0)
-      ctx.fail("the " + std::string(axis) + " window (" + std::to_string(dilation * (k - 1) + 1) + " with dilation) is larger than the padded input (" +
-               std::to_string(in.value + pad_total) + ")");
-    return Dim::of((in.value + a) / stride + 1);
+    const __int128 padded = static_cast<__int128>(in.value) + a128;
+    if (padded < 0)
+      ctx.fail("the " + std::string(axis) + " window (" + str(span) + " with dilation) is larger than the padded input (" +
+               str(static_cast<__int128>(in.value) + pad_total) + ")");
+    if (padded >= max) ctx.fail("the " + std::string(axis) + " of the padded input is too large (" + str(padded) + ")");
+    return Dim::of(static_cast<std::int64_t>(padded / stride + 1));
   }
+  if (a128 <= -max || a128 >= max) ctx.fail("the " + std::string(axis) + " window (" + str(span) + " with dilation) is too large");
+  const std::int64_t a = static_cast<std::int64_t>(a128);
   auto offset = [](std::int64_t v) { return v == 0 ? std::string() : (v > 0 ? "+" : "") + std::to_string(v); };
   if (stride == 1) return a + 1 == 0 ? in : Dim::symbol(in.sym + offset(a + 1));
   return Dim::symbol("(" + in.sym + offset(a) + ")/" + std::to_string(stride) + "+1");

@@ -66,6 +66,9 @@ class ProjectedKernel : public Kernel {
 /// branch-light function instead of a libm call per score, which dominated the step at long caches.
 inline float exp_nonpositive(float x) {
   if (x < -87.0f) return 0.0f;
+  // NaN (a row whose scores are all -inf: -inf - -inf) stays NaN, as e^NaN is; converting it to an int
+  // below would be undefined behaviour (UBSan: float-cast-overflow).
+  if (x != x) return x;
   // Round to nearest by adding and subtracting 1.5·2^23 (std::nearbyint is a libm call without SSE4.1).
   const float shifter = 12582912.0f;
   const float n = (x * 1.44269504088896341f + shifter) - shifter;

@@ -5,6 +5,7 @@
 set -euo pipefail
 packages=(g++ cmake make libdnnl-dev ocl-icd-opencl-dev libtbb-dev libyaml-cpp-dev doctest-dev libcli11-dev)
 packages+=(pkg-config libtsan2)  # install_and_embed builds with pkg-config; stress_tsan links ThreadSanitizer
+packages+=(clang-14 libclang-rt-14-dev)  # sanitize_asan / sanitize_fuzz: ASan, UBSan and libFuzzer runtimes
 if [[ "${1:-}" == "--bench" ]]; then
   packages+=(python3 python3-numpy python3-torch libopenblas0-openmp libopencv-dnn-dev)
 fi

@@ -132,6 +132,13 @@ TEST_CASE("conv2d shape rule and bad inputs") {
         "error: conv2d 'out': the height window (9 with dilation) is larger than the padded input (8)");
   CHECK(err({in(x), weight(random_f32(rng, {8, 4, 3, 3})), none()}, {{"stride", Attr{std::vector<std::int64_t>{0, 1}}}}) ==
         "error: conv2d 'out': attribute 'stride' entries must be >= 1, got [0,1]");
+  // Found by fuzz_kplan (docs/fuzzing.md): huge padding overflowed pad[0] + pad[2] (signed: undefined behaviour).
+  CHECK(err({in(x), weight(random_f32(rng, {8, 4, 3, 3})), none()},
+            {{"padding", Attr{std::vector<std::int64_t>{8791307947603918849, 8791307947603918849}}}}) ==
+        "error: conv2d 'out': attribute 'padding' entries must be >= 0 and <= 2147483647, got "
+        "[8791307947603918849,8791307947603918849]");
+  CHECK(err({in(x), weight(random_f32(rng, {8, 4, 3, 3})), none()}, {{"dilation", Attr{std::vector<std::int64_t>{1, 4294967296}}}}) ==
+        "error: conv2d 'out': attribute 'dilation' entries must be <= 2147483647, got [1,4294967296]");
   CHECK(err({in(x), weight(random_f32(rng, {8, 4, 3, 3})), none()}, {{"padding", Attr{std::vector<std::int64_t>{1, 1, 1}}}}) ==
         "error: conv2d 'out': attribute 'padding' must have 2 entries [h, w] or 4 [top, left, bottom, right], got [1,1,1]");
   CHECK(err({in(x), weight(random_f32(rng, {8, 4, 3, 3})), none()}, {{"activation", Attr{std::string("gelu")}}}) ==
