@@ -47,11 +47,19 @@ engines alike instead of on whichever was running.
 KILN_GEMM=onednn in the environment makes kilnc run its linear products, attention and softmax on
 oneDNN instead of Kiln's own kernels (ops/gemm.hpp): the way to measure what those kernels gain.
 
+--kiln-variants NAME=ENV,... replaces all of the above by a comparison of Kiln -O2 with itself under
+different environments (no PyTorch timing): e.g. "default=,avx2=KILN_MAX_ISA=avx2,onednn=KILN_GEMM=onednn"
+times Kiln's default GEMM variant (AVX-512 on an AVX-512 host), its AVX2 variant and oneDNN's matmuls,
+taking turns in --rounds rounds of --repeat/--rounds runs, and prints each median of round medians, its
+ratio to the first variant and the load average; every variant's probs are checked against the first's.
+
 Examples (from the repository root):
   /usr/bin/python3 bench/bench_classifier.py --quick
   /usr/bin/python3 bench/bench_classifier.py
   /usr/bin/python3 bench/bench_classifier.py --models b --shapes b16xs128 --threads 2 --repeat 10
   KILN_GEMM=onednn /usr/bin/python3 bench/bench_classifier.py --models b --shapes b1xs128 --threads 2
+  /usr/bin/python3 bench/bench_classifier.py --models b --shapes b1xs128,b16xs128 --threads 2 \
+      --kiln-variants "default=,avx2=KILN_MAX_ISA=avx2,onednn=KILN_GEMM=onednn" --rounds 5
 """
 
 import argparse
@@ -362,12 +370,12 @@ class Kilnc:
     def __init__(self, path):
         self.path = path
 
-    def run(self, threads, opt_level, yaml_path, tokens_path, repeat, warmup, out_dir):
+    def run(self, threads, opt_level, yaml_path, tokens_path, repeat, warmup, out_dir, extra_env=None):
         """Median ms, threads kilnc reports, probs it wrote (or None)."""
         cmd = [self.path, "--threads", str(threads), "run", yaml_path, "-O%d" % opt_level,
                "--input", "tokens=" + tokens_path, "--repeat", str(repeat), "--warmup", str(warmup),
                "--print-limit", "0", "--output-dir", out_dir]
-        env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+        env = dict(os.environ, OMP_NUM_THREADS=str(threads), **(extra_env or {}))
         p = subprocess.run(cmd, capture_output=True, text=True, env=env)
         if p.returncode != 0:
             raise RuntimeError("kilnc failed (exit %d): %s\n%s%s"
@@ -491,7 +499,24 @@ def parse_args(argv):
                    help="where generated models (weights + YAML) are kept (default: %(default)s)")
     p.add_argument("--no-script", action="store_true", help="skip the TorchScript column")
     p.add_argument("--json", metavar="PATH", help="also write the results as JSON to PATH")
+    p.add_argument("--kiln-variants", metavar="NAME=ENV,...",
+                   help="compare Kiln -O2 under environments instead (no PyTorch): NAME=VAR=VALUE[;VAR=VALUE] "
+                        "per variant, e.g. 'default=,avx2=KILN_MAX_ISA=avx2,onednn=KILN_GEMM=onednn'")
     args = p.parse_args(argv)
+    args.variants = None
+    if args.kiln_variants:
+        args.variants = []
+        for item in csv_list(args.kiln_variants):
+            name, _, env_text = item.partition("=")
+            env = {}
+            for assignment in [a for a in env_text.split(";") if a]:
+                var, eq, value = assignment.partition("=")
+                if not eq or not var:
+                    p.error("--kiln-variants: '%s' is not VAR=VALUE (in '%s')" % (assignment, item))
+                env[var] = value
+            if not name:
+                p.error("--kiln-variants: '%s' has no name" % item)
+            args.variants.append((name, env))
     if args.quick:
         args.models, args.shapes, args.threads = "a", "b1xs32", "1,2"
     args.model_keys = csv_list(args.models)
@@ -582,6 +607,77 @@ def check_targets(rows, peaks):
     return out
 
 
+def load_average():
+    try:
+        with open("/proc/loadavg", encoding="utf-8") as f:
+            return " ".join(f.read().split()[:3])
+    except OSError:
+        return "?"
+
+
+def compare_variants(args, kilnc, tmp_root):
+    """--kiln-variants: Kiln -O2 under each environment, taking turns in rounds; prints a table."""
+    names = [name for name, _ in args.variants]
+    rows = []
+    for key in args.model_keys:
+        cfg = dict(MODELS[key])
+        if "generated" in cfg:
+            yaml_path, _ = ensure_generated(cfg, os.path.abspath(args.cache_dir))
+        else:
+            yaml_path = cfg["yaml"]
+        for batch, seq in args.shape_list:
+            tokens_path = os.path.join(tmp_root, "tokens_%s_b%d_s%d.npy" % (key, batch, seq))
+            np.save(tokens_path, make_tokens(key, cfg, batch, seq), allow_pickle=False)
+            for threads in args.thread_list:
+                label = "%s %s t%d" % (cfg["label"], shape_label((batch, seq)), threads)
+                rounds = max(1, args.rounds)
+                per_round = max(1, (args.repeat or 30) // rounds)
+                warmup = args.warmup or DEFAULT_WARMUP
+                medians = {name: [] for name in names}
+                probs = {}
+                loads = [load_average()]
+                for rnd in range(rounds):
+                    order = names if rnd % 2 == 0 else names[::-1]  # alternate who goes first
+                    for name in order:
+                        env = dict(args.variants)[name]
+                        out_dir = os.path.join(tmp_root, "out_%s_%s_b%d_s%d_t%d" % (name, key, batch, seq, threads))
+                        ms, _, pr = kilnc.run(threads, 2, yaml_path, tokens_path, per_round, warmup, out_dir, env)
+                        medians[name].append(ms)
+                        probs[name] = pr
+                    loads.append(load_average())
+                    log("  %s round %d: %s; load %s" % (label, rnd + 1, ", ".join(
+                        "%s %.3f ms" % (n, medians[n][-1]) for n in names), loads[-1]))
+                first = names[0]
+                diffs = {n: (None if probs[n] is None or probs[first] is None
+                             else float(np.max(np.abs(probs[n].astype(np.float64) - probs[first]))))
+                         for n in names}
+                rows.append(dict(label=label, ms={n: median(medians[n]) for n in names},
+                                 rounds={n: medians[n] for n in names}, diffs=diffs, loads=loads,
+                                 per_round=per_round, rounds_n=rounds))
+    print("Kiln -O2 per variant (median of %s round medians, ms; ratio to %s; load average before the "
+          "first round .. after the last):" % ("/".join(str(r["rounds_n"]) for r in rows[:1]), names[0]))
+    print()
+    print("| row | " + " | ".join("%s ms" % n for n in names) + " | "
+          + " | ".join("%s/%s" % (n, names[0]) for n in names[1:]) + " | load average |")
+    print("|---|" + "---:|" * (2 * len(names) - 1) + "---|")
+    for r in rows:
+        print("| %s | %s | %s | %s .. %s |" % (
+            r["label"], " | ".join(fmt_ms(r["ms"][n]) for n in names),
+            " | ".join(fmt_ratio(ratio(r["ms"][n], r["ms"][names[0]])) for n in names[1:]),
+            r["loads"][0], r["loads"][-1]))
+    print()
+    for r in rows:
+        print("%s: %d runs per round; round medians %s; max|Δprobs| vs %s: %s" % (
+            r["label"], r["per_round"], "; ".join("%s %s" % (n, ", ".join(fmt_ms(v) for v in r["rounds"][n]))
+                                                  for n in names),
+            names[0], ", ".join("%s %s" % (n, "n/a" if r["diffs"][n] is None else "%.1e" % r["diffs"][n])
+                                for n in names[1:])))
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(dict(header=[machine_line()], variants=args.kiln_variants, rows=rows), f, indent=2)
+    return 0
+
+
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
     kilnc_path = os.path.abspath(args.kilnc)
@@ -599,6 +695,13 @@ def main(argv=None):
     peak_copy = os.path.join(tmp_root, "kiln_matmul_peak")
     shutil.copy2(peak_path, peak_copy)
     kilnc_built = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(os.path.getmtime(kilnc_path)))
+    if args.variants:
+        print(machine_line(), flush=True)
+        print("kilnc: %s (built %s); %s" % (os.path.relpath(kilnc_path, os.getcwd()), kilnc_built, git_line()))
+        try:
+            return compare_variants(args, kilnc, tmp_root)
+        finally:
+            shutil.rmtree(tmp_root, ignore_errors=True)
 
     header = [machine_line(),
               "PyTorch %s, numpy %s, python %s" % (torch.__version__, np.__version__, sys.version.split()[0])]

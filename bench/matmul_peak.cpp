@@ -8,13 +8,16 @@
 //
 // With --kiln, Kiln's own GEMM (ops/gemm.hpp: weights packed once into 16-column panels) runs the same
 // product too, alternating call by call with oneDNN's so both see the same machine, and the line adds
-// its figure and the ratio of the medians. --cold evicts the caches (touches 64 MB) before every timed
+// its figure and the ratio of the medians. --variant picks Kiln's kernel variant (avx512, avx2; default: what
+// the CPU under KILN_MAX_ISA runs), --variant all times every variant this CPU has, all alternating call by
+// call with oneDNN's, one figure and ratio each. --cold evicts the caches (touches 64 MB) before every timed
 // call, as a model whose weights do not fit the caches sees them.
 //
 //   kiln_matmul_peak                                 # the default shapes
 //   kiln_matmul_peak --threads 2 128,512,2048,ba     # one shape
 //   kiln_matmul_peak --json 1x512x512                # machine-readable
 //   kiln_matmul_peak --kiln --cold --bias 128,512,2048 128,2048,512   # Kiln's GEMM vs oneDNN
+//   kiln_matmul_peak --kiln --variant all --bias 128,512,2048         # Kiln's AVX-512 and AVX2 kernels vs oneDNN
 
 #include <omp.h>
 
@@ -24,6 +27,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
+#include <optional>
 #include <random>
 #include <string>
 #include <unordered_map>
@@ -49,6 +53,13 @@ struct Options {
   bool json = false;
   bool kiln = false;  // also time Kiln's GEMM (ba weights only)
   bool cold = false;  // evict the caches before each timed call
+  std::vector<kiln::isa::Level> variants;  // Kiln's kernel variants to time (--variant)
+};
+
+struct KilnResult {
+  kiln::isa::Level level;
+  std::string name;
+  double median_ms = 0, min_ms = 0, gflops = 0;
 };
 
 struct Result {
@@ -57,7 +68,7 @@ struct Result {
   int runs = 0;
   double median_ms = 0, min_ms = 0, gflops = 0;
   std::string impl;
-  double kiln_median_ms = 0, kiln_min_ms = 0, kiln_gflops = 0;  // with --kiln
+  std::vector<KilnResult> kiln;  // with --kiln, one per variant
 };
 
 constexpr int kMinAutoRepeat = 11;
@@ -84,13 +95,16 @@ const char* kUsage =
     "      --json        print one JSON object instead of the text lines\n"
     "      --kiln        also run Kiln's own GEMM (weights packed once; AVX2+FMA CPUs, ba weights),\n"
     "                    alternating call by call with oneDNN's, and print both and the ratio\n"
+    "      --variant V   with --kiln: Kiln's kernel variant, avx512 or avx2 (at most what the CPU under\n"
+    "                    KILN_MAX_ISA has), or all: every variant this CPU has, each alternating with\n"
+    "                    oneDNN's (default: the one Kiln runs here)\n"
     "      --cold        evict the caches (touch 64 MB) before every timed call\n"
     "  -h, --help        this text\n"
     "\n"
     "Output, one line per shape:\n"
     "  matmul M=128 K=512 N=2048 weights=ba threads=2: 142.0 GFLOP/s (median 1.890 ms)\n"
     "and with --kiln:\n"
-    "  ... 121.3 GFLOP/s (median 2.214 ms); kiln gemm 133.0 GFLOP/s (median 2.018 ms), kiln/onednn 0.91\n";
+    "  ... 121.3 GFLOP/s (median 2.214 ms); kiln:gemm_avx2 133.0 GFLOP/s (median 2.018 ms), kiln/onednn 0.91\n";
 
 [[noreturn]] void usage_error(const std::string& msg) {
   std::fprintf(stderr, "kiln_matmul_peak: %s\n(see kiln_matmul_peak --help)\n", msg.c_str());
@@ -172,6 +186,15 @@ Options parse_args(int argc, char** argv) {
       o.kiln = true;
     } else if (a == "--cold" && !has_inline) {
       o.cold = true;
+    } else if (a == "--variant") {
+      const std::string v = val("--variant");
+      if (v == "all") {
+        o.variants = {kiln::isa::Level::avx2, kiln::isa::Level::avx512};
+      } else {
+        auto level = kiln::isa::parse(v);
+        if (!level || *level == kiln::isa::Level::sse41) usage_error("--variant expects avx512, avx2 or all, got '" + v + "'");
+        o.variants = {*level};
+      }
     } else if (!a.empty() && a[0] == '-') {
       usage_error("unknown option '" + std::string(argv[i]) + "'");
     } else {
@@ -179,6 +202,15 @@ Options parse_args(int argc, char** argv) {
     }
   }
   if (o.kiln && !kiln::gemm::available()) usage_error("--kiln: this CPU lacks AVX2 or FMA, which Kiln's GEMM needs");
+  if (!o.kiln && !o.variants.empty()) usage_error("--variant needs --kiln");
+  if (o.variants.empty()) o.variants = {kiln::gemm::variant_level()};
+  // Variants above what the CPU (under KILN_MAX_ISA) has: refused, except in `all`, which keeps those it has.
+  const bool all = o.variants.size() > 1;
+  std::erase_if(o.variants, [&](kiln::isa::Level l) {
+    if (static_cast<int>(l) <= static_cast<int>(kiln::isa::effective())) return false;
+    if (!all) usage_error(std::string("--variant ") + kiln::isa::name(l) + ": not available here (" + kiln::isa::describe() + ")");
+    return true;
+  });
   if (o.shapes.empty()) {
     o.shapes = {{128, 512, 2048, true}, {128, 512, 2048, false}, {2048, 2048, 2048, true}, {1, 512, 512, true}};
   }
@@ -242,31 +274,36 @@ Result measure(const Shape& s, const Options& o, const dnnl::engine& engine, dnn
   std::vector<float> kiln_dst(static_cast<std::size_t>(s.m * s.n));
   kiln::gemm::Epilogue ep;
   if (o.bias) ep.bias = static_cast<const float*>(bias.get_data_handle());
-  auto run_kiln = [&] {
+  auto run_kiln = [&](kiln::isa::Level level) {
+    kiln::gemm::override_variant(level);
     cool();
     auto t0 = Clock::now();
     kiln::gemm::multiply(static_cast<const float*>(src.get_data_handle()), s.k, packed.get(), kiln_dst.data(), s.n, s.m,
                          s.n, s.k, ep);
-    return elapsed_ms(t0, Clock::now());
+    const double ms = elapsed_ms(t0, Clock::now());
+    kiln::gemm::override_variant(std::nullopt);
+    return ms;
   };
 
   double last_ms = 0;
   for (int i = 0; i < std::max(o.warmup, 1); ++i) {  // at least one: sizes the auto repeat
     last_ms = run_once();
-    if (kiln) run_kiln();
+    if (kiln)
+      for (auto level : o.variants) run_kiln(level);
   }
   int repeat = o.repeat;
   if (repeat == 0) {
     double want = o.budget_s * 1e3 / std::max(last_ms, 1e-4);
     repeat = static_cast<int>(std::clamp(want, double(kMinAutoRepeat), double(kMaxAutoRepeat)));
   }
-  std::vector<double> times(static_cast<std::size_t>(repeat)), kiln_times;
+  std::vector<double> times(static_cast<std::size_t>(repeat));
+  std::vector<std::vector<double>> kiln_times(o.variants.size());
   for (auto& t : times) {
     t = run_once();
-    if (kiln) kiln_times.push_back(run_kiln());
+    if (kiln)
+      for (std::size_t v = 0; v < o.variants.size(); ++v) kiln_times[v].push_back(run_kiln(o.variants[v]));
   }
   std::sort(times.begin(), times.end());
-  std::sort(kiln_times.begin(), kiln_times.end());
 
   Result r;
   r.shape = s;
@@ -277,9 +314,17 @@ Result measure(const Shape& s, const Options& o, const dnnl::engine& engine, dnn
   r.gflops = 2.0 * double(s.m) * double(s.n) * double(s.k) / (r.median_ms * 1e-3) / 1e9;
   r.impl = pd.impl_info_str();
   if (kiln) {
-    r.kiln_median_ms = kiln_times[kiln_times.size() / 2];
-    r.kiln_min_ms = kiln_times.front();
-    r.kiln_gflops = 2.0 * double(s.m) * double(s.n) * double(s.k) / (r.kiln_median_ms * 1e-3) / 1e9;
+    for (std::size_t v = 0; v < o.variants.size(); ++v) {
+      auto& t = kiln_times[v];
+      std::sort(t.begin(), t.end());
+      KilnResult k;
+      k.level = o.variants[v];
+      k.name = std::string("kiln:gemm_") + kiln::isa::name(k.level);
+      k.median_ms = t[t.size() / 2];
+      k.min_ms = t.front();
+      k.gflops = 2.0 * double(s.m) * double(s.n) * double(s.k) / (k.median_ms * 1e-3) / 1e9;
+      r.kiln.push_back(k);
+    }
   }
   return r;
 }
@@ -312,9 +357,15 @@ void print_json(const std::vector<Result>& results, const Options& o) {
                 i ? "," : "", static_cast<long long>(r.shape.m), static_cast<long long>(r.shape.k),
                 static_cast<long long>(r.shape.n), r.shape.weights_ba ? "ba" : "ab", r.threads, r.runs,
                 r.median_ms, r.min_ms, r.gflops, json_escape(r.impl).c_str());
-    if (r.kiln_median_ms > 0)
-      std::printf(", \"kiln_median_ms\": %.6f, \"kiln_min_ms\": %.6f, \"kiln_gflops\": %.3f", r.kiln_median_ms,
-                  r.kiln_min_ms, r.kiln_gflops);
+    // The first variant keeps the original keys; every variant is listed under "kiln".
+    if (!r.kiln.empty()) {
+      std::printf(", \"kiln_median_ms\": %.6f, \"kiln_min_ms\": %.6f, \"kiln_gflops\": %.3f, \"kiln\": [",
+                  r.kiln[0].median_ms, r.kiln[0].min_ms, r.kiln[0].gflops);
+      for (std::size_t v = 0; v < r.kiln.size(); ++v)
+        std::printf("%s{\"variant\": \"%s\", \"median_ms\": %.6f, \"min_ms\": %.6f, \"gflops\": %.3f}", v ? ", " : "",
+                    r.kiln[v].name.c_str(), r.kiln[v].median_ms, r.kiln[v].min_ms, r.kiln[v].gflops);
+      std::printf("]");
+    }
     std::printf("}");
   }
   std::printf("\n  ]\n}\n");
@@ -335,9 +386,9 @@ int main(int argc, char** argv) {
         std::printf("matmul M=%lld K=%lld N=%lld weights=%s threads=%d: %.1f GFLOP/s (median %.3f ms)",
                     static_cast<long long>(s.m), static_cast<long long>(s.k), static_cast<long long>(s.n),
                     s.weights_ba ? "ba" : "ab", r.threads, r.gflops, r.median_ms);
-        if (r.kiln_median_ms > 0)
-          std::printf("; kiln gemm %.1f GFLOP/s (median %.3f ms), kiln/onednn %.2f", r.kiln_gflops, r.kiln_median_ms,
-                      r.kiln_median_ms / r.median_ms);
+        for (const KilnResult& k : r.kiln)
+          std::printf("; %s %.1f GFLOP/s (median %.3f ms), kiln/onednn %.2f", k.name.c_str(), k.gflops, k.median_ms,
+                      k.median_ms / r.median_ms);
         std::printf("\n");
         std::fflush(stdout);
       }

@@ -21,6 +21,7 @@
 
 #include "ops/common.hpp"
 #include "ops/gemm.hpp"
+#include "graph/checked.hpp"
 
 namespace kiln {
 namespace {
@@ -66,6 +67,12 @@ struct Heads {
   float scale;
 };
 
+// The OpenMP team attention_heads runs (b x h) items of ~flops with: below ~1 MFLOP of work in all a
+// parallel region costs more than it saves.
+std::int64_t heads_team(std::int64_t items, double flops) {
+  return flops < 1e6 ? 1 : std::min<std::int64_t>(std::max(omp_get_max_threads(), 1), items);
+}
+
 void attention_heads(const Heads& a) {
   const std::int64_t items = a.b * a.h;
   auto one = [&a](std::int64_t item) {
@@ -83,9 +90,8 @@ void attention_heads(const Heads& a) {
     gemm::multiply(scores, a.sk, values, a.context + bi * a.sq * a.e + head * a.dh, a.e, a.sq, a.dh, a.sk,
                    gemm::Epilogue{}, 1);
   };
-  // Below ~1 MFLOP of work in all a parallel region costs more than it saves.
-  const double flops = 4.0 * static_cast<double>(items * a.sq * a.sk * a.dh);
-  const int threads = flops < 1e6 ? 1 : static_cast<int>(std::min<std::int64_t>(omp_get_max_threads(), items));
+  const int threads =
+      static_cast<int>(heads_team(items, 4.0 * static_cast<double>(items) * static_cast<double>(a.sq * a.sk * a.dh)));
   if (threads <= 1) {
     for (std::int64_t i = 0; i < items; ++i) one(i);
     return;
@@ -206,6 +212,26 @@ std::unique_ptr<Kernel> make(const KernelCtx& ctx) {
   return kernel;
 }
 
+// Kiln's path keeps, per thread of heads_team, one (batch row, head)'s scores [Sq,Sk] and its packed keys
+// and values (gemm::thread_buffer slots 1-3); oneDNN's path keeps its scores in kernel scratch, inside
+// the arena. Saturates at checked::kMaxSize: the caller refuses such a size.
+std::size_t working_bytes(const Node& node, const std::vector<const TensorType*>& in) {
+  if (!gemm::enabled() || in.size() <= kKey || !in[kQuery] || !in[kKey]) return 0;
+  const TensorType &q = *in[kQuery], &k = *in[kKey];
+  if (q.rank() != 3 || k.rank() != 3 || !is_concrete(q.shape) || !is_concrete(k.shape)) return 0;
+  const std::int64_t b = q.shape[0].value, sq = q.shape[1].value, sk = k.shape[1].value, e = q.shape[2].value;
+  const std::int64_t h = std::max<std::int64_t>(node.attr_int("heads"), 1), dh = e / h;
+  constexpr std::int64_t kMax = checked::kMaxSize;
+  const auto scores = checked::mul(sq, sk), items = checked::mul(b, h);
+  if (!scores || !items) return static_cast<std::size_t>(kMax);
+  const double flops = 4.0 * static_cast<double>(*items) * static_cast<double>(*scores) * static_cast<double>(dh);
+  const std::int64_t packed = checked::add(static_cast<std::int64_t>(gemm::packed_floats(sk, dh)),
+                                           static_cast<std::int64_t>(gemm::packed_floats(dh, sk)))
+                                  .value_or(kMax);
+  const auto per_thread = checked::bytes(checked::add(*scores, packed).value_or(kMax), sizeof(float));
+  return static_cast<std::size_t>(checked::mul(per_thread.value_or(kMax), heads_team(*items, flops)).value_or(kMax));
+}
+
 }  // namespace
 
 const OpSchema& op_attention() {
@@ -216,6 +242,7 @@ const OpSchema& op_attention() {
       .attrs = {heads_attr()},
       .infer = infer,
       .make_kernel = make,
+      .working_bytes = working_bytes,
   };
   return s;
 }

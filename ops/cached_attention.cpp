@@ -17,6 +17,7 @@
 #include <tbb/parallel_for.h>
 
 #include "ops/gemm.hpp"
+#include "ops/isa.hpp"
 #include "ops/step_attention.hpp"
 
 namespace kiln {
@@ -30,20 +31,17 @@ struct RowArgs {
   float *scores, *context;
   std::int64_t e, t, dh, h, step;
   float scale;
-  bool avx2;  // gemm::enabled() and dh a multiple of 8: attend_row_avx2
+  // Which loop runs, chosen when the kernel is made from isa::has() (so KILN_MAX_ISA governs it):
+  // the AVX2 intrinsics (gemm::enabled() and dh a multiple of 8), the portable loop compiled for AVX2+FMA
+  // (other head sizes, or KILN_GEMM=onednn), or the portable loop for the baseline ISA.
+  enum class Loop : std::uint8_t { portable, portable_avx2, avx2 } loop;
 };
 
-// Attention of row b's new position over its cache, all heads. Compiled for AVX2 as well as the baseline
-// (the loader picks the clone by CPU features; "arch=haswell" would test the CPU model and miss AMD's):
-// the inner loops are where the time grows with the position.
-// Under ThreadSanitizer one baseline copy: TSan instruments the clones' ifunc resolver, which the loader
-// runs before TSan's runtime is initialized (a crash at start-up).
-#if defined(__SANITIZE_THREAD__)
-#define KILN_AVX2_CLONES
-#else
-#define KILN_AVX2_CLONES __attribute__((target_clones("avx2", "default")))
-#endif
-KILN_AVX2_CLONES void attend_row(const RowArgs& a, std::int64_t b) {
+// Attention of row b's new position over its cache, all heads: the inner loops are where the time grows
+// with the position. Compiled twice (attend_row, attend_row_portable_avx2) and picked by explicit dispatch
+// on isa::has(avx2) rather than by target_clones: the ISA cap then governs it, and there is no ifunc
+// resolver (which ThreadSanitizer used to crash on at start-up).
+__attribute__((always_inline)) inline void attend_row_body(const RowArgs& a, std::int64_t b) {
   const std::int64_t e = a.e, t = a.t, dh = a.dh, h = a.h, step = a.step, n = step + 1;
   const float* q = a.qkv + b * 3 * e;
   const float* kn = q + e;
@@ -66,6 +64,13 @@ KILN_AVX2_CLONES void attend_row(const RowArgs& a, std::int64_t b) {
     }
   }
 }
+
+void attend_row(const RowArgs& a, std::int64_t b) { attend_row_body(a, b); }
+#if defined(__x86_64__)
+__attribute__((target("avx2,fma"))) void attend_row_portable_avx2(const RowArgs& a, std::int64_t b) {
+  attend_row_body(a, b);
+}
+#endif
 
 #if defined(__x86_64__)
 // attend_row with AVX2 intrinsics for head sizes that are a multiple of 8 (gemm::enabled() CPUs): the part
@@ -138,7 +143,8 @@ __attribute__((target("avx2,fma"))) void attend_row_avx2(const RowArgs& a, std::
 
 void attend(const RowArgs& a, std::int64_t b) {
 #if defined(__x86_64__)
-  if (a.avx2) return attend_row_avx2(a, b);
+  if (a.loop == RowArgs::Loop::avx2) return attend_row_avx2(a, b);
+  if (a.loop == RowArgs::Loop::portable_avx2) return attend_row_portable_avx2(a, b);
 #endif
   attend_row(a, b);
 }
@@ -185,7 +191,9 @@ class CachedAttentionKernel : public step_attention::ProjectedKernel {
     h_ = ctx.node.attr_int("heads");
     dh_ = e_ / h_;
     rows_ = ctx.has(kRows);
-    avx2_ = gemm::enabled() && dh_ % 8 == 0;
+    loop_ = !isa::has(isa::Level::avx2)         ? RowArgs::Loop::portable
+            : gemm::enabled() && dh_ % 8 == 0 ? RowArgs::Loop::avx2
+                                              : RowArgs::Loop::portable_avx2;
     // q, k, v of the new position in one GEMM: [B,E] x [E,3E]; scores per row and head over t+1 positions.
     build(ctx, kX, kInW, kInB, kOutW, kOutB, b_, e_, 3 * e_, static_cast<std::size_t>(b_ * h_ * (t_ + 1)),
           "kiln:cached_attention");
@@ -216,7 +224,7 @@ class CachedAttentionKernel : public step_attention::ProjectedKernel {
     const std::int64_t e = e_, n = step + 1;
     // Per row, all heads together: each cached key/value row is read once as E contiguous floats.
     RowArgs a{qkv, k_cache, v_cache, rows_ ? rows : nullptr, scores, context, e_, t_, dh_, h_, step, scale,
-              avx2_};
+              loop_};
     auto one_row = [&](std::int64_t b) { attend(a, b); };
     tbb::parallel_for(tbb::blocked_range<std::int64_t>(0, b_, step_attention::grain(2 * n * e)),
                       [&](const tbb::blocked_range<std::int64_t>& r) {
@@ -232,7 +240,7 @@ class CachedAttentionKernel : public step_attention::ProjectedKernel {
  private:
   const Node& node_;
   std::int64_t b_ = 0, e_ = 0, t_ = 0, h_ = 0, dh_ = 0;
-  bool avx2_ = false;
+  RowArgs::Loop loop_ = RowArgs::Loop::portable;
   bool rows_ = false;
 };
 

@@ -7,6 +7,9 @@
 //     the block being swept (144 x 512 floats = 288 KB) stays in L2 and is read as one stream, while each
 //     panel's block streams from memory once per row block.
 // Threads split the panels (columns), or the rows when there are fewer panels than threads.
+// The AVX-512 variant (tile512, below the AVX2 one) keeps the panels and the K/M blocking and changes the
+// register block to 12x32 (two adjacent panels, 24 zmm accumulators); multiply() and softmax_rows() pick
+// the variant at each call from variant_level().
 // Measured choices (docs/gemm.md; `kiln_matmul_peak --kiln` compares with oneDNN): K blocks of 256 were slower than 512 at
 // the Transformer shapes (the extra pass over C costs more than L1 residency of the panel gains), and
 // software prefetch of the next panel did not help.
@@ -17,6 +20,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cmath>
 #include <cstdlib>
@@ -26,6 +30,7 @@
 #include <new>
 #include <string_view>
 #include <tuple>
+#include <utility>
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -184,14 +189,15 @@ constexpr BlockFn kBlocks[kRows + 1] = {nullptr, block<1>, block<2>, block<3>, b
 
 // Copies rows [r0, r1) x columns [k0, k0+depth) of A into `dst` as register blocks of kRows rows, each
 // stored k-major (kRows consecutive floats per k), so the kernel reads one sequential stream.
+// `per`: rows per register block (kRows for the AVX2 kernel, kRows512 for the AVX-512 one).
 void pack_rows(const float* a, std::int64_t lda, std::int64_t r0, std::int64_t r1, std::int64_t k0, std::int64_t depth,
-               float* dst) {
-  for (std::int64_t r = r0; r < r1; r += kRows) {
+               float* dst, std::int64_t per) {
+  for (std::int64_t r = r0; r < r1; r += per) {
     float* blockd = dst + (r - r0) * depth;
-    const std::int64_t mr = std::min(kRows, r1 - r);
+    const std::int64_t mr = std::min(per, r1 - r);
     for (std::int64_t j = 0; j < mr; ++j) {
       const float* src = a + (r + j) * lda + k0;
-      for (std::int64_t i = 0; i < depth; ++i) blockd[i * kRows + j] = src[i];
+      for (std::int64_t i = 0; i < depth; ++i) blockd[i * per + j] = src[i];
     }
   }
 }
@@ -209,7 +215,7 @@ void tile(const float* a, std::int64_t lda, const float* packed, float* c, std::
     for (std::int64_t k0 = 0; k0 < k; k0 += kDepth) {
       const std::int64_t depth = std::min(kDepth, k - k0);
       const int mode = (k0 == 0 ? kFirst : 0) | (k0 + depth == k ? kLast : 0);
-      pack_rows(a, lda, mb, me, k0, depth, rows);
+      pack_rows(a, lda, mb, me, k0, depth, rows, kRows);
       for (std::int64_t p = p0; p < p1; ++p) {
         const float* b = packed + p * kPanel * k + k0 * kPanel;
         const std::int64_t col0 = p * kPanel;
@@ -217,6 +223,246 @@ void tile(const float* a, std::int64_t lda, const float* packed, float* c, std::
         for (std::int64_t r = mb; r < me; r += kRows)
           kBlocks[std::min(kRows, me - r)](rows + (r - mb) * depth, b, depth, c + r * ldc + col0, ldc, cols, mode, ep, r,
                                            col0);
+      }
+    }
+  }
+}
+
+// ---- AVX-512 variant ------------------------------------------------------------------------------------
+// The same packed panels, read two at a time: a kRows512 x 32 register block (2·kRows512 zmm accumulators),
+// per k two zmm loads (one per panel), kRows512 broadcasts of A and 2·kRows512 FMAs. The epilogue is the
+// AVX2 one, sixteen lanes wide, with the same formulas (so the same accuracy).
+
+#define KILN_AVX512 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,fma")))
+// GCC 12's AVX-512 intrinsics start from _mm512_undefined_ps() (`__m512 __Y = __Y;`), which
+// -Wmaybe-uninitialized and -Wuninitialized report at every use once inlined: a false positive (GCC bug
+// 105593). Off from here to the end of the file.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#endif
+
+constexpr std::int64_t kRows512 = 12;  // rows per register block
+constexpr std::int64_t kRowBlock512 = kRowBlock / kRows512 * kRows512;  // largest M block, whole register blocks (288 rows: no better)
+constexpr std::int64_t kDepth512 = kDepth;  // K block (256 measured slower here too)
+
+KILN_AVX512 inline __m512 exp_nonpositive512(__m512 x) {
+  x = _mm512_max_ps(x, _mm512_set1_ps(-87.0f));
+  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+  r = _mm512_fmadd_ps(n, _mm512_set1_ps(2.12194440e-4f), r);
+  __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+  p = _mm512_fmadd_ps(_mm512_mul_ps(p, r), r, _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+  const __m512i bits = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23);
+  return _mm512_mul_ps(p, _mm512_castsi512_ps(bits));
+}
+
+KILN_AVX512 inline __m512 tanh512(__m512 x) {
+  const __m512 sign = _mm512_and_ps(x, _mm512_set1_ps(-0.0f));
+  const __m512 z = exp_nonpositive512(_mm512_mul_ps(_mm512_set1_ps(-2.0f), _mm512_andnot_ps(_mm512_set1_ps(-0.0f), x)));
+  const __m512 one = _mm512_set1_ps(1.0f);
+  return _mm512_or_ps(sign, _mm512_div_ps(_mm512_sub_ps(one, z), _mm512_add_ps(one, z)));
+}
+
+KILN_AVX512 inline __m512 erf512(__m512 x) {
+  const __m512 sign = _mm512_and_ps(x, _mm512_set1_ps(-0.0f));
+  const __m512 a = _mm512_andnot_ps(_mm512_set1_ps(-0.0f), x);
+  const __m512 one = _mm512_set1_ps(1.0f);
+  const __m512 t = _mm512_div_ps(one, _mm512_fmadd_ps(_mm512_set1_ps(0.3275911f), a, one));
+  __m512 p = _mm512_set1_ps(1.061405429f);
+  p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(-1.453152027f));
+  p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(1.421413741f));
+  p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(-0.284496736f));
+  p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(0.254829592f));
+  p = _mm512_mul_ps(p, t);
+  const __m512 e = exp_nonpositive512(_mm512_sub_ps(_mm512_setzero_ps(), _mm512_mul_ps(a, a)));
+  return _mm512_or_ps(sign, _mm512_fnmadd_ps(p, e, one));
+}
+
+KILN_AVX512 inline __m512 activate512(__m512 v, Activation act) {
+  const __m512 half = _mm512_set1_ps(0.5f), one = _mm512_set1_ps(1.0f);
+  switch (act) {
+    case Activation::None: return v;
+    case Activation::Relu: return _mm512_max_ps(v, _mm512_setzero_ps());
+    case Activation::Gelu:
+      return _mm512_mul_ps(_mm512_mul_ps(half, v), _mm512_add_ps(one, erf512(_mm512_mul_ps(v, _mm512_set1_ps(0.70710678118654752f)))));
+    case Activation::GeluTanh: {
+      const __m512 inner = _mm512_mul_ps(_mm512_set1_ps(0.79788456080286536f),
+                                         _mm512_fmadd_ps(_mm512_mul_ps(_mm512_set1_ps(0.044715f), v), _mm512_mul_ps(v, v), v));
+      return _mm512_mul_ps(_mm512_mul_ps(half, v), _mm512_add_ps(one, tanh512(inner)));
+    }
+    case Activation::Tanh: return tanh512(v);
+    case Activation::Sigmoid: {
+      const __m512 z = exp_nonpositive512(_mm512_sub_ps(_mm512_setzero_ps(), _mm512_andnot_ps(_mm512_set1_ps(-0.0f), v)));
+      const __m512 s = _mm512_div_ps(one, _mm512_add_ps(one, z));
+      // z·s where v's sign bit is set (as the AVX2 blendv)
+      return _mm512_mask_blend_ps(_mm512_movepi32_mask(_mm512_castps_si512(v)), s, _mm512_mul_ps(z, s));
+    }
+  }
+  return v;
+}
+
+KILN_AVX512 inline __m512 load16(const float* p, __mmask16 mask, bool full) {
+  return full ? _mm512_loadu_ps(p) : _mm512_maskz_loadu_ps(mask, p);
+}
+
+// Rows [row0, row0+MR) x columns [col0, col0+cols) of C from one K block of NP adjacent panels (cols <=
+// 16·NP). `a`: the rows' register block (kRows512 floats per k); `b`: the first panel's K block, the next
+// panel `next` floats further (16·K: panels are stored whole, one after the other).
+template <int MR, int NP>
+KILN_AVX512 void block512(const float* a, const float* b, std::int64_t next, std::int64_t depth, float* c,
+                          std::int64_t ldc, int cols, int mode, const Epilogue& ep, std::int64_t row0, std::int64_t col0) {
+  __m512 acc[NP][MR];
+#pragma GCC unroll 16
+  for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 2
+    for (int q = 0; q < NP; ++q) acc[q][r] = _mm512_setzero_ps();
+#pragma GCC unroll 2
+  for (std::int64_t k = 0; k < depth; ++k) {
+    __m512 bv[NP];
+#pragma GCC unroll 2
+    for (int q = 0; q < NP; ++q) bv[q] = _mm512_load_ps(b + q * next + 16 * k);
+#pragma GCC unroll 16
+    for (int r = 0; r < MR; ++r) {
+      const __m512 av = _mm512_set1_ps(a[kRows512 * k + r]);
+#pragma GCC unroll 2
+      for (int q = 0; q < NP; ++q) acc[q][r] = _mm512_fmadd_ps(av, bv[q], acc[q][r]);
+    }
+  }
+  __mmask16 mask[NP];
+  bool full[NP];
+  __m512 bias[NP];
+#pragma GCC unroll 2
+  for (int q = 0; q < NP; ++q) {
+    const int here = std::clamp(cols - 16 * q, 0, 16);
+    mask[q] = static_cast<__mmask16>((1u << here) - 1u);
+    full[q] = here == 16;
+    bias[q] = (mode & kLast) && ep.bias ? load16(ep.bias + col0 + 16 * q, mask[q], full[q]) : _mm512_setzero_ps();
+  }
+#pragma GCC unroll 16
+  for (int r = 0; r < MR; ++r) {
+    float* cr = c + r * ldc;
+#pragma GCC unroll 2
+    for (int q = 0; q < NP; ++q) {
+      __m512 v = acc[q][r];
+      if (!(mode & kFirst)) v = _mm512_add_ps(v, load16(cr + 16 * q, mask[q], full[q]));
+      if (mode & kLast) {
+        if (ep.scale != 1.0f) v = _mm512_mul_ps(v, _mm512_set1_ps(ep.scale));
+        v = _mm512_add_ps(v, bias[q]);
+        if (ep.activation != Activation::None) v = activate512(v, ep.activation);
+        if (ep.residual) v = _mm512_add_ps(v, load16(ep.residual + (row0 + r) * ep.ldr + col0 + 16 * q, mask[q], full[q]));
+      }
+      if (full[q]) _mm512_storeu_ps(cr + 16 * q, v);
+      else _mm512_mask_storeu_ps(cr + 16 * q, mask[q], v);
+    }
+  }
+}
+
+// r[0..15] (16 rows of 16 floats) becomes its transpose: r[c] = column c of the input, lane j = row j.
+KILN_AVX512 inline void transpose16(__m512 r[16]) {
+  __m512 t[16];
+#pragma GCC unroll 8
+  for (int i = 0; i < 8; ++i) {
+    t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);      // per 128-bit lane: a0 b0 a1 b1
+    t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);  // a2 b2 a3 b3
+  }
+#pragma GCC unroll 4
+  for (int i = 0; i < 4; ++i) {  // u[4i+c]: rows 4i..4i+3 of column c + 4L in 128-bit lane L
+    r[4 * i] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0x44);
+    r[4 * i + 1] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0xEE);
+    r[4 * i + 2] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
+    r[4 * i + 3] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xEE);
+  }
+#pragma GCC unroll 4
+  for (int c = 0; c < 4; ++c) {  // gather lane L of u[c], u[4+c], u[8+c], u[12+c] into column c + 4L
+    t[c] = _mm512_shuffle_f32x4(r[c], r[4 + c], 0x88);       // u[c].L0 u[c].L2 u[4+c].L0 u[4+c].L2
+    t[4 + c] = _mm512_shuffle_f32x4(r[c], r[4 + c], 0xDD);   // lanes 1 and 3
+    t[8 + c] = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0x88);
+    t[12 + c] = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0xDD);
+  }
+#pragma GCC unroll 4
+  for (int c = 0; c < 4; ++c) {
+    r[c] = _mm512_shuffle_f32x4(t[c], t[8 + c], 0x88);
+    r[c + 8] = _mm512_shuffle_f32x4(t[c], t[8 + c], 0xDD);
+    r[c + 4] = _mm512_shuffle_f32x4(t[4 + c], t[12 + c], 0x88);
+    r[c + 12] = _mm512_shuffle_f32x4(t[4 + c], t[12 + c], 0xDD);
+  }
+}
+
+// pack_rows for the AVX-512 kernel (kRows512 rows per block), sixteen k at a time through transpose16;
+// the same layout as pack_rows(..., kRows512), rows past r1 in the last block zero.
+KILN_AVX512 void pack_rows512(const float* a, std::int64_t lda, std::int64_t r0, std::int64_t r1, std::int64_t k0,
+                              std::int64_t depth, float* dst) {
+  constexpr __mmask16 kBlockLanes = (1u << kRows512) - 1u;
+  const std::int64_t whole = depth / 16 * 16;
+  for (std::int64_t r = r0; r < r1; r += kRows512) {
+    float* blockd = dst + (r - r0) * depth;
+    const std::int64_t mr = std::min(kRows512, r1 - r);
+    for (std::int64_t i = 0; i < whole; i += 16) {
+      __m512 v[16];
+#pragma GCC unroll 16
+      for (int j = 0; j < 16; ++j) v[j] = j < mr ? _mm512_loadu_ps(a + (r + j) * lda + k0 + i) : _mm512_setzero_ps();
+      transpose16(v);
+#pragma GCC unroll 16
+      for (int c = 0; c < 16; ++c) _mm512_mask_storeu_ps(blockd + (i + c) * kRows512, kBlockLanes, v[c]);
+    }
+    for (std::int64_t j = 0; j < mr; ++j) {
+      const float* src = a + (r + j) * lda + k0;
+      for (std::int64_t i = whole; i < depth; ++i) blockd[i * kRows512 + j] = src[i];
+    }
+  }
+}
+
+// Panel p of pack_weights (columns 16p.. of w, rows ldw apart, k of each), sixteen k at a time.
+KILN_AVX512 void pack_panel512(const float* w, std::int64_t ldw, std::int64_t cols, std::int64_t k, float* dst) {
+  const std::int64_t whole = k / 16 * 16;
+  for (std::int64_t i = 0; i < whole; i += 16) {
+    __m512 v[16];
+#pragma GCC unroll 16
+    for (int j = 0; j < 16; ++j) v[j] = j < cols ? _mm512_loadu_ps(w + j * ldw + i) : _mm512_setzero_ps();
+    transpose16(v);
+#pragma GCC unroll 16
+    for (int c = 0; c < 16; ++c) _mm512_storeu_ps(dst + (i + c) * kPanel, v[c]);
+  }
+  for (std::int64_t j = 0; j < kPanel; ++j)
+    for (std::int64_t i = whole; i < k; ++i) dst[i * kPanel + j] = j < cols ? w[j * ldw + i] : 0.0f;
+}
+
+using Block512Fn = void (*)(const float*, const float*, std::int64_t, std::int64_t, float*, std::int64_t, int, int,
+                            const Epilogue&, std::int64_t, std::int64_t);
+template <int NP, std::size_t... R>
+constexpr std::array<Block512Fn, kRows512 + 1> blocks512(std::index_sequence<R...>) {
+  return {nullptr, block512<static_cast<int>(R) + 1, NP>...};
+}
+constexpr std::array<Block512Fn, kRows512 + 1> kBlocks512[2] = {
+    blocks512<1>(std::make_index_sequence<kRows512>{}), blocks512<2>(std::make_index_sequence<kRows512>{})};
+
+// tile() for the AVX-512 kernel: panels [p0, p1) in pairs (a last odd panel alone), rows [m0, m1).
+void tile512(const float* a, std::int64_t lda, const float* packed, float* c, std::int64_t ldc, std::int64_t m0,
+             std::int64_t m1, std::int64_t p0, std::int64_t p1, std::int64_t n, std::int64_t k, const Epilogue& ep) {
+  float* rows = thread_buffer(0, static_cast<std::size_t>(kRowBlock512 * kDepth512));
+  const std::int64_t nblocks = (m1 - m0 + kRowBlock512 - 1) / kRowBlock512;
+  const std::int64_t step = ((m1 - m0 + nblocks - 1) / nblocks + kRows512 - 1) / kRows512 * kRows512;
+  for (std::int64_t mb = m0; mb < m1; mb += step) {
+    const std::int64_t me = std::min(m1, mb + step);
+    for (std::int64_t k0 = 0; k0 < k; k0 += kDepth512) {
+      const std::int64_t depth = std::min(kDepth512, k - k0);
+      const int mode = (k0 == 0 ? kFirst : 0) | (k0 + depth == k ? kLast : 0);
+      pack_rows512(a, lda, mb, me, k0, depth, rows);
+      for (std::int64_t p = p0; p < p1; p += 2) {
+        const int np = static_cast<int>(std::min<std::int64_t>(2, p1 - p));
+        const float* b = packed + p * kPanel * k + k0 * kPanel;
+        const std::int64_t col0 = p * kPanel;
+        const int cols = static_cast<int>(std::min(kPanel * np, n - col0));
+        for (std::int64_t r = mb; r < me; r += kRows512)
+          kBlocks512[np - 1][std::min(kRows512, me - r)](rows + (r - mb) * depth, b, kPanel * k, depth,
+                                                         c + r * ldc + col0, ldc, cols, mode, ep, r, col0);
       }
     }
   }
@@ -236,6 +482,7 @@ bool available() {
 
 namespace {
 std::atomic<int> g_override{-1};
+std::atomic<int> g_variant{-1};  // override_variant's level, or -1
 
 float activate_scalar(float v, Activation act) {
   switch (act) {
@@ -259,7 +506,25 @@ bool enabled() {
   return available() && (forced < 0 ? from_env : forced == 1);
 }
 
-const char* variant() { return "kiln:gemm_avx2"; }
+isa::Level variant_level() {
+  const isa::Level cpu = isa::effective();
+  const int forced = g_variant.load(std::memory_order_relaxed);
+  return forced >= 0 && forced < static_cast<int>(cpu) ? static_cast<isa::Level>(forced) : cpu;
+}
+
+const char* variant() { return variant_level() == isa::Level::avx512 ? "kiln:gemm_avx512" : "kiln:gemm_avx2"; }
+
+isa::Level override_variant(std::optional<isa::Level> level) {
+  if (!level) {
+    g_variant = -1;
+  } else {
+    // Never above what the CPU (under the cap) has, never below the lowest Kiln kernel.
+    const int want = std::clamp(static_cast<int>(*level), static_cast<int>(isa::Level::avx2),
+                                std::max(static_cast<int>(isa::effective()), static_cast<int>(isa::Level::avx2)));
+    g_variant = want;
+  }
+  return variant_level();
+}
 
 void override_enabled(std::optional<bool> use) { g_override = use ? (*use ? 1 : 0) : -1; }
 
@@ -271,9 +536,18 @@ void pack_weights(const float* w, std::int64_t ldw, std::int64_t n, std::int64_t
   // Large weights (packed once per model) are split over the OpenMP team; a head's keys (packed per call
   // inside a parallel region) stay on the calling thread.
   const bool parallel = static_cast<double>(n) * static_cast<double>(k) >= (1 << 20) && !omp_in_parallel();
+#if KILN_GEMM_X86
+  const bool wide = variant_level() == isa::Level::avx512;  // the same panels, transposed 16x16 at a time
+#endif
 #pragma omp parallel for schedule(static) if (parallel)
   for (std::int64_t p = 0; p < panels(n); ++p) {
     float* dst = out + p * kPanel * k;
+#if KILN_GEMM_X86
+    if (wide) {
+      pack_panel512(w + p * kPanel * ldw, ldw, std::min(kPanel, n - p * kPanel), k, dst);
+      continue;
+    }
+#endif
     for (std::int64_t j = 0; j < kPanel; ++j) {
       const std::int64_t col = p * kPanel + j;
       if (col < n) {
@@ -407,19 +681,24 @@ void multiply(const float* a, std::int64_t lda, const float* packed, float* c, s
   // Below ~2 MFLOP a parallel region costs more than it saves.
   const double flops = 2.0 * static_cast<double>(rows) * static_cast<double>(n) * static_cast<double>(k);
   if (threads <= 0) threads = flops < 2e6 ? 1 : omp_get_max_threads();
+  // The AVX-512 kernel takes panels in pairs and rows in blocks of kRows512: threads split those units.
+  const bool wide = variant_level() == isa::Level::avx512;
+  const auto run = wide ? tile512 : tile;
+  const std::int64_t unit = wide ? 2 : 1, units = (np + unit - 1) / unit, per = wide ? kRows512 : kRows;
   if (threads <= 1) {
-    tile(a, lda, packed, c, ldc, 0, rows, 0, np, n, k, epilogue);
+    run(a, lda, packed, c, ldc, 0, rows, 0, np, n, k, epilogue);
     return;
   }
 #pragma omp parallel num_threads(threads)
   {
     const std::int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
-    if (np >= nt) {  // split the columns: each thread reads only its share of the weights
-      tile(a, lda, packed, c, ldc, 0, rows, np * t / nt, np * (t + 1) / nt, n, k, epilogue);
+    if (units >= nt) {  // split the columns: each thread reads only its share of the weights
+      run(a, lda, packed, c, ldc, 0, rows, std::min(np, units * t / nt * unit), std::min(np, units * (t + 1) / nt * unit),
+          n, k, epilogue);
     } else {  // few columns: split the rows, in whole register blocks
-      const std::int64_t blocks = (rows + kRows - 1) / kRows;
-      const std::int64_t m0 = std::min(rows, blocks * t / nt * kRows), m1 = std::min(rows, blocks * (t + 1) / nt * kRows);
-      if (m0 < m1) tile(a, lda, packed, c, ldc, m0, m1, 0, np, n, k, epilogue);
+      const std::int64_t blocks = (rows + per - 1) / per;
+      const std::int64_t m0 = std::min(rows, blocks * t / nt * per), m1 = std::min(rows, blocks * (t + 1) / nt * per);
+      if (m0 < m1) run(a, lda, packed, c, ldc, m0, m1, 0, np, n, k, epilogue);
     }
   }
 #else
@@ -470,11 +749,48 @@ KILN_AVX2 void softmax_row(const float* x, float* y, std::int64_t n, bool log) {
   for (std::int64_t j = 0; j < whole; j += 8) _mm256_storeu_ps(y + j, _mm256_mul_ps(_mm256_loadu_ps(y + j), vinv));
   for (std::int64_t j = whole; j < n; ++j) y[j] *= inv;
 }
+
+// softmax_row sixteen lanes wide; the last n % 16 entries go through masked loads and stores.
+KILN_AVX512 void softmax_row512(const float* x, float* y, std::int64_t n, bool log) {
+  const __m512 neg_inf = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
+  const std::int64_t whole = n / 16 * 16;
+  const auto tail = static_cast<__mmask16>((1u << (n - whole)) - 1u);
+  __m512 vmax = neg_inf;
+  for (std::int64_t j = 0; j < whole; j += 16) vmax = _mm512_max_ps(vmax, _mm512_loadu_ps(x + j));
+  if (tail) vmax = _mm512_max_ps(vmax, _mm512_mask_loadu_ps(neg_inf, tail, x + whole));
+  const float max = _mm512_reduce_max_ps(vmax);
+  const __m512 m = _mm512_set1_ps(max);
+  __m512 vsum = _mm512_setzero_ps();
+  for (std::int64_t j = 0; j < whole; j += 16) {
+    const __m512 e = exp_nonpositive512(_mm512_sub_ps(_mm512_loadu_ps(x + j), m));
+    if (!log) _mm512_storeu_ps(y + j, e);
+    vsum = _mm512_add_ps(vsum, e);
+  }
+  if (tail) {
+    const __m512 e = exp_nonpositive512(_mm512_sub_ps(_mm512_mask_loadu_ps(m, tail, x + whole), m));
+    if (!log) _mm512_mask_storeu_ps(y + whole, tail, e);
+    vsum = _mm512_mask_add_ps(vsum, tail, vsum, e);
+  }
+  const float sum = _mm512_reduce_add_ps(vsum);
+  if (log) {  // log softmax = (x - max) - log(sum)
+    const __m512 vshift = _mm512_set1_ps(max + std::log(sum));
+    for (std::int64_t j = 0; j < whole; j += 16) _mm512_storeu_ps(y + j, _mm512_sub_ps(_mm512_loadu_ps(x + j), vshift));
+    if (tail) _mm512_mask_storeu_ps(y + whole, tail, _mm512_sub_ps(_mm512_maskz_loadu_ps(tail, x + whole), vshift));
+    return;
+  }
+  const __m512 vinv = _mm512_set1_ps(1.0f / sum);
+  for (std::int64_t j = 0; j < whole; j += 16) _mm512_storeu_ps(y + j, _mm512_mul_ps(_mm512_loadu_ps(y + j), vinv));
+  if (tail) _mm512_mask_storeu_ps(y + whole, tail, _mm512_mul_ps(_mm512_maskz_loadu_ps(tail, y + whole), vinv));
+}
 }  // namespace
 #endif
 
 void softmax_rows(const float* x, float* y, std::int64_t rows, std::int64_t n, bool log) {
 #if KILN_GEMM_X86
+  if (variant_level() == isa::Level::avx512) {
+    for (std::int64_t r = 0; r < rows; ++r) softmax_row512(x + r * n, y + r * n, n, log);
+    return;
+  }
   for (std::int64_t r = 0; r < rows; ++r) softmax_row(x + r * n, y + r * n, n, log);
 #else
   (void)x, (void)y, (void)rows, (void)n, (void)log;

@@ -1,6 +1,7 @@
 #pragma once
-// Kiln's own AVX2+FMA kernels for Transformers: an f32 GEMM C[M,N] = A[M,K] · Wᵀ with W stored [N,K]
-// (nn.Linear's layout) and packed once, and a row softmax. `linear` (and the projections of every
+// Kiln's own kernels for Transformers, in an AVX-512 and an AVX2+FMA variant chosen at run time from
+// isa::effective() (variant_level()): an f32 GEMM C[M,N] = A[M,K] · Wᵀ with W stored [N,K] (nn.Linear's
+// layout) and packed once, in the same panels for both variants, and a row softmax. `linear` (and the projections of every
 // attention op, via add_linear), the per-head steps of `attention`, and `softmax`/`log_softmax` over the
 // last axis run on them; oneDNN keeps everything else, and all of this where the CPU lacks AVX2/FMA or
 // the environment sets KILN_GEMM=onednn.
@@ -8,9 +9,10 @@
 // Why not oneDNN's matmul: oneDNN 2.6's gemm:jit copies blocks of both operands into its own buffers on
 // every call (for a 512x2048 layer that is 4 MB of weights, every inference) and allocates on the heap
 // inside each primitive execution. Here the weights are packed once, when the kernel is created, into
-// panels of 16 columns, and a call streams them through a 6x16 register-blocked FMA kernel. On the
+// panels of 16 columns, and a call streams them through a 6x16 (AVX2) or 12x32 (AVX-512: two panels at
+// once) register-blocked FMA kernel. On the
 // d512/6-layer classifier at batch 1 x seq 128 that made each linear ~10% and each attention ~17%
-// faster, and a warm run of a Transformer plan now makes no heap allocation at all. docs/gemm.md has
+// faster on an AVX2 Zen 3 host, and a warm run of a Transformer plan now makes no heap allocation at all. docs/gemm.md has
 // the measurements.
 //
 // Threads: the calling thread's OpenMP team (omp_get_max_threads), the same team oneDNN's primitives
@@ -22,6 +24,8 @@
 #include <memory>
 #include <optional>
 #include <vector>
+
+#include "ops/isa.hpp"
 
 namespace kiln::gemm {
 
@@ -35,8 +39,16 @@ bool available();
 /// KILN_GEMM=onednn (read once), which sends that work to oneDNN instead, for comparison or as a way out.
 bool enabled();
 /// The name of the GEMM variant multiply() runs on this CPU under the ISA cap (ops/isa.hpp), as kernels
-/// report it in their impl() ("kiln:gemm_avx2"). Meaningful only where available().
+/// report it in their impl(): "kiln:gemm_avx512" where isa::effective() is avx512, else "kiln:gemm_avx2".
+/// Meaningful only where available().
 const char* variant();
+/// The instruction set of that variant (avx512 or avx2): isa::effective(), or override_variant's level.
+/// multiply(), softmax_rows() and the attention row kernels dispatch on it at each call.
+isa::Level variant_level();
+/// For tests: runs the variant of `level` instead of isa::effective()'s (nullopt: back to it). A level above
+/// isa::effective() is clamped to it (a kernel the CPU or the cap does not allow never runs), one below avx2
+/// to avx2. Returns variant_level() as it now is.
+isa::Level override_variant(std::optional<isa::Level> level);
 /// For tests: forces enabled() to `use` (still false where !available()) for kernels made from now on;
 /// nullopt returns to the environment's choice.
 void override_enabled(std::optional<bool> use);
@@ -95,7 +107,8 @@ struct Epilogue {
 void multiply(const float* a, std::int64_t lda, const float* packed, float* c, std::int64_t ldc, std::int64_t rows,
               std::int64_t n, std::int64_t k, const Epilogue& epilogue, int threads = 0);
 
-/// y = softmax (or log_softmax, `log`) of each of `rows` rows of n floats of x; y may be x. AVX2; the
+/// y = softmax (or log_softmax, `log`) of each of `rows` rows of n floats of x; y may be x. AVX-512 or AVX2
+/// as variant_level() says; the
 /// exponential is a degree-6 polynomial with relative error ~2e-7, and inputs more than 87 below their
 /// row's max count as e^-87 (1.6e-38) rather than 0.
 void softmax_rows(const float* x, float* y, std::int64_t rows, std::int64_t n, bool log = false);

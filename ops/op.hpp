@@ -95,6 +95,11 @@ using KernelFn = std::unique_ptr<Kernel> (*)(const KernelCtx&);
 /// layout then follows from the shape rule). Null in a schema means plain row-major.
 using LayoutFn = std::string (*)(const Node&);
 
+/// Bytes a node's kernel allocates outside the plan's arena while it runs (per-thread working buffers),
+/// from the node and its inputs' concrete types (null entries for absent optional inputs). Plans check
+/// them against physical memory before making any kernel (docs/errors.md).
+using WorkingBytesFn = std::size_t (*)(const Node& node, const std::vector<const TensorType*>& inputs);
+
 struct OpSchema {
   std::string name;
   std::string doc;
@@ -116,6 +121,8 @@ struct OpSchema {
   /// in. The assign-layouts pass stores it in the node's `layout` attribute, which `layout` and the shape
   /// rule then read. Null: the op has no choice.
   LayoutFn preferred_layout = nullptr;
+  /// See WorkingBytesFn; null: the kernel needs nothing outside the arena.
+  WorkingBytesFn working_bytes = nullptr;
 
   /// The layout this node needs its inputs in (plain unless the schema says otherwise).
   std::string required_layout(const Node& node) const { return layout ? layout(node) : std::string(); }

@@ -3,8 +3,11 @@
 
 #include "kiln/kiln.h"
 
+#include <cstring>
 #include <new>
+#include <stdexcept>
 #include <string>
+#include <type_traits>
 
 #include "kiln/kiln.hpp"
 
@@ -38,6 +41,8 @@ kiln_status guarded(F&& body) {
     return set_error(KILN_ERROR, e.what());
   } catch (const std::bad_alloc&) {
     return set_error(KILN_OUT_OF_MEMORY, "error: out of memory");
+  } catch (const std::length_error& e) {  // a container asked for more than it can hold
+    return set_error(KILN_OUT_OF_MEMORY, std::string("error: out of memory (") + e.what() + ")");
   } catch (const std::exception& e) {
     return set_error(KILN_INTERNAL_ERROR, std::string("error: internal: ") + e.what());
   } catch (...) {
@@ -125,9 +130,14 @@ kiln_status kiln_session_create(const kiln_model* model, const kiln_session_opti
   if (!out) return invalid("kiln_session_create: out is NULL");
   kiln::SessionOptions o = model->model.options().session;
   if (options) {
-    if (options->mode != KILN_LATENCY && options->mode != KILN_THROUGHPUT)
-      return invalid("kiln_session_create: unknown threading mode " + std::to_string(options->mode));
-    o.mode = options->mode == KILN_THROUGHPUT ? kiln::ThreadingMode::throughput : kiln::ThreadingMode::latency;
+    // A C caller may store any int in the enum field; loading it as the C++ enum would be undefined outside
+    // the enum's range, so read the field's bytes as its underlying integer type.
+    std::underlying_type_t<kiln_threading_mode> mode = 0;
+    static_assert(sizeof mode == sizeof options->mode);
+    std::memcpy(&mode, &options->mode, sizeof mode);
+    if (mode != KILN_LATENCY && mode != KILN_THROUGHPUT)
+      return invalid("kiln_session_create: unknown threading mode " + std::to_string(mode));
+    o.mode = mode == KILN_THROUGHPUT ? kiln::ThreadingMode::throughput : kiln::ThreadingMode::latency;
     o.intra_op_threads = options->intra_op_threads;
     o.max_plans = options->max_plans;
     o.memory_limit = options->memory_limit;

@@ -12,9 +12,11 @@
 #include <numeric>
 
 #include "frontends/yaml/seq2seq.hpp"
+#include "graph/checked.hpp"
 #include "kiln/generate.hpp"
 #include "ops/select.hpp"
 #include "runtime/model_impl.hpp"
+#include "runtime/plan.hpp"
 
 namespace kiln {
 
@@ -350,6 +352,17 @@ std::vector<std::vector<Hypothesis>> GeneratorImpl::run(const std::vector<std::v
   if (o.n_best < 1 || o.n_best > k)
     fail("n_best = " + std::to_string(o.n_best) + " must be between 1 and the beam width " + std::to_string(k));
   if (sources.empty()) fail("generate: no sources given");
+  // Each of the batch x beam rows keeps a token history of up to `len` ids: refuse, before allocating
+  // anything, a beam whose histories alone cannot fit in this machine's memory.
+  {
+    const auto rows = checked::mul(static_cast<std::int64_t>(sources.size()), k);
+    const auto history = rows ? checked::mul(*rows, checked::mul(len + 1, 8).value_or(-1)) : std::nullopt;
+    const std::size_t physical = physical_memory_bytes();
+    if (!history || (physical > 0 && static_cast<std::uint64_t>(*history) > physical))
+      fail("generate: " + std::to_string(sources.size()) + " sources x beam width " + std::to_string(k) + " x " +
+           std::to_string(len) + " tokens need more memory for their token histories alone than this machine's " +
+           std::to_string(physical) + " bytes");
+  }
   std::int64_t s_len = 0;
   const auto vocab_size = static_cast<std::int64_t>(model->vocab.size());
   for (std::size_t i = 0; i < sources.size(); ++i) {
@@ -440,33 +453,35 @@ std::vector<std::vector<Hypothesis>> GeneratorImpl::run(const std::vector<std::v
 // ---- Seq2SeqModel ----
 
 Seq2SeqModel Seq2SeqModel::load(const std::string& path, const LoadOptions& options) {
-  auto spec = load_yaml_seq2seq(path);
-  PipelineOptions pipeline;
-  pipeline.opt_level = options.opt_level;
-  pipeline.disabled.insert(options.disabled_passes.begin(), options.disabled_passes.end());
-  auto wrap = [&](std::unique_ptr<Graph> g) {
-    auto impl = std::make_shared<detail::ModelImpl>();
-    impl->graph = std::move(g);
+  return detail::no_bad_alloc("Seq2SeqModel::load", [&]() -> Seq2SeqModel {
+    auto spec = load_yaml_seq2seq(path);
+    PipelineOptions pipeline;
+    pipeline.opt_level = options.opt_level;
+    pipeline.disabled.insert(options.disabled_passes.begin(), options.disabled_passes.end());
+    auto wrap = [&](std::unique_ptr<Graph> g) {
+      auto impl = std::make_shared<detail::ModelImpl>();
+      impl->graph = std::move(g);
+      impl->path = path;
+      impl->remarks = run_pipeline(*impl->graph, pipeline);
+      return Model(impl);
+    };
+    auto impl = std::make_shared<detail::Seq2SeqImpl>();
+    impl->name = spec->name;
     impl->path = path;
-    impl->remarks = run_pipeline(*impl->graph, pipeline);
-    return Model(impl);
-  };
-  auto impl = std::make_shared<detail::Seq2SeqImpl>();
-  impl->name = spec->name;
-  impl->path = path;
-  impl->encoder = wrap(std::move(spec->encoder));
-  impl->decoder = wrap(std::move(spec->decoder));
-  impl->states = spec->states;
-  impl->generate = spec->generate;
-  impl->vocab = spec->vocab;
-  for (std::size_t i = 0; i < impl->vocab.size(); ++i) {
-    const std::string& tok = impl->vocab[i];
-    // One UTF-8 character: a text token.
-    auto c0 = static_cast<unsigned char>(tok[0]);
-    std::size_t n = c0 < 0x80 ? 1 : c0 < 0xE0 ? 2 : c0 < 0xF0 ? 3 : 4;
-    if (tok.size() == n) impl->text_tokens.emplace(tok, static_cast<std::int64_t>(i));
-  }
-  return Seq2SeqModel(impl);
+    impl->encoder = wrap(std::move(spec->encoder));
+    impl->decoder = wrap(std::move(spec->decoder));
+    impl->states = spec->states;
+    impl->generate = spec->generate;
+    impl->vocab = spec->vocab;
+    for (std::size_t i = 0; i < impl->vocab.size(); ++i) {
+      const std::string& tok = impl->vocab[i];
+      // One UTF-8 character: a text token.
+      auto c0 = static_cast<unsigned char>(tok[0]);
+      std::size_t n = c0 < 0x80 ? 1 : c0 < 0xE0 ? 2 : c0 < 0xF0 ? 3 : 4;
+      if (tok.size() == n) impl->text_tokens.emplace(tok, static_cast<std::int64_t>(i));
+    }
+    return Seq2SeqModel(impl);
+  });
 }
 
 const std::string& Seq2SeqModel::name() const { return impl_->name; }
@@ -507,24 +522,27 @@ std::string Seq2SeqModel::decode(const std::vector<std::int64_t>& tokens) const 
 
 // ---- Generator ----
 
-Generator::Generator(Seq2SeqModel model) : impl_(std::make_unique<detail::GeneratorImpl>(model.impl())) {}
+Generator::Generator(Seq2SeqModel model)
+    : impl_(detail::no_bad_alloc("Generator", [&] { return std::make_unique<detail::GeneratorImpl>(model.impl()); })) {}
 Generator::~Generator() = default;
 Generator::Generator(Generator&&) noexcept = default;
 Generator& Generator::operator=(Generator&&) noexcept = default;
 
 std::vector<std::vector<Hypothesis>> Generator::generate(const std::vector<std::vector<std::int64_t>>& sources,
                                                          const GenerateOptions& options) {
-  return impl_->run(sources, options);
+  return detail::no_bad_alloc("Generator::generate", [&] { return impl_->run(sources, options); });
 }
 
 std::vector<std::string> Generator::translate(const std::vector<std::string>& texts, const GenerateOptions& options) {
-  Seq2SeqModel m(impl_->model);
-  std::vector<std::vector<std::int64_t>> sources;
-  for (const auto& t : texts) sources.push_back(m.encode(t));
-  auto hyps = impl_->run(sources, options);
-  std::vector<std::string> out;
-  for (const auto& h : hyps) out.push_back(h.empty() ? std::string() : m.decode(h[0].tokens));
-  return out;
+  return detail::no_bad_alloc("Generator::translate", [&] {
+    Seq2SeqModel m(impl_->model);
+    std::vector<std::vector<std::int64_t>> sources;
+    for (const auto& t : texts) sources.push_back(m.encode(t));
+    auto hyps = impl_->run(sources, options);
+    std::vector<std::string> out;
+    for (const auto& h : hyps) out.push_back(h.empty() ? std::string() : m.decode(h[0].tokens));
+    return out;
+  });
 }
 
 const std::vector<double>& Generator::step_ms() const { return impl_->step_ms; }

@@ -844,7 +844,9 @@ namespace kiln {
 
 Model Model::load_plan(const void* data, std::size_t size, const std::string& name) {
   // The caller keeps the image alive (see the declaration), so the owner holds nothing.
-  return Model(detail::load_kplan(name, data, size, std::shared_ptr<const void>(data, [](const void*) {})));
+  return detail::no_bad_alloc("Model::load_plan", [&] {
+    return Model(detail::load_kplan(name, data, size, std::shared_ptr<const void>(data, [](const void*) {})));
+  });
 }
 
 }  // namespace kiln

@@ -230,7 +230,7 @@ SessionImpl::Lease SessionImpl::acquire(RunContext& ctx) {
     lock.unlock();
     std::vector<std::vector<std::int64_t>> dims;
     for (const Tensor* t : ctx.bound) dims.push_back(t->shape());
-    auto plan = std::make_unique<Plan>(*model->graph, dims, cpu_engine(), /*allocate=*/false);
+    auto plan = std::make_unique<Plan>(*model->graph, dims, cpu_engine(), /*allocate=*/false, options.memory_limit);
     const std::size_t need = plan->arena_bytes();
     lock.lock();
     PlanEntry* e = find(ctx);
@@ -312,29 +312,36 @@ PipelineOptions pipeline_options(const LoadOptions& options) {
 }  // namespace
 
 Model Model::load(const std::string& path, const LoadOptions& options) {
-  auto impl = detail::compile_model(path, pipeline_options(options));
-  impl->options = options;
-  return Model(std::move(impl));
+  return detail::no_bad_alloc("Model::load", [&] {
+    auto impl = detail::compile_model(path, pipeline_options(options));
+    impl->options = options;
+    return Model(std::move(impl));
+  });
 }
 
 Model Model::load_from_memory(const std::string& yaml_text, const void* weights, std::size_t weights_size,
                               const LoadOptions& options, const std::string& name) {
-  auto impl = std::make_shared<detail::ModelImpl>();
-  impl->path = name;
-  std::shared_ptr<WeightsFile> file;
-  if (weights) {
-    // One aligned copy the model owns, so tensors are aligned views and the caller may free its buffer.
-    void* mem = std::aligned_alloc(64, std::max<std::size_t>((weights_size + 63) / 64 * 64, 64));
-    if (!mem) fail("out of memory copying " + std::to_string(weights_size) + " bytes of weights");
-    std::shared_ptr<const void> owner(mem, [](const void* p) { std::free(const_cast<void*>(p)); });
-    std::memcpy(mem, weights, weights_size);
-    file = WeightsFile::from_memory(name + " (weights)", mem, weights_size, owner);
-  }
-  impl->graph = parse_yaml_model(yaml_text, name, std::move(file));
-  impl->remarks = run_pipeline(*impl->graph, pipeline_options(options));
-  impl->options = options;
-  impl->weight_bytes = detail::weight_bytes_of(*impl->graph);
-  return Model(std::move(impl));
+  return detail::no_bad_alloc("Model::load_from_memory", [&] {
+    auto impl = std::make_shared<detail::ModelImpl>();
+    impl->path = name;
+    std::shared_ptr<WeightsFile> file;
+    if (weights) {
+      // One aligned copy the model owns, so tensors are aligned views and the caller may free its buffer.
+      if (weights_size > static_cast<std::size_t>(checked::kMaxSize) - 63)  // (weights_size + 63) must not wrap
+        fail("cannot copy " + std::to_string(weights_size) + " bytes of weights: more than " +
+             std::to_string(checked::kMaxSize) + " bytes");
+      void* mem = std::aligned_alloc(64, std::max<std::size_t>((weights_size + 63) / 64 * 64, 64));
+      if (!mem) fail("out of memory copying " + std::to_string(weights_size) + " bytes of weights");
+      std::shared_ptr<const void> owner(mem, [](const void* p) { std::free(const_cast<void*>(p)); });
+      std::memcpy(mem, weights, weights_size);
+      file = WeightsFile::from_memory(name + " (weights)", mem, weights_size, owner);
+    }
+    impl->graph = parse_yaml_model(yaml_text, name, std::move(file));
+    impl->remarks = run_pipeline(*impl->graph, pipeline_options(options));
+    impl->options = options;
+    impl->weight_bytes = detail::weight_bytes_of(*impl->graph);
+    return Model(std::move(impl));
+  });
 }
 
 const std::string& Model::name() const { return impl_->graph->name; }
@@ -359,44 +366,50 @@ const LoadOptions& Model::options() const { return impl_->options; }
 
 Session::Session(Model model) : Session(model, model.options().session) {}
 Session::Session(Model model, const SessionOptions& options)
-    : impl_(std::make_unique<detail::SessionImpl>(model.impl(), options)) {}
+    : impl_(detail::no_bad_alloc("Session", [&] { return std::make_unique<detail::SessionImpl>(model.impl(), options); })) {}
 Session::~Session() = default;
 Session::Session(Session&&) noexcept = default;
 Session& Session::operator=(Session&&) noexcept = default;
 
 std::map<std::string, std::vector<std::int64_t>> Session::output_shapes(const std::map<std::string, Tensor>& inputs) {
-  detail::RunScope scope(*impl_);
-  impl_->bind(scope.ctx(), inputs, /*need_data=*/false);
-  detail::OmpThreads omp(impl_->threads);
-  detail::PlanLease lease(*impl_, scope.ctx());
-  std::map<std::string, std::vector<std::int64_t>> shapes;
-  const Graph& g = *impl_->model->graph;
-  for (std::size_t j = 0; j < g.outputs.size(); ++j) shapes[g.outputs[j]->name] = dims_of(lease.plan().output_type(j).shape);
-  return shapes;
+  return detail::no_bad_alloc("Session::output_shapes", [&] {
+    detail::RunScope scope(*impl_);
+    impl_->bind(scope.ctx(), inputs, /*need_data=*/false);
+    detail::OmpThreads omp(impl_->threads);
+    detail::PlanLease lease(*impl_, scope.ctx());
+    std::map<std::string, std::vector<std::int64_t>> shapes;
+    const Graph& g = *impl_->model->graph;
+    for (std::size_t j = 0; j < g.outputs.size(); ++j) shapes[g.outputs[j]->name] = dims_of(lease.plan().output_type(j).shape);
+    return shapes;
+  });
 }
 
 void Session::prepare(const std::map<std::string, Tensor>& inputs) {
-  detail::RunScope scope(*impl_);
-  impl_->bind(scope.ctx(), inputs);
-  detail::OmpThreads omp(impl_->threads);  // primitives are created for the team size they run with
-  detail::PlanLease lease(*impl_, scope.ctx());
+  return detail::no_bad_alloc("Session::prepare", [&] {
+    detail::RunScope scope(*impl_);
+    impl_->bind(scope.ctx(), inputs);
+    detail::OmpThreads omp(impl_->threads);  // primitives are created for the team size they run with
+    detail::PlanLease lease(*impl_, scope.ctx());
+  });
 }
 
 std::map<std::string, Tensor> Session::run(const std::map<std::string, Tensor>& inputs) {
-  std::map<std::string, Tensor> result;
-  {
-    detail::RunScope scope(*impl_);
-    impl_->bind(scope.ctx(), inputs);
-    detail::OmpThreads omp(impl_->threads);
-    detail::PlanLease lease(*impl_, scope.ctx());
-    const Graph& g = *impl_->model->graph;
-    for (std::size_t j = 0; j < g.outputs.size(); ++j) {
-      const TensorType& t = lease.plan().output_type(j);
-      result.emplace(g.outputs[j]->name, Tensor::empty(t.dtype, dims_of(t.shape)));
+  return detail::no_bad_alloc("Session::run", [&] {
+    std::map<std::string, Tensor> result;
+    {
+      detail::RunScope scope(*impl_);
+      impl_->bind(scope.ctx(), inputs);
+      detail::OmpThreads omp(impl_->threads);
+      detail::PlanLease lease(*impl_, scope.ctx());
+      const Graph& g = *impl_->model->graph;
+      for (std::size_t j = 0; j < g.outputs.size(); ++j) {
+        const TensorType& t = lease.plan().output_type(j);
+        result.emplace(g.outputs[j]->name, Tensor::empty(t.dtype, dims_of(t.shape)));
+      }
     }
-  }
-  run(inputs, result);
-  return result;
+    run(inputs, result);
+    return result;
+  });
 }
 
 namespace {
@@ -421,37 +434,41 @@ void bind_outputs(const Graph& g, const Plan& plan, detail::RunContext& ctx, std
 }  // namespace
 
 void Session::run(const std::map<std::string, Tensor>& inputs, std::map<std::string, Tensor>& outputs) {
-  detail::RunScope scope(*impl_);
-  detail::RunContext& ctx = scope.ctx();
-  impl_->bind(ctx, inputs);
-  detail::OmpThreads omp(impl_->threads);
-  detail::PlanLease lease(*impl_, ctx);
-  Plan& plan = lease.plan();
-  bind_outputs(*impl_->model->graph, plan, ctx, outputs);
-  auto work = [&] { ctx.arena.execute([&] { plan.run(ctx.stream, ctx.in_ptrs.data(), ctx.out_ptrs.data()); }); };
-  if (impl_->executor && impl_->shared_callers.load(std::memory_order_relaxed))
-    impl_->executor->run(work);
-  else
-    work();
+  return detail::no_bad_alloc("Session::run", [&] {
+    detail::RunScope scope(*impl_);
+    detail::RunContext& ctx = scope.ctx();
+    impl_->bind(ctx, inputs);
+    detail::OmpThreads omp(impl_->threads);
+    detail::PlanLease lease(*impl_, ctx);
+    Plan& plan = lease.plan();
+    bind_outputs(*impl_->model->graph, plan, ctx, outputs);
+    auto work = [&] { ctx.arena.execute([&] { plan.run(ctx.stream, ctx.in_ptrs.data(), ctx.out_ptrs.data()); }); };
+    if (impl_->executor && impl_->shared_callers.load(std::memory_order_relaxed))
+      impl_->executor->run(work);
+    else
+      work();
+  });
 }
 
 void Session::run_many(const std::vector<std::map<std::string, Tensor>>& inputs,
                        std::vector<std::map<std::string, Tensor>>& outputs) {
-  if (inputs.size() != outputs.size())
-    fail("run_many: " + std::to_string(inputs.size()) + " input sets but " + std::to_string(outputs.size()) + " output sets");
-  std::mutex error_mu;
-  std::exception_ptr first_error;
-  impl_->requests.execute([&] {
-    tbb::parallel_for(std::size_t{0}, inputs.size(), [&](std::size_t i) {
-      try {
-        run(inputs[i], outputs[i]);
-      } catch (...) {
-        std::lock_guard lock(error_mu);
-        if (!first_error) first_error = std::current_exception();
-      }
+  return detail::no_bad_alloc("Session::run_many", [&] {
+    if (inputs.size() != outputs.size())
+      fail("run_many: " + std::to_string(inputs.size()) + " input sets but " + std::to_string(outputs.size()) + " output sets");
+    std::mutex error_mu;
+    std::exception_ptr first_error;
+    impl_->requests.execute([&] {
+      tbb::parallel_for(std::size_t{0}, inputs.size(), [&](std::size_t i) {
+        try {
+          run(inputs[i], outputs[i]);
+        } catch (...) {
+          std::lock_guard lock(error_mu);
+          if (!first_error) first_error = std::current_exception();
+        }
+      });
     });
+    if (first_error) std::rethrow_exception(first_error);
   });
-  if (first_error) std::rethrow_exception(first_error);
 }
 
 std::size_t Session::plan_count() const {
@@ -476,51 +493,55 @@ int Session::threads_per_run() const { return impl_->threads; }
 int Session::max_concurrent_runs() const { return impl_->concurrent; }
 
 std::string Session::profile(const std::map<std::string, Tensor>& inputs, int runs) {
-  std::map<std::string, Tensor> outputs = run(inputs);  // warm-up; compiles the plan
-  detail::RunScope scope(*impl_);
-  detail::RunContext& ctx = scope.ctx();
-  impl_->bind(ctx, inputs);
-  detail::OmpThreads omp(impl_->threads);
-  detail::PlanLease lease(*impl_, ctx);
-  Plan& plan = lease.plan();
-  bind_outputs(*impl_->model->graph, plan, ctx, outputs);
-  const auto steps = plan.steps();
-  std::vector<std::vector<double>> samples(steps.size());
-  std::vector<double> ms;
-  for (int r = 0; r < std::max(runs, 1); ++r) {
-    ctx.arena.execute([&] { plan.profile(ctx.stream, ctx.in_ptrs.data(), ctx.out_ptrs.data(), ms); });
-    for (std::size_t s = 0; s < steps.size(); ++s) samples[s].push_back(ms[s]);
-  }
-  std::vector<std::pair<double, std::size_t>> order;
-  double total = 0;
-  for (std::size_t s = 0; s < steps.size(); ++s) {
-    auto& v = samples[s];
-    std::sort(v.begin(), v.end());
-    order.emplace_back(v[v.size() / 2], s);
-    total += v[v.size() / 2];
-  }
-  std::stable_sort(order.begin(), order.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
-  std::ostringstream os;
-  char line[512];
-  std::snprintf(line, sizeof line, "%10s %6s  %-44s %s\n", "median ms", "share", "node", "kernel");
-  os << line;
-  for (const auto& [t, s] : order) {
-    if (steps[s].impl == "view") continue;
-    std::snprintf(line, sizeof line, "%10.4f %5.1f%%  %-44s %s\n", t, total > 0 ? 100.0 * t / total : 0.0,
-                  steps[s].node->label().c_str(), steps[s].impl.c_str());
+  return detail::no_bad_alloc("Session::profile", [&] {
+    std::map<std::string, Tensor> outputs = run(inputs);  // warm-up; compiles the plan
+    detail::RunScope scope(*impl_);
+    detail::RunContext& ctx = scope.ctx();
+    impl_->bind(ctx, inputs);
+    detail::OmpThreads omp(impl_->threads);
+    detail::PlanLease lease(*impl_, ctx);
+    Plan& plan = lease.plan();
+    bind_outputs(*impl_->model->graph, plan, ctx, outputs);
+    const auto steps = plan.steps();
+    std::vector<std::vector<double>> samples(steps.size());
+    std::vector<double> ms;
+    for (int r = 0; r < std::max(runs, 1); ++r) {
+      ctx.arena.execute([&] { plan.profile(ctx.stream, ctx.in_ptrs.data(), ctx.out_ptrs.data(), ms); });
+      for (std::size_t s = 0; s < steps.size(); ++s) samples[s].push_back(ms[s]);
+    }
+    std::vector<std::pair<double, std::size_t>> order;
+    double total = 0;
+    for (std::size_t s = 0; s < steps.size(); ++s) {
+      auto& v = samples[s];
+      std::sort(v.begin(), v.end());
+      order.emplace_back(v[v.size() / 2], s);
+      total += v[v.size() / 2];
+    }
+    std::stable_sort(order.begin(), order.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+    std::ostringstream os;
+    char line[512];
+    std::snprintf(line, sizeof line, "%10s %6s  %-44s %s\n", "median ms", "share", "node", "kernel");
     os << line;
-  }
-  std::snprintf(line, sizeof line, "%10.4f 100.0%%  total of the per-node medians over %d runs\n", total, std::max(runs, 1));
-  os << line;
-  return os.str();
+    for (const auto& [t, s] : order) {
+      if (steps[s].impl == "view") continue;
+      std::snprintf(line, sizeof line, "%10.4f %5.1f%%  %-44s %s\n", t, total > 0 ? 100.0 * t / total : 0.0,
+                    steps[s].node->label().c_str(), steps[s].impl.c_str());
+      os << line;
+    }
+    std::snprintf(line, sizeof line, "%10.4f 100.0%%  total of the per-node medians over %d runs\n", total, std::max(runs, 1));
+    os << line;
+    return os.str();
+  });
 }
 
 std::string Session::explain(const std::map<std::string, Tensor>& inputs) {
-  detail::RunScope scope(*impl_);
-  impl_->bind(scope.ctx(), inputs);
-  detail::OmpThreads omp(impl_->threads);
-  detail::PlanLease lease(*impl_, scope.ctx());
-  return lease.plan().describe();
+  return detail::no_bad_alloc("Session::explain", [&] {
+    detail::RunScope scope(*impl_);
+    impl_->bind(scope.ctx(), inputs);
+    detail::OmpThreads omp(impl_->threads);
+    detail::PlanLease lease(*impl_, scope.ctx());
+    return lease.plan().describe();
+  });
 }
 
 }  // namespace kiln

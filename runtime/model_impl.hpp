@@ -4,6 +4,8 @@
 #include <atomic>
 #include <condition_variable>
 #include <list>
+#include <new>
+#include <stdexcept>
 #include <memory>
 #include <mutex>
 #include <thread>
@@ -36,6 +38,20 @@ inline std::size_t weight_bytes_of(const Graph& g) {
   for (const auto& v : g.values())
     if (v->is_constant() && !v->users.empty()) bytes += v->constant.bytes;
   return bytes;
+}
+
+/// Runs `body` for the public call `call`: std::bad_alloc and std::length_error (a size from a file or
+/// tensor too large to allocate) become kiln::Error, so that no public call lets them escape. Allocates
+/// nothing unless one is caught.
+template <class F>
+decltype(auto) no_bad_alloc(const char* call, F&& body) {
+  try {
+    return body();
+  } catch (const std::bad_alloc&) {
+    throw Error(std::string("error: out of memory in ") + call);
+  } catch (const std::length_error& e) {
+    throw Error(std::string("error: out of memory in ") + call + " (" + e.what() + ")");
+  }
 }
 
 /// Loads a model file and runs the pass pipeline on it.

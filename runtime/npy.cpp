@@ -6,6 +6,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "graph/checked.hpp"
 #include "kiln/error.hpp"
 
 namespace kiln {
@@ -79,12 +80,9 @@ Tensor parse_npy(const std::string& bytes, const std::string& name) {
     }
   }
   // Check the data size before allocating: a corrupt shape must not trigger a huge allocation.
-  std::uint64_t want = dtype_size(dtype);
-  for (auto d : shape) {
-    if (d > 0 && want > (std::uint64_t{1} << 62) / static_cast<std::uint64_t>(d))
-      bad(name, "npy header has a shape too large to load " + shape_text);
-    want *= static_cast<std::uint64_t>(d);
-  }
+  const auto size = checked::tensor_bytes(shape, dtype_size(dtype));
+  if (!size) bad(name, "npy header has a shape too large to load " + shape_text);
+  const auto want = static_cast<std::uint64_t>(*size);
   std::size_t data_at = header_at + header_len;
   if (bytes.size() - data_at != want)
     bad(name, "expected " + std::to_string(want) + " data bytes for shape " + shape_to_string(shape) + ", found " +

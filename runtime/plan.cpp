@@ -1,13 +1,17 @@
 #include "runtime/plan.hpp"
 
-#include "ops/common.hpp"
-#include "ops/isa.hpp"
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <sstream>
+
+#include "graph/checked.hpp"
+#include "ops/common.hpp"
+#include "ops/isa.hpp"
 
 namespace kiln {
 
@@ -44,11 +48,45 @@ std::size_t place(std::vector<Interval*>& buffers) {
 
 std::size_t aligned(std::size_t bytes) { return (bytes + 63) / 64 * 64; }
 
+std::size_t saturating_add(std::size_t a, std::size_t b) {
+  return static_cast<std::size_t>(
+      checked::add_u64(a, b).value_or(static_cast<std::uint64_t>(checked::kMaxSize)));
+}
+
+// Memory a node's kernel allocates outside the arena while it runs, as its schema states it.
+std::size_t working_bytes_of(const Node& n, const std::vector<TensorType>& types) {
+  if (!n.schema || !n.schema->working_bytes) return 0;
+  std::vector<const TensorType*> in;
+  for (const Value* v : n.inputs) in.push_back(v ? &types[v->id] : nullptr);
+  return n.schema->working_bytes(n, in);
+}
+
 }  // namespace
 
+std::size_t physical_memory_bytes() {
+  const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+  std::size_t bytes = pages > 0 && page > 0 ? static_cast<std::size_t>(pages) * static_cast<std::size_t>(page) : 0;
+  std::ifstream cgroup("/sys/fs/cgroup/memory.max");  // cgroup v2; "max" when unlimited
+  unsigned long long limit = 0;
+  if (cgroup >> limit && limit > 0 && (bytes == 0 || limit < bytes)) bytes = static_cast<std::size_t>(limit);
+  return bytes;
+}
+
+std::string Plan::inputs_str() const {
+  std::string out;
+  for (const Value* in : graph_.inputs) out += (out.empty() ? "" : ", ") + in->name + " " + types_[in->id].str();
+  return out;
+}
+
+void Plan::refuse(bool at_least, std::size_t need, const std::string& detail, std::size_t physical) const {
+  fail("not enough memory: a run on " + inputs_str() + " needs " + (at_least ? "at least " : "") + std::to_string(need) +
+       " bytes (" + detail + "), more than this machine's physical memory of " + std::to_string(physical) + " bytes");
+}
+
 Plan::Plan(const Graph& graph, const std::vector<std::vector<std::int64_t>>& input_dims, const dnnl::engine& engine,
-           bool allocate)
+           bool allocate, std::size_t memory_limit)
     : graph_(graph) {
+  const std::size_t physical = physical_memory_bytes();
   const std::size_t nv = graph.num_values();
   types_.resize(nv);
   locs_.resize(nv);
@@ -68,6 +106,25 @@ Plan::Plan(const Graph& graph, const std::vector<std::vector<std::int64_t>>& inp
     auto out = n->schema->infer(ShapeCtx(*n, std::move(in)));
     for (std::size_t i = 0; i < out.size(); ++i) types_[n->outputs[i]->id] = std::move(out[i]);
   }
+
+  // Sizes, checked (the shapes come from the caller's tensors), and a first memory check before any
+  // kernel or buffer is made: the largest tensor a run writes plus the kernels' working memory.
+  std::size_t largest = 0;
+  for (const auto& n : graph.nodes()) {
+    for (const Value* v : n->outputs) {
+      const TensorType& t = types_[v->id];
+      const auto bytes = checked::tensor_bytes(dims_of(t.shape), dtype_size(t.dtype));
+      if (!bytes)
+        n->fail("output '" + v->name + "' would be " + t.str() + ": its size in bytes exceeds " + std::to_string(checked::kMaxSize));
+      largest = std::max(largest, static_cast<std::size_t>(*bytes));
+    }
+    working_bytes_ = std::max(working_bytes_, working_bytes_of(*n, types_));
+  }
+  if (physical && saturating_add(largest, working_bytes_) > physical)
+    refuse(true, saturating_add(largest, working_bytes_),
+           "its largest tensor " + std::to_string(largest) + " bytes" +
+               (working_bytes_ ? ", attention working memory " + std::to_string(working_bytes_) + " bytes" : ""),
+           physical);
 
   // Layouts: every kernel gets its inputs in the layout it needs (the assign-layouts pass inserts the
   // reorders), and the caller gets plain outputs.
@@ -188,7 +245,24 @@ Plan::Plan(const Graph& graph, const std::vector<std::vector<std::int64_t>>& inp
     bool arena_value = i < nv && locs_[i].where == Where::Arena;
     if ((arena_value || i >= nv) && intervals[i].bytes > 0) buffers.push_back(&intervals[i]);
   }
+  {
+    // place() adds offsets and sizes: their sum bounds every one of them, so check it once.
+    std::size_t sum = 0;
+    for (const Interval* b : buffers) sum = saturating_add(sum, b->bytes);
+    if (sum >= static_cast<std::size_t>(checked::kMaxSize))
+      fail("a run on " + inputs_str() + " needs more than " + std::to_string(checked::kMaxSize) + " bytes of memory");
+  }
   arena_bytes_ = place(buffers);
+  // The session's memory_limit caps activation arenas (SessionOptions::memory_limit); physical memory
+  // bounds everything a run needs.
+  if (memory_limit && arena_bytes_ > memory_limit)
+    fail("memory limit: a run on " + inputs_str() + " needs an activation arena of " + std::to_string(arena_bytes_) +
+         " bytes, more than the session's memory_limit of " + std::to_string(memory_limit) + " bytes");
+  if (physical && saturating_add(arena_bytes_, working_bytes_) > physical)
+    refuse(false, saturating_add(arena_bytes_, working_bytes_),
+           "activation arena " + std::to_string(arena_bytes_) + " bytes" +
+               (working_bytes_ ? ", attention working memory " + std::to_string(working_bytes_) + " bytes" : ""),
+           physical);
   for (std::size_t i = 0; i < nv; ++i)
     if (locs_[i].where == Where::Arena) locs_[i].offset = intervals[i].offset;
   for (std::size_t s = 0; s < steps_.size(); ++s) steps_[s].scratch_offset = intervals[nv + s].offset;

@@ -16,13 +16,23 @@
 
 namespace kiln {
 
+/// This machine's physical memory in bytes, or the cgroup memory limit when that is lower (0 if unknown).
+std::size_t physical_memory_bytes();
+
 class Plan {
  public:
   /// Compiles `graph` for the given concrete shapes of its inputs (in graph input order). Throws
   /// kiln::Error when a shape rule rejects them. With `allocate` false the activation arena is not
   /// allocated yet (arena_bytes() says how much it needs): call allocate_arena() before running.
+  ///
+  /// Memory is checked before the arena is allocated: the constructor throws kiln::Error, naming the
+  /// inputs' shapes, the bytes needed and the limit, when the arena exceeds `memory_limit` (a session's
+  /// cap on activation arenas; 0: none), or when the arena plus the working memory kernels allocate
+  /// outside it (working_bytes()) exceeds this machine's physical memory (physical_memory_bytes()). A
+  /// first physical check, before any kernel is made, uses the largest single tensor plus the working
+  /// memory, so that hopeless shapes fail at once.
   Plan(const Graph& graph, const std::vector<std::vector<std::int64_t>>& input_dims, const dnnl::engine& engine,
-       bool allocate = true);
+       bool allocate = true, std::size_t memory_limit = 0);
   ~Plan();
 
   /// Runs on caller buffers: `inputs[i]` for graph input i, `outputs[j]` sized for output_type(j).
@@ -31,6 +41,11 @@ class Plan {
   const TensorType& output_type(std::size_t j) const { return types_[graph_.outputs[j]->id]; }
   const TensorType& value_type(const Value* v) const { return types_[v->id]; }
   std::size_t arena_bytes() const { return arena_bytes_; }
+  /// Bytes kernels allocate outside the arena while this plan runs (Kiln's attention keeps each
+  /// thread's score rows and packed keys/values in per-thread buffers).
+  std::size_t working_bytes() const { return working_bytes_; }
+  /// The graph inputs with their concrete types, for messages: "tokens i64[1,200000]".
+  std::string inputs_str() const;
   /// Allocates the activation arena (once); throws kiln::Error when out of memory.
   void allocate_arena();
   /// One line per node: name, op, implementation, output type.
@@ -61,6 +76,7 @@ class Plan {
     std::size_t scratch_offset = 0;
   };
   void* resolve(int value, const void* const* inputs, void* const* outputs) const;
+  [[noreturn]] void refuse(bool at_least, std::size_t need, const std::string& detail, std::size_t physical) const;
   void run_steps(dnnl::stream& stream, const void* const* inputs, void* const* outputs, std::vector<double>* step_ms);
 
   const Graph& graph_;
@@ -69,6 +85,7 @@ class Plan {
   std::vector<Step> steps_;
   std::vector<int> copy_outputs_;  // graph outputs not produced in place (inputs, constants, views)
   std::size_t arena_bytes_ = 0;
+  std::size_t working_bytes_ = 0;
   int in_place_ = 0;  // outputs computed in their input's buffer
   std::shared_ptr<char> arena_;
 };

@@ -1,9 +1,12 @@
 // Hostile inputs (issue 13): each case is a file or tensor that once crashed, hung or corrupted memory,
 // and must now fail with a located kiln::Error. Hostile files are generated here.
 
+#include <sys/wait.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <sstream>
@@ -14,8 +17,10 @@
 #include "frontends/yaml/seq2seq.hpp"
 #include "frontends/yaml/yaml_frontend.hpp"
 #include "graph/types.hpp"
+#include "kiln/kiln.h"
 #include "runtime/kplan.hpp"
 #include "runtime/model_impl.hpp"
+#include "runtime/plan.hpp"
 #include "test_util.hpp"
 
 using kiln::test::contains;
@@ -213,6 +218,18 @@ TEST_CASE("shape helpers refuse products past INT64_MAX") {
   CHECK(kiln::numel_of({Dim::of(3037000499), Dim::of(3037000499)}) == 9223372030926249001);
 }
 
+TEST_CASE("run-time inputs: a tensor whose byte size overflows is refused by name before any plan is made") {
+  // 2^53 x 1000 elements fit a count; 4 bytes each do not. A view may carry any shape.
+  kiln::Session s(kiln::Model::load_from_memory("kiln: 1\ninputs:\n  x: {dtype: f32, shape: [batch, 1000]}\nnodes:\n"
+                                                "  - {op: relu, in: [x], out: y}\noutputs: [y]\n",
+                                                nullptr, 0));
+  float one = 0;
+  kiln::Tensor x = kiln::Tensor::view(kiln::DType::f32, {std::int64_t{1} << 53, 1000}, &one);
+  CHECK(error_of([&] { s.run({{"x", x}}); }) ==
+        "error: input 'x': shape [9007199254740992,1000] of f32 is too large: its size in bytes exceeds 9223372036854775807");
+  CHECK(s.plan_count() == 0);
+}
+
 // ---- 5: block expansion is bounded before anything is expanded ----
 
 TEST_CASE("yaml: nested block calls that expand past the node limit fail at once, naming the limit") {
@@ -231,7 +248,7 @@ TEST_CASE("yaml: nested block calls that expand past the node limit fail at once
   const auto t0 = std::chrono::steady_clock::now();
   CHECK(model_error(yaml) ==
         "model.yaml:10:5: error: block call 'c' expands to 68719476736 nodes (4096 x 16777216), more than the 100000 nodes "
-        "a model may have (1 nodes come before it)");
+        "a model may have (with the 1 before it)");
   CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(1));
   // Just past the limit: 2 x 4096 x 13 relus.
   std::string wide =
@@ -253,4 +270,147 @@ TEST_CASE("yaml: nested block calls that expand past the node limit fail at once
   CHECK(model_error(wide) ==
         "model.yaml:24:5: error: block call 'b' expands to 106496 nodes (2 x 53248), more than the 100000 nodes a model "
         "may have");
+}
+
+// ---- 6: a run whose memory is known to exceed the limit is refused before anything is allocated ----
+
+namespace {
+
+// x f32[batch,1000] -> relu a -> relu b -> y = a + b: the arena holds a and b, 4000 * batch bytes each.
+const char* kRelus =
+    "kiln: 1\n"
+    "inputs:\n"
+    "  x: {dtype: f32, shape: [batch, 1000]}\n"
+    "nodes:\n"
+    "  - {op: relu, in: [x], out: a}\n"
+    "  - {op: relu, in: [a], out: b}\n"
+    "  - {op: add, in: [a, b], out: y}\n"
+    "outputs: [y]\n";
+
+kiln::Model relus() { return kiln::Model::load_from_memory(kRelus, nullptr, 0, {}, "relus.yaml"); }
+
+std::string run_kilnc(const std::string& args, double* seconds) {
+  std::string cmd = std::string("cd '") + KILN_SOURCE_DIR + "' && '" + KILNC_PATH + "' " + args + " 2>&1";
+  const auto t0 = std::chrono::steady_clock::now();
+  FILE* pipe = ::popen(cmd.c_str(), "r");
+  REQUIRE(pipe != nullptr);
+  std::string out;
+  char buf[4096];
+  std::size_t n = 0;
+  while ((n = std::fread(buf, 1, sizeof buf, pipe)) > 0) out.append(buf, n);
+  const int status = ::pclose(pipe);
+  *seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return std::to_string(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status)) + ":" + out;
+}
+
+// A 1 x `len` i64 .npy of zeros.
+std::string tokens_npy(std::int64_t len) {
+  std::string header = "{'descr': '<i8', 'fortran_order': False, 'shape': (1, " + std::to_string(len) + "), }";
+  header.append(63 - (10 + header.size()) % 64, ' ');
+  header += '\n';
+  std::string out = "\x93NUMPY\x01";
+  out += '\0';
+  out += static_cast<char>(header.size() & 0xff);
+  out += static_cast<char>(header.size() >> 8);
+  out += header;
+  out.append(static_cast<std::size_t>(len) * 8, '\0');
+  return out;
+}
+
+const std::string kPhysicalTail =
+    ", more than this machine's physical memory of " + std::to_string(kiln::physical_memory_bytes()) + " bytes";
+
+}  // namespace
+
+TEST_CASE("memory: a session's memory_limit refuses an arena that does not fit, naming the shapes, bytes and limit") {
+  kiln::SessionOptions o;
+  o.memory_limit = 20000;
+  kiln::Session s(relus(), o);
+  kiln::Tensor big = kiln::Tensor::empty(kiln::DType::f32, {4, 1000});
+  CHECK(error_of([&] { s.run({{"x", big}}); }) ==
+        "error: memory limit: a run on x f32[4,1000] needs an activation arena of 32000 bytes, more than the session's "
+        "memory_limit of 20000 bytes");
+  CHECK(s.memory().arena_bytes == 0);  // nothing was allocated
+  kiln::Tensor small = kiln::Tensor::empty(kiln::DType::f32, {2, 1000});
+  CHECK(s.run({{"x", small}}).at("y").shape() == std::vector<std::int64_t>{2, 1000});  // still usable
+  CHECK(s.memory().arena_bytes == 16000);
+}
+
+TEST_CASE("memory: without a memory_limit, a run beyond physical memory is refused at once (transformer, 2M tokens)") {
+  REQUIRE(kiln::physical_memory_bytes() > 0);
+  kiln::Session s(kiln::Model::load(source_path("examples/transformer_classifier/transformer_classifier.yaml")));
+  // The data is not read for a shape query: the refusal comes from the plan, before any arena exists.
+  kiln::Tensor tokens = kiln::Tensor::view(kiln::DType::i64, {1, 2000000}, nullptr);
+  const auto t0 = std::chrono::steady_clock::now();
+  const std::string e = error_of([&] { s.output_shapes({{"tokens", tokens}}); });
+  CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(1));
+  CHECK(e.rfind("error: not enough memory: a run on tokens i64[1,2000000] needs ", 0) == 0);
+  CHECK(e.size() > kPhysicalTail.size());
+  CHECK(e.substr(e.size() - std::min(e.size(), kPhysicalTail.size())) == kPhysicalTail);
+  CHECK(s.memory().arena_bytes == 0);
+}
+
+TEST_CASE("kilnc run: a 1 x 200,000-token input to the transformer classifier exits 1 with the message, quickly") {
+  TempDir tmp;
+  const std::string npy = tmp.write("T.npy", tokens_npy(200000));
+  double seconds = 0;
+  const std::string out =
+      run_kilnc("run examples/transformer_classifier/transformer_classifier.yaml --input tokens=" + npy, &seconds);
+  CHECK(out.rfind("1:error: not enough memory: a run on tokens i64[1,200000] needs ", 0) == 0);
+  CHECK(contains(out, kPhysicalTail + "\n"));
+  CHECK(seconds < 5.0);  // typically well under a second: nothing is allocated
+}
+
+TEST_CASE("C API: a length no container can hold is a status, not an escaping std::length_error") {
+  kiln_model* model = nullptr;
+  CHECK(kiln_model_load_from_memory("kiln: 1", SIZE_MAX, nullptr, 0, &model) == KILN_OUT_OF_MEMORY);
+  CHECK(std::string(kiln_last_error()) == "error: out of memory (basic_string::_M_create)");
+  CHECK(model == nullptr);
+}
+
+TEST_CASE("C API: hostile weights and a run beyond physical memory give a status and a message") {
+  const std::string header = R"({"w": {"dtype": "F32", "shape": [288230376151711744, 16], "data_offsets": [0, 0]}})";
+  const std::string image = safetensors_image(header);
+  kiln_model* model = nullptr;
+  const char* yaml = "kiln: 1\ninputs:\n  x: {dtype: f32, shape: [1, 4]}\nnodes:\n  - {op: relu, in: [x], out: y}\noutputs: [y]\n";
+  CHECK(kiln_model_load_from_memory(yaml, std::strlen(yaml), image.data(), image.size(), &model) == KILN_ERROR);
+  CHECK(std::string(kiln_last_error()) ==
+        "<memory> (weights): error: tensor 'w': shape [288230376151711744,16] of F32 is too large: its size in bytes exceeds "
+        "9223372036854775807");
+  CHECK(model == nullptr);
+
+  REQUIRE(kiln_model_load(source_path("examples/transformer_classifier/transformer_classifier.yaml").c_str(), &model) == KILN_OK);
+  kiln_session* session = nullptr;
+  REQUIRE(kiln_session_create(model, nullptr, &session) == KILN_OK);
+  const std::int64_t dims[2] = {1, 2000000};
+  kiln_tensor in{"tokens", KILN_I64, 2, dims, nullptr};
+  std::int64_t shape[KILN_MAX_RANK];
+  std::int32_t rank = 0;
+  CHECK(kiln_session_output_shape(session, &in, 1, "probs", shape, &rank) == KILN_ERROR);
+  const std::string e = kiln_last_error();
+  CHECK(e.rfind("error: not enough memory: a run on tokens i64[1,2000000] needs ", 0) == 0);
+  CHECK(contains(e, kPhysicalTail));
+  kiln_session_free(session);
+  kiln_model_free(model);
+}
+
+TEST_CASE("generation: a beam no machine can hold is refused at once, naming the sizes") {
+  auto model = kiln::Seq2SeqModel::load(kiln::test::source_path("examples/date_translation/lstm.yaml"));
+  kiln::Generator generator(model);
+  kiln::GenerateOptions options;
+  options.strategy = "beam";
+  options.beam_width = 2000000000;  // an int; 2e9 hypotheses and their caches
+  std::string message;
+  const auto start = std::chrono::steady_clock::now();
+  try {
+    generator.generate({model.encode("nov 26 2026")}, options);
+  } catch (const kiln::Error& e) {
+    message = e.what();
+  }
+  INFO(message);
+  CHECK(contains(message, "generate: 1 sources x beam width 2000000000 x "));
+  CHECK(contains(message, " tokens need more memory for their token histories alone than this machine's "));
+  CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(1));
+  // The generator still works after the refusal.
+  CHECK(generator.translate({"nov 26 2026"}) == std::vector<std::string>{"2026-11-26"});
 }

@@ -10,6 +10,7 @@
 #include <iostream>
 #include <map>
 #include <memory>
+#include <new>
 
 #include <CLI/CLI.hpp>
 #include <tbb/global_control.h>
@@ -333,6 +334,9 @@ int main(int argc, char** argv) {
     return 2;
   } catch (const kiln::Error& e) {
     std::fprintf(stderr, "%s\n", e.what());
+    return 1;
+  } catch (const std::bad_alloc&) {
+    std::fprintf(stderr, "error: out of memory\n");
     return 1;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "error: %s\n", e.what());

@@ -727,7 +727,7 @@ class Parser {
                      (total == checked::kMaxSize ? "more than " + std::to_string(total) : std::to_string(total)) + " nodes (" +
                      std::to_string(repeat) + " x " + std::to_string(each) + "), more than the " + std::to_string(kMaxNodes) +
                      " nodes a model may have" +
-                     (before > 0 ? " (" + std::to_string(before) + " nodes come before it)" : std::string()));
+                     (before > 0 ? " (with the " + std::to_string(before) + " before it)" : std::string()));
     }
     if (repeat > 1 && def.args.size() != def.returns.size())
       error(n["repeat"], "block '" + name + "' is repeated, so it must return as many values as it takes (" +

@@ -4,7 +4,8 @@
 // kernel's fused [E,3E] projection) and distinct query/key/value values (three projections), including a
 // key length Sk != Sq; each with and without the optional biases.
 // Each case runs twice: with Kiln's kernels (GEMM with packed weights, fused per-head attention steps; on
-// AVX2+FMA CPUs) and with oneDNN's matmuls and softmax (what KILN_GEMM=onednn selects).
+// AVX2+FMA CPUs; on an AVX-512 host once per GEMM variant, gemm::override_variant) and with oneDNN's
+// matmuls and softmax (what KILN_GEMM=onednn selects).
 // Tolerance 1e-4 absolute: with |x| <= 1 and weights in [-0.5, 0.5], E <= 16, every stage is an f32
 // dot product of at most 17 terms of magnitude ~1 (error ~1e-6 each, see test_matmul), softmax outputs
 // are in [0,1], and three such stages in sequence stay well below 1e-4 (measured ~1e-6).
@@ -23,6 +24,19 @@ constexpr double kTol = 1e-4;
 struct KernelChoice {
   explicit KernelChoice(bool kiln) { gemm::override_enabled(kiln); }
   ~KernelChoice() { gemm::override_enabled(std::nullopt); }
+};
+
+/// Kiln's kernel variants this CPU runs under the ISA cap (avx2, and avx512 where isa::effective() has it).
+std::vector<isa::Level> variants() {
+  std::vector<isa::Level> out{isa::Level::avx2};
+  if (isa::has(isa::Level::avx512)) out.push_back(isa::Level::avx512);
+  return out;
+}
+
+/// Kernels run the GEMM variant of `level` while this lives.
+struct VariantChoice {
+  explicit VariantChoice(isa::Level level) { gemm::override_variant(level); }
+  ~VariantChoice() { gemm::override_variant(std::nullopt); }
 };
 
 struct Case {
@@ -48,7 +62,7 @@ double check(Rng& rng, const Case& c, bool self, bool in_bias, bool out_bias, bo
   OpResult r = run_op("attention", args, {{"heads", std::int64_t{c.heads}}});
   Tensor want = ref_attention(q, k, v, in_w, in_bias ? &in_b : nullptr, out_w, out_bias ? &out_b : nullptr, c.heads);
   double err = max_abs_error(r.out, want);
-  INFO((kiln_kernels ? "Kiln kernels" : "oneDNN kernels"), " attention B=", c.batch, " Sq=", c.sq, " Sk=", self ? c.sq : c.sk, " E=", c.e, " H=", c.heads,
+  INFO((kiln_kernels ? gemm::variant() : "oneDNN kernels"), " attention B=", c.batch, " Sq=", c.sq, " Sk=", self ? c.sq : c.sk, " E=", c.e, " H=", c.heads,
        self ? " self" : " q/k/v", in_bias ? " in_bias" : "", out_bias ? " out_bias" : "", "\n", r.impl);
   CHECK(r.out.shape() == want.shape());
   CHECK(err <= kTol);
@@ -59,7 +73,7 @@ double check(Rng& rng, const Case& c, bool self, bool in_bias, bool out_bias, bo
   const bool kiln = kiln_kernels && gemm::available();
   CHECK(steps == (self ? 3u : 5u) + (kiln ? 0u : 2u));
   CHECK((r.impl.find("kiln:attention") != std::string::npos) == kiln);
-  CHECK((r.impl.find("kiln:gemm_avx2") != std::string::npos) == kiln);
+  CHECK((r.impl.find(gemm::variant()) != std::string::npos) == kiln);
   return err;
 }
 
@@ -77,7 +91,11 @@ double run_all(bool self, bool in_bias, bool out_bias, std::uint32_t seed) {
   Rng rng = make_rng(seed);
   double worst = 0;
   for (bool kiln_kernels : {true, false})
-    for (const Case& c : cases()) worst = std::max(worst, check(rng, c, self, in_bias, out_bias, kiln_kernels));
+    for (isa::Level level : variants()) {
+      if (!kiln_kernels && level != variants().front()) continue;  // oneDNN has no Kiln variant
+      VariantChoice variant(level);
+      for (const Case& c : cases()) worst = std::max(worst, check(rng, c, self, in_bias, out_bias, kiln_kernels));
+    }
   return worst;
 }
 

@@ -2,7 +2,8 @@
 // attention with a key_padding_mask, attention_kv + cross_attention, and cached_attention run step by
 // step over its own cache (each step equals full attention of that position over positions 0..t, also
 // when cache_rows sends reads to other rows). Tolerance 1e-5 absolute: inputs in [-1, 1], E <= 32 (or weights
-// within ±1/sqrt(E)). Each op runs with Kiln's kernels and with oneDNN's (gemm::override_enabled).
+// within ±1/sqrt(E)). Each op runs with Kiln's kernels and with oneDNN's (gemm::override_enabled), and
+// cached_attention on an AVX-512 host with the AVX2 GEMM variant as well (gemm::override_variant).
 
 #include <algorithm>
 #include <cmath>
@@ -207,6 +208,12 @@ TEST_CASE("cached_attention, step by step, equals causal attention, cache_rows r
     worst = std::max(worst, cached_attention_steps(rng, 2, 6, 32, 4, kiln_kernels));
     worst = std::max(worst, cached_attention_steps(rng, 2, 11, 72, 3, kiln_kernels));
     worst = std::max(worst, cached_attention_steps(rng, 1, 11, 36, 3, kiln_kernels));
+  }
+  if (isa::has(isa::Level::avx512)) {  // the AVX2 variant of the GEMM and softmax too (the default runs AVX-512)
+    gemm::override_variant(isa::Level::avx2);
+    worst = std::max(worst, cached_attention_steps(rng, 2, 11, 72, 3, true));
+    worst = std::max(worst, cached_attention_steps(rng, 1, 11, 36, 3, true));
+    gemm::override_variant(std::nullopt);
   }
   const std::int64_t b = 2, t_max = 6, e = 32, h = 4;
   AttrMap heads{{"heads", h}};

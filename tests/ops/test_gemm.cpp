@@ -2,7 +2,9 @@
 // edge (rows not a multiple of the 6-row register block and above the 144-row block, columns not a
 // multiple of the 16-column panel, depths above the 512 K block), row strides larger than the rows,
 // each part of the epilogue and each activation, one and two threads; the packing routines, the shared pack cache, the
-// row softmax, and the per-thread buffers.
+// row softmax, and the per-thread buffers. Every kernel variant the CPU has under the ISA cap is checked
+// (gemm::override_variant: on an AVX-512 host both the AVX-512 and the AVX2 kernels); no test names an
+// instruction set it expects, it asks the library (isa::effective(), gemm::variant()).
 // Tolerance, per element: an f32 sum of k products, in any order, errs by at most about k·u·Σ|aᵢwᵢ|
 // (u = 2^-24; Higham, Accuracy and Stability, §3.1), so each result is checked against
 // (k+2)·u·Σ|aᵢwᵢ| plus the rounding of the epilogue's own adds: a bound, not a guess.
@@ -14,12 +16,32 @@
 #include <cstdlib>
 #include <memory>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "ops/gemm.hpp"
+#include "ops/isa.hpp"
 #include "tests/test_util.hpp"
 
 namespace {
+
+using kiln::isa::Level;
+
+/// The GEMM variants this CPU runs under the cap: avx2, and avx512 where isa::effective() allows it.
+std::vector<Level> variants() {
+  std::vector<Level> out;
+  for (Level l : {Level::avx2, Level::avx512})
+    if (kiln::isa::has(l)) out.push_back(l);
+  return out;
+}
+
+/// Runs the variant of `level` while it lives.
+struct VariantChoice {
+  explicit VariantChoice(Level level) { kiln::gemm::override_variant(level); }
+  ~VariantChoice() { kiln::gemm::override_variant(std::nullopt); }
+  VariantChoice(const VariantChoice&) = delete;
+  VariantChoice& operator=(const VariantChoice&) = delete;
+};
 
 using kiln::gemm::Epilogue;
 
@@ -111,13 +133,19 @@ TEST_CASE("gemm: products across the blocking edges, with each activation, equal
     CHECK(!kiln::gemm::enabled());
     return;
   }
-  std::mt19937 rng(71);
+  // Rows: under, at and over both register blocks (6, 12) and the 144-row block; columns: partial panels,
+  // an odd number of panels (the AVX-512 kernel's single-panel tail) and whole pairs; depths over 512.
   const Shape shapes[] = {{1, 1, 1},     {1, 16, 512},  {5, 17, 3},    {6, 16, 16},  {7, 33, 100},
-                          {13, 15, 513}, {150, 40, 70}, {289, 48, 31}, {2, 2, 1100}, {31, 200, 640}};
+                          {13, 15, 513}, {150, 40, 70}, {289, 48, 31}, {2, 2, 1100}, {31, 200, 640},
+                          {12, 32, 64},  {25, 47, 1030}, {145, 80, 17}, {1, 2048, 8}};
+  for (Level level : variants()) {
+  VariantChoice choice(level);
+  REQUIRE(kiln::gemm::variant_level() == level);
+  std::mt19937 rng(71);
   double worst = 0;
   for (const Shape& s : shapes)
     for (int threads : {1, 2}) {
-      INFO("rows " << s.rows << " n " << s.n << " k " << s.k << ", " << threads << " thread(s)");
+      INFO(std::string(kiln::gemm::variant()) << ": rows " << s.rows << " n " << s.n << " k " << s.k << ", " << threads << " thread(s)");
       const double plain = check(rng, s, false, Activation::None, false, 1.0f, threads);
       const double all = check(rng, s, true, Activation::Relu, true, 0.125f, threads);
       const double bias_relu = check(rng, s, true, Activation::Relu, false, 1.0f, threads);
@@ -132,7 +160,50 @@ TEST_CASE("gemm: products across the blocking edges, with each activation, equal
         worst = std::max(worst, with_act);
       }
     }
-  MESSAGE("gemm worst error / f32 bound: " << worst);
+  MESSAGE(std::string(kiln::gemm::variant()) << " worst error / f32 bound: " << worst);
+  }
+}
+
+TEST_CASE("gemm: the variant follows isa::effective(), and a forced variant is never above it") {
+  if (!kiln::gemm::available()) return;
+  const Level eff = kiln::isa::effective();
+  CHECK(kiln::gemm::variant_level() == eff);
+  CHECK(std::string(kiln::gemm::variant()) == std::string("kiln:gemm_") + kiln::isa::name(eff));
+  CHECK(kiln::gemm::override_variant(Level::avx2) == Level::avx2);
+  CHECK(std::string(kiln::gemm::variant()) == "kiln:gemm_avx2");
+  CHECK(kiln::gemm::override_variant(Level::avx512) == eff);  // clamped to what the CPU and cap allow
+  CHECK(kiln::gemm::variant_level() == eff);
+  CHECK(kiln::gemm::override_variant(Level::sse41) == Level::avx2);  // no kernel below AVX2
+  CHECK(kiln::gemm::override_variant(std::nullopt) == eff);
+  CHECK(std::string(kiln::gemm::variant()) == std::string("kiln:gemm_") + kiln::isa::name(eff));
+}
+
+TEST_CASE("gemm: every variant gives the same products on a model-sized shape") {
+  // The variants sum each product in the same order (k ascending, one FMA each) and share the epilogue's
+  // formulas, so they agree to within a few ulps (contraction of the epilogue may differ); checked here
+  // against each other on a Transformer FFN shape with 2 threads.
+  if (!kiln::gemm::available() || variants().size() < 2) return;
+  const std::int64_t rows = 37, n = 2048 + 16 + 5, k = 512 + 40;
+  std::mt19937 rng(73);
+  std::vector<float> a = random_floats(rng, static_cast<std::size_t>(rows * k), -1.f, 1.f);
+  std::vector<float> w = random_floats(rng, static_cast<std::size_t>(n * k), -0.5f, 0.5f);
+  std::vector<float> b = random_floats(rng, static_cast<std::size_t>(n), -1.f, 1.f);
+  AlignedFloats packed(kiln::gemm::packed_floats(n, k));
+  kiln::gemm::pack_weights(w.data(), n, k, packed.data);
+  Epilogue ep;
+  ep.bias = b.data();
+  ep.activation = Activation::Gelu;
+  std::vector<std::vector<float>> out;
+  for (Level level : variants()) {
+    VariantChoice choice(level);
+    out.emplace_back(static_cast<std::size_t>(rows * n));
+    kiln::gemm::multiply(a.data(), k, packed.data, out.back().data(), n, rows, n, k, ep, 2);
+  }
+  double worst = 0;
+  for (std::size_t i = 0; i < out[0].size(); ++i)
+    worst = std::max(worst, std::fabs(double(out[0][i]) - out[1][i]) / (std::fabs(double(out[0][i])) + 1e-3));
+  MESSAGE("largest relative difference between the variants: " << worst);
+  CHECK(worst <= 1e-5);
 }
 
 TEST_CASE("gemm: an empty depth gives the epilogue of zero, empty rows or columns write nothing") {
@@ -178,6 +249,26 @@ TEST_CASE("gemm: packing lays out 16-column panels, zero-padded, and strided or 
   kiln::gemm::pack_columns(bt.data(), 18, 3, 18, out3.data());
   CHECK(out2 == out);
   CHECK(out3 == out);
+  // Every variant packs the same panels (the AVX-512 one transposes 16x16 tiles): a plan file's panels
+  // are valid on any host. Depths under, at and over 16 and columns past a whole panel, strided rows.
+  for (std::int64_t n : {1, 16, 18, 33})
+    for (std::int64_t k : {1, 15, 16, 17, 40}) {
+      std::vector<float> src(static_cast<std::size_t>(n * (k + 3)));
+      for (std::size_t i = 0; i < src.size(); ++i) src[i] = static_cast<float>(i) * 0.5f;
+      std::vector<std::vector<float>> packs;
+      for (Level level : variants()) {
+        VariantChoice choice(level);
+        packs.emplace_back(kiln::gemm::packed_floats(n, k), -7.f);
+        kiln::gemm::pack_weights(src.data(), k + 3, n, k, packs.back().data());
+      }
+      for (std::int64_t p = 0; p < (n + 15) / 16; ++p)
+        for (std::int64_t i = 0; i < k; ++i)
+          for (std::int64_t j = 0; j < 16; ++j) {
+            const std::int64_t col = p * 16 + j;
+            const float want = col < n ? src[static_cast<std::size_t>(col * (k + 3) + i)] : 0.f;
+            for (const auto& packed : packs) REQUIRE(packed[static_cast<std::size_t>(p * 16 * k + i * 16 + j)] == want);
+          }
+    }
 }
 
 TEST_CASE("gemm: shared_pack packs a weight once while any kernel holds it") {
@@ -203,8 +294,11 @@ TEST_CASE("gemm: shared_pack packs a weight once while any kernel holds it") {
 
 TEST_CASE("gemm: softmax_rows equals a double softmax and log_softmax, with -inf entries, any row length") {
   if (!kiln::gemm::available()) return;
+  for (Level level : variants()) {
+  VariantChoice choice(level);
+  INFO(kiln::isa::name(level));
   std::mt19937 rng(72);
-  for (std::int64_t n : {1, 7, 8, 9, 64, 129}) {
+  for (std::int64_t n : {1, 7, 8, 9, 15, 16, 17, 64, 129}) {
     std::vector<float> x = random_floats(rng, static_cast<std::size_t>(3 * n), -30.f, 30.f);
     if (n > 2) x[1] = -INFINITY;  // a masked key
     std::vector<float> y = x, logs(x.size());
@@ -228,6 +322,7 @@ TEST_CASE("gemm: softmax_rows equals a double softmax and log_softmax, with -inf
         else CHECK(std::fabs(logs[r * n + j] - want_log) <= 4 * kU * (std::fabs(x[r * n + j]) + std::fabs(max) + std::fabs(std::log(sum)) + 1));
       }
     }
+  }
   }
 }
 
