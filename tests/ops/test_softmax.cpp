@@ -21,7 +21,11 @@ double check(Rng& rng, const std::vector<std::int64_t>& shape, std::int64_t axis
   // Kiln's row loop once per variant this CPU runs (AVX-512 and AVX2 on an AVX-512 host), then oneDNN.
   std::vector<std::pair<bool, isa::Level>> runs{{true, isa::Level::avx2}, {false, isa::Level::avx2}};
   if (isa::has(isa::Level::avx512)) runs.insert(runs.begin(), {true, isa::Level::avx512});
-  for (auto [kiln_kernels, level] : runs) {
+  for (const auto& run : runs) {
+    // Not a structured binding: INFO captures these in a lambda, which clang 14 (the sanitizer build)
+    // does not allow for bindings (C++20 P1091, clang 16).
+    const bool kiln_kernels = run.first;
+    const isa::Level level = run.second;
     gemm::override_enabled(kiln_kernels);
     gemm::override_variant(level);
     OpResult r = run_op("softmax", {in(x)}, {{"axis", axis}});
