@@ -100,6 +100,10 @@ kiln_status kiln_model_load_from_memory(const char* yaml, size_t yaml_len, const
   if (!yaml) return invalid("kiln_model_load_from_memory: yaml is NULL");
   if (!weights && weights_size) return invalid("kiln_model_load_from_memory: weights is NULL but weights_size is not 0");
   if (!out) return invalid("kiln_model_load_from_memory: out is NULL");
+  // No buffer is that long: refuse before std::string(yaml, yaml_len) forms yaml + yaml_len (undefined).
+  if (yaml_len > std::string().max_size())
+    return invalid("kiln_model_load_from_memory: yaml_len " + std::to_string(yaml_len) +
+                   " is longer than any string can be");
   return guarded([&] {
     wrap_model(kiln::Model::load_from_memory(std::string(yaml, yaml_len), weights, weights_size), out);
   });
