@@ -113,6 +113,15 @@ Level effective() {
   return c ? min(cpu(), *c) : cpu();
 }
 
+Level onednn_level() {
+  apply();
+  const auto onednn = static_cast<unsigned>(dnnl_get_effective_cpu_isa());
+  auto includes = [onednn](dnnl_cpu_isa_t isa) { return (onednn & static_cast<unsigned>(isa)) == static_cast<unsigned>(isa); };
+  if (includes(dnnl_cpu_isa_avx512_core)) return Level::avx512;
+  if (includes(dnnl_cpu_isa_avx2)) return Level::avx2;
+  return Level::sse41;
+}
+
 std::string describe() {
   const Level e = effective();
   std::string out = name(e);

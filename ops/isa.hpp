@@ -34,6 +34,10 @@ Level effective();
 /// effective() >= level.
 inline bool has(Level level) { return static_cast<int>(effective()) >= static_cast<int>(level); }
 
+/// The level oneDNN runs at (its effective ISA, after apply()): what its primitives and the blocked layouts
+/// they want are chosen for. Equal to effective() unless ONEDNN_MAX_CPU_ISA names a level between ours.
+Level onednn_level();
+
 /// "avx512", or "avx2 (capped by KILN_MAX_ISA=avx2; CPU: avx512)" when capped below the CPU.
 std::string describe();
 

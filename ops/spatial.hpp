@@ -86,11 +86,7 @@ namespace kiln {
 /// nChw8c otherwise (AVX2: 8 floats per register).
 inline const std::string& blocked_channel_layout() {
   static const std::string layout = [] {
-    isa::apply();
-    auto isa = dnnl::get_effective_cpu_isa();
-    bool avx512 = isa == dnnl::cpu_isa::avx512_core || isa == dnnl::cpu_isa::avx512_core_vnni ||
-                  isa == dnnl::cpu_isa::avx512_core_bf16 || isa == dnnl::cpu_isa::avx512_core_amx;
-    return std::string(avx512 ? "nChw16c" : "nChw8c");
+    return std::string(isa::onednn_level() == isa::Level::avx512 ? "nChw16c" : "nChw8c");
   }();
   return layout;
 }

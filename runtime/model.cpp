@@ -3,6 +3,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <map>
+#include <optional>
 #include <sstream>
 #include <utility>
 
@@ -431,17 +432,32 @@ void bind_outputs(const Graph& g, const Plan& plan, detail::RunContext& ctx, std
     ctx.out_ptrs.push_back(t.data());
   }
 }
+// What run and profile share: a run context with the inputs bound, the session's team size, the plan for
+// those shapes leased, and the outputs bound. Released in reverse order.
+class BoundRun {
+ public:
+  BoundRun(detail::SessionImpl& s, const std::map<std::string, Tensor>& inputs, std::map<std::string, Tensor>& outputs)
+      : scope_(s), omp_(s.threads) {
+    s.bind(scope_.ctx(), inputs);
+    lease_.emplace(s, scope_.ctx());
+    bind_outputs(*s.model->graph, lease_->plan(), scope_.ctx(), outputs);
+  }
+  detail::RunContext& ctx() { return scope_.ctx(); }
+  Plan& plan() { return lease_->plan(); }
+
+ private:
+  detail::RunScope scope_;
+  detail::OmpThreads omp_;
+  std::optional<detail::PlanLease> lease_;
+};
+
 }  // namespace
 
 void Session::run(const std::map<std::string, Tensor>& inputs, std::map<std::string, Tensor>& outputs) {
   return detail::no_bad_alloc("Session::run", [&] {
-    detail::RunScope scope(*impl_);
-    detail::RunContext& ctx = scope.ctx();
-    impl_->bind(ctx, inputs);
-    detail::OmpThreads omp(impl_->threads);
-    detail::PlanLease lease(*impl_, ctx);
-    Plan& plan = lease.plan();
-    bind_outputs(*impl_->model->graph, plan, ctx, outputs);
+    BoundRun bound(*impl_, inputs, outputs);
+    detail::RunContext& ctx = bound.ctx();
+    Plan& plan = bound.plan();
     auto work = [&] { ctx.arena.execute([&] { plan.run(ctx.stream, ctx.in_ptrs.data(), ctx.out_ptrs.data()); }); };
     if (impl_->executor && impl_->shared_callers.load(std::memory_order_relaxed))
       impl_->executor->run(work);
@@ -495,13 +511,9 @@ int Session::max_concurrent_runs() const { return impl_->concurrent; }
 std::string Session::profile(const std::map<std::string, Tensor>& inputs, int runs) {
   return detail::no_bad_alloc("Session::profile", [&] {
     std::map<std::string, Tensor> outputs = run(inputs);  // warm-up; compiles the plan
-    detail::RunScope scope(*impl_);
-    detail::RunContext& ctx = scope.ctx();
-    impl_->bind(ctx, inputs);
-    detail::OmpThreads omp(impl_->threads);
-    detail::PlanLease lease(*impl_, ctx);
-    Plan& plan = lease.plan();
-    bind_outputs(*impl_->model->graph, plan, ctx, outputs);
+    BoundRun bound(*impl_, inputs, outputs);
+    detail::RunContext& ctx = bound.ctx();
+    Plan& plan = bound.plan();
     const auto steps = plan.steps();
     std::vector<std::vector<double>> samples(steps.size());
     std::vector<double> ms;
