@@ -6,6 +6,8 @@ set -euo pipefail
 packages=(g++ cmake make libdnnl-dev ocl-icd-opencl-dev libtbb-dev libyaml-cpp-dev doctest-dev libcli11-dev)
 packages+=(pkg-config libtsan2)  # install_and_embed builds with pkg-config; stress_tsan links ThreadSanitizer
 packages+=(clang-14 libclang-rt-14-dev)  # sanitize_asan / sanitize_fuzz: ASan, UBSan and libFuzzer runtimes
+packages+=(libxxhash-dev nlohmann-json3-dev)  # plan-file checksum (XXH3) and the safetensors JSON header
+packages+=(clang-format-14 clang-tidy-14)  # the style test (tests/style): formatting and lint of the library
 if [[ "${1:-}" == "--bench" ]]; then
   packages+=(python3 python3-numpy python3-torch libopenblas0-openmp libopencv-dnn-dev)
 fi
