@@ -6,7 +6,7 @@
 #include <sstream>
 #include <unordered_set>
 
-#include "ops/op.hpp"
+#include "graph/schema.hpp"
 
 namespace kiln {
 

@@ -17,7 +17,7 @@
 
 #include "passes/match.hpp"
 #include "passes/pass.hpp"
-#include "ops/op.hpp"
+#include "graph/schema.hpp"
 
 namespace kiln {
 namespace {

@@ -2,12 +2,9 @@
 // own kernel; its outputs become constants (views fold for free: they share their source's bytes).
 //   %s = const; %t = mul(%s, %s)   ->   %t = const
 
-#include <cstdlib>
-#include <cstring>
-
+#include "graph/schema.hpp"
+#include "ops/evaluate.hpp"
 #include "passes/pass.hpp"
-#include "runtime/model_impl.hpp"
-#include "runtime/plan.hpp"
 
 namespace kiln {
 namespace {
@@ -38,7 +35,8 @@ class ConstantFold : public Pass {
         const Value* src = n->inputs[n->schema->view_of];
         n->outputs[0]->constant = src->constant;
       } else {
-        fold(*n);
+        std::vector<ConstData> results = evaluate_constant_node(*n);
+        for (std::size_t i = 0; i < results.size(); ++i) n->outputs[i]->constant = std::move(results[i]);
       }
       ctx.fired(*n, "computed at compile time");
       g.remove_node(n);
@@ -46,31 +44,6 @@ class ConstantFold : public Pass {
     }
     if (changed) g.compact();
     return changed;
-  }
-
- private:
-  // Runs the node alone: a one-node graph whose inputs are the constants, through a Plan.
-  static void fold(Node& n) {
-    Graph one;
-    std::vector<Value*> ins;
-    for (Value* v : n.inputs)
-      ins.push_back(v ? one.add_constant(v->name, v->type, v->constant) : nullptr);
-    std::vector<Value*> outs;
-    for (Value* v : n.outputs) outs.push_back(one.add_value(v->name, v->type));
-    one.add_node(n.op, n.name, ins, outs, n.attrs, n.loc);
-    one.outputs = outs;
-    Plan plan(one, {}, detail::cpu_engine());
-    std::vector<void*> buffers;
-    for (Value* v : n.outputs) {
-      std::size_t bytes = static_cast<std::size_t>(numel_of(v->type.shape)) * dtype_size(v->type.dtype);
-      void* p = std::aligned_alloc(64, std::max<std::size_t>((bytes + 63) / 64 * 64, 64));
-      if (!p) n.fail("out of memory while folding a constant");
-      std::shared_ptr<const void> owner(p, [](const void* q) { std::free(const_cast<void*>(q)); });
-      v->constant = ConstData{p, bytes, owner};
-      buffers.push_back(p);
-    }
-    dnnl::stream stream(detail::cpu_engine());
-    plan.run(stream, nullptr, buffers.data());
   }
 };
 

@@ -30,14 +30,6 @@ bool same_dims(const std::vector<std::int64_t>& dims, const Shape& shape) {
 
 namespace detail {
 
-const dnnl::engine& cpu_engine() {
-  static const dnnl::engine engine = [] {
-    isa::apply();  // the ISA cap reaches oneDNN before its first primitive
-    return dnnl::engine(dnnl::engine::kind::cpu, 0);
-  }();
-  return engine;
-}
-
 void SessionImpl::bind(RunContext& ctx, const std::map<std::string, Tensor>& inputs, bool need_data) const {
   const Graph& g = *model->graph;
   // Names no declared input: reported first, since a misspelled input also shows up as a missing one.

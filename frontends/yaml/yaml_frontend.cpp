@@ -13,7 +13,7 @@
 #include "frontends/safetensors.hpp"
 #include "frontends/yaml/seq2seq.hpp"
 #include "graph/checked.hpp"
-#include "ops/op.hpp"
+#include "graph/schema.hpp"
 
 namespace kiln {
 
