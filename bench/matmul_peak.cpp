@@ -27,6 +27,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
+#include <memory>
+#include <new>
 #include <optional>
 #include <random>
 #include <string>
@@ -269,8 +271,13 @@ Result measure(const Shape& s, const Options& o, const dnnl::engine& engine, dnn
 
   // Kiln's GEMM on the same operands: the weights (N x K) packed once, bias in the epilogue.
   const bool kiln = o.kiln && s.weights_ba;
-  std::shared_ptr<const float> packed;
-  if (kiln) packed = kiln::gemm::shared_pack(static_cast<const float*>(wei.get_data_handle()), s.n, s.k, nullptr);
+  std::unique_ptr<float, void (*)(void*)> packed(nullptr, std::free);
+  if (kiln) {
+    const std::size_t bytes = kiln::gemm::packed_floats(s.n, s.k) * sizeof(float);
+    packed.reset(static_cast<float*>(std::aligned_alloc(64, (bytes + 63) / 64 * 64)));
+    if (!packed) throw std::bad_alloc();
+    kiln::gemm::pack_weights(static_cast<const float*>(wei.get_data_handle()), s.n, s.k, packed.get());
+  }
   std::vector<float> kiln_dst(static_cast<std::size_t>(s.m * s.n));
   kiln::gemm::Epilogue ep;
   if (o.bias) ep.bias = static_cast<const float*>(bias.get_data_handle());

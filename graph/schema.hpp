@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -68,6 +69,37 @@ using LayoutFn = std::string (*)(const Node&);
 /// them against physical memory before making any kernel (docs/errors.md).
 using WorkingBytesFn = std::size_t (*)(const Node& node, const std::vector<const TensorType*>& inputs);
 
+/// One input a pack rule replaces: the new constant's type (the same shape; `layout` names the packed form,
+/// e.g. "panels16") and where its bytes lie in the buffer the rule fills.
+struct PackedInput {
+  std::size_t input = 0;
+  TensorType type;
+  std::size_t offset = 0;
+  std::size_t bytes = 0;
+};
+
+/// What a schema's pack rule (OpSchema::pack) sees, from the pack-weights pass: the node, and a way to
+/// replace constant inputs by a transformed copy that the graph owns, so that every plan made from the
+/// graph (one per input shape) and every plan file reads the same bytes.
+class PackCtx {
+ public:
+  virtual ~PackCtx() = default;
+  virtual const Node& node() const = 0;
+  /// Replaces `parts` (constant inputs) by views into one new buffer of `bytes` (64-byte aligned, zeroed)
+  /// that `fill` writes. The first part's constant spans the whole buffer, so that the others stay inside
+  /// it (a plan file keeps them together). Packing the same source constants into the same types again
+  /// (another node reading the same weights) reuses the first result instead of calling `fill`.
+  virtual void replace(const std::vector<PackedInput>& parts, std::size_t bytes,
+                       const std::function<void(void* out)>& fill) = 0;
+  /// Notes why input i stays as it is (a remark of the pass).
+  virtual void keep(std::size_t i, const std::string& why) = 0;
+};
+
+/// Transforms a node's constant weights, once, at compile time, into the layout its kernel reads (Kiln's
+/// GEMM panels, oneDNN's RNN layouts). Kernels also accept the weights as written (at -O0, or when the
+/// rule kept them), packing a private copy when they are made.
+using PackFn = void (*)(PackCtx& ctx);
+
 struct OpSchema {
   std::string name;
   std::string doc;
@@ -83,7 +115,7 @@ struct OpSchema {
   /// reads each element before writing the same element of the output).
   std::vector<int> in_place;
   /// See LayoutFn; null: plain inputs only. Constant inputs with a weight suffix (InputSpec::weight) are
-  /// exempt: their kernel packs them into the layout its primitive wants once, when it is created.
+  /// exempt: the pack-weights pass (`pack`) or their kernel puts them into the layout the kernel reads.
   LayoutFn layout = nullptr;
   /// For ops that can run in more than one activation layout (conv2d): the layout this node runs fastest
   /// in. The assign-layouts pass stores it in the node's `layout` attribute, which `layout` and the shape
@@ -91,6 +123,8 @@ struct OpSchema {
   LayoutFn preferred_layout = nullptr;
   /// See WorkingBytesFn; null: the kernel needs nothing outside the arena.
   WorkingBytesFn working_bytes = nullptr;
+  /// See PackFn; null: the kernel reads its weights as they are.
+  PackFn pack = nullptr;
 
   /// The layout this node needs its inputs in (plain unless the schema says otherwise).
   std::string required_layout(const Node& node) const { return layout ? layout(node) : std::string(); }

@@ -232,6 +232,16 @@ std::size_t working_bytes(const Node& node, const std::vector<const TensorType*>
   return static_cast<std::size_t>(checked::mul(per_thread.value_or(kMax), heads_team(*items, flops)).value_or(kMax));
 }
 
+// The in_proj rows the projections read: all 3E at once when query, key and value are one value, else
+// the q, k and v thirds.
+void pack(PackCtx& ctx) {
+  const Node& n = ctx.node();
+  const bool fused_qkv = n.inputs[kQuery] == n.inputs[kKey] && n.inputs[kKey] == n.inputs[kValue];
+  const std::int64_t e = n.inputs[kInW]->type.shape[1].value;
+  pack_gemm_weight(ctx, kInW, fused_qkv ? std::vector<std::int64_t>{0} : std::vector<std::int64_t>{0, e, 2 * e});
+  pack_gemm_weight(ctx, kOutW, {0});
+}
+
 }  // namespace
 
 const OpSchema& op_attention() {
@@ -243,6 +253,7 @@ const OpSchema& op_attention() {
       .infer = infer,
       .make_kernel = make,
       .working_bytes = working_bytes,
+      .pack = pack,
   };
   return s;
 }

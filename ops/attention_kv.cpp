@@ -33,6 +33,12 @@ std::unique_ptr<Kernel> make(const KernelCtx& ctx) {
   return kernel;
 }
 
+// The k and v thirds of in_proj (rows E.. and 2E..).
+void pack(PackCtx& ctx) {
+  const std::int64_t e = ctx.node().inputs[kInW]->type.shape[1].value;
+  pack_gemm_weight(ctx, kInW, {e, 2 * e});
+}
+
 }  // namespace
 
 const OpSchema& op_attention_kv() {
@@ -43,6 +49,7 @@ const OpSchema& op_attention_kv() {
       .num_outputs = 2,
       .infer = infer,
       .make_kernel = make,
+      .pack = pack,
   };
   return s;
 }

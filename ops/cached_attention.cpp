@@ -246,6 +246,11 @@ class CachedAttentionKernel : public step_attention::ProjectedKernel {
 
 std::unique_ptr<Kernel> make(const KernelCtx& ctx) { return std::make_unique<CachedAttentionKernel>(ctx); }
 
+void pack(PackCtx& ctx) {
+  pack_gemm_weight(ctx, kInW, {0});
+  pack_gemm_weight(ctx, kOutW, {0});
+}
+
 }  // namespace
 
 const OpSchema& op_cached_attention() {
@@ -257,6 +262,7 @@ const OpSchema& op_cached_attention() {
       .attrs = {heads_attr()},
       .infer = infer,
       .make_kernel = make,
+      .pack = pack,
   };
   return s;
 }

@@ -141,8 +141,13 @@ struct LinearStep {
 };
 /// The activations LinearStep takes, with their oneDNN algorithms ("none" excluded).
 const std::vector<std::pair<std::string, dnnl::algorithm>>& linear_activations();
-/// Appends a LinearStep to `kernel`: Kiln's GEMM with the weights packed once (ops/gemm.hpp) where the CPU
-/// and the activation allow, else a oneDNN matmul reading W in place as [N,K]. Defined in ops/linear.cpp.
+/// Appends a LinearStep to `kernel`: Kiln's GEMM where the CPU allows, reading W's panels as the
+/// pack-weights pass made them (W in gemm::kPackedLayout), or packing a private copy of plain W when the
+/// kernel is made (-O0); else a oneDNN matmul reading plain W in place as [N,K]. Defined in ops/linear.cpp.
 void add_linear(DnnlKernel& kernel, const KernelCtx& ctx, const LinearStep& step);
+/// The pack rule of a LinearStep weight (OpSchema::pack): packs constant input `input` ([N,K] f32) whole into
+/// Kiln's GEMM panels when Kiln's GEMM runs the products (gemm::enabled()) and every step reading it starts at
+/// a row in `row0s` that is a multiple of gemm::kPanel; otherwise keeps it, saying why.
+void pack_gemm_weight(PackCtx& ctx, std::size_t input, const std::vector<std::int64_t>& row0s);
 
 }  // namespace kiln

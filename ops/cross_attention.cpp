@@ -88,6 +88,11 @@ class CrossAttentionKernel : public step_attention::ProjectedKernel {
 
 std::unique_ptr<Kernel> make(const KernelCtx& ctx) { return std::make_unique<CrossAttentionKernel>(ctx); }
 
+void pack(PackCtx& ctx) {
+  pack_gemm_weight(ctx, kInW, {0});
+  pack_gemm_weight(ctx, kOutW, {0});
+}
+
 }  // namespace
 
 const OpSchema& op_cross_attention() {
@@ -98,6 +103,7 @@ const OpSchema& op_cross_attention() {
       .attrs = {heads_attr()},
       .infer = infer,
       .make_kernel = make,
+      .pack = pack,
   };
   return s;
 }

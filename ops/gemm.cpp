@@ -25,8 +25,6 @@
 #include <cmath>
 #include <cstdlib>
 #include <limits>
-#include <map>
-#include <mutex>
 #include <new>
 #include <string_view>
 #include <tuple>
@@ -530,7 +528,14 @@ void override_enabled(std::optional<bool> use) { g_override = use ? (*use ? 1 : 
 
 std::size_t packed_floats(std::int64_t n, std::int64_t k) { return static_cast<std::size_t>(panels(n) * kPanel * k); }
 
-void pack_weights(const float* w, std::int64_t n, std::int64_t k, float* out) { pack_weights(w, k, n, k, out); }
+namespace {
+std::atomic<std::size_t> g_made{0};  // packs_made()
+}  // namespace
+
+void pack_weights(const float* w, std::int64_t n, std::int64_t k, float* out) {
+  ++g_made;
+  pack_weights(w, k, n, k, out);
+}
 
 void pack_weights(const float* w, std::int64_t ldw, std::int64_t n, std::int64_t k, float* out) {
   // Large weights (packed once per model) are split over the OpenMP team; a head's keys (packed per call
@@ -594,75 +599,7 @@ float* thread_buffer(int slot, std::size_t floats) {
   return buffers.data[slot];
 }
 
-namespace {
-struct Pack {
-  const float* data = nullptr;
-  bool owned = true;  // false: adopted panels that `owner` keeps alive (a mapped plan file)
-  std::int64_t n = 0, k = 0;
-  const float* weights = nullptr;
-  std::shared_ptr<const void> owner;
-  ~Pack() {
-    if (owned) std::free(const_cast<float*>(data));
-  }
-};
-std::mutex g_mutex;
-std::map<std::tuple<const float*, std::int64_t, std::int64_t>, std::weak_ptr<const Pack>> g_packs;
-std::atomic<std::size_t> g_made{0};
-}  // namespace
-
-std::shared_ptr<const float> shared_pack(const float* w, std::int64_t n, std::int64_t k,
-                                         const std::shared_ptr<const void>& owner) {
-  std::lock_guard<std::mutex> lock(g_mutex);
-  const auto key = std::make_tuple(w, n, k);
-  std::shared_ptr<const Pack> pack = g_packs[key].lock();
-  if (!pack) {
-    auto fresh = std::make_shared<Pack>();
-    const std::size_t bytes = std::max<std::size_t>(packed_floats(n, k) * sizeof(float), 64);
-    auto* data = static_cast<float*>(std::aligned_alloc(64, (bytes + 63) / 64 * 64));
-    if (!data) throw std::bad_alloc();
-    fresh->data = data;
-    pack_weights(w, n, k, data);
-    fresh->n = n;
-    fresh->k = k;
-    fresh->weights = w;
-    fresh->owner = owner;
-    std::erase_if(g_packs, [](const auto& entry) { return entry.second.expired(); });
-    g_packs[key] = fresh;
-    ++g_made;
-    pack = std::move(fresh);
-  }
-  return std::shared_ptr<const float>(pack, pack->data);
-}
-
 std::size_t packs_made() { return g_made.load(); }
-
-std::shared_ptr<const float> adopt_pack(const float* w, std::int64_t n, std::int64_t k, const float* packed,
-                                        std::shared_ptr<const void> owner) {
-  std::lock_guard<std::mutex> lock(g_mutex);
-  const auto key = std::make_tuple(w, n, k);
-  std::shared_ptr<const Pack> pack = g_packs[key].lock();
-  if (!pack) {
-    auto fresh = std::make_shared<Pack>();
-    fresh->data = packed;
-    fresh->owned = false;
-    fresh->n = n;
-    fresh->k = k;
-    fresh->weights = w;
-    fresh->owner = std::move(owner);
-    std::erase_if(g_packs, [](const auto& entry) { return entry.second.expired(); });
-    g_packs[key] = fresh;
-    pack = std::move(fresh);
-  }
-  return std::shared_ptr<const float>(pack, pack->data);
-}
-
-std::vector<PackInfo> live_packs() {
-  std::lock_guard<std::mutex> lock(g_mutex);
-  std::vector<PackInfo> out;
-  for (const auto& [key, weak] : g_packs)
-    if (auto pack = weak.lock()) out.push_back(PackInfo{pack->weights, pack->n, pack->k, pack->data});
-  return out;
-}
 
 void multiply(const float* a, std::int64_t lda, const float* packed, float* c, std::int64_t ldc, std::int64_t rows,
               std::int64_t n, std::int64_t k, const Epilogue& epilogue, int threads) {

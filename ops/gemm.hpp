@@ -58,6 +58,7 @@ std::size_t packed_floats(std::int64_t n, std::int64_t k);
 
 /// Packs w [n,k] (row-major, nn.Linear's layout) into `out` (packed_floats(n,k) floats, 32-byte aligned):
 /// panel p holds columns 16p..16p+15 as k consecutive groups of 16 floats; columns past n are zero.
+/// Counted by packs_made().
 void pack_weights(const float* w, std::int64_t n, std::int64_t k, float* out);
 /// The same with rows of w `ldw` floats apart (a head's keys inside a [S, 3E] projection).
 void pack_weights(const float* w, std::int64_t ldw, std::int64_t n, std::int64_t k, float* out);
@@ -65,27 +66,13 @@ void pack_weights(const float* w, std::int64_t ldw, std::int64_t n, std::int64_t
 /// the same panel form.
 void pack_columns(const float* b, std::int64_t ldb, std::int64_t k, std::int64_t n, float* out);
 
-/// The packed form of a constant weight [n,k] starting at `w`, shared by every kernel that packs the same
-/// weights (a session compiles one plan per input shape; each would otherwise hold its own copy). The
-/// result keeps `owner` (the weights' owner) alive, so the address it is keyed by cannot be reused while
-/// the packed copy exists.
-std::shared_ptr<const float> shared_pack(const float* w, std::int64_t n, std::int64_t k,
-                                         const std::shared_ptr<const void>& owner);
-/// How many packs shared_pack has made (not found in its cache): tests check that plans share them.
+/// The layout name of a constant weight [n,k] packed whole by pack_weights (TensorType::layout): the
+/// pack-weights pass makes such constants (ops' pack rules, pack_gemm_weight in ops/common.hpp) and plan files
+/// store them. Rows row0.. of it start at packed + row0·k floats when row0 is a multiple of kPanel.
+inline constexpr const char* kPackedLayout = "panels16";
+/// How many whole weights pack_weights(w, n, k, out) has packed in this process: tests check that plans
+/// made from one graph, and plans loaded from a file, pack nothing.
 std::size_t packs_made();
-/// Registers `packed` (packed_floats(n,k) floats in pack_weights' layout, kept alive by `owner`) as the
-/// pack of the weight at `w`, so shared_pack finds it instead of packing: a plan file (.kplan) carries the
-/// panels and loading maps them. Returns what shared_pack will return while the result is held (an
-/// existing pack of the same weight wins).
-std::shared_ptr<const float> adopt_pack(const float* w, std::int64_t n, std::int64_t k, const float* packed,
-                                        std::shared_ptr<const void> owner);
-/// The packs alive now: which weight, its shape, and the panels (for writing them into a plan file).
-struct PackInfo {
-  const float* weights;
-  std::int64_t n, k;
-  const float* packed;
-};
-std::vector<PackInfo> live_packs();
 
 /// The activation an Epilogue applies (linear's `activation` attribute).
 enum class Activation : std::uint8_t { None, Relu, Gelu, GeluTanh, Tanh, Sigmoid };

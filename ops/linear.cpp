@@ -36,19 +36,76 @@ const char* operand_base(const Operand& o, const KernelArgs& args, char* scratch
 
 }  // namespace
 
+namespace {
+
+/// The panels of W's rows step.weight_row0.. for Kiln's GEMM: a view into the packed constant (kept alive by
+/// its owner), or a private pack of plain W made now (counted in the kernel's packed_weight_bytes).
+std::shared_ptr<const float> gemm_panels(DnnlKernel& kernel, const KernelCtx& ctx, const LinearStep& step,
+                                         const ConstData& w) {
+  const TensorType& type = ctx.in[static_cast<std::size_t>(step.weight)];
+  const std::string& name = ctx.node.schema->inputs.at(static_cast<std::size_t>(step.weight)).name;
+  if (type.layout == gemm::kPackedLayout) {
+    // A plan file's bytes are checked here: the panels read must lie inside the constant.
+    const std::size_t need = (gemm::packed_floats(step.weight_row0 + step.out, step.in)) * sizeof(float);
+    if (step.weight_row0 % gemm::kPanel != 0 || w.bytes < need)
+      ctx.node.fail("weight '" + name + "' in layout " + type.layout + " holds " + std::to_string(w.bytes) +
+                    " bytes; rows " + std::to_string(step.weight_row0) + ".." +
+                    std::to_string(step.weight_row0 + step.out) + " of " + std::to_string(step.in) +
+                    " columns need " + std::to_string(need) + " from a row that is a multiple of " +
+                    std::to_string(gemm::kPanel));
+    return std::shared_ptr<const float>(w.owner, static_cast<const float*>(w.data) + step.weight_row0 * step.in);
+  }
+  const std::size_t floats = gemm::packed_floats(step.out, step.in);
+  auto* data = static_cast<float*>(std::aligned_alloc(64, std::max<std::size_t>((floats * sizeof(float) + 63) / 64 * 64, 64)));
+  if (!data) throw std::bad_alloc();
+  std::shared_ptr<const float> packed(data, [](const float* p) { std::free(const_cast<float*>(p)); });
+  gemm::pack_weights(static_cast<const float*>(w.data) + step.weight_row0 * step.in, step.out, step.in, data);
+  kernel.add_packed_weight_bytes(floats * sizeof(float));
+  return packed;
+}
+
+}  // namespace
+
+void pack_gemm_weight(PackCtx& ctx, std::size_t input, const std::vector<std::int64_t>& row0s) {
+  const Value* w = ctx.node().inputs.at(input);
+  if (!w || !w->is_constant() || !w->type.plain() || w->type.dtype != DType::f32 || w->type.rank() != 2 ||
+      !is_concrete(w->type.shape))
+    return;
+  if (!gemm::enabled()) {
+    ctx.keep(input, "oneDNN runs the products here (" +
+                        std::string(gemm::available() ? "KILN_GEMM=onednn" : "no AVX2/FMA under the instruction-set cap") + ")");
+    return;
+  }
+  for (std::int64_t r : row0s)
+    if (r % gemm::kPanel != 0) {
+      ctx.keep(input, "a step reads it from row " + std::to_string(r) + ", not a multiple of " +
+                          std::to_string(gemm::kPanel) + "; each kernel packs its rows itself");
+      return;
+    }
+  const std::int64_t n = w->type.shape[0].value, k = w->type.shape[1].value;
+  TensorType type = w->type;
+  type.layout = gemm::kPackedLayout;
+  const std::size_t bytes = gemm::packed_floats(n, k) * sizeof(float);
+  const auto* src = static_cast<const float*>(w->constant.data);
+  ctx.replace({PackedInput{input, type, 0, bytes}}, bytes,
+              [src, n, k](void* out) { gemm::pack_weights(src, n, k, static_cast<float*>(out)); });
+}
+
 void add_linear(DnnlKernel& kernel, const KernelCtx& ctx, const LinearStep& step) {
   constexpr std::size_t f = sizeof(float);
   const ConstData* w = ctx.constant(static_cast<std::size_t>(step.weight));
-  if (w && gemm::enabled()) {
-    const auto* weights = static_cast<const float*>(w->data) + step.weight_row0 * step.in;
-    std::shared_ptr<const float> packed = gemm::shared_pack(weights, step.out, step.in, w->owner);
+  const bool packed_weight = ctx.in[static_cast<std::size_t>(step.weight)].layout == gemm::kPackedLayout;
+  if (packed_weight && !(w && gemm::available()))
+    ctx.node.fail("its weights are packed for Kiln's GEMM (layout " + std::string(gemm::kPackedLayout) +
+                  "), which this CPU cannot run under the instruction-set cap (" + isa::describe() + ")");
+  if (w && (gemm::enabled() || packed_weight)) {
+    std::shared_ptr<const float> packed = gemm_panels(kernel, ctx, step, *w);
     static const std::pair<const char*, gemm::Activation> kActivations[] = {
         {"none", gemm::Activation::None},         {"relu", gemm::Activation::Relu}, {"gelu", gemm::Activation::Gelu},
         {"gelu_tanh", gemm::Activation::GeluTanh}, {"tanh", gemm::Activation::Tanh}, {"sigmoid", gemm::Activation::Sigmoid}};
     gemm::Activation act = gemm::Activation::None;
     for (const auto& [name, value] : kActivations)
       if (step.activation == name) act = value;
-    kernel.add_packed_weight_bytes(gemm::packed_floats(step.out, step.in) * sizeof(float));
     kernel.add_step(
         [step, packed, act](const KernelArgs& args, char* scratch) {
           gemm::Epilogue ep;
@@ -142,6 +199,8 @@ std::unique_ptr<Kernel> make(const KernelCtx& ctx) {
   return kernel;
 }
 
+void pack(PackCtx& ctx) { pack_gemm_weight(ctx, kWeight, {0}); }
+
 }  // namespace
 
 const OpSchema& op_linear() {
@@ -153,6 +212,7 @@ const OpSchema& op_linear() {
                          "applied before the residual: none, relu, gelu, gelu_tanh, tanh, sigmoid"}},
       .infer = infer,
       .make_kernel = make,
+      .pack = pack,
   };
   return s;
 }

@@ -12,23 +12,23 @@
 //
 // Kernel: one oneDNN RNN primitive per layer (oneDNN's multi-layer bidirectional primitive feeds each
 // direction only its own direction's previous layer, PyTorch feeds the concatenation of both), chained
-// through two scratch buffers. Weights are converted once, when the kernel is created: PyTorch's
-// [gates*hidden, in] rows become oneDNN's gate order and the layout its primitive asks for (ldigo or
-// whatever `format_tag::any` resolves to), and the two PyTorch biases are summed into oneDNN's one bias.
+// through two scratch buffers. Weights are converted once, at compile time, by the pack-weights pass
+// (pack_rnn below): PyTorch's [gates*hidden, in] rows become oneDNN's gate order in the ldigo layout its
+// primitive reads in place. The two PyTorch biases are summed into oneDNN's one bias when the kernel is made.
 // Gate orders: LSTM i,f,g,o in PyTorch = i,f,c~,o in oneDNN (unchanged); GRU r,z,n in PyTorch ->
 // u(=z),r,o(=n) in oneDNN, with lbr_gru's fourth bias row holding bias_hh_n (the part inside r * (...)).
 // A decoder step (seq 1, states in and out) is one primitive execution per layer: no reorders, no
 // allocation, states read and written in place in the node's buffers.
 
+#include <algorithm>
 #include <atomic>
-#include <map>
-#include <mutex>
 
 #include "ops/common.hpp"
 
 namespace kiln {
 
-/// How many weight tensors lstm/gru kernels have packed so far (plans share packs of the same weights).
+/// How many private weight copies lstm/gru kernels have converted so far (none where the pack-weights pass
+/// packed them and the primitive reads them in place).
 std::size_t rnn_weight_packs_made();
 
 namespace {
@@ -156,47 +156,108 @@ const float* const_f32(const KernelCtx& ctx, int i) {
   return static_cast<const float*>(data->data);
 }
 
-// Packed weights are shared by every plan made from the same weights: a session compiles one plan per
-// input shape (an encoder sees many source lengths), and each would otherwise pack its own copy. The
-// cache holds weak references; an entry keeps the source weights' owners alive, so its key (their
-// addresses) cannot be reused by other data while the entry exists.
-struct Packed {
-  dnnl::memory mem;
-  std::vector<std::shared_ptr<const void>> sources;
-};
-std::mutex g_pack_mutex;
-std::map<std::string, std::weak_ptr<Packed>> g_packs;
+// Weights reach oneDNN in its gate-major layout ldigo ([layer, direction, in, gate, hidden]) in its gate
+// order. The pack-weights pass does that once, at compile time (pack_rnn): per layer, the weight_ih of both
+// directions become one buffer (the forward input holds all of it, the reverse one is a view of its second
+// half), likewise weight_hh, so a kernel binds them in place. A kernel made from the weights as written
+// (-O0), or whose primitive wants another layout, converts a private copy when it is made.
+constexpr const char* kGateLayout = "ldigo";
+
 std::atomic<std::size_t> g_packs_made{0};
 
-/// A kernel that also holds the packed weights its primitives use.
+/// Writes PyTorch weight `w` ([G*H, cols], gates in PyTorch's order) as one direction of ldigo: [cols, G, H]
+/// in oneDNN's gate order.
+void to_gate_major(const Cell& c, const float* w, std::int64_t cols, std::int64_t g, std::int64_t h, float* dst) {
+  for (std::int64_t gate = 0; gate < g; ++gate)
+    for (std::int64_t o = 0; o < h; ++o) {
+      const float* row = w + (c.perm[gate] * h + o) * cols;
+      for (std::int64_t i = 0; i < cols; ++i) dst[(i * g + gate) * h + o] = row[i];
+    }
+}
+
+/// The pack rule (OpSchema::pack): weight_ih and weight_hh of each layer, both directions in one buffer.
+void pack_rnn(PackCtx& ctx, const Cell& c) {
+  const Node& node = ctx.node();
+  const std::int64_t layers = node.attr_int("num_layers");
+  const int dirs = node.attr_bool("bidirectional") ? 2 : 1;
+  for (std::int64_t l = 0; l < layers; ++l)
+    for (int which : {kWih, kWhh}) {
+      std::vector<PackedInput> parts;
+      std::vector<const float*> sources;
+      std::int64_t rows = 0, cols = 0;
+      for (int d = 0; d < dirs; ++d) {
+        const auto i = static_cast<std::size_t>(weight_index(c, static_cast<int>(l), d, which));
+        const Value* v = node.inputs.at(i);
+        if (!v || !v->is_constant() || !v->type.plain() || v->type.rank() != 2 || !is_concrete(v->type.shape)) return;
+        rows = v->type.shape[0].value, cols = v->type.shape[1].value;
+        TensorType type = v->type;
+        type.layout = kGateLayout;
+        const std::size_t bytes = static_cast<std::size_t>(rows * cols) * sizeof(float);
+        parts.push_back(PackedInput{i, type, static_cast<std::size_t>(d) * bytes, bytes});
+        sources.push_back(static_cast<const float*>(v->constant.data));
+      }
+      const std::int64_t g = c.gates, h = rows / g;
+      ctx.replace(parts, parts.back().offset + parts.back().bytes, [&c, sources, cols, g, h](void* out) {
+        for (std::size_t d = 0; d < sources.size(); ++d)
+          to_gate_major(c, sources[d], cols, g, h, static_cast<float*>(out) + static_cast<std::int64_t>(d) * cols * g * h);
+      });
+    }
+}
+
+void pack_lstm(PackCtx& ctx) { pack_rnn(ctx, kLstm); }
+void pack_gru(PackCtx& ctx) { pack_rnn(ctx, kGru); }
+
+/// A kernel that also holds what it converted itself (private weight copies, the summed biases).
 class RnnKernel : public DnnlKernel {
  public:
   using DnnlKernel::DnnlKernel;
-  std::vector<std::shared_ptr<Packed>> packed;
+  std::vector<dnnl::memory> held;
 };
 
-/// The memory in `want`'s layout holding what `fill` writes into a dense buffer described by `plain`,
-/// from the cache when the same sources were packed into the same layout before.
-template <class Fill>
-std::shared_ptr<Packed> packed(const KernelCtx& ctx, const std::string& what, const std::vector<int>& sources,
-                               const dnnl::memory::desc& plain, const dnnl::memory::desc& want, Fill&& fill) {
-  std::string key = what;
-  for (int i : sources) key += ":" + std::to_string(reinterpret_cast<std::uintptr_t>(const_f32(ctx, i)));
-  std::lock_guard<std::mutex> lock(g_pack_mutex);
-  if (auto hit = g_packs[key].lock(); hit && hit->mem.get_desc() == want) return hit;
-  std::vector<float> buffer(plain.get_size() / sizeof(float), 0.f);
-  fill(buffer.data());
-  auto out = std::make_shared<Packed>();
+/// Binds `weights` (one input per direction, PyTorch [G*H, cols] each) as argument `arg` of step `s` in the
+/// layout `want`: in place when the pass packed them into ldigo, adjacent, and the primitive wants ldigo;
+/// otherwise through a private copy converted now.
+void bind_weights(RnnKernel& kernel, const KernelCtx& ctx, const Cell& c, int s, int arg, const std::vector<int>& weights,
+                  std::int64_t cols, std::int64_t h, const dnnl::memory::desc& want) {
+  const std::int64_t g = c.gates, dirs = static_cast<std::int64_t>(weights.size());
+  const auto plain = dnnl::memory::desc({1, dirs, cols, g, h}, dnnl::memory::data_type::f32, dnnl::memory::format_tag::ldigo);
+  const std::size_t block = static_cast<std::size_t>(cols * g * h) * sizeof(float);
+  bool packed = true, adjacent = true;
+  for (std::size_t d = 0; d < weights.size(); ++d) {
+    const ConstData* data = ctx.constant(static_cast<std::size_t>(weights[d]));
+    const TensorType& type = ctx.in[static_cast<std::size_t>(weights[d])];
+    if (!data) ctx.node.fail("weight " + ctx.node.schema->inputs.at(weights[d]).name + " must be a constant (a weight from the file)");
+    if (!type.plain() && type.layout != kGateLayout)
+      ctx.node.fail("weight " + ctx.node.schema->inputs.at(weights[d]).name + " is in layout " + type.layout +
+                    "; expected plain or " + kGateLayout);
+    packed = packed && type.layout == kGateLayout;
+    const ConstData* first = ctx.constant(static_cast<std::size_t>(weights[0]));
+    adjacent = adjacent && static_cast<const char*>(data->data) == static_cast<const char*>(first->data) + d * block &&
+               first->bytes >= (d + 1) * block;
+    if (data->bytes < block)
+      ctx.node.fail("weight " + ctx.node.schema->inputs.at(weights[d]).name + " holds " + std::to_string(data->bytes) +
+                    " bytes; expected " + std::to_string(block));
+  }
+  if (packed && adjacent && want == plain) {
+    kernel.input(s, arg, plain, weights[0]);
+    return;
+  }
+  std::vector<float> buffer(static_cast<std::size_t>(dirs * cols * g * h));
+  for (std::size_t d = 0; d < weights.size(); ++d) {
+    const auto* w = static_cast<const float*>(ctx.constant(static_cast<std::size_t>(weights[d]))->data);
+    float* dst = buffer.data() + static_cast<std::int64_t>(d) * cols * g * h;
+    if (packed) std::copy(w, w + cols * g * h, dst);
+    else to_gate_major(c, w, cols, g, h, dst);
+  }
   dnnl::memory src(plain, ctx.engine, buffer.data());
-  out->mem = dnnl::memory(want, ctx.engine);
+  dnnl::memory mem(want, ctx.engine);
   dnnl::stream stream(ctx.engine);
-  dnnl::reorder(src, out->mem).execute(stream, src, out->mem);
+  dnnl::reorder(src, mem).execute(stream, src, mem);
   stream.wait();
-  for (int i : sources) out->sources.push_back(ctx.constant(i)->owner);
-  std::erase_if(g_packs, [](const auto& entry) { return entry.second.expired(); });
-  g_packs[key] = out;
+  kernel.held.push_back(mem);
+  kernel.fixed(s, arg, mem);
+  kernel.add_packed_weight_bytes(want.get_size());
   ++g_packs_made;
-  return out;
 }
 
 }  // namespace
@@ -255,50 +316,39 @@ std::unique_ptr<Kernel> make(const KernelCtx& ctx, const Cell& c) {
       s = kernel->add(pd);
     }
 
-    // PyTorch [G*H, C] per direction -> ldigo [1, D, C, G, H] in oneDNN's gate order.
     std::vector<int> w_ih, w_hh, biases;
     for (std::int64_t d = 0; d < dirs; ++d) {
       w_ih.push_back(weight_index(c, l, d, kWih));
       w_hh.push_back(weight_index(c, l, d, kWhh));
       if (bias) biases.insert(biases.end(), {weight_index(c, l, d, kBih), weight_index(c, l, d, kBhh)});
     }
-    auto pack = [&](const std::vector<int>& weights, std::int64_t cols) {
-      return [&, cols](float* out) {
-        for (std::size_t d = 0; d < weights.size(); ++d) {
-          const float* w = const_f32(ctx, weights[d]);
-          float* dst = out + d * cols * g * h;
-          for (std::int64_t gate = 0; gate < g; ++gate)
-            for (std::int64_t o = 0; o < h; ++o) {
-              const float* row = w + (c.perm[gate] * h + o) * cols;
-              for (std::int64_t i = 0; i < cols; ++i) dst[(i * g + gate) * h + o] = row[i];
-            }
-        }
-      };
-    };
-    auto plain_wl = dnnl::memory::desc({1, dirs, in_ch, g, h}, dt::f32, tag::ldigo);
-    auto plain_wi = dnnl::memory::desc({1, dirs, h, g, h}, dt::f32, tag::ldigo);
-    kernel->packed.push_back(packed(ctx, "layer", w_ih, plain_wl, want_wl, pack(w_ih, in_ch)));
-    kernel->packed.push_back(packed(ctx, "iter", w_hh, plain_wi, want_wi, pack(w_hh, h)));
+    bind_weights(*kernel, ctx, c, s, DNNL_ARG_WEIGHTS_LAYER, w_ih, in_ch, h, want_wl);
+    bind_weights(*kernel, ctx, c, s, DNNL_ARG_WEIGHTS_ITER, w_hh, h, h, want_wi);
     // oneDNN has one bias per gate where PyTorch has two (ih and hh): summed, except lbr_gru's new gate,
-    // whose hh bias sits inside r * (W_hn h + b_hn) and gets oneDNN's fourth bias row.
-    kernel->packed.push_back(packed(ctx, c.lstm ? "lstm_bias" : "gru_bias", biases, bias_md, want_bias, [&](float* out) {
-      for (std::int64_t d = 0; d < dirs && bias; ++d) {
-        const float* bih = const_f32(ctx, biases[2 * d]);
-        const float* bhh = const_f32(ctx, biases[2 * d + 1]);
-        float* dst = out + d * gb * h;
-        for (std::int64_t gate = 0; gate < g; ++gate)
-          for (std::int64_t o = 0; o < h; ++o) {
-            std::int64_t at = c.perm[gate] * h + o;
-            dst[gate * h + o] = bih[at] + (c.lstm || gate < 2 ? bhh[at] : 0.f);
-          }
-        if (!c.lstm)
-          for (std::int64_t o = 0; o < h; ++o) dst[3 * h + o] = bhh[2 * h + o];
-      }
-    }));
-    const auto n_packed = kernel->packed.size();
-    kernel->fixed(s, DNNL_ARG_WEIGHTS_LAYER, kernel->packed[n_packed - 3]->mem);
-    kernel->fixed(s, DNNL_ARG_WEIGHTS_ITER, kernel->packed[n_packed - 2]->mem);
-    kernel->fixed(s, DNNL_ARG_BIAS, kernel->packed[n_packed - 1]->mem);
+    // whose hh bias sits inside r * (W_hn h + b_hn) and gets oneDNN's fourth bias row. A few floats per
+    // layer, made with the kernel.
+    dnnl::memory bias_mem(want_bias, ctx.engine);
+    std::vector<float> summed(bias_md.get_size() / sizeof(float), 0.f);
+    for (std::int64_t d = 0; d < dirs && bias; ++d) {
+      const float* bih = const_f32(ctx, biases[2 * d]);
+      const float* bhh = const_f32(ctx, biases[2 * d + 1]);
+      float* dst = summed.data() + d * gb * h;
+      for (std::int64_t gate = 0; gate < g; ++gate)
+        for (std::int64_t o = 0; o < h; ++o) {
+          std::int64_t at = c.perm[gate] * h + o;
+          dst[gate * h + o] = bih[at] + (c.lstm || gate < 2 ? bhh[at] : 0.f);
+        }
+      if (!c.lstm)
+        for (std::int64_t o = 0; o < h; ++o) dst[3 * h + o] = bhh[2 * h + o];
+    }
+    {
+      dnnl::memory src_bias(bias_md, ctx.engine, summed.data());
+      dnnl::stream stream(ctx.engine);
+      dnnl::reorder(src_bias, bias_mem).execute(stream, src_bias, bias_mem);
+      stream.wait();
+    }
+    kernel->held.push_back(bias_mem);
+    kernel->fixed(s, DNNL_ARG_BIAS, bias_mem);
 
     if (l == 0) kernel->input(s, DNNL_ARG_SRC_LAYER, src, 0);
     else kernel->scratch(s, DNNL_ARG_SRC_LAYER, src, between[(l - 1) % 2]);
@@ -336,6 +386,7 @@ const OpSchema& op_lstm() {
       .attrs = rnn_attrs(),
       .infer = infer_lstm,
       .make_kernel = make_lstm,
+      .pack = pack_lstm,
   };
   return s;
 }
@@ -349,6 +400,7 @@ const OpSchema& op_gru() {
       .attrs = rnn_attrs(),
       .infer = infer_gru,
       .make_kernel = make_gru,
+      .pack = pack_gru,
   };
   return s;
 }

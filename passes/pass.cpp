@@ -41,6 +41,7 @@ const std::vector<Entry>& pipeline() {
       {2, make_fuse_conv_activation_pass},
       {1, make_assign_layouts_pass},
       {1, make_dead_code_pass},
+      {1, make_pack_weights_pass},
   };
   return entries;
 }

@@ -49,6 +49,7 @@ class Pass {
 // The passes (one file each in passes/).
 std::unique_ptr<Pass> make_dead_code_pass();
 std::unique_ptr<Pass> make_assign_layouts_pass();
+std::unique_ptr<Pass> make_pack_weights_pass();
 std::unique_ptr<Pass> make_constant_fold_pass();
 std::unique_ptr<Pass> make_cse_pass();
 std::unique_ptr<Pass> make_remove_noops_pass();

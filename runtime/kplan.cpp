@@ -351,42 +351,8 @@ SourceLoc read_loc(Reader& r) {
 
 namespace detail {
 
-namespace {
-// Kiln's GEMM packs a graph's linear weights into panels when a plan is compiled (ops/gemm.hpp). Compiling
-// one plan here (every symbolic dim at its --shape minimum, else 1) makes those packs, so that the file
-// can carry them and loading maps them instead of packing. The plan keeps the packs alive while they are
-// written. A graph that cannot be planned at those dims, or a machine where Kiln's kernels are off, gives
-// no packs (loading then packs as a YAML model does).
-struct PackedWeights {
-  std::unique_ptr<Plan> plan;
-  std::vector<gemm::PackInfo> packs;
-};
-
-PackedWeights packs_for(const Graph& g, const DimRanges& dims) {
-  PackedWeights out;
-  if (!gemm::enabled()) return out;
-  std::vector<std::vector<std::int64_t>> input_dims;
-  for (const Value* in : g.inputs) {
-    std::vector<std::int64_t> d;
-    for (const Dim& x : in->type.shape) {
-      auto it = x.concrete() ? dims.end() : dims.find(x.sym);
-      d.push_back(x.concrete() ? x.value : it != dims.end() ? it->second.min : 1);
-    }
-    input_dims.push_back(std::move(d));
-  }
-  try {
-    out.plan = std::make_unique<Plan>(g, input_dims, cpu_engine());
-  } catch (const std::exception&) {
-    return out;
-  }
-  out.packs = gemm::live_packs();
-  return out;
-}
-}  // namespace
-
 std::vector<unsigned char> serialize_kplan(const ModelImpl& model, const KplanInfo& info) {
   const Graph& g = *model.graph;
-  const PackedWeights packed = packs_for(g, info.dims.empty() ? model.dim_ranges : info.dims);
   // The values the graph refers to, in the graph's own order (so the IR prints the same after loading);
   // constants' bytes deduplicated by address.
   std::set<const Value*> used(g.inputs.begin(), g.inputs.end());
@@ -468,39 +434,6 @@ std::vector<unsigned char> serialize_kplan(const ModelImpl& model, const KplanIn
       write_attr(w, value);
     }
   }
-  // Weight panels of Kiln's GEMM: which constant (and where in it) each packs, then its place in the data
-  // section. Only packs of this graph's constants (other models may have packs alive in this process).
-  struct PackEntry {
-    std::uint32_t value;
-    std::uint64_t offset;
-    const gemm::PackInfo* pack;
-  };
-  std::vector<PackEntry> packs;
-  for (const auto& pk : packed.packs) {
-    const auto* lo = reinterpret_cast<const unsigned char*>(pk.weights);
-    const std::uint64_t bytes = static_cast<std::uint64_t>(pk.n * pk.k) * sizeof(float);
-    for (const Value* v : values) {
-      if (!v->is_constant() || !v->constant.data) continue;
-      const auto* base = static_cast<const unsigned char*>(v->constant.data);
-      if (lo >= base && lo < base + v->constant.bytes && bytes <= v->constant.bytes - static_cast<std::size_t>(lo - base)) {
-        packs.push_back(PackEntry{index.at(v), static_cast<std::uint64_t>(lo - base), &pk});
-        break;
-      }
-    }
-  }
-  w.u32(static_cast<std::uint32_t>(packs.size()));
-  for (const PackEntry& e : packs) {
-    const std::size_t bytes = gemm::packed_floats(e.pack->n, e.pack->k) * sizeof(float);
-    w.u32(e.value);
-    w.u64(e.offset);
-    w.i64(e.pack->n);
-    w.i64(e.pack->k);
-    w.u64(data_bytes);
-    blob_offset.emplace(std::make_pair(static_cast<const void*>(e.pack->packed), bytes), data_bytes);
-    blobs.emplace_back(e.pack->packed, bytes);
-    data_bytes += align_up(bytes);
-  }
-
   const std::size_t graph_offset = kKplanHeaderBytes;
   const std::size_t graph_bytes = w.bytes.size();
   const std::size_t data_offset = align_up(graph_offset + graph_bytes);
@@ -651,28 +584,13 @@ std::shared_ptr<ModelImpl> load_kplan(const std::string& name, const void* bytes
       bad("plan file uses op '" + op + "' (node '" + node_name + "'), which this build of Kiln does not have");
     g.add_node(op, node_name, std::move(ins), std::move(outs), std::move(attrs), std::move(loc));
   }
-  // Kiln GEMM panels: registered with the GEMM so that plans find them instead of packing (when this CPU
-  // runs Kiln's kernels at all).
-  for (std::size_t i = 0, n = r.count(36); i < n; ++i) {
-    const std::uint32_t id = r.u32();
-    const std::uint64_t offset = r.u64();
-    const std::int64_t rows = r.i64(), cols = r.i64();
-    const std::uint64_t at = r.u64();
-    if (id >= values.size() || !values[id]->is_constant()) r.corrupt("weight panel " + std::to_string(i) + " names no constant");
-    const ConstData& c = values[id]->constant;
-    if (rows < 1 || cols < 1 || rows > (1 << 30) || cols > (1 << 30) || offset % sizeof(float) != 0 || offset > c.bytes ||
-        static_cast<std::uint64_t>(rows * cols) * sizeof(float) > c.bytes - offset)
-      r.corrupt("weight panel " + std::to_string(i) + " lies outside constant '" + values[id]->name + "'");
-    const std::uint64_t bytes = gemm::packed_floats(rows, cols) * sizeof(float);
-    if (at % kAlign != 0 || at > data_bytes || bytes > data_bytes - at)
-      r.corrupt("weight panel " + std::to_string(i) + " lies outside the data section");
-    info.packed_bytes += bytes;
-    ++info.packs;
-    if (gemm::available())
-      impl->packs.push_back(gemm::adopt_pack(reinterpret_cast<const float*>(static_cast<const unsigned char*>(c.data) + offset),
-                                             rows, cols, reinterpret_cast<const float*>(data + at), owner));
-  }
-  if (!r.done()) r.corrupt("trailing bytes after the last weight panel");
+  // Constants the pack-weights pass put into Kiln's GEMM panels (ops/gemm.hpp), for `kilnc inspect`.
+  for (const auto& v : g.values())
+    if (v->is_constant() && v->type.layout == gemm::kPackedLayout && !v->users.empty()) {
+      info.packed_bytes += v->constant.bytes;
+      ++info.packs;
+    }
+  if (!r.done()) r.corrupt("trailing bytes after the last node");
   try {
     g.verify();
     g.infer_shapes();

@@ -28,8 +28,6 @@ struct ModelImpl {
   LoadOptions options;
   std::size_t weight_bytes = 0;
   DimRanges dim_ranges;         // symbolic dims bounded at compile time (kilnc compile --shape NAME=MIN..MAX)
-  /// Weight panels a plan file carried, registered with Kiln's GEMM (gemm::adopt_pack) for the model's life.
-  std::vector<std::shared_ptr<const float>> packs;
 };
 
 /// Bytes of the constants the graph uses (its weights), as Model::weight_bytes reports them.

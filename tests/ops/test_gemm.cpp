@@ -271,27 +271,6 @@ TEST_CASE("gemm: packing lays out 16-column panels, zero-padded, and strided or 
     }
 }
 
-TEST_CASE("gemm: shared_pack packs a weight once while any kernel holds it") {
-  std::vector<float> w(40 * 8, 0.25f);
-  auto owner = std::make_shared<int>(0);
-  const std::size_t before = kiln::gemm::packs_made();
-  auto first = kiln::gemm::shared_pack(w.data(), 40, 8, owner);
-  auto second = kiln::gemm::shared_pack(w.data(), 40, 8, owner);
-  CHECK(first.get() == second.get());
-  CHECK(kiln::gemm::packs_made() == before + 1);
-  CHECK(owner.use_count() == 2);  // the pack keeps the weights' owner alive
-  auto other_shape = kiln::gemm::shared_pack(w.data(), 20, 16, owner);
-  CHECK(other_shape.get() != first.get());
-  CHECK(kiln::gemm::packs_made() == before + 2);
-  first.reset();
-  second.reset();
-  other_shape.reset();
-  CHECK(owner.use_count() == 1);  // released with the last holder
-  auto again = kiln::gemm::shared_pack(w.data(), 40, 8, owner);
-  CHECK(kiln::gemm::packs_made() == before + 3);
-  CHECK(again.get()[0] == 0.25f);
-}
-
 TEST_CASE("gemm: softmax_rows equals a double softmax and log_softmax, with -inf entries, any row length") {
   if (!kiln::gemm::available()) return;
   for (Level level : variants()) {

@@ -1,0 +1,101 @@
+// pack-weights: each node whose schema has a pack rule (OpSchema::pack) gets its constant weights in the
+// layout its kernel reads, made once here instead of in every kernel: Kiln's GEMM panels for linear and the
+// attention projections, oneDNN's gate-major layout for lstm/gru. The packed constants belong to the graph,
+// so every plan made from it (one per input shape) and every plan file shares them; a weight read by
+// several nodes the same way is packed once. Weights nothing else reads any more are dropped.
+//   %y = linear(%x, %w) : (f32[8,64], f32[256,64])   ->   %y = linear(%x, %w.panels16) : (f32[8,64], f32[256,64]{panels16})
+
+#include <cstdlib>
+#include <cstring>
+#include <map>
+
+#include "graph/schema.hpp"
+#include "passes/pass.hpp"
+
+namespace kiln {
+namespace {
+
+class PackWeights : public Pass {
+ public:
+  const char* name() const override { return "pack-weights"; }
+  const char* summary() const override {
+    return "put constant weights into the layout their kernel reads, once, at compile time (GEMM panels, RNN gates)";
+  }
+
+  bool run(Graph& g, PassContext& ctx) override {
+    std::vector<Node*> nodes;
+    for (const auto& n : g.nodes())
+      if (n->schema->pack) nodes.push_back(n.get());
+    bool changed = false;
+    for (Node* n : nodes) {
+      Rule rule(g, *n, ctx, made_);
+      n->schema->pack(rule);
+      changed = changed || rule.changed;
+    }
+    made_.clear();
+    if (changed) g.compact();
+    return changed;
+  }
+
+ private:
+  // Packs made so far in this run, by the source values and the types they were packed into.
+  using Made = std::map<std::string, std::vector<Value*>>;
+
+  class Rule : public PackCtx {
+   public:
+    Rule(Graph& g, Node& n, PassContext& remarks, Made& made) : g_(g), n_(n), remarks_(remarks), made_(made) {}
+    const Node& node() const override { return n_; }
+
+    void replace(const std::vector<PackedInput>& parts, std::size_t bytes,
+                 const std::function<void(void*)>& fill) override {
+      std::string key;
+      for (const auto& p : parts) {
+        const Value* v = n_.inputs.at(p.input);
+        if (!v || !v->is_constant()) n_.fail("internal: pack rule replaced input " + std::to_string(p.input) + ", which is not a constant");
+        if (p.offset > bytes || p.bytes > bytes - p.offset) n_.fail("internal: packed input outside its buffer");
+        key += std::to_string(v->id) + ":" + p.type.str() + "@" + std::to_string(p.offset) + ";";
+      }
+      auto [it, fresh] = made_.try_emplace(key);
+      if (fresh) {
+        void* data = std::aligned_alloc(64, std::max<std::size_t>((bytes + 63) / 64 * 64, 64));
+        if (!data) n_.fail("out of memory packing weights (" + std::to_string(bytes) + " bytes)");
+        std::shared_ptr<const void> owner(data, [](const void* p) { std::free(const_cast<void*>(p)); });
+        std::memset(data, 0, bytes);
+        fill(data);
+        for (std::size_t i = 0; i < parts.size(); ++i) {
+          const PackedInput& p = parts[i];
+          const Value* src = n_.inputs[p.input];
+          ConstData c{static_cast<const char*>(data) + p.offset, i == 0 ? bytes - p.offset : p.bytes, owner};
+          it->second.push_back(g_.add_constant(src->name + "." + p.type.layout, p.type, std::move(c)));
+        }
+      }
+      std::string what;
+      for (std::size_t i = 0; i < parts.size(); ++i) {
+        what += (i ? ", '" : "'") + n_.inputs[parts[i].input]->name + "'";
+        g_.set_input(&n_, parts[i].input, it->second[i]);
+      }
+      remarks_.fired(n_, (fresh ? "packed " : "shares the packed ") + what + " into " + parts[0].type.layout);
+      changed = true;
+    }
+
+    void keep(std::size_t i, const std::string& why) override {
+      remarks_.declined(n_, "kept '" + n_.inputs.at(i)->name + "' as it is: " + why);
+    }
+
+    bool changed = false;
+
+   private:
+    Graph& g_;
+    Node& n_;
+    PassContext& remarks_;
+    Made& made_;
+  };
+
+  Made made_;
+};
+
+}  // namespace
+
+std::unique_ptr<Pass> make_pack_weights_pass() { return std::make_unique<PackWeights>(); }
+
+}  // namespace kiln
