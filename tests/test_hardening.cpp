@@ -18,6 +18,7 @@
 #include "frontends/yaml/yaml_frontend.hpp"
 #include "graph/types.hpp"
 #include "kiln/kiln.h"
+#include "runtime/compile.hpp"
 #include "runtime/kplan.hpp"
 #include "runtime/model_impl.hpp"
 #include "runtime/plan.hpp"
@@ -90,7 +91,10 @@ using Bytes = std::vector<unsigned char>;
 
 Bytes compile_plan(const std::string& yaml) {
   kiln::PipelineOptions options;
-  auto impl = kiln::detail::compile_model_with_dims(yaml, options, {});
+  kiln::detail::CompileRequest request;
+  request.path = yaml;
+  request.pipeline = options;
+  auto impl = kiln::detail::compile(std::move(request));
   kiln::KplanInfo info;
   info.isa = kiln::host_isa();
   info.source = yaml;

@@ -16,10 +16,13 @@
 
 #include "ops/gemm.hpp"
 #include "ops/isa.hpp"
+#include "runtime/compile.hpp"
+#include "runtime/file_io.hpp"
 #include "runtime/kplan.hpp"
 #include "runtime/model_impl.hpp"
 #include "runtime/npy.hpp"
 #include "test_util.hpp"
+#include "tools/temp_file_signals.hpp"
 
 using kiln::test::contains;
 using kiln::test::error_of;
@@ -33,9 +36,11 @@ namespace fs = std::filesystem;
 using Bytes = std::vector<unsigned char>;
 
 Bytes compile_plan(const std::string& yaml, const kiln::DimRanges& dims = {}, int opt_level = 2) {
-  kiln::PipelineOptions options;
-  options.opt_level = opt_level;
-  auto impl = kiln::detail::compile_model_with_dims(yaml, options, dims);
+  kiln::detail::CompileRequest request;
+  request.path = yaml;
+  request.pipeline.opt_level = opt_level;
+  request.dims = dims;
+  auto impl = kiln::detail::compile(std::move(request));
   kiln::KplanInfo info;
   info.isa = kiln::host_isa();
   info.source = yaml;
@@ -347,7 +352,7 @@ TEST_CASE("SIGINT while a plan file is being written leaves neither the file nor
   pid_t child = ::fork();
   REQUIRE(child >= 0);
   if (child == 0) {  // writes 256 MB, slowly enough to be interrupted, with kilnc's signal handling
-    kiln::detail::remove_temp_files_on_signal();
+    kiln::remove_temp_files_on_signal();
     std::vector<unsigned char> big(std::size_t{256} << 20, 7);
     kiln::detail::write_file_atomic(path, big.data(), big.size());
     ::_exit(0);
