@@ -15,7 +15,7 @@
 
 #include "frontends/yaml/parse_util.hpp"
 #include "graph/graph.hpp"
-#include "ops/op.hpp"
+#include "graph/schema.hpp"
 
 namespace kiln {
 class WeightsFile;
