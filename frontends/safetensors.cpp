@@ -8,15 +8,18 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
 #include <tuple>
 
-#include <yaml-cpp/yaml.h>
+#include <nlohmann/json.hpp>
 
 #include "graph/checked.hpp"
 
 namespace kiln {
 
 namespace {
+
+using json = nlohmann::json;
 
 [[noreturn]] void bad(const std::string& file, const std::string& what) { throw Error(file + ": error: " + what); }
 
@@ -30,6 +33,175 @@ bool dtype_from_safetensors(const std::string& s, DType* out) {
       return true;
     }
   return false;
+}
+
+// Builds the header's DOM like nlohmann's own parser, but keeps what a plain json::parse loses: the
+// position of a syntax error (an exception from json::parse carries none for some errors, e.g. a number
+// overflow) and duplicate keys, which json::parse resolves silently (last wins). Returning false stops
+// the parse at the first problem.
+class HeaderSax final : public nlohmann::json_sax<json> {
+ public:
+  json root;
+  std::string error;                      // why the parse stopped
+  std::optional<std::size_t> error_at;    // for syntax errors: bytes read when it stopped
+
+  bool null() override { return put(nullptr); }
+  bool boolean(bool v) override { return put(v); }
+  bool number_integer(number_integer_t v) override { return put(v); }
+  bool number_unsigned(number_unsigned_t v) override { return put(v); }
+  bool number_float(number_float_t v, const string_t&) override { return put(v); }
+  bool string(string_t& v) override { return put(std::move(v)); }
+  bool binary(binary_t& v) override { return put(json::binary(std::move(v))); }  // CBOR etc. only, not JSON text
+  bool start_object(std::size_t) override { return open(json::object()); }
+  bool start_array(std::size_t) override { return open(json::array()); }
+  bool end_object() override { return close(); }
+  bool end_array() override { return close(); }
+
+  bool key(string_t& k) override {
+    Open& o = open_.back();
+    if (o.value->contains(k)) {  // each earlier key of this object is in it already
+      // RFC 8259 leaves duplicate names to the reader: yaml-cpp kept the first, Python's json and nlohmann
+      // keep the last. A header that loads different tensors in Kiln and in PyTorch is corrupt or crafted.
+      const std::string& top = open_.front().key;  // the tensor being read, when the header is an object
+      if (open_.size() == 1 && root.is_object())
+        error = "header names tensor '" + k + "' twice (each tensor must appear once)";
+      else if (root.is_object())
+        error = (top == "__metadata__" ? "\"__metadata__\"" : "tensor '" + top + "'") + ": key \"" + k +
+                "\" appears twice (each key must appear once)";
+      else
+        error = "header has the key \"" + k + "\" twice in one object (each key must appear once)";
+      return false;
+    }
+    o.key = std::move(k);
+    return true;
+  }
+
+  bool parse_error(std::size_t position, const std::string&, const nlohmann::detail::exception& ex) override {
+    // ex.what() is "[json.exception.parse_error.101] parse error at line 1, column 2: WHAT"; the caller
+    // adds the position itself, so keep WHAT only.
+    std::string what = ex.what();
+    if (auto tag = what.find("] "); tag != std::string::npos) what.erase(0, tag + 2);
+    if (what.rfind("parse error", 0) == 0)
+      if (auto colon = what.find(": "); colon != std::string::npos) what.erase(0, colon + 2);
+    error = what;
+    error_at = position;
+    return false;
+  }
+
+ private:
+  struct Open {
+    json* value;
+    std::string key;  // objects only: the key whose value comes next
+  };
+
+  // Stores `v` where the parse is (the root, the end of the open array, or under the open object's key).
+  // The pointers in open_ stay valid: a container only grows while none of its children is open.
+  json* place(json&& v) {
+    if (open_.empty()) {
+      root = std::move(v);
+      return &root;
+    }
+    json& parent = *open_.back().value;
+    if (parent.is_array()) {
+      parent.push_back(std::move(v));
+      return &parent.back();
+    }
+    json& slot = parent[open_.back().key];
+    slot = std::move(v);
+    return &slot;
+  }
+  bool put(json&& v) {
+    place(std::move(v));
+    return true;
+  }
+  bool open(json&& v) {
+    open_.push_back(Open{place(std::move(v)), {}});
+    return true;
+  }
+  bool close() {
+    open_.pop_back();
+    return true;
+  }
+
+  std::vector<Open> open_;
+};
+
+// Parses the header as strict JSON (no comments, no single quotes, nothing after the object), or fails
+// naming where in the header (line and column, and as an offset in the file) and what was expected there.
+json parse_header(const std::string& file, const std::string& header) {
+  HeaderSax sax;
+  if (json::sax_parse(header, &sax, json::input_format_t::json, /*strict=*/true, /*ignore_comments=*/false))
+    return std::move(sax.root);
+  if (!sax.error_at) bad(file, sax.error);
+  // error_at counts the bytes read, the offending one included; reading the end of the input counts as
+  // one more, so `at` is header.size() when the header ends too early.
+  const std::size_t at = std::min(*sax.error_at > 0 ? *sax.error_at - 1 : 0, header.size());
+  std::size_t line = 1, column = 1;
+  for (std::size_t i = 0; i < at; ++i) {
+    if (header[i] == '\n') {
+      ++line;
+      column = 1;
+    } else {
+      ++column;
+    }
+  }
+  bad(file, "header is not valid JSON (line " + std::to_string(line) + ", column " + std::to_string(column) +
+                ", file offset " + std::to_string(8 + at) + "): " + sax.error);
+}
+
+struct TensorEntry {
+  DType dtype = DType::f32;
+  std::vector<std::int64_t> shape;
+  std::uint64_t begin = 0, end = 0;  // byte range in the data section
+};
+
+// How a JSON value reads in a message: numbers, strings and literals as written, containers by kind.
+std::string describe(const json& v) {
+  if (v.is_array()) return "a list";
+  if (v.is_object()) return "an object";
+  return v.dump();
+}
+
+// Checks one tensor's {dtype, shape, data_offsets} against itself and the data section.
+TensorEntry read_entry(const std::string& file, const std::string& key, const json& t, std::size_t data_size) {
+  auto what = [&](const std::string& msg) { bad(file, "tensor '" + key + "': " + msg); };
+  if (!t.is_object() || !t.contains("dtype") || !t.contains("shape") || !t.contains("data_offsets"))
+    what("expected an object with \"dtype\", \"shape\" and \"data_offsets\"");
+  TensorEntry e;
+  const json& dt = t["dtype"];
+  if (!dt.is_string()) what("\"dtype\" must be a string");
+  const std::string dtype = dt.get<std::string>();
+  if (!dtype_from_safetensors(dtype, &e.dtype))
+    what("unsupported dtype \"" + dtype + "\" (expected F32, F16, BF16, F64, I64, I32, I8, U8 or BOOL)");
+  if (!t["shape"].is_array()) what("\"shape\" must be a list of dims");
+  for (const json& d : t["shape"]) {
+    // nlohmann reads a non-negative integer as unsigned, a negative one as signed, anything with a
+    // fraction or exponent as float.
+    if (!d.is_number_unsigned()) what("\"shape\" must hold non-negative integers, got " + describe(d));
+    const auto v = d.get<std::uint64_t>();
+    if (v > static_cast<std::uint64_t>(checked::kMaxSize))
+      what("\"shape\" dim " + std::to_string(v) + " is too large (at most " + std::to_string(checked::kMaxSize) + ")");
+    e.shape.push_back(static_cast<std::int64_t>(v));
+  }
+  // Checked: an unchecked numel * dtype_size wrapped to 0 for F32 [2^58, 16], which then matched
+  // data_offsets [0, 0] and sent kernels far outside the file.
+  const auto size = checked::tensor_bytes(e.shape, dtype_size(e.dtype));
+  if (!size)
+    what("shape " + shape_to_string(e.shape) + " of " + dtype + " is too large: its size in bytes exceeds " +
+         std::to_string(checked::kMaxSize));
+  const json& off = t["data_offsets"];
+  if (!off.is_array() || off.size() != 2 || !off[0].is_number_unsigned() || !off[1].is_number_unsigned())
+    what("\"data_offsets\" must be [begin, end] byte offsets");
+  e.begin = off[0].get<std::uint64_t>();
+  e.end = off[1].get<std::uint64_t>();
+  if (e.begin > e.end || e.end > data_size)
+    what("data_offsets [" + std::to_string(e.begin) + ", " + std::to_string(e.end) + "] lie outside the data section of " +
+         std::to_string(data_size) + " bytes (truncated file?)");
+  const auto want = static_cast<std::uint64_t>(*size);
+  if (e.end - e.begin != want)
+    what("shape " + shape_to_string(e.shape) + " of " + dtype + " needs " + std::to_string(want) +
+         " bytes, data_offsets give " + std::to_string(e.end - e.begin));
+  return e;
 }
 
 }  // namespace
@@ -72,78 +244,26 @@ std::shared_ptr<WeightsFile> WeightsFile::from_memory(const std::string& name, c
   const unsigned char* data = base + 8 + header_len;
   const std::size_t data_size = size - 8 - header_len;
 
-  YAML::Node root;
-  try {
-    root.reset(YAML::Load(header));  // reset rebinds; operator= on a bound node assigns into it
-  } catch (const YAML::Exception& e) {
-    bad(name, "header is not valid JSON (line " + std::to_string(e.mark.line + 1) + ", column " +
-                  std::to_string(e.mark.column + 1) + "): " + e.msg);
-  }
-  if (!root.IsMap()) bad(name, "header is not a JSON object");
-
+  const json root = parse_header(name, header);
+  if (!root.is_object()) bad(name, "header is not a JSON object");
   std::vector<std::tuple<std::uint64_t, std::uint64_t, std::string>> ranges;  // begin, end, tensor
-  for (const auto& kv : root) {
-    if (!kv.first.IsScalar()) bad(name, "header keys must be tensor names (strings)");
-    const std::string key = kv.first.Scalar();
+  for (const auto& [key, entry] : root.items()) {
     if (key == "__metadata__") continue;
-    const YAML::Node& t = kv.second;
-    auto what = [&](const std::string& msg) { bad(name, "tensor '" + key + "': " + msg); };
-    if (!t.IsMap() || !t["dtype"] || !t["shape"] || !t["data_offsets"])
-      what("expected an object with \"dtype\", \"shape\" and \"data_offsets\"");
+    const TensorEntry t = read_entry(name, key, entry, data_size);
+    ranges.emplace_back(t.begin, t.end, key);
     WeightTensor w;
-    std::string dtype;
-    try {
-      dtype = t["dtype"].as<std::string>();
-    } catch (const YAML::Exception&) {
-      what("\"dtype\" must be a string");
-    }
-    if (!dtype_from_safetensors(dtype, &w.dtype))
-      what("unsupported dtype \"" + dtype + "\" (expected F32, F16, BF16, F64, I64, I32, I8, U8 or BOOL)");
-    if (!t["shape"].IsSequence()) what("\"shape\" must be a list of dims");
-    for (const auto& d : t["shape"]) {
-      std::int64_t v = -1;
-      try {
-        v = d.as<std::int64_t>();
-      } catch (const YAML::Exception&) {
-      }
-      if (v < 0)
-        what("\"shape\" must hold non-negative integers, got " +
-             (d.IsScalar() ? d.Scalar() : std::string(d.IsSequence() ? "a list" : "an object")));
-      w.shape.push_back(v);
-    }
-    // Checked: an unchecked numel * dtype_size wrapped to 0 for F32 [2^58, 16], which then matched
-    // data_offsets [0, 0] and sent kernels far outside the file.
-    const auto size = checked::tensor_bytes(w.shape, dtype_size(w.dtype));
-    if (!size)
-      what("shape " + shape_to_string(w.shape) + " of " + dtype + " is too large: its size in bytes exceeds " +
-           std::to_string(checked::kMaxSize));
-    const YAML::Node& off = t["data_offsets"];
-    std::uint64_t begin = 0, end = 0;
-    try {
-      if (!off.IsSequence() || off.size() != 2) throw YAML::Exception(YAML::Mark(), "");
-      begin = off[0].as<std::uint64_t>();
-      end = off[1].as<std::uint64_t>();
-    } catch (const YAML::Exception&) {
-      what("\"data_offsets\" must be [begin, end] byte offsets");
-    }
-    if (begin > end || end > data_size)
-      what("data_offsets [" + std::to_string(begin) + ", " + std::to_string(end) + "] lie outside the data section of " +
-           std::to_string(data_size) + " bytes (truncated file?)");
-    const auto want = static_cast<std::uint64_t>(*size);
-    if (end - begin != want)
-      what("shape " + shape_to_string(w.shape) + " of " + dtype + " needs " + std::to_string(want) +
-           " bytes, data_offsets give " + std::to_string(end - begin));
-    ranges.emplace_back(begin, end, key);
-    const unsigned char* p = data + begin;
+    w.dtype = t.dtype;
+    w.shape = t.shape;
+    const unsigned char* p = data + t.begin;
+    const auto nbytes = static_cast<std::size_t>(t.end - t.begin);
     if (reinterpret_cast<std::uintptr_t>(p) % dtype_size(w.dtype) != 0) {
       // Misaligned for its type: copy once into an aligned buffer.
-      std::size_t bytes = static_cast<std::size_t>(want);
-      void* copy = std::aligned_alloc(64, std::max<std::size_t>((bytes + 63) / 64 * 64, 64));
-      if (!copy) what("out of memory");
-      std::memcpy(copy, p, bytes);
-      w.data = ConstData{copy, bytes, std::shared_ptr<const void>(copy, [](const void* q) { std::free(const_cast<void*>(q)); })};
+      void* copy = std::aligned_alloc(64, std::max<std::size_t>((nbytes + 63) / 64 * 64, 64));
+      if (!copy) bad(name, "tensor '" + key + "': out of memory");
+      std::memcpy(copy, p, nbytes);
+      w.data = ConstData{copy, nbytes, std::shared_ptr<const void>(copy, [](const void* q) { std::free(const_cast<void*>(q)); })};
     } else {
-      w.data = ConstData{p, static_cast<std::size_t>(want), owner};
+      w.data = ConstData{p, nbytes, owner};
     }
     file->tensors_.emplace(key, std::move(w));
   }

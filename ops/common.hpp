@@ -70,6 +70,8 @@ class DnnlKernel : public Kernel {
   void output(int step, int arg, const dnnl::memory::desc& md, int index, std::size_t byte_offset = 0);
   void scratch(int step, int arg, const dnnl::memory::desc& md, std::size_t byte_offset);
   void fixed(int step, int arg, const dnnl::memory& mem);
+  /// Keeps `data` (what a fixed memory points into) alive as long as the kernel.
+  void hold(std::shared_ptr<const void> data) { held_.push_back(std::move(data)); }
   /// A step that runs Kiln code instead of a primitive: `fn(args, scratch)` with this kernel's scratch.
   using StepFn = std::function<void(const KernelArgs& args, char* scratch)>;
   int add_step(StepFn fn, std::string impl);
@@ -103,6 +105,7 @@ class DnnlKernel : public Kernel {
 
   dnnl::engine engine_;
   std::vector<Step> steps_;
+  std::vector<std::shared_ptr<const void>> held_;
   std::size_t scratch_ = 0;     // user scratch regions
   std::size_t scratchpad_ = 0;  // max oneDNN scratchpad over steps (steps run one after another)
   std::size_t packed_bytes_ = 0;

@@ -532,6 +532,13 @@ namespace {
 std::atomic<std::size_t> g_made{0};  // packs_made()
 }  // namespace
 
+void unpack_weights(const float* packed, std::int64_t n, std::int64_t k, float* w) {
+  for (std::int64_t col = 0; col < n; ++col) {
+    const float* panel = packed + (col / kPanel) * kPanel * k + col % kPanel;
+    for (std::int64_t i = 0; i < k; ++i) w[col * k + i] = panel[i * kPanel];
+  }
+}
+
 void pack_weights(const float* w, std::int64_t n, std::int64_t k, float* out) {
   ++g_made;
   pack_weights(w, k, n, k, out);

@@ -60,6 +60,9 @@ std::size_t packed_floats(std::int64_t n, std::int64_t k);
 /// panel p holds columns 16p..16p+15 as k consecutive groups of 16 floats; columns past n are zero.
 /// Counted by packs_made().
 void pack_weights(const float* w, std::int64_t n, std::int64_t k, float* out);
+/// The inverse of pack_weights: w [n,k] (row-major) from its panels (a packed weight for oneDNN, where Kiln's
+/// GEMM does not run).
+void unpack_weights(const float* packed, std::int64_t n, std::int64_t k, float* w);
 /// The same with rows of w `ldw` floats apart (a head's keys inside a [S, 3E] projection).
 void pack_weights(const float* w, std::int64_t ldw, std::int64_t n, std::int64_t k, float* out);
 /// Packs b [k,n] (row-major, rows `ldb` floats apart: the right operand written the usual way round) into

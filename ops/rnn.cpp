@@ -22,6 +22,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <optional>
 
 #include "ops/common.hpp"
 
@@ -156,13 +157,57 @@ const float* const_f32(const KernelCtx& ctx, int i) {
   return static_cast<const float*>(data->data);
 }
 
-// Weights reach oneDNN in its gate-major layout ldigo ([layer, direction, in, gate, hidden]) in its gate
-// order. The pack-weights pass does that once, at compile time (pack_rnn): per layer, the weight_ih of both
-// directions become one buffer (the forward input holds all of it, the reverse one is a view of its second
-// half), likewise weight_hh, so a kernel binds them in place. A kernel made from the weights as written
-// (-O0), or whose primitive wants another layout, converts a private copy when it is made.
-constexpr const char* kGateLayout = "ldigo";
+/// One layer's primitive: `src` and `dst` sequences, states `state_md` (in when has_state, always out),
+/// weights in whatever layout oneDNN prefers (format_tag::any; query the primitive for it).
+dnnl::primitive_desc layer_pd(const Cell& c, const dnnl::engine& engine, std::int64_t dirs, std::int64_t in_ch,
+                              std::int64_t h, const dnnl::memory::desc& src, const dnnl::memory::desc& dst,
+                              const dnnl::memory::desc& state_md, bool has_state,
+                              const std::optional<dnnl::memory::desc>& wl = std::nullopt,
+                              const std::optional<dnnl::memory::desc>& wi = std::nullopt) {
+  using tag = dnnl::memory::format_tag;
+  using dt = dnnl::memory::data_type;
+  const auto direction = dirs == 2 ? dnnl::rnn_direction::bidirectional_concat : dnnl::rnn_direction::unidirectional_left2right;
+  auto wl_any = wl.value_or(dnnl::memory::desc({1, dirs, in_ch, c.gates, h}, dt::f32, tag::any));
+  auto wi_any = wi.value_or(dnnl::memory::desc({1, dirs, h, c.gates, h}, dt::f32, tag::any));
+  auto bias_md = dnnl::memory::desc({1, dirs, c.bias_gates, h}, dt::f32, tag::ldgo);
+  auto src_iter = has_state ? state_md : dnnl::memory::desc();
+  const auto prop = dnnl::prop_kind::forward_inference;
+  if (c.lstm) {
+    dnnl::lstm_forward::desc desc(prop, direction, src, src_iter, src_iter, wl_any, wi_any, bias_md, dst, state_md, state_md);
+    return dnnl::lstm_forward::primitive_desc(desc, user_scratchpad_attr(), engine);
+  }
+  dnnl::lbr_gru_forward::desc desc(prop, direction, src, src_iter, wl_any, wi_any, bias_md, dst, state_md);
+  return dnnl::lbr_gru_forward::primitive_desc(desc, user_scratchpad_attr(), engine);
+}
 
+dnnl::memory::desc arg_desc(const dnnl::primitive_desc& pd, int arg) { return pd.query_md(dnnl::query::exec_arg_md, arg); }
+
+// The weight layouts oneDNN's f32 RNN primitives read (ldigo for its gemm path, ldgOi32o for brgemm), by the
+// names a packed constant's type carries.
+struct GateLayout {
+  const char* name;
+  dnnl::memory::format_tag tag;
+};
+const GateLayout kGateLayouts[] = {{"ldigo", dnnl::memory::format_tag::ldigo}, {"ldgOi32o", dnnl::memory::format_tag::ldgOi32o}};
+
+/// The name of `want` (a weights desc of dims `dims`) in kGateLayouts, or null when it is none of them.
+const GateLayout* gate_layout_of(const dnnl::memory::desc& want, const dnnl::memory::dims& dims) {
+  for (const auto& l : kGateLayouts)
+    if (dnnl::memory::desc(dims, dnnl::memory::data_type::f32, l.tag) == want) return &l;
+  return nullptr;
+}
+const GateLayout* gate_layout_named(const std::string& name) {
+  for (const auto& l : kGateLayouts)
+    if (name == l.name) return &l;
+  return nullptr;
+}
+
+// Weights reach oneDNN in its gate order and the layout its primitive reads (ldigo, or ldgOi32o where it
+// runs brgemm). The pack-weights pass does that once, at compile time (pack_rnn): per layer, the weight_ih of
+// both directions become one buffer in that layout (the forward input's constant holds all of it, the
+// reverse one is a view of its second half), likewise weight_hh, and a kernel binds them in place. A kernel
+// made from the weights as written (-O0), or whose primitive wants another layout than the pass found for
+// its representative shape, converts a private copy when it is made (counted by rnn_weight_packs_made).
 std::atomic<std::size_t> g_packs_made{0};
 
 /// Writes PyTorch weight `w` ([G*H, cols], gates in PyTorch's order) as one direction of ldigo: [cols, G, H]
@@ -175,33 +220,58 @@ void to_gate_major(const Cell& c, const float* w, std::int64_t cols, std::int64_
     }
 }
 
-/// The pack rule (OpSchema::pack): weight_ih and weight_hh of each layer, both directions in one buffer.
+/// Reorders `src` into a new memory in `want` on the CPU engine.
+void reorder_into(const dnnl::memory& src, const dnnl::memory& dst) {
+  dnnl::stream stream(detail::cpu_engine());
+  dnnl::reorder(src, dst).execute(stream, const_cast<dnnl::memory&>(src), const_cast<dnnl::memory&>(dst));
+  stream.wait();
+}
+
+/// The pack rule (OpSchema::pack): weight_ih and weight_hh of each layer, both directions in one buffer, in
+/// the layout a one-step, batch-1 primitive of the node reads (ldigo where that layout has no name here).
 void pack_rnn(PackCtx& ctx, const Cell& c) {
+  using tag = dnnl::memory::format_tag;
+  using dt = dnnl::memory::data_type;
   const Node& node = ctx.node();
   const std::int64_t layers = node.attr_int("num_layers");
-  const int dirs = node.attr_bool("bidirectional") ? 2 : 1;
-  for (std::int64_t l = 0; l < layers; ++l)
+  const std::int64_t dirs = node.attr_bool("bidirectional") ? 2 : 1;
+  const Value* x = node.inputs.at(0);
+  const Value* hh0 = node.inputs.at(static_cast<std::size_t>(weight_index(c, 0, 0, kWhh)));
+  if (!hh0 || !hh0->is_constant() || !x->type.shape.back().concrete()) return;
+  const std::int64_t h = hh0->type.shape[1].value, g = c.gates, features = x->type.shape.back().value;
+  const bool has_state = node.inputs.size() > 1 && node.inputs[1] != nullptr;
+  for (std::int64_t l = 0; l < layers; ++l) {
+    const std::int64_t in_ch = l == 0 ? features : dirs * h;
+    const auto pd = layer_pd(c, detail::cpu_engine(), dirs, in_ch, h, dnnl::memory::desc({1, 1, in_ch}, dt::f32, tag::tnc),
+                             dnnl::memory::desc({1, 1, dirs * h}, dt::f32, tag::tnc),
+                             dnnl::memory::desc({1, dirs, 1, h}, dt::f32, tag::ldnc), has_state);
     for (int which : {kWih, kWhh}) {
+      const std::int64_t cols = which == kWih ? in_ch : h;
+      const dnnl::memory::dims dims = {1, dirs, cols, g, h};
+      const GateLayout* layout = gate_layout_of(arg_desc(pd, which == kWih ? DNNL_ARG_WEIGHTS_LAYER : DNNL_ARG_WEIGHTS_ITER), dims);
+      if (!layout) layout = &kGateLayouts[0];  // ldigo: kernels ask oneDNN to read that (see make)
+      const dnnl::memory::desc packed_md(dims, dt::f32, layout->tag);
+      const std::size_t total = packed_md.get_size(), per = total / static_cast<std::size_t>(dirs);
       std::vector<PackedInput> parts;
       std::vector<const float*> sources;
-      std::int64_t rows = 0, cols = 0;
-      for (int d = 0; d < dirs; ++d) {
-        const auto i = static_cast<std::size_t>(weight_index(c, static_cast<int>(l), d, which));
+      for (std::int64_t d = 0; d < dirs; ++d) {
+        const auto i = static_cast<std::size_t>(weight_index(c, static_cast<int>(l), static_cast<int>(d), which));
         const Value* v = node.inputs.at(i);
         if (!v || !v->is_constant() || !v->type.plain() || v->type.rank() != 2 || !is_concrete(v->type.shape)) return;
-        rows = v->type.shape[0].value, cols = v->type.shape[1].value;
         TensorType type = v->type;
-        type.layout = kGateLayout;
-        const std::size_t bytes = static_cast<std::size_t>(rows * cols) * sizeof(float);
-        parts.push_back(PackedInput{i, type, static_cast<std::size_t>(d) * bytes, bytes});
+        type.layout = layout->name;
+        parts.push_back(PackedInput{i, type, static_cast<std::size_t>(d) * per, per});
         sources.push_back(static_cast<const float*>(v->constant.data));
       }
-      const std::int64_t g = c.gates, h = rows / g;
-      ctx.replace(parts, parts.back().offset + parts.back().bytes, [&c, sources, cols, g, h](void* out) {
+      ctx.replace(parts, total, [&c, sources, dims, packed_md, cols, g, h](void* out) {
+        std::vector<float> ldigo(static_cast<std::size_t>(dims[1] * cols * g * h));
         for (std::size_t d = 0; d < sources.size(); ++d)
-          to_gate_major(c, sources[d], cols, g, h, static_cast<float*>(out) + static_cast<std::int64_t>(d) * cols * g * h);
+          to_gate_major(c, sources[d], cols, g, h, ldigo.data() + static_cast<std::int64_t>(d) * cols * g * h);
+        reorder_into(dnnl::memory({dims, dt::f32, tag::ldigo}, detail::cpu_engine(), ldigo.data()),
+                     dnnl::memory(packed_md, detail::cpu_engine(), out));
       });
     }
+  }
 }
 
 void pack_lstm(PackCtx& ctx) { pack_rnn(ctx, kLstm); }
@@ -214,46 +284,43 @@ class RnnKernel : public DnnlKernel {
   std::vector<dnnl::memory> held;
 };
 
-/// Binds `weights` (one input per direction, PyTorch [G*H, cols] each) as argument `arg` of step `s` in the
-/// layout `want`: in place when the pass packed them into ldigo, adjacent, and the primitive wants ldigo;
-/// otherwise through a private copy converted now.
+/// Binds `weights` (one input per direction, [G*H, cols] each) as argument `arg` of step `s` in the layout
+/// `want`: in place when the pass packed them into that layout; otherwise through a private copy converted
+/// now, from the packed constant or from the weights as written.
 void bind_weights(RnnKernel& kernel, const KernelCtx& ctx, const Cell& c, int s, int arg, const std::vector<int>& weights,
                   std::int64_t cols, std::int64_t h, const dnnl::memory::desc& want) {
+  using dt = dnnl::memory::data_type;
   const std::int64_t g = c.gates, dirs = static_cast<std::int64_t>(weights.size());
-  const auto plain = dnnl::memory::desc({1, dirs, cols, g, h}, dnnl::memory::data_type::f32, dnnl::memory::format_tag::ldigo);
-  const std::size_t block = static_cast<std::size_t>(cols * g * h) * sizeof(float);
-  bool packed = true, adjacent = true;
-  for (std::size_t d = 0; d < weights.size(); ++d) {
-    const ConstData* data = ctx.constant(static_cast<std::size_t>(weights[d]));
-    const TensorType& type = ctx.in[static_cast<std::size_t>(weights[d])];
-    if (!data) ctx.node.fail("weight " + ctx.node.schema->inputs.at(weights[d]).name + " must be a constant (a weight from the file)");
-    if (!type.plain() && type.layout != kGateLayout)
-      ctx.node.fail("weight " + ctx.node.schema->inputs.at(weights[d]).name + " is in layout " + type.layout +
-                    "; expected plain or " + kGateLayout);
-    packed = packed && type.layout == kGateLayout;
-    const ConstData* first = ctx.constant(static_cast<std::size_t>(weights[0]));
-    adjacent = adjacent && static_cast<const char*>(data->data) == static_cast<const char*>(first->data) + d * block &&
-               first->bytes >= (d + 1) * block;
-    if (data->bytes < block)
-      ctx.node.fail("weight " + ctx.node.schema->inputs.at(weights[d]).name + " holds " + std::to_string(data->bytes) +
-                    " bytes; expected " + std::to_string(block));
+  const dnnl::memory::dims dims = {1, dirs, cols, g, h};
+  auto name = [&](int i) { return "weight " + ctx.node.schema->inputs.at(static_cast<std::size_t>(i)).name; };
+  const std::string& layout = ctx.in[static_cast<std::size_t>(weights[0])].layout;
+  dnnl::memory src;
+  std::vector<float> ldigo;
+  if (!layout.empty()) {
+    const GateLayout* named = gate_layout_named(layout);
+    if (!named) ctx.node.fail(name(weights[0]) + " is in layout " + layout + "; expected plain, ldigo or ldgOi32o");
+    const dnnl::memory::desc packed_md(dims, dt::f32, named->tag);
+    const ConstData* data = ctx.constant(static_cast<std::size_t>(weights[0]));
+    if (!data) ctx.node.fail(name(weights[0]) + " must be a constant (a weight from the file)");
+    if (data->bytes < packed_md.get_size())  // a plan file's bytes are checked here
+      ctx.node.fail(name(weights[0]) + " in layout " + layout + " holds " + std::to_string(data->bytes) +
+                    " bytes; expected " + std::to_string(packed_md.get_size()));
+    if (packed_md == want) {
+      kernel.input(s, arg, want, weights[0]);
+      return;
+    }
+    src = dnnl::memory(packed_md, ctx.engine, const_cast<void*>(data->data));
+  } else {
+    ldigo.resize(static_cast<std::size_t>(dirs * cols * g * h));
+    for (std::size_t d = 0; d < weights.size(); ++d) {
+      const ConstData* data = ctx.constant(static_cast<std::size_t>(weights[d]));
+      if (!data) ctx.node.fail(name(weights[d]) + " must be a constant (a weight from the file)");
+      to_gate_major(c, static_cast<const float*>(data->data), cols, g, h, ldigo.data() + static_cast<std::int64_t>(d) * cols * g * h);
+    }
+    src = dnnl::memory({dims, dt::f32, dnnl::memory::format_tag::ldigo}, ctx.engine, ldigo.data());
   }
-  if (packed && adjacent && want == plain) {
-    kernel.input(s, arg, plain, weights[0]);
-    return;
-  }
-  std::vector<float> buffer(static_cast<std::size_t>(dirs * cols * g * h));
-  for (std::size_t d = 0; d < weights.size(); ++d) {
-    const auto* w = static_cast<const float*>(ctx.constant(static_cast<std::size_t>(weights[d]))->data);
-    float* dst = buffer.data() + static_cast<std::int64_t>(d) * cols * g * h;
-    if (packed) std::copy(w, w + cols * g * h, dst);
-    else to_gate_major(c, w, cols, g, h, dst);
-  }
-  dnnl::memory src(plain, ctx.engine, buffer.data());
   dnnl::memory mem(want, ctx.engine);
-  dnnl::stream stream(ctx.engine);
-  dnnl::reorder(src, mem).execute(stream, src, mem);
-  stream.wait();
+  reorder_into(src, mem);
   kernel.held.push_back(mem);
   kernel.fixed(s, arg, mem);
   kernel.add_packed_weight_bytes(want.get_size());
@@ -265,6 +332,15 @@ void bind_weights(RnnKernel& kernel, const KernelCtx& ctx, const Cell& c, int s,
 std::size_t rnn_weight_packs_made() { return g_packs_made.load(); }
 
 namespace {
+
+/// The oneDNN desc of the weights at input `first` (and its reverse direction) when the pass packed them into
+/// a named layout; nullopt for weights as written.
+std::optional<dnnl::memory::desc> packed_desc(const KernelCtx& ctx, const Cell& c, int first, std::int64_t dirs,
+                                              std::int64_t cols, std::int64_t h) {
+  const GateLayout* named = gate_layout_named(ctx.in[static_cast<std::size_t>(first)].layout);
+  if (!named) return std::nullopt;
+  return dnnl::memory::desc({1, dirs, cols, c.gates, h}, dnnl::memory::data_type::f32, named->tag);
+}
 
 std::unique_ptr<Kernel> make(const KernelCtx& ctx, const Cell& c) {
   using tag = dnnl::memory::format_tag;
@@ -279,7 +355,6 @@ std::unique_ptr<Kernel> make(const KernelCtx& ctx, const Cell& c) {
   const std::int64_t g = c.gates, gb = c.bias_gates;
   const bool has_state = ctx.has(1);
   const bool bias = ctx.has(weight_index(c, 0, 0, kBih));
-  const auto direction = dirs == 2 ? dnnl::rnn_direction::bidirectional_concat : dnnl::rnn_direction::unidirectional_left2right;
   constexpr std::size_t f = sizeof(float);
 
   auto seq_md = [&](std::int64_t channels, bool user_layout) {
@@ -296,25 +371,23 @@ std::unique_ptr<Kernel> make(const KernelCtx& ctx, const Cell& c) {
     const std::int64_t in_ch = l == 0 ? features : dirs * h;
     auto src = seq_md(in_ch, l == 0);
     auto dst = seq_md(dirs * h, l == layers - 1);
-    auto wl_any = dnnl::memory::desc({1, dirs, in_ch, g, h}, dt::f32, tag::any);
-    auto wi_any = dnnl::memory::desc({1, dirs, h, g, h}, dt::f32, tag::any);
     auto bias_md = dnnl::memory::desc({1, dirs, gb, h}, dt::f32, tag::ldgo);
-    auto src_iter = has_state ? state_md : dnnl::memory::desc();
-    const auto prop = dnnl::prop_kind::forward_inference;
-
-    dnnl::memory::desc want_wl, want_wi, want_bias;
-    int s;
-    if (c.lstm) {
-      dnnl::lstm_forward::desc desc(prop, direction, src, src_iter, src_iter, wl_any, wi_any, bias_md, dst, state_md, state_md);
-      dnnl::lstm_forward::primitive_desc pd(desc, user_scratchpad_attr(), ctx.engine);
-      want_wl = pd.weights_layer_desc(), want_wi = pd.weights_iter_desc(), want_bias = pd.bias_desc();
-      s = kernel->add(pd);
-    } else {
-      dnnl::lbr_gru_forward::desc desc(prop, direction, src, src_iter, wl_any, wi_any, bias_md, dst, state_md);
-      dnnl::lbr_gru_forward::primitive_desc pd(desc, user_scratchpad_attr(), ctx.engine);
-      want_wl = pd.weights_layer_desc(), want_wi = pd.weights_iter_desc(), want_bias = pd.bias_desc();
-      s = kernel->add(pd);
+    auto pd = layer_pd(c, ctx.engine, dirs, in_ch, h, src, dst, state_md, has_state);
+    // Weights the pack-weights pass packed for another shape's choice of layout: ask oneDNN to read them as
+    // they are (it can, for the layouts named in kGateLayouts), so that plans of every shape share them.
+    const auto wl_packed = packed_desc(ctx, c, weight_index(c, l, 0, kWih), dirs, in_ch, h);
+    const auto wi_packed = packed_desc(ctx, c, weight_index(c, l, 0, kWhh), dirs, h, h);
+    if ((wl_packed && *wl_packed != arg_desc(pd, DNNL_ARG_WEIGHTS_LAYER)) ||
+        (wi_packed && *wi_packed != arg_desc(pd, DNNL_ARG_WEIGHTS_ITER))) {
+      try {
+        pd = layer_pd(c, ctx.engine, dirs, in_ch, h, src, dst, state_md, has_state, wl_packed, wi_packed);
+      } catch (const dnnl::error&) {
+        // No implementation reads that layout: bind_weights converts a private copy.
+      }
     }
+    const auto want_wl = arg_desc(pd, DNNL_ARG_WEIGHTS_LAYER), want_wi = arg_desc(pd, DNNL_ARG_WEIGHTS_ITER);
+    const auto want_bias = arg_desc(pd, DNNL_ARG_BIAS);
+    const int s = kernel->add(pd);
 
     std::vector<int> w_ih, w_hh, biases;
     for (std::int64_t d = 0; d < dirs; ++d) {
@@ -341,12 +414,7 @@ std::unique_ptr<Kernel> make(const KernelCtx& ctx, const Cell& c) {
       if (!c.lstm)
         for (std::int64_t o = 0; o < h; ++o) dst[3 * h + o] = bhh[2 * h + o];
     }
-    {
-      dnnl::memory src_bias(bias_md, ctx.engine, summed.data());
-      dnnl::stream stream(ctx.engine);
-      dnnl::reorder(src_bias, bias_mem).execute(stream, src_bias, bias_mem);
-      stream.wait();
-    }
+    reorder_into(dnnl::memory(bias_md, ctx.engine, summed.data()), bias_mem);
     kernel->held.push_back(bias_mem);
     kernel->fixed(s, DNNL_ARG_BIAS, bias_mem);
 

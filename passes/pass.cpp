@@ -41,7 +41,6 @@ const std::vector<Entry>& pipeline() {
       {2, make_fuse_conv_activation_pass},
       {1, make_assign_layouts_pass},
       {1, make_dead_code_pass},
-      {1, make_pack_weights_pass},
   };
   return entries;
 }
@@ -54,10 +53,18 @@ std::vector<std::unique_ptr<Pass>> all_passes() {
   return out;
 }
 
+std::vector<std::unique_ptr<Pass>> lowering_passes() {
+  std::vector<std::unique_ptr<Pass>> out;
+  out.push_back(make_pack_weights_pass());
+  return out;
+}
+
 std::vector<std::unique_ptr<Pass>> make_pipeline(const PipelineOptions& options) {
   std::set<std::string> known;
   std::string names;
-  for (const auto& p : all_passes()) {
+  std::vector<std::unique_ptr<Pass>> every = all_passes();
+  for (auto& p : lowering_passes()) every.push_back(std::move(p));
+  for (const auto& p : every) {
     known.insert(p->name());
     names += (names.empty() ? "" : ", ") + std::string(p->name());
   }
@@ -74,9 +81,12 @@ std::vector<std::unique_ptr<Pass>> make_pipeline(const PipelineOptions& options)
   return out;
 }
 
-std::vector<Remark> run_pipeline(Graph& g, const PipelineOptions& options) {
+namespace {
+
+std::vector<Remark> run_passes(Graph& g, const PipelineOptions& options, std::vector<std::unique_ptr<Pass>> passes) {
   std::vector<Remark> remarks;
-  for (auto& pass : make_pipeline(options)) {
+  for (auto& pass : passes) {
+    if (options.disabled.count(pass->name())) continue;
     PassContext ctx(pass->name());
     bool changed = pass->run(g, ctx);
     if (changed) {
@@ -89,6 +99,17 @@ std::vector<Remark> run_pipeline(Graph& g, const PipelineOptions& options) {
       *options.print_to << "// after " << pass->name() << (changed ? "" : " (unchanged)") << "\n" << g.print();
   }
   return remarks;
+}
+
+}  // namespace
+
+std::vector<Remark> run_pipeline(Graph& g, const PipelineOptions& options) {
+  return run_passes(g, options, make_pipeline(options));
+}
+
+std::vector<Remark> run_lowering(Graph& g, const PipelineOptions& options) {
+  make_pipeline(options);  // checks the pass names in options
+  return run_passes(g, options, lowering_passes());
 }
 
 }  // namespace kiln

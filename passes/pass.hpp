@@ -84,5 +84,11 @@ std::vector<std::unique_ptr<Pass>> make_pipeline(const PipelineOptions& options)
 /// Runs the pipeline; re-infers shapes after each pass that changed the graph (and verifies, when
 /// verify_each). Throws kiln::Error naming unknown pass names in options.
 std::vector<Remark> run_pipeline(Graph& g, const PipelineOptions& options);
+/// The passes that lower an optimized graph for its kernels, in order: pack-weights. They are not
+/// optimizations: the compile driver runs them after the pipeline at every level, -O0 included, unless
+/// options.disabled names them.
+std::vector<std::unique_ptr<Pass>> lowering_passes();
+/// Runs lowering_passes() as run_pipeline runs the pipeline.
+std::vector<Remark> run_lowering(Graph& g, const PipelineOptions& options);
 
 }  // namespace kiln

@@ -15,6 +15,7 @@
 #include "graph/checked.hpp"
 #include "kiln/generate.hpp"
 #include "ops/select.hpp"
+#include "runtime/compile.hpp"
 #include "runtime/model_impl.hpp"
 #include "runtime/plan.hpp"
 
@@ -455,15 +456,14 @@ std::vector<std::vector<Hypothesis>> GeneratorImpl::run(const std::vector<std::v
 Seq2SeqModel Seq2SeqModel::load(const std::string& path, const LoadOptions& options) {
   return detail::no_bad_alloc("Seq2SeqModel::load", [&]() -> Seq2SeqModel {
     auto spec = load_yaml_seq2seq(path);
-    PipelineOptions pipeline;
-    pipeline.opt_level = options.opt_level;
-    pipeline.disabled.insert(options.disabled_passes.begin(), options.disabled_passes.end());
+    // The encoder and decoder compile as any model does, with the same options.
     auto wrap = [&](std::unique_ptr<Graph> g) {
-      auto impl = std::make_shared<detail::ModelImpl>();
-      impl->graph = std::move(g);
-      impl->path = path;
-      impl->remarks = run_pipeline(*impl->graph, pipeline);
-      return Model(impl);
+      detail::CompileRequest request;
+      request.path = path;
+      request.graph = std::move(g);
+      request.pipeline = detail::pipeline_options(options);
+      request.options = options;
+      return Model(detail::compile(std::move(request)));
     };
     auto impl = std::make_shared<detail::Seq2SeqImpl>();
     impl->name = spec->name;

@@ -10,11 +10,9 @@
 #include <omp.h>
 #include <tbb/parallel_for.h>
 
-#include "frontends/safetensors.hpp"
-
-#include "frontends/yaml/yaml_frontend.hpp"
 #include "graph/checked.hpp"
 #include "ops/isa.hpp"
+#include "runtime/compile.hpp"
 #include "runtime/model_impl.hpp"
 
 namespace kiln {
@@ -276,64 +274,29 @@ void SessionImpl::release(Lease lease) {
   cv.notify_all();
 }
 
-std::shared_ptr<ModelImpl> compile_model(const std::string& path, const PipelineOptions& options) {
-  auto impl = std::make_shared<ModelImpl>();
-  impl->path = path;
-  auto dot = path.find_last_of('.');
-  std::string ext = dot == std::string::npos ? std::string() : path.substr(dot);
-  if (ext == ".kplan") return load_kplan_file(path);  // compiled ahead of time: the passes already ran
-  if (ext == ".yaml" || ext == ".yml") {
-    impl->graph = load_yaml_model(path);
-  } else {
-    fail_at(SourceLoc{path, 0, 0}, "unrecognized model file type '" + ext + "' (expected .yaml, .yml or .kplan)");
-  }
-  impl->remarks = run_pipeline(*impl->graph, options);
-  impl->weight_bytes = weight_bytes_of(*impl->graph);
-  return impl;
-}
-
 }  // namespace detail
-
-namespace {
-PipelineOptions pipeline_options(const LoadOptions& options) {
-  PipelineOptions pipeline;
-  pipeline.opt_level = options.opt_level;
-  pipeline.disabled.insert(options.disabled_passes.begin(), options.disabled_passes.end());
-  return pipeline;
-}
-
-}  // namespace
 
 Model Model::load(const std::string& path, const LoadOptions& options) {
   return detail::no_bad_alloc("Model::load", [&] {
-    auto impl = detail::compile_model(path, pipeline_options(options));
-    impl->options = options;
-    return Model(std::move(impl));
+    detail::CompileRequest request;
+    request.path = path;
+    request.pipeline = detail::pipeline_options(options);
+    request.options = options;
+    return Model(detail::compile(std::move(request)));
   });
 }
 
 Model Model::load_from_memory(const std::string& yaml_text, const void* weights, std::size_t weights_size,
                               const LoadOptions& options, const std::string& name) {
   return detail::no_bad_alloc("Model::load_from_memory", [&] {
-    auto impl = std::make_shared<detail::ModelImpl>();
-    impl->path = name;
-    std::shared_ptr<WeightsFile> file;
-    if (weights) {
-      // One aligned copy the model owns, so tensors are aligned views and the caller may free its buffer.
-      if (weights_size > static_cast<std::size_t>(checked::kMaxSize) - 63)  // (weights_size + 63) must not wrap
-        fail("cannot copy " + std::to_string(weights_size) + " bytes of weights: more than " +
-             std::to_string(checked::kMaxSize) + " bytes");
-      void* mem = std::aligned_alloc(64, std::max<std::size_t>((weights_size + 63) / 64 * 64, 64));
-      if (!mem) fail("out of memory copying " + std::to_string(weights_size) + " bytes of weights");
-      std::shared_ptr<const void> owner(mem, [](const void* p) { std::free(const_cast<void*>(p)); });
-      std::memcpy(mem, weights, weights_size);
-      file = WeightsFile::from_memory(name + " (weights)", mem, weights_size, owner);
-    }
-    impl->graph = parse_yaml_model(yaml_text, name, std::move(file));
-    impl->remarks = run_pipeline(*impl->graph, pipeline_options(options));
-    impl->options = options;
-    impl->weight_bytes = detail::weight_bytes_of(*impl->graph);
-    return Model(std::move(impl));
+    detail::CompileRequest request;
+    request.path = name;
+    request.yaml_text = &yaml_text;
+    request.weights = weights;
+    request.weights_size = weights_size;
+    request.pipeline = detail::pipeline_options(options);
+    request.options = options;
+    return Model(detail::compile(std::move(request)));
   });
 }
 

@@ -52,9 +52,6 @@ decltype(auto) no_bad_alloc(const char* call, F&& body) {
   }
 }
 
-/// Loads a model file and runs the pass pipeline on it.
-std::shared_ptr<ModelImpl> compile_model(const std::string& path, const PipelineOptions& options);
-
 /// The CPU engine shared by all sessions.
 const dnnl::engine& cpu_engine();
 

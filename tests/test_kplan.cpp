@@ -16,10 +16,13 @@
 
 #include "ops/gemm.hpp"
 #include "ops/isa.hpp"
+#include "runtime/compile.hpp"
+#include "runtime/file_io.hpp"
 #include "runtime/kplan.hpp"
 #include "runtime/model_impl.hpp"
 #include "runtime/npy.hpp"
 #include "test_util.hpp"
+#include "tools/temp_file_signals.hpp"
 
 using kiln::test::contains;
 using kiln::test::error_of;
@@ -33,9 +36,11 @@ namespace fs = std::filesystem;
 using Bytes = std::vector<unsigned char>;
 
 Bytes compile_plan(const std::string& yaml, const kiln::DimRanges& dims = {}, int opt_level = 2) {
-  kiln::PipelineOptions options;
-  options.opt_level = opt_level;
-  auto impl = kiln::detail::compile_model_with_dims(yaml, options, dims);
+  kiln::detail::CompileRequest request;
+  request.path = yaml;
+  request.pipeline.opt_level = opt_level;
+  request.dims = dims;
+  auto impl = kiln::detail::compile(std::move(request));
   kiln::KplanInfo info;
   info.isa = kiln::host_isa();
   info.source = yaml;
@@ -308,19 +313,21 @@ TEST_CASE("bad plan files are rejected with a message naming the file and the pr
     reseal(b);
     CHECK(load_error(b) == "corrupt plan file: unexpected end of section (at byte 4 of the graph section)");
   }
-  SUBCASE("a well-sealed weight panel entry that points outside its constant") {
+  SUBCASE("a well-sealed packed weight holding fewer bytes than its panels need") {
     if (kiln::gemm::enabled()) {
       Bytes b = good;
-      std::size_t graph = 0, graph_bytes = 0;
-      for (int i = 7; i >= 0; --i) {
-        graph = (graph << 8) | b[32 + static_cast<std::size_t>(i)];
-        graph_bytes = (graph_bytes << 8) | b[40 + static_cast<std::size_t>(i)];
-      }
-      // The last entry (u32 value, u64 offset, i64 n, i64 k, u64 data offset) ends the graph section.
-      put_u32(b, graph + graph_bytes - 36 + 12, 0x40000000u);  // n
+      // The first constant in Kiln's GEMM panels: its type ends with the layout string (u32 length, bytes);
+      // then come u8 "constant", u64 data offset, u64 byte count. The byte count becomes 64.
+      const std::string layout = std::string("\x08\0\0\0", 4) + kiln::gemm::kPackedLayout;
+      const std::size_t at = find(b, layout) + layout.size() + 1 + 8;
+      for (std::size_t i = 0; i < 8; ++i) b[at + i] = i == 0 ? 64 : 0;
       reseal(b);
-      std::string err = load_error(b);
-      CHECK(err.rfind("corrupt plan file: weight panel 8 lies outside constant '", 0) == 0);
+      const std::string path = write(tmp, "short.kplan", b);
+      kiln::Session session(kiln::Model::load(path));
+      auto tokens = kiln::read_npy(source_path(kD64 + "/tokens_b1_s8.npy"));
+      const std::string err = error_of([&] { session.run({{"tokens", tokens}}); });
+      CHECK(contains(err, "in layout panels16 holds 64 bytes"));
+      CHECK(contains(err, " need "));
     }
   }
   SUBCASE("missing file") {
@@ -352,7 +359,7 @@ TEST_CASE("SIGINT while a plan file is being written leaves neither the file nor
   pid_t child = ::fork();
   REQUIRE(child >= 0);
   if (child == 0) {  // writes 256 MB, slowly enough to be interrupted, with kilnc's signal handling
-    kiln::detail::remove_temp_files_on_signal();
+    kiln::remove_temp_files_on_signal();
     std::vector<unsigned char> big(std::size_t{256} << 20, 7);
     kiln::detail::write_file_atomic(path, big.data(), big.size());
     ::_exit(0);

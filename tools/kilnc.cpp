@@ -19,16 +19,15 @@
 #include "kiln/kiln.hpp"
 #include "ops/op.hpp"
 #include "passes/pass.hpp"
+#include "runtime/compile.hpp"
 #include "runtime/model_impl.hpp"
 #include "runtime/npy.hpp"
 #include "tools/kilnc_aot.hpp"
+#include "tools/pass_flags.hpp"
 
 namespace {
 
-struct CompileFlags {
-  int opt_level = 2;
-  std::vector<std::string> disabled;
-  std::vector<std::string> print_after;
+struct CompileFlags : kiln::PassFlags {
   bool explain = false;
 };
 
@@ -40,13 +39,16 @@ void add_compile_flags(CLI::App* cmd, CompileFlags& f) {
   cmd->add_flag("--explain", f.explain, "list each fusion that fired or declined, and the plan's kernels and memory");
 }
 
+// The model at `path` through the compile driver with the subcommand's pass flags.
+std::shared_ptr<kiln::detail::ModelImpl> compile_impl(const std::string& path, const kiln::PassFlags& f) {
+  kiln::detail::CompileRequest request;
+  request.path = path;
+  request.pipeline = kiln::pass_pipeline(f, &std::cout);
+  return kiln::detail::compile(std::move(request));
+}
+
 kiln::Model compile(const std::string& path, const CompileFlags& f) {
-  kiln::PipelineOptions options;
-  options.opt_level = f.opt_level;
-  options.disabled.insert(f.disabled.begin(), f.disabled.end());
-  options.print_after.insert(f.print_after.begin(), f.print_after.end());
-  options.print_to = &std::cout;
-  auto impl = kiln::detail::compile_model(path, options);
+  auto impl = compile_impl(path, f);
   if (f.explain) {
     std::printf("passes at -O%d:\n", f.opt_level);
     if (impl->remarks.empty()) std::printf("  (no fusion matched)\n");
@@ -131,12 +133,7 @@ int cmd_run(const std::string& model_path, const std::vector<std::string>& input
 
 int cmd_profile(const std::string& model_path, const std::vector<std::string>& input_specs, int runs,
                 const CompileFlags& flags) {
-  auto impl = kiln::detail::compile_model(model_path, [&] {
-    kiln::PipelineOptions o;
-    o.opt_level = flags.opt_level;
-    o.disabled.insert(flags.disabled.begin(), flags.disabled.end());
-    return o;
-  }());
+  auto impl = compile_impl(model_path, flags);
   kiln::Session session{kiln::Model(impl)};
   auto inputs = read_inputs(input_specs);
   std::printf("%s", session.profile(inputs, runs).c_str());
@@ -158,6 +155,8 @@ int cmd_dot(const std::string& model_path, const CompileFlags& flags) {
 
 int cmd_passes() {
   for (const auto& p : kiln::all_passes()) std::printf("%-24s %s\n", p->name(), p->summary());
+  std::printf("\nafter them, at every level (-O0 included):\n");
+  for (const auto& p : kiln::lowering_passes()) std::printf("%-24s %s\n", p->name(), p->summary());
   return 0;
 }
 
@@ -186,10 +185,7 @@ struct GenerateFlags {
 };
 
 int cmd_generate(const std::string& model_path, const GenerateFlags& g, const CompileFlags& flags) {
-  kiln::LoadOptions load;
-  load.opt_level = flags.opt_level;
-  load.disabled_passes = flags.disabled;
-  kiln::Seq2SeqModel model = kiln::Seq2SeqModel::load(model_path, load);
+  kiln::Seq2SeqModel model = kiln::Seq2SeqModel::load(model_path, kiln::load_options(flags));
   std::vector<std::string> sources = g.texts, references;
   if (!g.input_file.empty()) {
     std::ifstream in(g.input_file);

@@ -18,10 +18,13 @@
 #include <yaml-cpp/yaml.h>
 
 #include "kiln/kiln.hpp"
+#include "runtime/compile.hpp"
+#include "runtime/file_io.hpp"
 #include "runtime/kplan.hpp"
 #include "runtime/model_impl.hpp"
 #include "runtime/npy.hpp"
 #include "tools/emit_cpp.hpp"
+#include "tools/temp_file_signals.hpp"
 
 namespace kiln {
 
@@ -131,14 +134,16 @@ int cmd_compile(const AotCli& cli) {
     fail("--isa '" + cli.isa + "': unknown instruction set (expected sse41, avx, avx2, avx2_vnni, avx512_core, "
          "avx512_core_vnni, avx512_core_bf16 or avx512_core_amx)");
   info.source = cli.model;
-  info.opt_level = cli.opt_level;
+  info.opt_level = cli.passes.opt_level;
   info.dims = dims;
 
   Progress progress("compiling " + cli.model);
-  PipelineOptions pipeline;
-  pipeline.opt_level = cli.opt_level;
-  pipeline.disabled.insert(cli.disabled.begin(), cli.disabled.end());
-  auto impl = detail::compile_model_with_dims(cli.model, pipeline, dims, &Progress::stage);
+  detail::CompileRequest request;
+  request.path = cli.model;
+  request.pipeline = pass_pipeline(cli.passes);
+  request.dims = dims;
+  request.stage = &Progress::stage;
+  auto impl = detail::compile(std::move(request));
   Progress::stage("compiling plans for the bound shapes");
   info.plans = detail::summarize_plans(*impl);
   Progress::stage("serializing the plan");
@@ -159,7 +164,7 @@ int cmd_compile(const AotCli& cli) {
     o.embed = cli.weights == "embed";
     o.source = fs::path(cli.model).filename().string();
     o.shapes = shapes_text(dims);
-    o.opt_level = cli.opt_level;
+    o.opt_level = cli.passes.opt_level;
     const fs::path dir = fs::absolute(cli.output).lexically_normal();
     if (!o.embed) {
       o.plan_file = (dir / (o.name + ".kplan")).string();
@@ -190,7 +195,7 @@ int cmd_compile(const AotCli& cli) {
         ++consts;
       }
     std::printf("compiled %s (-O%d%s) for %s: %zu nodes, %zu weight tensors (%zu bytes), plan %zu bytes, format %u\n",
-                cli.model.c_str(), cli.opt_level, dims.empty() ? "" : (", " + shapes_text(dims)).c_str(),
+                cli.model.c_str(), cli.passes.opt_level, dims.empty() ? "" : (", " + shapes_text(dims)).c_str(),
                 isa_name(info.isa).c_str(), impl->graph->nodes().size(), consts, const_bytes, bytes.size(), kKplanVersion);
     for (const auto& out : outputs) std::printf("wrote %s\n", out.c_str());
   }
@@ -237,9 +242,7 @@ int cmd_inspect(const AotCli& cli) {
 int cmd_bench(const AotCli& cli) {
   std::vector<double> load_ms;
   Model model;
-  LoadOptions lo;
-  lo.opt_level = cli.opt_level;
-  lo.disabled_passes = cli.disabled;
+  const LoadOptions lo = load_options(cli.passes);
   for (int i = 0; i < std::max(cli.load_runs, 1); ++i) {
     auto t0 = Clock::now();
     model = Model::load(cli.model, lo);
@@ -310,8 +313,8 @@ void add_aot_subcommands(CLI::App& app, AotCli& c) {
   c.compile->add_option("-o,--output", c.output, "the plan file to write (--emit plan), or the folder for the C++ files (--emit cpp)")
       ->required();
   c.compile->add_option("--shape", c.shapes, "bind a symbolic dim: NAME=DIM fixes it, NAME=MIN..MAX bounds it (repeatable)");
-  c.compile->add_option("-O,--opt-level", c.opt_level, "optimization level: 0, 1 or 2 (default)")->check(CLI::Range(0, 2));
-  c.compile->add_option("--disable-pass", c.disabled, "do not run this pass (repeatable)");
+  c.compile->add_option("-O,--opt-level", c.passes.opt_level, "optimization level: 0, 1 or 2 (default)")->check(CLI::Range(0, 2));
+  c.compile->add_option("--disable-pass", c.passes.disabled, "do not run this pass (repeatable)");
   c.compile->add_option("--emit", c.emit, "plan (default): a .kplan file; cpp: NAME.hpp and NAME.cpp in the output folder");
   c.compile->add_option("--weights", c.weights, "with --emit cpp: embed (default) the plan in the source, or file: write NAME.kplan beside it and read it at run time");
   c.compile->add_option("--name", c.name, "with --emit cpp: the file stem (default: the model's name)");
@@ -335,12 +338,12 @@ void add_aot_subcommands(CLI::App& app, AotCli& c) {
   c.bench->add_option("--load-runs", c.load_runs, "load the model this many times and report the median (default 1)")
       ->check(CLI::PositiveNumber);
   c.bench->add_flag("--load-only", c.load_only, "only measure loading");
-  c.bench->add_option("-O,--opt-level", c.opt_level, "optimization level for .yaml models (default 2)")->check(CLI::Range(0, 2));
+  c.bench->add_option("-O,--opt-level", c.passes.opt_level, "optimization level for .yaml models (default 2)")->check(CLI::Range(0, 2));
 }
 
 int run_aot_subcommand(const AotCli& cli) {
   if (cli.compile && *cli.compile) {
-    detail::remove_temp_files_on_signal();
+    remove_temp_files_on_signal();
     return cmd_compile(cli);
   }
   if (cli.inspect && *cli.inspect) return cmd_inspect(cli);

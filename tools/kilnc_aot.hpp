@@ -6,6 +6,8 @@
 
 #include <CLI/CLI.hpp>
 
+#include "tools/pass_flags.hpp"
+
 namespace kiln {
 
 struct AotCli {
@@ -14,8 +16,8 @@ struct AotCli {
   CLI::App* bench = nullptr;
 
   std::string model, output, emit = "plan", isa, name, class_name, ns = "kiln_models", weights = "embed", depfile;
-  std::vector<std::string> shapes, disabled, inputs;
-  int opt_level = 2;
+  std::vector<std::string> shapes, inputs;
+  PassFlags passes;  // -O and --disable-pass
   bool quiet = false;
   bool ir = false;
   int warmup = 10, runs = 100, load_runs = 1;

@@ -1,0 +1,119 @@
+#include "runtime/compile.hpp"
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+
+#include "frontends/safetensors.hpp"
+#include "frontends/yaml/yaml_frontend.hpp"
+#include "graph/checked.hpp"
+#include "runtime/model_impl.hpp"
+
+namespace kiln::detail {
+
+namespace {
+
+// A YAML model in memory: one aligned copy of the weights the model owns, so that tensors are aligned views
+// and the caller may free its buffer.
+std::unique_ptr<Graph> parse_in_memory(const CompileRequest& r) {
+  std::shared_ptr<WeightsFile> file;
+  if (r.weights) {
+    if (r.weights_size > static_cast<std::size_t>(checked::kMaxSize) - 63)  // (weights_size + 63) must not wrap
+      fail("cannot copy " + std::to_string(r.weights_size) + " bytes of weights: more than " +
+           std::to_string(checked::kMaxSize) + " bytes");
+    void* mem = std::aligned_alloc(64, std::max<std::size_t>((r.weights_size + 63) / 64 * 64, 64));
+    if (!mem) fail("out of memory copying " + std::to_string(r.weights_size) + " bytes of weights");
+    std::shared_ptr<const void> owner(mem, [](const void* p) { std::free(const_cast<void*>(p)); });
+    std::memcpy(mem, r.weights, r.weights_size);
+    file = WeightsFile::from_memory(r.path + " (weights)", mem, r.weights_size, owner);
+  }
+  return parse_yaml_model(*r.yaml_text, r.path, std::move(file));
+}
+
+std::string extension(const std::string& path) {
+  auto dot = path.find_last_of('.');
+  return dot == std::string::npos ? std::string() : path.substr(dot);
+}
+
+}  // namespace
+
+PipelineOptions pipeline_options(const LoadOptions& options) {
+  PipelineOptions pipeline;
+  pipeline.opt_level = options.opt_level;
+  pipeline.disabled.insert(options.disabled_passes.begin(), options.disabled_passes.end());
+  return pipeline;
+}
+
+std::shared_ptr<ModelImpl> compile(CompileRequest request) {
+  std::shared_ptr<ModelImpl> impl;
+  if (!request.graph && !request.yaml_text && extension(request.path) == ".kplan") {
+    // Compiled ahead of time: the passes already ran and the dims were bound then.
+    if (!request.dims.empty())
+      throw Error(request.path + ": error: a plan file's dims were bound when it was compiled (expected a .yaml model to bind)");
+    impl = load_kplan_file(request.path);
+    impl->options = request.options;
+    return impl;
+  }
+
+  impl = std::make_shared<ModelImpl>();
+  impl->path = request.path;
+  impl->options = request.options;
+  if (request.stage) request.stage("reading the model and its weights");
+  if (request.graph) {
+    impl->graph = std::move(request.graph);
+  } else if (request.yaml_text) {
+    impl->graph = parse_in_memory(request);
+  } else {
+    const std::string ext = extension(request.path);
+    if (ext != ".yaml" && ext != ".yml")
+      fail_at(SourceLoc{request.path, 0, 0}, "unrecognized model file type '" + ext + "' (expected .yaml, .yml or .kplan)");
+    impl->graph = load_yaml_model(request.path);
+  }
+  Graph& g = *impl->graph;
+  if (!request.dims.empty()) impl->dim_ranges = bind_dims(g, request.dims);
+  if (request.stage) request.stage("running the optimization passes");
+  impl->remarks = run_pipeline(g, request.pipeline);
+  const std::vector<Remark> lowered = run_lowering(g, request.pipeline);
+  impl->remarks.insert(impl->remarks.end(), lowered.begin(), lowered.end());
+  impl->weight_bytes = weight_bytes_of(g);
+  return impl;
+}
+
+std::vector<PlanSummary> summarize_plans(const ModelImpl& model) {
+  const Graph& g = *model.graph;
+  // Every combination of the ranges' ends.
+  std::vector<std::map<std::string, std::int64_t>> settings(1);
+  for (const auto& [name, range] : model.dim_ranges) {
+    std::vector<std::map<std::string, std::int64_t>> next;
+    for (const auto& s : settings)
+      for (std::int64_t v : {range.min, range.max}) {
+        auto t = s;
+        t[name] = v;
+        if (std::find(next.begin(), next.end(), t) == next.end()) next.push_back(std::move(t));
+      }
+    settings = std::move(next);
+  }
+  std::vector<PlanSummary> out;
+  for (const auto& s : settings) {
+    PlanSummary summary;
+    bool known = true;
+    for (const Value* in : g.inputs) {
+      std::vector<std::int64_t> dims;
+      for (const Dim& d : in->type.shape) {
+        auto it = d.concrete() ? s.end() : s.find(d.sym);
+        if (!d.concrete() && it == s.end()) known = false;
+        dims.push_back(d.concrete() ? d.value : it == s.end() ? 0 : it->second);
+      }
+      summary.input_dims.push_back(std::move(dims));
+    }
+    if (!known) continue;
+    Plan plan(g, summary.input_dims, cpu_engine());
+    summary.arena_bytes = plan.arena_bytes();
+    for (const auto& step : plan.steps()) summary.kernels += step.impl == "view" ? 0 : 1;
+    out.push_back(std::move(summary));
+  }
+  return out;
+}
+
+}  // namespace kiln::detail
