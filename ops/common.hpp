@@ -136,11 +136,9 @@ struct LinearStep {
   int weight = 0;               // node input holding W
   std::int64_t weight_row0 = 0; // first row of W (and of the bias) used
   int bias = -1;                // node input holding b, or -1
-  std::string activation = "none";  // none, relu, gelu, gelu_tanh, tanh, sigmoid
+  std::string activation = "none";  // none or one of linear's (ops/activation.hpp)
   int residual = -1;            // node input added last ([rows,out]), or -1
 };
-/// The activations LinearStep takes, with their oneDNN algorithms ("none" excluded).
-const std::vector<std::pair<std::string, dnnl::algorithm>>& linear_activations();
 /// Appends a LinearStep to `kernel`: Kiln's GEMM with the weights packed once (ops/gemm.hpp) where the CPU
 /// and the activation allow, else a oneDNN matmul reading W in place as [N,K]. Defined in ops/linear.cpp.
 void add_linear(DnnlKernel& kernel, const KernelCtx& ctx, const LinearStep& step);

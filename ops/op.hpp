@@ -14,6 +14,7 @@
 #include <oneapi/dnnl/dnnl.hpp>
 
 #include "graph/graph.hpp"
+#include "ops/activation.hpp"
 
 namespace kiln {
 
@@ -123,6 +124,9 @@ struct OpSchema {
   LayoutFn preferred_layout = nullptr;
   /// See WorkingBytesFn; null: the kernel needs nothing outside the arena.
   WorkingBytesFn working_bytes = nullptr;
+  /// What the op can fold into itself (an activation, a residual input); see PostOps in
+  /// ops/activation.hpp. Default: nothing.
+  PostOps post_ops;
 
   /// The layout this node needs its inputs in (plain unless the schema says otherwise).
   std::string required_layout(const Node& node) const { return layout ? layout(node) : std::string(); }
