@@ -25,9 +25,8 @@ Node* absorber_of(const Value* v, PostOpStage stage) {
 class FuseActivation : public Pass {
  public:
   explicit FuseActivation(PostOpStage stage) : stage_(stage) {
-    summary_ = post_op_ops(stage) + " + an activation its schema accepts -> one node applying it as a post-op (" +
-               (stage == PostOpStage::ActivationFirst ? "before fuse-residual: ops applying it before their residual)"
-                                                      : "after fuse-residual: ops applying it after their residual)");
+    const std::string ops = post_op_ops(stage);
+    summary_ = ops + " + an activation it accepts -> " + ops + " applying it as a post-op (" + stage_str(stage) + ")";
   }
   const char* name() const override { return "fuse-activation"; }
   const char* summary() const override { return summary_.c_str(); }
@@ -74,6 +73,11 @@ class FuseActivation : public Pass {
 };
 
 }  // namespace
+
+const char* stage_str(PostOpStage stage) {
+  return stage == PostOpStage::ActivationFirst ? "ops whose activation precedes the residual"
+                                               : "ops whose activation follows the residual";
+}
 
 std::string post_op_ops(PostOpStage stage) {
   std::string out;

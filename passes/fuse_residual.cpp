@@ -26,9 +26,8 @@ Node* absorber_of(const Value* v, PostOpStage stage) {
 class FuseResidual : public Pass {
  public:
   explicit FuseResidual(PostOpStage stage) : stage_(stage) {
-    summary_ = "add(" + post_op_ops(stage) + "(x), r) -> one node adding r as a post-op (" +
-               (stage == PostOpStage::ActivationFirst ? "after fuse-activation: ops adding it after their activation)"
-                                                      : "before fuse-activation: ops applying their activation after it)");
+    const std::string ops = post_op_ops(stage);
+    summary_ = "add(" + ops + "(x), r) -> " + ops + " adding r as a post-op (" + stage_str(stage) + ")";
   }
   const char* name() const override { return "fuse-residual"; }
   const char* summary() const override { return summary_.c_str(); }

@@ -67,8 +67,9 @@ std::unique_ptr<Pass> make_fold_conv_batch_norm_pass();
 enum class PostOpStage { ActivationFirst, ResidualFirst };
 std::unique_ptr<Pass> make_fuse_activation_pass(PostOpStage stage);
 std::unique_ptr<Pass> make_fuse_residual_pass(PostOpStage stage);
-/// The ops folding post-ops in `stage`, "a/b" (for the passes' summaries).
+/// For the passes' summaries: the ops folding post-ops in `stage` ("a/b"), and which ops those are.
 std::string post_op_ops(PostOpStage stage);
+const char* stage_str(PostOpStage stage);
 
 struct PipelineOptions {
   int opt_level = 2;
