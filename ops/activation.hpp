@@ -1,11 +1,13 @@
 #pragma once
 // The activation vocabulary: every elementwise function Kiln knows by name, in one table
 // (ops/activation.cpp). A row gives the value of the `activation` attribute of the ops that fold one in
-// (linear, conv2d), the unary op that computes it on its own (relu, gelu, clip, ...: their schemas are
-// made from the table, see unary_schema in ops/eltwise.hpp), that op's parameters, whether it can be
+// (linear, conv2d), the unary op that computes it on its own (relu, gelu, clip, ...: ops/unary.cpp makes
+// their schemas from the table), that op's parameters, whether it can be
 // folded into a producer as a post-op, and, for the kernels, its oneDNN eltwise algorithm and whether
-// Kiln's GEMM epilogue implements it. Adding an activation is a row there (and a KILN_OP line in
-// ops/op_list.inc for its unary op); the fusion passes and the ops that absorb post-ops pick it up.
+// Kiln's GEMM epilogue implements it. Adding an activation is a row there, plus the registration of its
+// unary op by name (a KILN_OP line in ops/op_list.inc, a KILN_UNARY_OP line in ops/unary.cpp); the
+// fusion passes and the ops that absorb post-ops (conv2d: every post-op but gelu; linear: those with a
+// GEMM epilogue) pick it up.
 //
 // This header is oneDNN-free: schemas (OpSchema::post_ops) and passes include it. The kernel side of the
 // table (oneDNN algorithm, GEMM epilogue, schema attributes) is declared in ops/eltwise.hpp.
