@@ -14,6 +14,7 @@
 #include <string_view>
 #include <vector>
 
+#include "graph/activation.hpp"
 #include "graph/graph.hpp"
 
 namespace kiln {
@@ -123,6 +124,9 @@ struct OpSchema {
   LayoutFn preferred_layout = nullptr;
   /// See WorkingBytesFn; null: the kernel needs nothing outside the arena.
   WorkingBytesFn working_bytes = nullptr;
+  /// What the op can fold into itself (an activation, a residual input); see PostOps in
+  /// graph/activation.hpp. Default: nothing.
+  PostOps post_ops;
   /// See PackFn; null: the kernel reads its weights as they are.
   PackFn pack = nullptr;
 

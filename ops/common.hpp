@@ -139,11 +139,9 @@ struct LinearStep {
   int weight = 0;               // node input holding W
   std::int64_t weight_row0 = 0; // first row of W (and of the bias) used
   int bias = -1;                // node input holding b, or -1
-  std::string activation = "none";  // none, relu, gelu, gelu_tanh, tanh, sigmoid
+  std::string activation = "none";  // none or one of linear's (graph/activation.hpp)
   int residual = -1;            // node input added last ([rows,out]), or -1
 };
-/// The activations LinearStep takes, with their oneDNN algorithms ("none" excluded).
-const std::vector<std::pair<std::string, dnnl::algorithm>>& linear_activations();
 /// Appends a LinearStep to `kernel`: Kiln's GEMM where the CPU allows, reading W's panels as the
 /// pack-weights pass made them (W in gemm::kPackedLayout), or packing a private copy of plain W when the
 /// kernel is made (-O0); else a oneDNN matmul reading plain W in place as [N,K]. Defined in ops/linear.cpp.

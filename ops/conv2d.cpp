@@ -12,6 +12,7 @@
 
 #include <cstring>
 
+#include "ops/eltwise.hpp"
 #include "ops/spatial.hpp"
 
 namespace kiln {
@@ -19,16 +20,10 @@ namespace {
 
 enum { kSrc, kWeight, kBias, kResidual };
 
-struct Activation {
-  const char* name;
-  dnnl::algorithm alg;
-};
-const Activation kActivations[] = {
-    {"relu", dnnl::algorithm::eltwise_relu},     {"clip", dnnl::algorithm::eltwise_clip},
-    {"silu", dnnl::algorithm::eltwise_swish},    {"sigmoid", dnnl::algorithm::eltwise_logistic},
-    {"tanh", dnnl::algorithm::eltwise_tanh},
-};
-const char* const kActivationNames = "none, relu, clip, silu, sigmoid, tanh";
+// The activations conv2d takes, each as a oneDNN eltwise post-op: every post-op of the table but gelu's
+// two forms, which conv2d has never taken (test_conv2d pins the list; dropping the exclusion is all it
+// takes to fuse them).
+bool conv_accepts(const ActivationDef& a) { return a.post_op && std::string_view(a.op) != "gelu"; }
 
 bool has_residual(const Node& n) { return n.inputs.size() > kResidual && n.inputs[kResidual]; }
 
@@ -71,10 +66,7 @@ std::vector<TensorType> infer(const ShapeCtx& ctx) {
     if (ctx.in(kResidual).shape != out)
       ctx.fail("expected residual of shape " + shape_str(out) + ", got " + ctx.in(kResidual).str());
   }
-  const std::string& act = n.attr_string("activation");
-  bool known = act == "none";
-  for (const auto& a : kActivations) known = known || act == a.name;
-  if (!known) ctx.fail("attribute 'activation' must be one of " + std::string(kActivationNames) + "; got \"" + act + "\"");
+  check_activation_attr(ctx);
   const std::string layout = layout_attr(n);
   if (!layout.empty() && channel_block(layout) == 0)
     ctx.fail("attribute 'layout' must be plain, nChw8c or nChw16c; got \"" + layout + "\"");
@@ -138,18 +130,10 @@ std::unique_ptr<Kernel> make(const KernelCtx& ctx) {
 
   dnnl::post_ops ops;
   if (ctx.has(kResidual)) ops.append_sum(1.0f);
-  const std::string& act = n.attr_string("activation");
-  for (const auto& a : kActivations)
-    if (act == a.name) {
-      float alpha = 0.f, beta = 0.f;
-      if (a.alg == dnnl::algorithm::eltwise_clip) {
-        alpha = static_cast<float>(n.attr_float("clip_min"));
-        beta = static_cast<float>(n.attr_float("clip_max"));
-      } else if (a.alg == dnnl::algorithm::eltwise_swish) {
-        alpha = 1.f;
-      }
-      ops.append_eltwise(1.0f, a.alg, alpha, beta);
-    }
+  if (const ActivationDef* a = find_activation(n.attr_string("activation"))) {
+    Eltwise e = *eltwise_of(*a, activation_params(*a, n, true));
+    ops.append_eltwise(1.0f, e.alg, e.alpha, e.beta);
+  }
   auto attr = user_scratchpad_attr();
   attr.set_post_ops(ops);
 
@@ -179,6 +163,18 @@ std::unique_ptr<Kernel> make(const KernelCtx& ctx) {
   return std::make_unique<ConvKernel>(std::move(kernel), ctx.has(kResidual) ? buffer_bytes(ctx.out[0]) : 0);
 }
 
+std::vector<AttrSpec> conv_attrs() {
+  std::vector<AttrSpec> attrs = {
+      AttrSpec{"stride", AttrType::Ints, Attr{std::vector<std::int64_t>{1, 1}}, "[h, w]"},
+      AttrSpec{"padding", AttrType::Ints, Attr{std::vector<std::int64_t>{0, 0}}, "[h, w] or [top, left, bottom, right]"},
+      AttrSpec{"dilation", AttrType::Ints, Attr{std::vector<std::int64_t>{1, 1}}, "[h, w]"},
+      AttrSpec{"groups", AttrType::Int, Attr{std::int64_t{1}}, "channel groups (= channels: depthwise)"}};
+  for (AttrSpec& a : activation_attrs(conv_accepts, "applied after the residual")) attrs.push_back(std::move(a));
+  attrs.push_back(AttrSpec{"layout", AttrType::String, Attr{std::string("plain")},
+                           "activation layout: plain or the blocked one assign-layouts picks (nChw8c)"});
+  return attrs;
+}
+
 }  // namespace
 
 const OpSchema& op_conv2d() {
@@ -186,21 +182,13 @@ const OpSchema& op_conv2d() {
       .name = "conv2d",
       .doc = "act(conv(x, weight) + bias + residual) over [N,C,H,W]; weight [out, in/groups, kh, kw] (nn.Conv2d)",
       .inputs = {{"src"}, {"weight", false, "weight"}, {"bias", true, "bias"}, {"residual", true}},
-      .attrs = {AttrSpec{"stride", AttrType::Ints, Attr{std::vector<std::int64_t>{1, 1}}, "[h, w]"},
-                AttrSpec{"padding", AttrType::Ints, Attr{std::vector<std::int64_t>{0, 0}}, "[h, w] or [top, left, bottom, right]"},
-                AttrSpec{"dilation", AttrType::Ints, Attr{std::vector<std::int64_t>{1, 1}}, "[h, w]"},
-                AttrSpec{"groups", AttrType::Int, Attr{std::int64_t{1}}, "channel groups (= channels: depthwise)"},
-                AttrSpec{"activation", AttrType::String, Attr{std::string("none")},
-                         "applied after the residual: none, relu, clip, silu, sigmoid, tanh"},
-                AttrSpec{"clip_min", AttrType::Float, Attr{0.0}, "lower bound of activation=clip"},
-                AttrSpec{"clip_max", AttrType::Float, Attr{6.0}, "upper bound of activation=clip"},
-                AttrSpec{"layout", AttrType::String, Attr{std::string("plain")},
-                         "activation layout: plain or the blocked one assign-layouts picks (nChw8c)"}},
+      .attrs = conv_attrs(),
       .infer = infer,
       .make_kernel = make,
       .in_place = {kResidual},
       .layout = required,
       .preferred_layout = preferred,
+      .post_ops = {.activations = conv_accepts, .residual = kResidual, .activation_first = false},
   };
   return s;
 }

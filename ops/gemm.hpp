@@ -77,7 +77,8 @@ inline constexpr const char* kPackedLayout = "panels16";
 /// made from one graph, and plans loaded from a file, pack nothing.
 std::size_t packs_made();
 
-/// The activation an Epilogue applies (linear's `activation` attribute).
+/// The activation an Epilogue applies: the activations of the table (ops/activation.cpp) that have a
+/// `gemm` column, resolved from linear's `activation` attribute once, when its kernel is made.
 enum class Activation : std::uint8_t { None, Relu, Gelu, GeluTanh, Tanh, Sigmoid };
 
 /// What is applied to each result before it is stored: · scale, + bias[n], then the activation, then

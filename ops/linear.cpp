@@ -10,20 +10,16 @@
 
 
 #include "ops/common.hpp"
+#include "ops/eltwise.hpp"
 #include "ops/gemm.hpp"
 
 namespace kiln {
 
-const std::vector<std::pair<std::string, dnnl::algorithm>>& linear_activations() {
-  static const std::vector<std::pair<std::string, dnnl::algorithm>> table = {
-      {"relu", dnnl::algorithm::eltwise_relu},           {"gelu", dnnl::algorithm::eltwise_gelu_erf},
-      {"gelu_tanh", dnnl::algorithm::eltwise_gelu_tanh}, {"tanh", dnnl::algorithm::eltwise_tanh},
-      {"sigmoid", dnnl::algorithm::eltwise_logistic}};
-  return table;
-}
-
-
 namespace {
+
+// The activations linear takes: those Kiln's GEMM epilogue applies, so that a fused linear with constant
+// weights always runs on Kiln's GEMM (with the oneDNN matmul's eltwise post-op otherwise).
+bool linear_accepts(const ActivationDef& a) { return a.post_op && a.gemm_epilogue; }
 
 const char* operand_base(const Operand& o, const KernelArgs& args, char* scratch) {
   switch (o.kind) {
@@ -98,12 +94,7 @@ void add_linear(DnnlKernel& kernel, const KernelCtx& ctx, const LinearStep& step
   if (packed_weight && !w) ctx.node.fail("internal: weights in " + std::string(gemm::kPackedLayout) + " must be a constant");
   if (w && gemm::enabled()) {
     std::shared_ptr<const float> packed = gemm_panels(kernel, ctx, step, *w);
-    static const std::pair<const char*, gemm::Activation> kActivations[] = {
-        {"none", gemm::Activation::None},         {"relu", gemm::Activation::Relu}, {"gelu", gemm::Activation::Gelu},
-        {"gelu_tanh", gemm::Activation::GeluTanh}, {"tanh", gemm::Activation::Tanh}, {"sigmoid", gemm::Activation::Sigmoid}};
-    gemm::Activation act = gemm::Activation::None;
-    for (const auto& [name, value] : kActivations)
-      if (step.activation == name) act = value;
+    const gemm::Activation act = gemm_activation(find_activation(step.activation));
     kernel.add_step(
         [step, packed, act](const KernelArgs& args, char* scratch) {
           gemm::Epilogue ep;
@@ -125,8 +116,10 @@ void add_linear(DnnlKernel& kernel, const KernelCtx& ctx, const LinearStep& step
   auto dst = plain_md({step.rows, step.out});
   auto bias = plain_md({1, step.out});
   dnnl::post_ops ops;
-  for (const auto& [name, alg] : linear_activations())
-    if (step.activation == name) ops.append_eltwise(1.0f, alg, 0.f, 0.f);
+  if (const ActivationDef* a = find_activation(step.activation)) {
+    Eltwise e = *eltwise_of(*a, {});
+    ops.append_eltwise(1.0f, e.alg, e.alpha, e.beta);
+  }
   if (step.residual >= 0) ops.append_binary(dnnl::algorithm::binary_add, dst);
   auto attr = user_scratchpad_attr();
   attr.set_post_ops(ops);
@@ -184,10 +177,7 @@ std::vector<TensorType> infer(const ShapeCtx& ctx) {
     if (ctx.in(kResidual).shape != out)
       ctx.fail("expected residual of shape " + shape_str(out) + ", got " + ctx.in(kResidual).str());
   }
-  const std::string& act = ctx.node().attr_string("activation");
-  bool known = act == "none";
-  for (const auto& [name, alg] : linear_activations()) known = known || act == name;
-  if (!known) ctx.fail("attribute 'activation' must be one of none, relu, gelu, gelu_tanh, tanh, sigmoid; got \"" + act + "\"");
+  check_activation_attr(ctx);
   return {TensorType{DType::f32, out}};
 }
 
@@ -218,10 +208,10 @@ const OpSchema& op_linear() {
       .name = "linear",
       .doc = "act(x · weightᵀ + bias) + residual over the last axis; weight [out_features, in_features] (nn.Linear)",
       .inputs = {{"src"}, {"weight", false, "weight"}, {"bias", true, "bias"}, {"residual", true}},
-      .attrs = {AttrSpec{"activation", AttrType::String, Attr{std::string("none")},
-                         "applied before the residual: none, relu, gelu, gelu_tanh, tanh, sigmoid"}},
+      .attrs = activation_attrs(linear_accepts, "applied before the residual"),
       .infer = infer,
       .make_kernel = make,
+      .post_ops = {.activations = linear_accepts, .residual = kResidual, .activation_first = true},
       .pack = pack,
   };
   return s;

@@ -1,40 +1,44 @@
-// relu, gelu, tanh, sigmoid, exp, sqrt, erf, pow: elementwise functions, one oneDNN eltwise primitive
-// each (erf, which oneDNN lacks, is a TBB loop).
+// The unary ops of the activation table (graph/activation.hpp): relu, gelu, clip, silu, sigmoid, tanh, exp,
+// sqrt, pow, erf. Each is one oneDNN eltwise primitive (erf, which oneDNN lacks, is a TBB loop), run in
+// whatever layout src has; their schemas (doc, variant attribute, parameters) come from the table. At -O2
+// the post-op ones fold into a preceding linear or conv2d (fuse-activation).
 //   %h1 = relu(%h) : (f32[batch,seq,256]) -> f32[batch,seq,256]
 //   %g = gelu(%h) {approximate="tanh"} : ...   (PyTorch's approximate="none" | "tanh")
+//   %r = clip(%x) {min=0.0, max=6.0} : (f32[batch,32,h,w]) -> f32[batch,32,h,w]     (nn.ReLU6, nn.Hardtanh)
 
 #include <cmath>
 
 #include <tbb/parallel_for.h>
 
 #include "ops/common.hpp"
+#include "ops/eltwise.hpp"
 
 namespace kiln {
 namespace {
 
 std::vector<TensorType> infer(const ShapeCtx& ctx) {
   expect_f32(ctx, 0);
-  if (ctx.node().op == "gelu") {
-    const std::string& a = ctx.node().attr_string("approximate");
-    if (a != "none" && a != "tanh") ctx.fail("attribute 'approximate' must be \"none\" or \"tanh\", got \"" + a + "\"");
+  const Node& n = ctx.node();
+  const ActivationDef* a = activation_of(n);
+  if (!a) {  // a variant the table lacks: list the op's
+    const char* attr = nullptr;
+    std::string values;
+    for (const ActivationDef* v : activations())
+      if (n.op == v->op && v->variant_attr) {
+        attr = v->variant_attr;
+        values += (values.empty() ? "\"" : " or \"") + std::string(v->variant) + "\"";
+      }
+    ctx.fail("attribute '" + std::string(attr ? attr : "?") + "' must be " + values + ", got \"" +
+             (attr ? n.attr_string(attr) : std::string()) + "\"");
+  }
+  if (a->ordered_params) {
+    const char* lo = a->params[0].name;
+    const char* hi = a->params[1].name;
+    if (!(n.attr_float(lo) <= n.attr_float(hi)))
+      ctx.fail("attribute '" + std::string(lo) + "' (" + attr_str(n.attr(lo)) + ") must be <= '" + hi + "' (" +
+               attr_str(n.attr(hi)) + ")");
   }
   return {ctx.in(0)};
-}
-
-// oneDNN eltwise algorithm and its alpha, beta for this node.
-struct Eltwise {
-  dnnl::algorithm alg;
-  float alpha = 0.f, beta = 0.f;
-};
-
-Eltwise algorithm_for(const Node& node) {
-  if (node.op == "relu") return {dnnl::algorithm::eltwise_relu};
-  if (node.op == "tanh") return {dnnl::algorithm::eltwise_tanh};
-  if (node.op == "sigmoid") return {dnnl::algorithm::eltwise_logistic};
-  if (node.op == "exp") return {dnnl::algorithm::eltwise_exp};
-  if (node.op == "sqrt") return {dnnl::algorithm::eltwise_sqrt};
-  if (node.op == "pow") return {dnnl::algorithm::eltwise_pow, 1.f, static_cast<float>(node.attr_float("exponent"))};
-  return {node.attr_string("approximate") == "tanh" ? dnnl::algorithm::eltwise_gelu_tanh : dnnl::algorithm::eltwise_gelu_erf};
 }
 
 class ErfKernel : public Kernel {
@@ -54,12 +58,13 @@ class ErfKernel : public Kernel {
 };
 
 std::unique_ptr<Kernel> make(const KernelCtx& ctx) {
-  if (ctx.node.op == "erf") return std::make_unique<ErfKernel>(numel_of(ctx.in[0].shape));
+  const ActivationDef& a = *activation_of(ctx.node);
+  std::optional<Eltwise> e = eltwise_of(a, activation_params(a, ctx.node, false));
+  if (!e) return std::make_unique<ErfKernel>(numel_of(ctx.in[0].shape));  // erf: the one without
   // Plain tensors run as one flat vector; others in their own layout (padding included).
   auto md = ctx.in[0].plain() ? plain_md({numel_of(ctx.in[0].shape)}) : md_of(ctx.in[0]);
-  Eltwise e = algorithm_for(ctx.node);
   dnnl::eltwise_forward::primitive_desc pd(
-      dnnl::eltwise_forward::desc(dnnl::prop_kind::forward_inference, e.alg, md, e.alpha, e.beta),
+      dnnl::eltwise_forward::desc(dnnl::prop_kind::forward_inference, e->alg, md, e->alpha, e->beta),
       user_scratchpad_attr(), ctx.engine);
   auto kernel = std::make_unique<DnnlKernel>(ctx.engine);
   int s = kernel->add(pd);
@@ -68,47 +73,43 @@ std::unique_ptr<Kernel> make(const KernelCtx& ctx) {
   return kernel;
 }
 
-OpSchema unary_schema(const char* name, const char* doc, std::vector<AttrSpec> attrs = {}) {
-  return OpSchema{.name = name, .doc = doc, .inputs = {{"src"}}, .attrs = std::move(attrs), .infer = infer, .make_kernel = make,
-                  .in_place = {0}, .layout = layout_of_first_input};
+// The schema of unary op `op`, from its rows of the table.
+OpSchema unary_schema(std::string_view op) {
+  const ActivationDef* first = nullptr;
+  for (const ActivationDef* a : activations())
+    if (op == a->op) {
+      first = a;
+      break;
+    }
+  if (!first) fail("unary op '" + std::string(op) + "' is not in the activation table");
+  std::vector<AttrSpec> attrs;
+  if (first->variant_attr)
+    attrs.push_back(AttrSpec{first->variant_attr, AttrType::String, Attr{std::string(first->variant)}, first->variant_doc});
+  for (const ActivationParam& p : first->params)
+    attrs.push_back(AttrSpec{p.name, AttrType::Float, p.default_value ? std::optional<Attr>(Attr{*p.default_value}) : std::nullopt,
+                             p.doc});
+  return OpSchema{.name = std::string(op), .doc = first->doc, .inputs = {{"src"}}, .attrs = std::move(attrs), .infer = infer,
+                  .make_kernel = make, .in_place = {0}, .layout = layout_of_first_input};
 }
 
 }  // namespace
 
-const OpSchema& op_relu() {
-  static const OpSchema s = unary_schema("relu", "max(x, 0)");
-  return s;
-}
-const OpSchema& op_tanh() {
-  static const OpSchema s = unary_schema("tanh", "tanh(x)");
-  return s;
-}
-const OpSchema& op_sigmoid() {
-  static const OpSchema s = unary_schema("sigmoid", "1 / (1 + exp(-x))");
-  return s;
-}
-const OpSchema& op_exp() {
-  static const OpSchema s = unary_schema("exp", "e^x");
-  return s;
-}
-const OpSchema& op_sqrt() {
-  static const OpSchema s = unary_schema("sqrt", "√x");
-  return s;
-}
-const OpSchema& op_erf() {
-  static const OpSchema s = unary_schema("erf", "the error function");
-  return s;
-}
-const OpSchema& op_pow() {
-  static const OpSchema s = unary_schema("pow", "x^exponent (torch.pow with a scalar exponent)",
-                                         {AttrSpec{"exponent", AttrType::Float, std::nullopt, "the exponent"}});
-  return s;
-}
-const OpSchema& op_gelu() {
-  static const OpSchema s = unary_schema(
-      "gelu", "x · Φ(x); approximate=\"tanh\" uses the tanh form (nn.GELU)",
-      {AttrSpec{"approximate", AttrType::String, Attr{std::string("none")}, "\"none\" (erf) or \"tanh\""}});
-  return s;
-}
+// One per op of the table (ops/op_list.inc registers them by these names).
+#define KILN_UNARY_OP(name)                          \
+  const OpSchema& op_##name() {                      \
+    static const OpSchema s = unary_schema(#name);   \
+    return s;                                        \
+  }
+KILN_UNARY_OP(relu)
+KILN_UNARY_OP(gelu)
+KILN_UNARY_OP(clip)
+KILN_UNARY_OP(silu)
+KILN_UNARY_OP(sigmoid)
+KILN_UNARY_OP(tanh)
+KILN_UNARY_OP(exp)
+KILN_UNARY_OP(sqrt)
+KILN_UNARY_OP(pow)
+KILN_UNARY_OP(erf)
+#undef KILN_UNARY_OP
 
 }  // namespace kiln

@@ -19,7 +19,7 @@ struct Remark {
   std::string node;  // the node's label, e.g. "linear 'encoder_layer.0/h'"
   SourceLoc loc;
   std::string message;
-  std::string str() const;  // "model.yaml:17:9: fuse-linear-activation: fired on linear 'h': absorbed relu 'h1'"
+  std::string str() const;  // "model.yaml:17:9: fuse-activation: fired on linear 'h': absorbed relu 'h1'"
 };
 
 class PassContext {
@@ -57,12 +57,20 @@ std::unique_ptr<Pass> make_prepack_matmul_weights_pass();
 std::unique_ptr<Pass> make_fuse_layer_norm_pass();
 std::unique_ptr<Pass> make_fuse_gelu_pass();
 std::unique_ptr<Pass> make_fuse_attention_pass();
-std::unique_ptr<Pass> make_fuse_linear_activation_pass();
-std::unique_ptr<Pass> make_fuse_linear_residual_pass();
 std::unique_ptr<Pass> make_fuse_add_layer_norm_pass();
 std::unique_ptr<Pass> make_fold_conv_batch_norm_pass();
-std::unique_ptr<Pass> make_fuse_conv_residual_pass();
-std::unique_ptr<Pass> make_fuse_conv_activation_pass();
+
+/// fuse-activation and fuse-residual fold post-ops into any op whose schema accepts them
+/// (OpSchema::post_ops), in the order the op applies them. Each runs twice: ActivationFirst, early, for
+/// ops that apply the activation before the residual (linear: fuse-activation, then fuse-residual);
+/// ResidualFirst, late, after fold-conv-batch-norm, for ops that apply it after (conv2d: fuse-residual,
+/// then fuse-activation). --disable-pass and --print-after name both runs.
+enum class PostOpStage { ActivationFirst, ResidualFirst };
+std::unique_ptr<Pass> make_fuse_activation_pass(PostOpStage stage);
+std::unique_ptr<Pass> make_fuse_residual_pass(PostOpStage stage);
+/// For the passes' summaries: the ops folding post-ops in `stage` ("a/b"), and which ops those are.
+std::string post_op_ops(PostOpStage stage);
+const char* stage_str(PostOpStage stage);
 
 struct PipelineOptions {
   int opt_level = 2;

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "graph/graph.hpp"
+#include "ops/op.hpp"
 #include "ops/spatial.hpp"  // blocked_channel_layout(): the layout the passes pick on this CPU
 #include "passes/pass.hpp"
 #include "tests/ops/op_test_util.hpp"
@@ -17,6 +18,11 @@ namespace {
 
 using namespace kiln;
 using namespace kiln::test;
+
+// fuse-residual and fuse-activation as they run late in the pipeline: for ops that apply their activation
+// after the residual (conv2d).
+std::unique_ptr<Pass> fuse_residual_late() { return make_fuse_residual_pass(PostOpStage::ResidualFirst); }
+std::unique_ptr<Pass> fuse_activation_late() { return make_fuse_activation_pass(PostOpStage::ResidualFirst); }
 
 std::string resnet_dir() { return source_path("examples/resnet_tiny"); }
 std::string mobilenet_dir() { return source_path("examples/mobilenet_tiny"); }
@@ -159,9 +165,9 @@ nodes:
 
 }  // namespace
 
-TEST_CASE("cnn passes: fuse-conv-residual folds add(r, conv2d(x)) into the conv as a sum post-op") {
+TEST_CASE("cnn passes: fuse-residual on conv2d folds add(r, conv2d(x)) into the conv as a sum post-op") {
   auto g = parse(kFolded, resnet_dir());
-  PassResult r = run_pass(*g, make_fuse_conv_residual_pass);
+  PassResult r = run_pass(*g, fuse_residual_late);
   CHECK(r.changed);
   CHECK(g->print() ==
         "graph folded(%x: f32[batch,16,8,8]) -> (%y) {\n"
@@ -174,28 +180,28 @@ TEST_CASE("cnn passes: fuse-conv-residual folds add(r, conv2d(x)) into the conv 
         "  return %y\n"
         "}\n");
   REQUIRE(r.remarks.size() == 1);
-  check_remark(r.remarks[0], "fuse-conv-residual", true, "conv2d 'c2'", "absorbed add 's' (residual 'x')", line_of(kFolded, "out: c2}"));
+  check_remark(r.remarks[0], "fuse-residual", true, "conv2d 'c2'", "absorbed add 's' (residual 'x')", line_of(kFolded, "out: c2}"));
 }
 
-TEST_CASE("cnn passes: fuse-conv-residual must not fire on activated convs, shared outputs, broadcasts") {
-  PassResult r = check_unchanged(kResDeclined, make_fuse_conv_residual_pass, resnet_dir());
+TEST_CASE("cnn passes: fuse-residual on conv2d must not fire on activated convs, shared outputs, broadcasts") {
+  PassResult r = check_unchanged(kResDeclined, fuse_residual_late, resnet_dir());
   REQUIRE(r.remarks.size() == 3);
-  check_remark(r.remarks[0], "fuse-conv-residual", false, "conv2d 'c1'", "it applies relu before add 's'", line_of(kResDeclined, "out: c1}"));
-  check_remark(r.remarks[1], "fuse-conv-residual", false, "conv2d 'c2'", "its output 'c2' has 2 uses, so add 't2' cannot be folded in",
+  check_remark(r.remarks[0], "fuse-residual", false, "conv2d 'c1'", "it applies relu before add 's'", line_of(kResDeclined, "out: c1}"));
+  check_remark(r.remarks[1], "fuse-residual", false, "conv2d 'c2'", "its output 'c2' has 2 uses, so add 't2' cannot be folded in",
                line_of(kResDeclined, "out: c2}"));
-  check_remark(r.remarks[2], "fuse-conv-residual", false, "conv2d 'c3'", "add 'u' adds f32[16,1,1] to f32[batch,16,8,8]",
+  check_remark(r.remarks[2], "fuse-residual", false, "conv2d 'c3'", "add 'u' adds f32[16,1,1] to f32[batch,16,8,8]",
                line_of(kResDeclined, "out: c3}"));
 }
 
-TEST_CASE("cnn passes: fuse-conv-residual gives the same results") {
-  check_same_results(kFolded, make_fuse_conv_residual_pass, 72, resnet_dir());
+TEST_CASE("cnn passes: fuse-residual on conv2d gives the same results") {
+  check_same_results(kFolded, fuse_residual_late, 72, resnet_dir());
 }
 
-TEST_CASE("cnn passes: fuse-conv-activation folds relu after the residual, clip and silu") {
-  // After fuse-conv-residual the block ends conv2d(+residual) -> relu: the relu folds in after the sum.
+TEST_CASE("cnn passes: fuse-activation on conv2d folds relu after the residual, clip and silu") {
+  // After fuse-residual the block ends conv2d(+residual) -> relu: the relu folds in after the sum.
   auto g = parse(kFolded, resnet_dir());
-  run_pass(*g, make_fuse_conv_residual_pass);
-  PassResult r = run_pass(*g, make_fuse_conv_activation_pass);
+  run_pass(*g, fuse_residual_late);
+  PassResult r = run_pass(*g, fuse_activation_late);
   CHECK(g->print() ==
         "graph folded(%x: f32[batch,16,8,8]) -> (%y) {\n"
         "  %layer1.0.conv1.weight = const : f32[16,16,3,3]\n"
@@ -205,11 +211,11 @@ TEST_CASE("cnn passes: fuse-conv-activation folds relu after the residual, clip 
         "  return %y\n"
         "}\n");
   REQUIRE(r.remarks.size() == 2);
-  check_remark(r.remarks[0], "fuse-conv-activation", true, "conv2d 'c1'", "absorbed relu 'r1'", line_of(kFolded, "out: c1}"));
-  check_remark(r.remarks[1], "fuse-conv-activation", true, "conv2d 'c2'", "absorbed relu 'y'", line_of(kFolded, "out: c2}"));
+  check_remark(r.remarks[0], "fuse-activation", true, "conv2d 'c1'", "absorbed relu 'r1'", line_of(kFolded, "out: c1}"));
+  check_remark(r.remarks[1], "fuse-activation", true, "conv2d 'c2'", "absorbed relu 'y'", line_of(kFolded, "out: c2}"));
 
   auto m = parse(kMobile, mobilenet_dir());
-  r = run_pass(*m, make_fuse_conv_activation_pass);
+  r = run_pass(*m, fuse_activation_late);
   CHECK(m->print() ==
         "graph mobile(%x: f32[batch,16,9,9]) -> (%y) {\n"
         "  %blocks.0.conv.0.weight = const : f32[16,1,3,3]\n"
@@ -221,17 +227,47 @@ TEST_CASE("cnn passes: fuse-conv-activation folds relu after the residual, clip 
   REQUIRE(r.remarks.size() == 2);
 }
 
-TEST_CASE("cnn passes: fuse-conv-activation must not fire on activated or shared convs") {
-  PassResult r = check_unchanged(kActDeclined, make_fuse_conv_activation_pass, mobilenet_dir());
+TEST_CASE("cnn passes: fuse-activation on conv2d must not fire on activated or shared convs") {
+  PassResult r = check_unchanged(kActDeclined, fuse_activation_late, mobilenet_dir());
   REQUIRE(r.remarks.size() == 2);
-  check_remark(r.remarks[0], "fuse-conv-activation", false, "conv2d 'a'", "it already applies relu; sigmoid 'y' stays", line_of(kActDeclined, "out: a}"));
-  check_remark(r.remarks[1], "fuse-conv-activation", false, "conv2d 'b'", "its output 'b' has 2 uses, so tanh 'bt' cannot be folded in",
+  check_remark(r.remarks[0], "fuse-activation", false, "conv2d 'a'", "it already applies relu; sigmoid 'y' stays", line_of(kActDeclined, "out: a}"));
+  check_remark(r.remarks[1], "fuse-activation", false, "conv2d 'b'", "its output 'b' has 2 uses, so tanh 'bt' cannot be folded in",
                line_of(kActDeclined, "out: b}"));
 }
 
-TEST_CASE("cnn passes: fuse-conv-activation gives the same results") {
-  check_same_results(kMobile, make_fuse_conv_activation_pass, 73, mobilenet_dir());
-  check_same_results(kFolded, make_fuse_conv_activation_pass, 74, resnet_dir());
+TEST_CASE("cnn passes: fuse-activation folds every activation conv2d's schema accepts") {
+  // conv2d -> one unary activation, for each row of the table conv2d's post_ops accept.
+  const std::string conv = R"(kiln: 1
+name: one
+weights: resnet_tiny.safetensors
+inputs:
+  x: {dtype: f32, shape: [batch, 16, 8, 8]}
+outputs: [y]
+nodes:
+  - {op: conv2d, in: [x], weights: layer1.0.conv1, padding: [1, 1], out: c}
+)";
+  const PostOps& post_ops = find_op("conv2d")->post_ops;
+  std::vector<std::string> folded;
+  for (const ActivationDef* a : activations()) {
+    if (!post_ops.accepts(*a)) continue;
+    CAPTURE(a->name);
+    std::string node = std::string("  - {op: ") + a->op + ", in: [c], ";
+    if (a->variant_attr) node += std::string(a->variant_attr) + ": " + a->variant + ", ";
+    const std::string yaml = conv + node + "out: y}\n";
+    auto g = parse(yaml, resnet_dir());
+    PassResult r = run_pass(*g, fuse_activation_late);
+    REQUIRE(r.remarks.size() == 1);
+    check_remark(r.remarks[0], "fuse-activation", true, "conv2d 'c'", std::string("absorbed ") + a->op + " 'y'", line_of(yaml, "out: c}"));
+    CHECK(g->print().find(std::string("activation=\"") + a->name + "\"") != std::string::npos);
+    check_same_results(yaml, fuse_activation_late, 75, resnet_dir());
+    folded.push_back(a->name);
+  }
+  CHECK(folded == std::vector<std::string>{"relu", "clip", "silu", "sigmoid", "tanh"});
+}
+
+TEST_CASE("cnn passes: fuse-activation on conv2d gives the same results") {
+  check_same_results(kMobile, fuse_activation_late, 73, mobilenet_dir());
+  check_same_results(kFolded, fuse_activation_late, 74, resnet_dir());
 }
 
 namespace {

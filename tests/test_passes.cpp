@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <map>
+#include <set>
 #include <memory>
 #include <sstream>
 #include <string>
@@ -16,6 +17,7 @@
 
 #include "frontends/yaml/yaml_frontend.hpp"
 #include "graph/graph.hpp"
+#include "ops/op.hpp"
 #include "passes/pass.hpp"
 #include "runtime/model_impl.hpp"
 #include "runtime/npy.hpp"
@@ -44,6 +46,11 @@ using kiln::test::line_of;
 using kiln::test::parse;
 using kiln::test::PassResult;
 using kiln::test::run_pass;
+
+// fuse-activation and fuse-residual as they run first in the pipeline: for ops that apply their
+// activation before the residual (linear).
+std::unique_ptr<Pass> fuse_activation_early() { return make_fuse_activation_pass(PostOpStage::ActivationFirst); }
+std::unique_ptr<Pass> fuse_residual_early() { return make_fuse_residual_pass(PostOpStage::ActivationFirst); }
 
 // ================================================================================================
 // remove-noops
@@ -470,7 +477,7 @@ TEST_CASE("passes: cse keeps a duplicate whose output is a graph output") {
 TEST_CASE("passes: cse gives the same results") { check_same_results(kCse, make_cse_pass, 4); }
 
 // ================================================================================================
-// fuse-linear-activation
+// fuse-activation on linear
 // ================================================================================================
 
 namespace {
@@ -514,7 +521,7 @@ nodes:
 
 }  // namespace
 
-TEST_CASE("passes: fuse-linear-activation folds relu, gelu(tanh) and sigmoid into the linear before them") {
+TEST_CASE("passes: fuse-activation on linear folds relu, gelu(tanh) and sigmoid into the linear before them") {
   auto g = parse(kAct);
   CHECK(g->print() ==
         "graph act(%x: f32[batch,64]) -> (%y) {\n"
@@ -532,7 +539,7 @@ TEST_CASE("passes: fuse-linear-activation folds relu, gelu(tanh) and sigmoid int
         "  %y = sigmoid(%o) : (f32[batch,4]) -> f32[batch,4]\n"
         "  return %y\n"
         "}\n");
-  PassResult r = run_pass(*g, make_fuse_linear_activation_pass);
+  PassResult r = run_pass(*g, fuse_activation_early);
   CHECK(r.changed);
   // Each linear now defines its activation's output value, keeps its own node name, and applies the
   // activation as a post-op; gelu with approximate=tanh becomes "gelu_tanh".
@@ -550,15 +557,15 @@ TEST_CASE("passes: fuse-linear-activation folds relu, gelu(tanh) and sigmoid int
         "  return %y\n"
         "}\n");
   REQUIRE(r.remarks.size() == 3);
-  check_remark(r.remarks[0], "fuse-linear-activation", true, "linear 'h'", "absorbed relu 'h1'", line_of(kAct, "out: h}"));
-  check_remark(r.remarks[1], "fuse-linear-activation", true, "linear 'f'", "absorbed gelu 'g'", line_of(kAct, "out: f}"));
-  check_remark(r.remarks[2], "fuse-linear-activation", true, "linear 'o'", "absorbed sigmoid 'y'", line_of(kAct, "out: o}"));
+  check_remark(r.remarks[0], "fuse-activation", true, "linear 'h'", "absorbed relu 'h1'", line_of(kAct, "out: h}"));
+  check_remark(r.remarks[1], "fuse-activation", true, "linear 'f'", "absorbed gelu 'g'", line_of(kAct, "out: f}"));
+  check_remark(r.remarks[2], "fuse-activation", true, "linear 'o'", "absorbed sigmoid 'y'", line_of(kAct, "out: o}"));
   CHECK(r.remarks[0].str() ==
-        "model.yaml:8:5: fuse-linear-activation: fired on linear 'h': absorbed relu 'h1'");
+        "model.yaml:8:5: fuse-activation: fired on linear 'h': absorbed relu 'h1'");
   for (const char* gone : {"h", "f", "o"}) CHECK(g->find_value(gone) == nullptr);
 }
 
-TEST_CASE("passes: fuse-linear-activation declines shared outputs, residuals, activated linears, graph outputs") {
+TEST_CASE("passes: fuse-activation on linear declines shared outputs, residuals, activated linears, graph outputs") {
   auto g = parse(kActDeclined);
   CHECK(g->print() ==
         "graph noact(%x: f32[batch,64], %r: f32[batch,4]) -> (%s, %y, %p) {\n"
@@ -579,9 +586,9 @@ TEST_CASE("passes: fuse-linear-activation declines shared outputs, residuals, ac
         "  %y = add(%t, %p1) : (f32[batch,4], f32[batch,4]) -> f32[batch,4]\n"
         "  return %s, %y, %p\n"
         "}\n");
-  PassResult r = check_unchanged(kActDeclined, make_fuse_linear_activation_pass);
+  PassResult r = check_unchanged(kActDeclined, fuse_activation_early);
   REQUIRE(r.remarks.size() == 4);
-  const char* pass = "fuse-linear-activation";
+  const char* pass = "fuse-activation";
   check_remark(r.remarks[0], pass, false, "linear 'h'", "its output 'h' has 2 uses, so relu 'h1' cannot be folded in",
                line_of(kActDeclined, "out: h}"));
   check_remark(r.remarks[1], pass, false, "linear 'o'", "it already adds a residual, which must come after the activation",
@@ -591,12 +598,44 @@ TEST_CASE("passes: fuse-linear-activation declines shared outputs, residuals, ac
                line_of(kActDeclined, "out: p}"));
 }
 
-TEST_CASE("passes: fuse-linear-activation gives the same results") {
-  check_same_results(kAct, make_fuse_linear_activation_pass, 5);
+TEST_CASE("passes: fuse-activation folds every activation linear's schema accepts") {
+  // linear -> one unary activation, for each row of the table linear's post_ops accept (those Kiln's
+  // GEMM epilogue applies).
+  const std::string lin = R"(kiln: 1
+name: one
+weights: weights.safetensors
+inputs:
+  x: {dtype: f32, shape: [batch, 64]}
+outputs: [y]
+nodes:
+  - {op: linear, in: [x], weights: output_layer, out: o}
+)";
+  const PostOps& post_ops = find_op("linear")->post_ops;
+  std::vector<std::string> folded;
+  for (const ActivationDef* a : activations()) {
+    CHECK(post_ops.accepts(*a) == (a->post_op && a->gemm_epilogue));
+    if (!post_ops.accepts(*a)) continue;
+    CAPTURE(a->name);
+    std::string node = std::string("  - {op: ") + a->op + ", in: [o], ";
+    if (a->variant_attr) node += std::string(a->variant_attr) + ": " + a->variant + ", ";
+    const std::string yaml = lin + node + "out: y}\n";
+    auto g = parse(yaml);
+    PassResult r = run_pass(*g, fuse_activation_early);
+    REQUIRE(r.remarks.size() == 1);
+    check_remark(r.remarks[0], "fuse-activation", true, "linear 'o'", std::string("absorbed ") + a->op + " 'y'", line_of(yaml, "out: o}"));
+    CHECK(g->print().find(std::string("activation=\"") + a->name + "\"") != std::string::npos);
+    check_same_results(yaml, fuse_activation_early, 8);
+    folded.push_back(a->name);
+  }
+  CHECK(folded == std::vector<std::string>{"relu", "gelu", "gelu_tanh", "sigmoid", "tanh"});
+}
+
+TEST_CASE("passes: fuse-activation on linear gives the same results") {
+  check_same_results(kAct, fuse_activation_early, 5);
 }
 
 // ================================================================================================
-// fuse-linear-residual
+// fuse-residual on linear
 // ================================================================================================
 
 namespace {
@@ -653,7 +692,7 @@ nodes:
 
 }  // namespace
 
-TEST_CASE("passes: fuse-linear-residual folds add(linear(x), r) into the linear, on either side") {
+TEST_CASE("passes: fuse-residual on linear folds add(linear(x), r) into the linear, on either side") {
   auto g = parse(kRes);
   CHECK(g->print() ==
         "graph res(%x: f32[batch,64], %r: f32[batch,4]) -> (%z) {\n"
@@ -671,7 +710,7 @@ TEST_CASE("passes: fuse-linear-residual folds add(linear(x), r) into the linear,
         "  %z = add(%o, %r) : (f32[batch,4], f32[batch,4]) -> f32[batch,4]\n"
         "  return %z\n"
         "}\n");
-  PassResult r = run_pass(*g, make_fuse_linear_residual_pass);
+  PassResult r = run_pass(*g, fuse_residual_early);
   CHECK(r.changed);
   CHECK(g->print() ==
         "graph res(%x: f32[batch,64], %r: f32[batch,4]) -> (%z) {\n"
@@ -688,13 +727,13 @@ TEST_CASE("passes: fuse-linear-residual folds add(linear(x), r) into the linear,
         "  return %z\n"
         "}\n");
   REQUIRE(r.remarks.size() == 2);
-  check_remark(r.remarks[0], "fuse-linear-residual", true, "linear 'f'", "absorbed add 'y' (residual 'x')", line_of(kRes, "out: f}"));
-  check_remark(r.remarks[1], "fuse-linear-residual", true, "linear 'o'", "absorbed add 'z' (residual 'r')", line_of(kRes, "out: o}"));
+  check_remark(r.remarks[0], "fuse-residual", true, "linear 'f'", "absorbed add 'y' (residual 'x')", line_of(kRes, "out: f}"));
+  check_remark(r.remarks[1], "fuse-residual", true, "linear 'o'", "absorbed add 'z' (residual 'r')", line_of(kRes, "out: o}"));
 }
 
-TEST_CASE("passes: fuse-linear-residual on an activated linear whose residual is computed after it") {
+TEST_CASE("passes: fuse-residual on linear on an activated linear whose residual is computed after it") {
   auto g = parse(kResLater);
-  PassResult r = run_pass(*g, make_fuse_linear_residual_pass);
+  PassResult r = run_pass(*g, fuse_residual_early);
   CHECK(r.changed);
   // y = tanh(x·Wᵀ + b) + o: the activation comes before the residual, as the post-ops apply them.
   CHECK(g->print() ==
@@ -706,12 +745,12 @@ TEST_CASE("passes: fuse-linear-residual on an activated linear whose residual is
         "  return %y\n"
         "}\n");
   REQUIRE(r.remarks.size() == 1);
-  check_remark(r.remarks[0], "fuse-linear-residual", true, "linear 'p'", "absorbed add 'y' (residual 'o')",
+  check_remark(r.remarks[0], "fuse-residual", true, "linear 'p'", "absorbed add 'y' (residual 'o')",
                line_of(kResLater, "out: p}"));
-  check_same_results(kResLater, make_fuse_linear_residual_pass, 6);
+  check_same_results(kResLater, fuse_residual_early, 6);
 }
 
-TEST_CASE("passes: fuse-linear-residual declines broadcasts, existing residuals, shared outputs, graph outputs") {
+TEST_CASE("passes: fuse-residual on linear declines broadcasts, existing residuals, shared outputs, graph outputs") {
   auto g = parse(kResDeclined);
   CHECK(g->print() ==
         "graph nores(%x: f32[batch,64], %r: f32[batch,4]) -> (%a1, %b1, %c2, %d, %d1) {\n"
@@ -728,9 +767,9 @@ TEST_CASE("passes: fuse-linear-residual declines broadcasts, existing residuals,
         "  %d1 = add(%d, %r) : (f32[batch,4], f32[batch,4]) -> f32[batch,4]\n"
         "  return %a1, %b1, %c2, %d, %d1\n"
         "}\n");
-  PassResult r = check_unchanged(kResDeclined, make_fuse_linear_residual_pass);
+  PassResult r = check_unchanged(kResDeclined, fuse_residual_early);
   REQUIRE(r.remarks.size() == 5);
-  const char* pass = "fuse-linear-residual";
+  const char* pass = "fuse-residual";
   check_remark(r.remarks[0], pass, false, "linear 'a'", "add 'a1' broadcasts f32[4] onto f32[batch,4]", line_of(kResDeclined, "out: a}"));
   check_remark(r.remarks[1], pass, false, "linear 'b'", "it already adds a residual", line_of(kResDeclined, "out: b}"));
   check_remark(r.remarks[2], pass, false, "linear 'c'", "its output 'c' has 2 uses, so add 'c1' cannot be folded in",
@@ -741,8 +780,8 @@ TEST_CASE("passes: fuse-linear-residual declines broadcasts, existing residuals,
                line_of(kResDeclined, "out: d}"));
 }
 
-TEST_CASE("passes: fuse-linear-residual gives the same results") {
-  check_same_results(kRes, make_fuse_linear_residual_pass, 7);
+TEST_CASE("passes: fuse-residual on linear gives the same results") {
+  check_same_results(kRes, fuse_residual_early, 7);
 }
 
 // ================================================================================================
@@ -1008,12 +1047,12 @@ TEST_CASE("passes: make_pipeline per level, and --disable-pass with an unknown n
   options.opt_level = 2;
   auto o2 = names(make_pipeline(options));
   CHECK(o2 == names(all_passes()));
-  for (const char* p : {"fuse-linear-activation", "fuse-linear-residual", "fuse-add-layer-norm"})
+  for (const char* p : {"fuse-activation", "fuse-residual", "fuse-add-layer-norm"})
     CHECK(std::find(o2.begin(), o2.end(), p) != o2.end());
-  options.disabled = {"fuse-linear-activation", "cse"};
+  options.disabled = {"fuse-activation", "cse"};
   auto fewer = names(make_pipeline(options));
-  CHECK(fewer.size() == o2.size() - 2);
-  CHECK(std::find(fewer.begin(), fewer.end(), "fuse-linear-activation") == fewer.end());
+  CHECK(fewer.size() == o2.size() - 3);  // fuse-activation runs twice (for linear, then for conv2d)
+  CHECK(std::find(fewer.begin(), fewer.end(), "fuse-activation") == fewer.end());
   CHECK(std::find(fewer.begin(), fewer.end(), "cse") == fewer.end());
 
   // An unknown name is an error that lists every known pass.
@@ -1034,10 +1073,10 @@ TEST_CASE("passes: make_pipeline per level, and --disable-pass with an unknown n
   CHECK_NOTHROW(make_pipeline(print));
 }
 
-TEST_CASE("passes: disabling fuse-linear-activation leaves the relu nodes at -O2") {
+TEST_CASE("passes: disabling fuse-activation leaves the relu nodes at -O2") {
   const std::string path = source_path("tests/fixtures/classifier_d64_l2/model.yaml");
   Model o0 = Model::load(path, LoadOptions{0});
-  Model no_act = Model::load(path, LoadOptions{2, {"fuse-linear-activation"}});
+  Model no_act = Model::load(path, LoadOptions{2, {"fuse-activation"}});
   const std::string ir = no_act.ir();
   CHECK(count_of(ir, " = relu(") == 2);
   CHECK(count_of(ir, "{activation=\"relu\"}") == 0);
@@ -1045,8 +1084,8 @@ TEST_CASE("passes: disabling fuse-linear-activation leaves the relu nodes at -O2
   // layer_norm its add.
   CHECK(count_of(ir, " = add(") == 0);
   CHECK(node_count(no_act) == 4 + 5 * 2 + 2);
-  for (const Remark& r : no_act.impl()->remarks) CHECK(r.pass != "fuse-linear-activation");
-  check_models_agree(o0, no_act, "d64 -O0 vs -O2 without fuse-linear-activation",
+  for (const Remark& r : no_act.impl()->remarks) CHECK(r.pass != "fuse-activation");
+  check_models_agree(o0, no_act, "d64 -O0 vs -O2 without fuse-activation",
                      read_npy(source_path("tests/fixtures/classifier_d64_l2/tokens_b4_s33.npy")));
 }
 
@@ -1056,14 +1095,19 @@ TEST_CASE("passes: --print-after writes the IR after a named pass, or after ever
     auto g = load_yaml_model(path);
     std::ostringstream os;
     PipelineOptions options;
-    options.print_after = {"fuse-linear-activation"};
+    options.print_after = {"fuse-activation"};
     options.print_to = &os;
     run_pipeline(*g, options);
     const std::string out = os.str();
-    const std::string header = "// after fuse-linear-activation\n";
+    const std::string header = "// after fuse-activation\n";
     REQUIRE(out.rfind(header, 0) == 0);
-    CHECK(count_of(out, "// after ") == 1);
-    const std::string ir = out.substr(header.size());
+    // fuse-activation runs twice: for linear, then (after fold-conv-batch-norm) for conv2d.
+    CHECK(count_of(out, "// after ") == 2);
+    const std::string second = "// after fuse-activation (unchanged)\n";
+    const std::size_t end = out.find(second);
+    REQUIRE(end != std::string::npos);
+    CHECK(out.substr(end + second.size()) == g->print());  // nothing after it changes this model
+    const std::string ir = out.substr(header.size(), end - header.size());
     CHECK(ir.rfind("graph transformer_classifier(%tokens: i64[batch,seq]) -> (%logits, %probs) {\n", 0) == 0);
     CHECK(ir.size() >= 2);
     CHECK(ir.compare(ir.size() - 2, 2, "}\n") == 0);
@@ -1084,9 +1128,11 @@ TEST_CASE("passes: --print-after writes the IR after a named pass, or after ever
     // One block per pass, in pipeline order; the fixture has nothing to clean up, only the three fusions change it.
     std::size_t at = 0;
     std::size_t last_block = 0;
+    std::set<std::string> seen;  // fuse-activation and fuse-residual run twice; the second runs (for conv2d) change nothing
     for (const auto& p : all_passes()) {
       const std::string name = p->name();
-      const bool changes = name == "fuse-linear-activation" || name == "fuse-linear-residual" || name == "fuse-add-layer-norm";
+      const bool first = seen.insert(name).second;
+      const bool changes = ((name == "fuse-activation" || name == "fuse-residual") && first) || name == "fuse-add-layer-norm";
       const std::string header = "// after " + name + (changes ? "" : " (unchanged)") + "\n";
       auto found = out.find(header, at);
       CHECK_MESSAGE(found != std::string::npos, "missing, or out of order: " << header);

@@ -6,7 +6,10 @@
 // error of ~|x| 2^-24 ~= 4e-7 on results that are themselves tiny (|gelu(-5)| ~= 1.4e-6), so no f32
 // kernel meets a pure relative bound there. Wrong formulas or indexing err by >= 1e-3.
 
+#include <set>
 #include <sstream>
+
+#include "ops/eltwise.hpp"
 
 #include "tests/ops/op_test_util.hpp"
 
@@ -75,4 +78,33 @@ TEST_CASE("gelu rejects an unknown approximation") {
   Rng rng = make_rng(17);
   std::string msg = error_of([&] { run_op("gelu", {in(random_f32(rng, {2, 3}))}, {{"approximate", std::string("fast")}}); });
   CHECK(msg == "error: gelu 'out': attribute 'approximate' must be \"none\" or \"tanh\", got \"fast\"");
+}
+
+// The activation table (graph/activation.hpp) is the one source of these ops and of what linear and conv2d
+// fold in.
+TEST_CASE("activation table: every row's unary op is registered from it, linear and conv2d accept their sets") {
+  std::set<std::string> names;
+  for (const ActivationDef* a : activations()) {
+    CAPTURE(a->name);
+    CHECK(names.insert(a->name).second);  // names are unique
+    CHECK(find_activation(a->name) == a);
+    const OpSchema* op = find_op(a->op);
+    REQUIRE(op != nullptr);
+    CHECK(op->doc == a->doc);
+    CHECK(op->inputs.size() == 1);
+    for (const ActivationParam& p : a->params) CHECK(op->find_attr(p.name) != nullptr);
+    if (a->variant_attr) CHECK(op->find_attr(a->variant_attr) != nullptr);
+    // A post-op has a oneDNN eltwise (the fallback of every op that absorbs it).
+    if (a->post_op) CHECK(eltwise_of(*a, std::vector<double>(a->params.size(), 0.0)).has_value());
+    // Kiln's GEMM applies exactly the activations the table marks.
+    CHECK((gemm_activation(a) != gemm::Activation::None) == a->gemm_epilogue);
+  }
+  CHECK(find_activation("none") == nullptr);
+  CHECK(activation_names(find_op("linear")->post_ops.activations) == "none, relu, gelu, gelu_tanh, sigmoid, tanh");
+  CHECK(activation_names(find_op("conv2d")->post_ops.activations) == "none, relu, clip, silu, sigmoid, tanh");
+  // Whichever activation an op accepts, its schema has the attributes for the parameters.
+  for (const OpSchema* op : all_ops())
+    for (const ActivationDef* a : activations())
+      if (op->post_ops.accepts(*a))
+        for (std::size_t i = 0; i < a->params.size(); ++i) CHECK(op->find_attr(a->param_attr(i)) != nullptr);
 }

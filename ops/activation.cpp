@@ -1,0 +1,135 @@
+// The activation table (graph/activation.hpp): one row per activation, with its oneDNN eltwise algorithm
+// and Kiln's GEMM epilogue next to its name, unary op and parameters.
+
+#include "graph/activation.hpp"
+
+#include "ops/eltwise.hpp"
+
+namespace kiln {
+namespace {
+
+// alpha or beta of a oneDNN eltwise: a constant, or parameter `param` of the activation.
+struct EltArg {
+  float value = 0.f;
+  int param = -1;
+  float of(const std::vector<double>& params) const {
+    return param < 0 ? value : static_cast<float>(params.at(static_cast<std::size_t>(param)));
+  }
+};
+constexpr EltArg p0{0.f, 0}, p1{0.f, 1};
+
+struct Row {
+  ActivationDef def;
+  std::optional<dnnl::algorithm> alg;  // nullopt: oneDNN has none (erf runs a loop of its own)
+  EltArg alpha, beta;
+  gemm::Activation gemm = gemm::Activation::None;  // None: Kiln's GEMM epilogue lacks it
+};
+
+using A = dnnl::algorithm;
+using G = gemm::Activation;
+
+// The order is the order of `activation_names` (in error messages and `kilnc ops`).
+const std::vector<Row>& table() {
+  static const std::vector<Row> rows = [] {
+    constexpr const char* gelu_doc = "x · Φ(x); approximate=\"tanh\" uses the tanh form (nn.GELU)";
+    constexpr const char* approximate_doc = "\"none\" (erf) or \"tanh\"";
+    constexpr const char* clip_doc = "min(max(x, min), max) (torch.clamp, nn.ReLU6)";
+    std::vector<Row> r = {
+        {{.name = "relu", .op = "relu", .doc = "max(x, 0)", .post_op = true}, A::eltwise_relu, {}, {}, G::Relu},
+        {{.name = "gelu", .op = "gelu", .doc = gelu_doc, .variant_attr = "approximate", .variant = "none",
+          .variant_doc = approximate_doc, .post_op = true},
+         A::eltwise_gelu_erf, {}, {}, G::Gelu},
+        {{.name = "gelu_tanh", .op = "gelu", .doc = gelu_doc, .variant_attr = "approximate", .variant = "tanh",
+          .variant_doc = approximate_doc, .post_op = true},
+         A::eltwise_gelu_tanh, {}, {}, G::GeluTanh},
+        {{.name = "clip", .op = "clip", .doc = clip_doc,
+          .params = {{"min", 0.0, "lower bound"}, {"max", 6.0, "upper bound"}}, .ordered_params = true, .post_op = true},
+         A::eltwise_clip, p0, p1},
+        {{.name = "silu", .op = "silu", .doc = "x * sigmoid(x) (nn.SiLU, swish)", .post_op = true}, A::eltwise_swish, {1.f}, {}},
+        {{.name = "sigmoid", .op = "sigmoid", .doc = "1 / (1 + exp(-x))", .post_op = true}, A::eltwise_logistic, {}, {}, G::Sigmoid},
+        {{.name = "tanh", .op = "tanh", .doc = "tanh(x)", .post_op = true}, A::eltwise_tanh, {}, {}, G::Tanh},
+        {{.name = "exp", .op = "exp", .doc = "e^x"}, A::eltwise_exp, {}, {}},
+        {{.name = "sqrt", .op = "sqrt", .doc = "√x"}, A::eltwise_sqrt, {}, {}},
+        {{.name = "pow", .op = "pow", .doc = "x^exponent (torch.pow with a scalar exponent)",
+          .params = {{"exponent", std::nullopt, "the exponent"}}},
+         A::eltwise_pow, {1.f}, p0},
+        {{.name = "erf", .op = "erf", .doc = "the error function"}, std::nullopt, {}, {}},
+    };
+    for (Row& row : r) row.def.gemm_epilogue = row.gemm != G::None;
+    return r;
+  }();
+  return rows;
+}
+
+const Row& row_of(const ActivationDef& a) {
+  for (const Row& r : table())
+    if (&r.def == &a) return r;
+  fail(std::string("activation '") + a.name + "' is not in the table");
+}
+
+}  // namespace
+
+const std::vector<const ActivationDef*>& activations() {
+  static const std::vector<const ActivationDef*> all = [] {
+    std::vector<const ActivationDef*> out;
+    for (const Row& r : table()) out.push_back(&r.def);
+    return out;
+  }();
+  return all;
+}
+
+const ActivationDef* find_activation(std::string_view name) {
+  for (const ActivationDef* a : activations())
+    if (name == a->name) return a;
+  return nullptr;
+}
+
+const ActivationDef* activation_of(const Node& node) {
+  for (const ActivationDef* a : activations())
+    if (node.op == a->op && (!a->variant_attr || node.attr_string(a->variant_attr) == a->variant)) return a;
+  return nullptr;
+}
+
+std::string activation_names(ActivationFilter filter) {
+  std::string out = "none";
+  for (const ActivationDef* a : activations())
+    if (filter && filter(*a)) out += std::string(", ") + a->name;
+  return out;
+}
+
+std::vector<double> activation_params(const ActivationDef& a, const Node& node, bool folded) {
+  std::vector<double> out;
+  for (std::size_t i = 0; i < a.params.size(); ++i) out.push_back(node.attr_float(folded ? a.param_attr(i) : a.params[i].name));
+  return out;
+}
+
+std::optional<Eltwise> eltwise_of(const ActivationDef& a, const std::vector<double>& params) {
+  const Row& r = row_of(a);
+  if (!r.alg) return std::nullopt;
+  return Eltwise{*r.alg, r.alpha.of(params), r.beta.of(params)};
+}
+
+gemm::Activation gemm_activation(const ActivationDef* a) { return a ? row_of(*a).gemm : G::None; }
+
+std::vector<AttrSpec> activation_attrs(ActivationFilter filter, const char* doc) {
+  std::vector<AttrSpec> out = {
+      AttrSpec{"activation", AttrType::String, Attr{std::string("none")}, std::string(doc) + ": " + activation_names(filter)}};
+  for (const ActivationDef* a : activations()) {
+    if (!filter(*a)) continue;
+    for (std::size_t i = 0; i < a->params.size(); ++i)
+      out.push_back(AttrSpec{a->param_attr(i), AttrType::Float, Attr{a->params[i].default_value.value_or(0.0)},
+                             std::string(a->params[i].doc) + " of activation=" + a->name});
+  }
+  return out;
+}
+
+void check_activation_attr(const ShapeCtx& ctx) {
+  const PostOps& post_ops = ctx.node().schema->post_ops;
+  const std::string& act = ctx.node().attr_string("activation");
+  if (act == "none") return;
+  const ActivationDef* a = find_activation(act);
+  if (!a || !post_ops.accepts(*a))
+    ctx.fail("attribute 'activation' must be one of " + activation_names(post_ops.activations) + "; got \"" + act + "\"");
+}
+
+}  // namespace kiln
