@@ -372,7 +372,9 @@ class Kilnc:
 
     def run(self, threads, opt_level, yaml_path, tokens_path, repeat, warmup, out_dir, extra_env=None):
         """Median ms, threads kilnc reports, probs it wrote (or None)."""
-        cmd = [self.path, "--threads", str(threads), "run", yaml_path, "-O%d" % opt_level,
+        extra_env = dict(extra_env or {})
+        path = extra_env.pop("KILNC", None) or self.path  # a variant may run another build (before/after)
+        cmd = [path, "--threads", str(threads), "run", yaml_path, "-O%d" % opt_level,
                "--input", "tokens=" + tokens_path, "--repeat", str(repeat), "--warmup", str(warmup),
                "--print-limit", "0", "--output-dir", out_dir]
         env = dict(os.environ, OMP_NUM_THREADS=str(threads), **(extra_env or {}))
@@ -501,7 +503,8 @@ def parse_args(argv):
     p.add_argument("--json", metavar="PATH", help="also write the results as JSON to PATH")
     p.add_argument("--kiln-variants", metavar="NAME=ENV,...",
                    help="compare Kiln -O2 under environments instead (no PyTorch): NAME=VAR=VALUE[;VAR=VALUE] "
-                        "per variant, e.g. 'default=,avx2=KILN_MAX_ISA=avx2,onednn=KILN_GEMM=onednn'")
+                        "per variant, e.g. 'default=,avx2=KILN_MAX_ISA=avx2,onednn=KILN_GEMM=onednn'; "
+                        "KILNC=PATH runs that kilnc instead (another build: before=KILNC=/tmp/old/kilnc,after=)")
     args = p.parse_args(argv)
     args.variants = None
     if args.kiln_variants:

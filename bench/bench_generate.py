@@ -141,6 +141,25 @@ def timed(fn, repeat):
     return median(loops), per_step
 
 
+def compare_builds(args):
+    """--compare-kiln: ms per generated token of two builds, taking turns in rounds (the order alternates)."""
+    builds = [("before", args.compare_kiln), ("after", args.kiln_bench)]
+    print("machine: %d cores, load average %.1f" % (os.cpu_count(), os.getloadavg()[0]))
+    print("greedy decoding, %d tokens, decoder loop ms per token: median of %d round medians (%d runs each)"
+          % (args.tokens, args.rounds, args.repeat))
+    print("| batch | threads | before | after | after/before |")
+    print("|---:|---:|---:|---:|---:|")
+    for threads in [int(x) for x in args.threads.split(",")]:
+        for batch in [int(x) for x in args.batches.split(",")]:
+            ms = {name: [] for name, _ in builds}
+            for rnd in range(args.rounds):
+                for name, path in (builds if rnd % 2 == 0 else builds[::-1]):
+                    ms[name].append(kiln_run(path, batch, args.tokens, threads, args.repeat)["loop_ms"] / args.tokens)
+            b, a = median(ms["before"]), median(ms["after"])
+            print("| %d | %d | %.4f | %.4f | %.3f |" % (batch, threads, b, a, a / b), flush=True)
+    return 0
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--threads", default="1,2")
@@ -149,7 +168,13 @@ def main():
     ap.add_argument("--flat-tokens", type=int, default=64)
     ap.add_argument("--repeat", type=int, default=20)
     ap.add_argument("--kiln-bench", default=os.path.join(ROOT, "build", "bench", "kiln_generate_bench"))
+    ap.add_argument("--compare-kiln", metavar="PATH",
+                    help="only compare Kiln with another build of kiln_generate_bench (before/after a change): "
+                         "both take turns over --rounds rounds of --repeat runs; no PyTorch")
+    ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
+    if args.compare_kiln:
+        return compare_builds(args)
     model = ref.load_model()
     inc = Incremental(model)
     # Sanity: the incremental loop decodes what the recompute loop decodes.

@@ -20,7 +20,8 @@ struct ModelImpl;
 }
 
 /// The format version this build writes and reads.
-/// 2: Kiln GEMM weight panels after the nodes. 3: the checksum is XXH3-64 (xxHash).
+/// 2: Kiln GEMM weight panels after the nodes. 3: the checksum is XXH3-64 (xxHash); packed weights are
+/// ordinary constants (the pack-weights pass), no panel list.
 inline constexpr std::uint32_t kKplanVersion = 3;
 /// Bytes of the fixed header at the start of every plan file.
 inline constexpr std::size_t kKplanHeaderBytes = 128;

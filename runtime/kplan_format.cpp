@@ -1,5 +1,5 @@
-// The plan file format (docs/compiler.md): the header, the graph section (metadata, values, nodes, Kiln's
-// GEMM weight panels) and the 64-byte aligned data section, written by serialize_kplan and read back, every
+// The plan file format (docs/compiler.md): the header, the graph section (metadata, values, nodes) and the
+// 64-byte aligned data section, written by serialize_kplan and read back, every
 // field checked, by load_kplan.
 
 #include "runtime/kplan.hpp"

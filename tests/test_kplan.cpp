@@ -127,6 +127,7 @@ TEST_CASE("plan file holds the packed constants the passes made and is memory-ma
 }
 
 TEST_CASE("plan file carries Kiln's GEMM weight panels: loading and running it packs nothing") {
+  // The panels are the constants pack-weights made (layout panels16), stored like any other constant.
   TempDir tmp;
   const std::string yaml = source_path(kD64 + "/model.yaml");
   const std::string plan = write(tmp, "m.kplan", compile_plan(yaml));
