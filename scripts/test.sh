@@ -9,8 +9,8 @@ scripts/install_deps.sh
 scripts/build.sh
 cd build
 ctest --output-on-failure -j"$(nproc)"
-# The labelled tests (stress, TSan and sanitizer builds, install) do not depend on the cap: once is enough.
+# The labelled tests (stress, TSan and sanitizer builds, install, style) do not depend on the cap: once is enough.
 for cap in avx2 sse41; do
   echo "== the fast tests again with KILN_MAX_ISA=$cap"
-  KILN_MAX_ISA=$cap ctest --output-on-failure -j"$(nproc)" -LE "stress|tsan|install|sanitize|fuzz"
+  KILN_MAX_ISA=$cap ctest --output-on-failure -j"$(nproc)" -LE "stress|tsan|install|sanitize|fuzz|style"
 done
