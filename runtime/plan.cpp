@@ -83,10 +83,31 @@ void Plan::refuse(bool at_least, std::size_t need, const std::string& detail, st
        " bytes (" + detail + "), more than this machine's physical memory of " + std::to_string(physical) + " bytes");
 }
 
+struct Plan::Buffers {
+  std::vector<int> root;          // the value whose buffer each value lives in (views, in-place outputs)
+  std::vector<int> output_index;  // the graph output a value is computed straight into, or -1
+  std::vector<Interval> intervals;  // per value, then per step (its scratch)
+  int last_step = 0;              // graph outputs stay live to the end
+};
+
 Plan::Plan(const Graph& graph, const std::vector<std::vector<std::int64_t>>& input_dims, const dnnl::engine& engine,
            bool allocate, std::size_t memory_limit)
     : graph_(graph) {
   const std::size_t physical = physical_memory_bytes();
+  bind_types(input_dims);
+  check_tensor_sizes(physical);
+  check_layouts();
+  Buffers b;
+  find_buffers(b);
+  share_in_place(b);
+  make_steps(engine, b);
+  place_arena(b, memory_limit, physical);
+  if (allocate) allocate_arena();
+}
+
+// Concrete types for every value: the inputs' dims, then the same shape rules over concrete input types.
+void Plan::bind_types(const std::vector<std::vector<std::int64_t>>& input_dims) {
+  const Graph& graph = graph_;
   const std::size_t nv = graph.num_values();
   types_.resize(nv);
   locs_.resize(nv);
@@ -98,17 +119,18 @@ Plan::Plan(const Graph& graph, const std::vector<std::vector<std::int64_t>>& inp
   }
   for (const auto& v : graph.values())
     if (v->is_constant()) locs_[v->id] = Loc{Where::Constant, 0, 0, v->constant.data};
-
-  // Concrete shapes for every value: the same shape rules, now over concrete input types.
   for (const auto& n : graph.nodes()) {
     std::vector<const TensorType*> in;
     for (Value* v : n->inputs) in.push_back(v ? &types_[v->id] : nullptr);
     auto out = n->schema->infer(ShapeCtx(*n, std::move(in)));
     for (std::size_t i = 0; i < out.size(); ++i) types_[n->outputs[i]->id] = std::move(out[i]);
   }
+}
 
-  // Sizes, checked (the shapes come from the caller's tensors), and a first memory check before any
-  // kernel or buffer is made: the largest tensor a run writes plus the kernels' working memory.
+// Sizes, checked (the shapes come from the caller's tensors), and a first memory check before any kernel
+// or buffer is made: the largest tensor a run writes plus the kernels' working memory.
+void Plan::check_tensor_sizes(std::size_t physical) {
+  const Graph& graph = graph_;
   std::size_t largest = 0;
   for (const auto& n : graph.nodes()) {
     for (const Value* v : n->outputs) {
@@ -125,9 +147,12 @@ Plan::Plan(const Graph& graph, const std::vector<std::vector<std::int64_t>>& inp
            "its largest tensor " + std::to_string(largest) + " bytes" +
                (working_bytes_ ? ", attention working memory " + std::to_string(working_bytes_) + " bytes" : ""),
            physical);
+}
 
-  // Layouts: every kernel gets its inputs in the layout it needs (the assign-layouts pass inserts the
-  // reorders), and the caller gets plain outputs.
+// Layouts: every kernel gets its inputs in the layout it needs (the assign-layouts pass inserts the
+// reorders), and the caller gets plain outputs.
+void Plan::check_layouts() const {
+  const Graph& graph = graph_;
   for (const auto& n : graph.nodes()) {
     const std::string want = n->schema->required_layout(*n);
     for (std::size_t i = 0; i < n->inputs.size(); ++i) {
@@ -140,59 +165,76 @@ Plan::Plan(const Graph& graph, const std::vector<std::vector<std::int64_t>>& inp
   for (const Value* out : graph.outputs)
     if (!types_[out->id].plain())
       fail("graph output '" + out->name + "' is " + types_[out->id].str() + "; outputs must be plain (the assign-layouts pass reorders them)");
+}
 
-  // Views alias their source: find each value's root buffer.
-  std::vector<int> root(nv);
+// Views alias their source: each value's root buffer. Graph outputs a node computes are written straight
+// into the caller's buffer; the others (inputs, constants, views) are copied there after the run.
+void Plan::find_buffers(Buffers& b) {
+  const Graph& graph = graph_;
+  const std::size_t nv = graph.num_values();
+  b.root.resize(nv);
+  std::vector<int>& root = b.root;
   for (std::size_t i = 0; i < nv; ++i) root[i] = static_cast<int>(i);
   for (const auto& n : graph.nodes())
     if (n->schema->view_of >= 0) root[n->outputs[0]->id] = root[n->inputs[n->schema->view_of]->id];
-
-  std::vector<int> output_index(nv, -1);
+  b.output_index.assign(nv, -1);
+  std::vector<int>& output_index = b.output_index;
   for (std::size_t j = 0; j < graph.outputs.size(); ++j) {
     const Value* out = graph.outputs[j];
     bool computed_here = out->producer && out->producer->schema->view_of < 0;
     if (computed_here && output_index[out->id] < 0) output_index[out->id] = static_cast<int>(j);
     else copy_outputs_.push_back(static_cast<int>(j));
   }
+  b.last_step = static_cast<int>(graph.nodes().size());
+}
 
-  const int last_step = static_cast<int>(graph.nodes().size());  // graph outputs stay live to the end
-
-  // In place: an output may take over an input's buffer when that buffer is read by nothing after this
-  // node (its last use, views of it included) and has the same size. Buffers are groups of values
-  // sharing one root; the decision merges the output's group into the input's.
-  {
-    std::vector<int> group_last(nv, -1);
-    int s = 0;
-    for (const auto& n : graph.nodes()) {
-      for (Value* v : n->inputs)
-        if (v) group_last[root[v->id]] = std::max(group_last[root[v->id]], s);
-      ++s;
-    }
-    for (const Value* out : graph.outputs) group_last[root[out->id]] = last_step;
-    auto bytes_of = [&](int v) { return buffer_bytes(types_[v]); };
-    s = 0;
-    for (const auto& n : graph.nodes()) {
-      const int out = n->outputs.empty() ? -1 : n->outputs[0]->id;
-      if (out >= 0 && n->schema->view_of < 0 && output_index[out] < 0) {
-        for (int i : n->schema->in_place) {
-          const Value* in = i < static_cast<int>(n->inputs.size()) ? n->inputs[i] : nullptr;
-          if (!in) continue;
-          const int r = root[in->id];
-          const Value* rv = graph.values()[r].get();
-          bool arena = rv->producer && rv->producer->schema->view_of < 0 && !rv->is_constant() && output_index[r] < 0;
-          if (!arena || group_last[r] != s || bytes_of(r) != bytes_of(out)) continue;
-          for (std::size_t w = 0; w < nv; ++w)
-            if (root[w] == out) root[w] = r;
-          group_last[r] = group_last[out];
-          break;
-        }
-      }
-      ++s;
-    }
+// In place: an output may take over an input's buffer when that buffer is read by nothing after this
+// node (its last use, views of it included) and has the same size. Buffers are groups of values sharing
+// one root; the decision merges the output's group into the input's.
+void Plan::share_in_place(Buffers& b) const {
+  const Graph& graph = graph_;
+  const std::size_t nv = graph.num_values();
+  std::vector<int>& root = b.root;
+  const std::vector<int>& output_index = b.output_index;
+  const int last_step = b.last_step;
+  std::vector<int> group_last(nv, -1);
+  int s = 0;
+  for (const auto& n : graph.nodes()) {
+    for (Value* v : n->inputs)
+      if (v) group_last[root[v->id]] = std::max(group_last[root[v->id]], s);
+    ++s;
   }
+  for (const Value* out : graph.outputs) group_last[root[out->id]] = last_step;
+  auto bytes_of = [&](int v) { return buffer_bytes(types_[v]); };
+  s = 0;
+  for (const auto& n : graph.nodes()) {
+    const int out = n->outputs.empty() ? -1 : n->outputs[0]->id;
+    if (out >= 0 && n->schema->view_of < 0 && output_index[out] < 0) {
+      for (int i : n->schema->in_place) {
+        const Value* in = i < static_cast<int>(n->inputs.size()) ? n->inputs[i] : nullptr;
+        if (!in) continue;
+        const int r = root[in->id];
+        const Value* rv = graph.values()[r].get();
+        bool arena = rv->producer && rv->producer->schema->view_of < 0 && !rv->is_constant() && output_index[r] < 0;
+        if (!arena || group_last[r] != s || bytes_of(r) != bytes_of(out)) continue;
+        for (std::size_t w = 0; w < nv; ++w)
+          if (root[w] == out) root[w] = r;
+        group_last[r] = group_last[out];
+        break;
+      }
+    }
+    ++s;
+  }
+}
 
-  // Kernels, and liveness of every buffer the arena holds.
-  std::vector<Interval> intervals(nv + graph.nodes().size(), Interval{0, -1, -1});
+// Kernels, and liveness of every buffer the arena holds.
+void Plan::make_steps(const dnnl::engine& engine, Buffers& b) {
+  const Graph& graph = graph_;
+  const std::size_t nv = graph.num_values();
+  const std::vector<int>& root = b.root;
+  const std::vector<int>& output_index = b.output_index;
+  b.intervals.assign(nv + graph.nodes().size(), Interval{0, -1, -1});
+  std::vector<Interval>& intervals = b.intervals;
   int step_index = 0;
   for (const auto& n : graph.nodes()) {
     Step step;
@@ -237,9 +279,14 @@ Plan::Plan(const Graph& graph, const std::vector<std::vector<std::int64_t>>& inp
   }
   for (int j : copy_outputs_) {
     int r = root[graph.outputs[j]->id];
-    intervals[r].last = last_step;
+    intervals[r].last = b.last_step;
   }
+}
 
+// Offsets in one arena for every buffer live at the same time, and the memory checks on its size.
+void Plan::place_arena(Buffers& b, std::size_t memory_limit, std::size_t physical) {
+  const std::size_t nv = graph_.num_values();
+  std::vector<Interval>& intervals = b.intervals;
   std::vector<Interval*> buffers;
   for (std::size_t i = 0; i < intervals.size(); ++i) {
     bool arena_value = i < nv && locs_[i].where == Where::Arena;
@@ -248,7 +295,7 @@ Plan::Plan(const Graph& graph, const std::vector<std::vector<std::int64_t>>& inp
   {
     // place() adds offsets and sizes: their sum bounds every one of them, so check it once.
     std::size_t sum = 0;
-    for (const Interval* b : buffers) sum = saturating_add(sum, b->bytes);
+    for (const Interval* buffer : buffers) sum = saturating_add(sum, buffer->bytes);
     if (sum >= static_cast<std::size_t>(checked::kMaxSize))
       fail("a run on " + inputs_str() + " needs more than " + std::to_string(checked::kMaxSize) + " bytes of memory");
   }
@@ -267,9 +314,7 @@ Plan::Plan(const Graph& graph, const std::vector<std::vector<std::int64_t>>& inp
     if (locs_[i].where == Where::Arena) locs_[i].offset = intervals[i].offset;
   for (std::size_t s = 0; s < steps_.size(); ++s) steps_[s].scratch_offset = intervals[nv + s].offset;
   for (std::size_t i = 0; i < nv; ++i)
-    if (root[i] != static_cast<int>(i)) locs_[i] = locs_[root[i]];
-
-  if (allocate) allocate_arena();
+    if (b.root[i] != static_cast<int>(i)) locs_[i] = locs_[b.root[i]];
 }
 
 void Plan::allocate_arena() {

@@ -75,6 +75,16 @@ class Plan {
     std::vector<void*> out_ptrs;
     std::size_t scratch_offset = 0;
   };
+  // What the constructor works out between its steps (runtime/plan.cpp): each value's root buffer, which
+  // values are written straight into the caller's outputs, and the live interval of every buffer.
+  struct Buffers;
+  void bind_types(const std::vector<std::vector<std::int64_t>>& input_dims);
+  void check_tensor_sizes(std::size_t physical);
+  void check_layouts() const;
+  void find_buffers(Buffers& b);
+  void share_in_place(Buffers& b) const;
+  void make_steps(const dnnl::engine& engine, Buffers& b);
+  void place_arena(Buffers& b, std::size_t memory_limit, std::size_t physical);
   void* resolve(int value, const void* const* inputs, void* const* outputs) const;
   [[noreturn]] void refuse(bool at_least, std::size_t need, const std::string& detail, std::size_t physical) const;
   void run_steps(dnnl::stream& stream, const void* const* inputs, void* const* outputs, std::vector<double>* step_ms);
