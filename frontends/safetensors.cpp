@@ -19,7 +19,7 @@ namespace kiln {
 
 namespace {
 
-using json = nlohmann::json;
+using Json = nlohmann::json;
 
 [[noreturn]] void bad(const std::string& file, const std::string& what) { throw Error(file + ": error: " + what); }
 
@@ -39,9 +39,11 @@ bool dtype_from_safetensors(const std::string& s, DType* out) {
 // position of a syntax error (an exception from json::parse carries none for some errors, e.g. a number
 // overflow) and duplicate keys, which json::parse resolves silently (last wins). Returning false stops
 // the parse at the first problem.
-class HeaderSax final : public nlohmann::json_sax<json> {
+// NOLINTNEXTLINE(bugprone-exception-escape): clang-tidy 14 flags the implicit special members, which only
+// default-construct or destroy a null Json and empty containers (no throw short of out-of-memory).
+class HeaderSax final : public nlohmann::json_sax<Json> {
  public:
-  json root;
+  Json root;
   std::string error;                      // why the parse stopped
   std::optional<std::size_t> error_at;    // for syntax errors: bytes read when it stopped
 
@@ -51,9 +53,9 @@ class HeaderSax final : public nlohmann::json_sax<json> {
   bool number_unsigned(number_unsigned_t v) override { return put(v); }
   bool number_float(number_float_t v, const string_t&) override { return put(v); }
   bool string(string_t& v) override { return put(std::move(v)); }
-  bool binary(binary_t& v) override { return put(json::binary(std::move(v))); }  // CBOR etc. only, not JSON text
-  bool start_object(std::size_t) override { return open(json::object()); }
-  bool start_array(std::size_t) override { return open(json::array()); }
+  bool binary(binary_t& v) override { return put(Json::binary(std::move(v))); }  // CBOR etc. only, not JSON text
+  bool start_object(std::size_t) override { return open(Json::object()); }
+  bool start_array(std::size_t) override { return open(Json::array()); }
   bool end_object() override { return close(); }
   bool end_array() override { return close(); }
 
@@ -90,31 +92,31 @@ class HeaderSax final : public nlohmann::json_sax<json> {
 
  private:
   struct Open {
-    json* value;
+    Json* value;
     std::string key;  // objects only: the key whose value comes next
   };
 
   // Stores `v` where the parse is (the root, the end of the open array, or under the open object's key).
   // The pointers in open_ stay valid: a container only grows while none of its children is open.
-  json* place(json&& v) {
+  Json* place(Json&& v) {
     if (open_.empty()) {
       root = std::move(v);
       return &root;
     }
-    json& parent = *open_.back().value;
+    Json& parent = *open_.back().value;
     if (parent.is_array()) {
       parent.push_back(std::move(v));
       return &parent.back();
     }
-    json& slot = parent[open_.back().key];
+    Json& slot = parent[open_.back().key];
     slot = std::move(v);
     return &slot;
   }
-  bool put(json&& v) {
+  bool put(Json&& v) {
     place(std::move(v));
     return true;
   }
-  bool open(json&& v) {
+  bool open(Json&& v) {
     open_.push_back(Open{place(std::move(v)), {}});
     return true;
   }
@@ -128,9 +130,9 @@ class HeaderSax final : public nlohmann::json_sax<json> {
 
 // Parses the header as strict JSON (no comments, no single quotes, nothing after the object), or fails
 // naming where in the header (line and column, and as an offset in the file) and what was expected there.
-json parse_header(const std::string& file, const std::string& header) {
+Json parse_header(const std::string& file, const std::string& header) {
   HeaderSax sax;
-  if (json::sax_parse(header, &sax, json::input_format_t::json, /*strict=*/true, /*ignore_comments=*/false))
+  if (Json::sax_parse(header, &sax, Json::input_format_t::json, /*strict=*/true, /*ignore_comments=*/false))
     return std::move(sax.root);
   if (!sax.error_at) bad(file, sax.error);
   // error_at counts the bytes read, the offending one included; reading the end of the input counts as
@@ -156,25 +158,25 @@ struct TensorEntry {
 };
 
 // How a JSON value reads in a message: numbers, strings and literals as written, containers by kind.
-std::string describe(const json& v) {
+std::string describe(const Json& v) {
   if (v.is_array()) return "a list";
   if (v.is_object()) return "an object";
   return v.dump();
 }
 
 // Checks one tensor's {dtype, shape, data_offsets} against itself and the data section.
-TensorEntry read_entry(const std::string& file, const std::string& key, const json& t, std::size_t data_size) {
+TensorEntry read_entry(const std::string& file, const std::string& key, const Json& t, std::size_t data_size) {
   auto what = [&](const std::string& msg) { bad(file, "tensor '" + key + "': " + msg); };
   if (!t.is_object() || !t.contains("dtype") || !t.contains("shape") || !t.contains("data_offsets"))
-    what("expected an object with \"dtype\", \"shape\" and \"data_offsets\"");
+    what(R"(expected an object with "dtype", "shape" and "data_offsets")");
   TensorEntry e;
-  const json& dt = t["dtype"];
+  const Json& dt = t["dtype"];
   if (!dt.is_string()) what("\"dtype\" must be a string");
   const std::string dtype = dt.get<std::string>();
   if (!dtype_from_safetensors(dtype, &e.dtype))
     what("unsupported dtype \"" + dtype + "\" (expected F32, F16, BF16, F64, I64, I32, I8, U8 or BOOL)");
   if (!t["shape"].is_array()) what("\"shape\" must be a list of dims");
-  for (const json& d : t["shape"]) {
+  for (const Json& d : t["shape"]) {
     // nlohmann reads a non-negative integer as unsigned, a negative one as signed, anything with a
     // fraction or exponent as float.
     if (!d.is_number_unsigned()) what("\"shape\" must hold non-negative integers, got " + describe(d));
@@ -189,7 +191,7 @@ TensorEntry read_entry(const std::string& file, const std::string& key, const js
   if (!size)
     what("shape " + shape_to_string(e.shape) + " of " + dtype + " is too large: its size in bytes exceeds " +
          std::to_string(checked::kMaxSize));
-  const json& off = t["data_offsets"];
+  const Json& off = t["data_offsets"];
   if (!off.is_array() || off.size() != 2 || !off[0].is_number_unsigned() || !off[1].is_number_unsigned())
     what("\"data_offsets\" must be [begin, end] byte offsets");
   e.begin = off[0].get<std::uint64_t>();
@@ -223,11 +225,11 @@ std::shared_ptr<WeightsFile> WeightsFile::open(const std::string& path) {
   ::close(fd);
   if (map == MAP_FAILED) bad(path, std::string("cannot map weights file: ") + std::strerror(errno));
   std::shared_ptr<const void> owner(map, [size](const void* p) { munmap(const_cast<void*>(p), size); });
-  return from_memory(path, map, size, std::move(owner));
+  return from_memory(path, map, size, owner);
 }
 
 std::shared_ptr<WeightsFile> WeightsFile::from_memory(const std::string& name, const void* bytes, std::size_t size,
-                                                      std::shared_ptr<const void> owner) {
+                                                      const std::shared_ptr<const void>& owner) {
   auto file = std::make_shared<WeightsFile>();
   file->path_ = name;
   const auto* base = static_cast<const unsigned char*>(bytes);
@@ -244,7 +246,7 @@ std::shared_ptr<WeightsFile> WeightsFile::from_memory(const std::string& name, c
   const unsigned char* data = base + 8 + header_len;
   const std::size_t data_size = size - 8 - header_len;
 
-  const json root = parse_header(name, header);
+  const Json root = parse_header(name, header);
   if (!root.is_object()) bad(name, "header is not a JSON object");
   std::vector<std::tuple<std::uint64_t, std::uint64_t, std::string>> ranges;  // begin, end, tensor
   for (const auto& [key, entry] : root.items()) {

@@ -24,7 +24,7 @@ class WeightsFile {
   static std::shared_ptr<WeightsFile> open(const std::string& path);
   /// Validates an in-memory image (`bytes` must outlive the returned object; `owner` may keep it alive).
   static std::shared_ptr<WeightsFile> from_memory(const std::string& name, const void* bytes, std::size_t size,
-                                                  std::shared_ptr<const void> owner);
+                                                  const std::shared_ptr<const void>& owner);
 
   const std::string& path() const { return path_; }
   const WeightTensor* find(const std::string& name) const;

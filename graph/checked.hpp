@@ -50,7 +50,7 @@ std::optional<std::int64_t> numel(const Dims& dims) {
   std::int64_t n = 1;
   bool zero = false;
   for (const auto& d : dims) {
-    const std::int64_t v = static_cast<std::int64_t>(d);
+    const auto v = static_cast<std::int64_t>(d);
     if (v < 0) return std::nullopt;
     if (v == 0) {
       zero = true;

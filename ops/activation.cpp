@@ -16,7 +16,7 @@ struct EltArg {
     return param < 0 ? value : static_cast<float>(params.at(static_cast<std::size_t>(param)));
   }
 };
-constexpr EltArg p0{0.f, 0}, p1{0.f, 1};
+constexpr EltArg kP0{0.f, 0}, kP1{0.f, 1};
 
 struct Row {
   ActivationDef def;
@@ -31,20 +31,20 @@ using G = gemm::Activation;
 // The order is the order of `activation_names` (in error messages and `kilnc ops`).
 const std::vector<Row>& table() {
   static const std::vector<Row> rows = [] {
-    constexpr const char* gelu_doc = "x · Φ(x); approximate=\"tanh\" uses the tanh form (nn.GELU)";
-    constexpr const char* approximate_doc = "\"none\" (erf) or \"tanh\"";
-    constexpr const char* clip_doc = "min(max(x, min), max) (torch.clamp, nn.ReLU6)";
+    constexpr const char* kGeluDoc = "x · Φ(x); approximate=\"tanh\" uses the tanh form (nn.GELU)";
+    constexpr const char* kApproximateDoc = R"("none" (erf) or "tanh")";
+    constexpr const char* kClipDoc = "min(max(x, min), max) (torch.clamp, nn.ReLU6)";
     std::vector<Row> r = {
         {{.name = "relu", .op = "relu", .doc = "max(x, 0)", .post_op = true}, A::eltwise_relu, {}, {}, G::Relu},
-        {{.name = "gelu", .op = "gelu", .doc = gelu_doc, .variant_attr = "approximate", .variant = "none",
-          .variant_doc = approximate_doc, .post_op = true},
+        {{.name = "gelu", .op = "gelu", .doc = kGeluDoc, .variant_attr = "approximate", .variant = "none",
+          .variant_doc = kApproximateDoc, .post_op = true},
          A::eltwise_gelu_erf, {}, {}, G::Gelu},
-        {{.name = "gelu_tanh", .op = "gelu", .doc = gelu_doc, .variant_attr = "approximate", .variant = "tanh",
-          .variant_doc = approximate_doc, .post_op = true},
+        {{.name = "gelu_tanh", .op = "gelu", .doc = kGeluDoc, .variant_attr = "approximate", .variant = "tanh",
+          .variant_doc = kApproximateDoc, .post_op = true},
          A::eltwise_gelu_tanh, {}, {}, G::GeluTanh},
-        {{.name = "clip", .op = "clip", .doc = clip_doc,
+        {{.name = "clip", .op = "clip", .doc = kClipDoc,
           .params = {{"min", 0.0, "lower bound"}, {"max", 6.0, "upper bound"}}, .ordered_params = true, .post_op = true},
-         A::eltwise_clip, p0, p1},
+         A::eltwise_clip, kP0, kP1},
         {{.name = "silu", .op = "silu", .doc = "x * sigmoid(x) (nn.SiLU, swish)", .post_op = true}, A::eltwise_swish, {1.f}, {}},
         {{.name = "sigmoid", .op = "sigmoid", .doc = "1 / (1 + exp(-x))", .post_op = true}, A::eltwise_logistic, {}, {}, G::Sigmoid},
         {{.name = "tanh", .op = "tanh", .doc = "tanh(x)", .post_op = true}, A::eltwise_tanh, {}, {}, G::Tanh},
@@ -52,7 +52,7 @@ const std::vector<Row>& table() {
         {{.name = "sqrt", .op = "sqrt", .doc = "√x"}, A::eltwise_sqrt, {}, {}},
         {{.name = "pow", .op = "pow", .doc = "x^exponent (torch.pow with a scalar exponent)",
           .params = {{"exponent", std::nullopt, "the exponent"}}},
-         A::eltwise_pow, {1.f}, p0},
+         A::eltwise_pow, {1.f}, kP0},
         {{.name = "erf", .op = "erf", .doc = "the error function"}, std::nullopt, {}, {}},
     };
     for (Row& row : r) row.def.gemm_epilogue = row.gemm != G::None;

@@ -107,7 +107,7 @@ std::unique_ptr<Kernel> make(const KernelCtx& ctx) {
   const std::int64_t h = ctx.node.attr_int("heads"), dh = e / h;
   const bool fused_qkv = ctx.node.inputs[kQuery] == ctx.node.inputs[kKey] && ctx.node.inputs[kKey] == ctx.node.inputs[kValue];
   const bool has_in_bias = ctx.has(kInB), has_out_bias = ctx.has(kOutB);
-  constexpr std::size_t f = sizeof(float);
+  constexpr std::size_t kF = sizeof(float);
   auto kernel = std::make_unique<DnnlKernel>(ctx.engine);
 
   auto add_output_projection = [&](std::size_t ctx_at) {
@@ -133,15 +133,15 @@ std::unique_ptr<Kernel> make(const KernelCtx& ctx) {
   };
   if (fused_qkv) {
     ld = 3 * e;
-    q_at = kernel->reserve(static_cast<std::size_t>(b * sq * 3 * e) * f);
-    k_at = q_at + e * f;
-    v_at = q_at + 2 * e * f;
+    q_at = kernel->reserve(static_cast<std::size_t>(b * sq * 3 * e) * kF);
+    k_at = q_at + e * kF;
+    v_at = q_at + 2 * e * kF;
     projection(kQuery, b * sq, 3 * e, 0, q_at);
   } else {
     ld = e;
-    q_at = kernel->reserve(static_cast<std::size_t>(b * sq * e) * f);
-    k_at = kernel->reserve(static_cast<std::size_t>(b * sk * e) * f);
-    v_at = kernel->reserve(static_cast<std::size_t>(b * sk * e) * f);
+    q_at = kernel->reserve(static_cast<std::size_t>(b * sq * e) * kF);
+    k_at = kernel->reserve(static_cast<std::size_t>(b * sk * e) * kF);
+    v_at = kernel->reserve(static_cast<std::size_t>(b * sk * e) * kF);
     projection(kQuery, b * sq, e, 0, q_at);
     projection(kKey, b * sk, e, e, k_at);
     projection(kValue, b * sk, e, 2 * e, v_at);
@@ -150,14 +150,14 @@ std::unique_ptr<Kernel> make(const KernelCtx& ctx) {
   if (gemm::enabled()) {
     // 2-4 in one Kiln step, per (batch row, head) on the OpenMP team: pack the head's keys and values,
     // scores = Q·Kᵀ·scale + mask with the GEMM, softmax by rows, context = P·V into [B,Sq,E].
-    const std::size_t ctx_at = kernel->reserve(static_cast<std::size_t>(b * sq * e) * f);
+    const std::size_t ctx_at = kernel->reserve(static_cast<std::size_t>(b * sq * e) * kF);
     const bool masked = ctx.has(kMask);
     const float scale = 1.0f / std::sqrt(static_cast<float>(dh));
     kernel->add_step(
         [=](const KernelArgs& args, char* scratch) {
           const auto* qkv = reinterpret_cast<const float*>(scratch);
           const float* mask = masked ? static_cast<const float*>(args.in[kMask]) : nullptr;
-          attention_heads(Heads{qkv + q_at / f, qkv + k_at / f, qkv + v_at / f, ld, mask,
+          attention_heads(Heads{qkv + q_at / kF, qkv + k_at / kF, qkv + v_at / kF, ld, mask,
                                 reinterpret_cast<float*>(scratch + ctx_at), b, h, sq, sk, dh, e, scale});
         },
         "kiln:attention");
@@ -166,7 +166,7 @@ std::unique_ptr<Kernel> make(const KernelCtx& ctx) {
   }
 
   // 2. scores = Q·Kᵀ · 1/sqrt(dh)
-  const std::size_t scores_at = kernel->reserve(static_cast<std::size_t>(b * h * sq * sk) * f);
+  const std::size_t scores_at = kernel->reserve(static_cast<std::size_t>(b * h * sq * sk) * kF);
   auto q_md = strided_md({b, h, sq, dh}, {sq * ld, dh, ld, 1});
   auto kt_md = strided_md({b, h, dh, sk}, {sk * ld, dh, 1, ld});
   auto scores_md = plain_md({b, h, sq, sk});
@@ -197,7 +197,7 @@ std::unique_ptr<Kernel> make(const KernelCtx& ctx) {
     kernel->scratch(s, DNNL_ARG_DST, scores_md, scores_at);
   }
   // 4. context = P·V, into [B,Sq,E]
-  const std::size_t ctx_at = kernel->reserve(static_cast<std::size_t>(b * sq * e) * f);
+  const std::size_t ctx_at = kernel->reserve(static_cast<std::size_t>(b * sq * e) * kF);
   {
     auto v_md = strided_md({b, h, sk, dh}, {sk * ld, dh, ld, 1});
     auto c_md = strided_md({b, h, sq, dh}, {sq * e, dh, e, 1});

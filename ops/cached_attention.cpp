@@ -119,7 +119,7 @@ __attribute__((target("avx2,fma"))) void attend_row_avx2(const RowArgs& a, std::
   for (; c0 + 64 <= e; c0 += 64) {
     __m256 acc[8];
 #pragma GCC unroll 8
-    for (int i = 0; i < 8; ++i) acc[i] = _mm256_setzero_ps();
+    for (auto& i : acc) i = _mm256_setzero_ps();
     const float* p[8];  // the score row of each register's head
 #pragma GCC unroll 8
     for (int i = 0; i < 8; ++i) p[i] = sc + (c0 + 8 * i) / dh * (t + 1);

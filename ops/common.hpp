@@ -56,7 +56,7 @@ std::unique_ptr<Kernel> reorder_kernel(const dnnl::engine& engine, const dnnl::m
 /// memory (constants). Binding happens once; execute only swaps data handles.
 class DnnlKernel : public Kernel {
  public:
-  explicit DnnlKernel(const dnnl::engine& engine) : engine_(engine) {}
+  explicit DnnlKernel(dnnl::engine engine) : engine_(std::move(engine)) {}
 
   /// Reserves `bytes` of scratch (64-byte aligned) and returns its offset.
   std::size_t reserve(std::size_t bytes);

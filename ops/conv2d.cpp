@@ -76,7 +76,7 @@ std::vector<TensorType> infer(const ShapeCtx& ctx) {
 // The layout conv2d reads src (and the residual) in: its `layout`, except that a first convolution with
 // fewer input channels than one block reads plain nchw.
 std::string required(const Node& n) {
-  const std::string layout = layout_attr(n);
+  std::string layout = layout_attr(n);
   const Dim& c = n.inputs[kSrc]->type.shape.at(1);
   if (!layout.empty() && n.attr_int("groups") == 1 && c.concrete() && c.value < channel_block(layout) && !has_residual(n))
     return {};

@@ -63,7 +63,7 @@ const Settings& settings() {
 
 // Applied when the library loads, before anything can ask oneDNN which ISA it runs; apply() repeats it
 // (a no-op) for callers that run before static initialization is complete.
-const bool g_applied_at_load = [] {
+const bool kAppliedAtLoad = [] {
   try {
     apply();
   } catch (...) {  // an unknown KILN_MAX_ISA: reported by apply() at the first load

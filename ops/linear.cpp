@@ -88,7 +88,7 @@ void pack_gemm_weight(PackCtx& ctx, std::size_t input, const std::vector<std::in
 }
 
 void add_linear(DnnlKernel& kernel, const KernelCtx& ctx, const LinearStep& step) {
-  constexpr std::size_t f = sizeof(float);
+  constexpr std::size_t kF = sizeof(float);
   const ConstData* w = ctx.constant(static_cast<std::size_t>(step.weight));
   const bool packed_weight = ctx.in[static_cast<std::size_t>(step.weight)].layout == gemm::kPackedLayout;
   if (packed_weight && !w) ctx.node.fail("internal: weights in " + std::string(gemm::kPackedLayout) + " must be a constant");
@@ -138,16 +138,16 @@ void add_linear(DnnlKernel& kernel, const KernelCtx& ctx, const LinearStep& step
     // Packed for Kiln's GEMM (a plan file from a machine that runs it) where oneDNN runs the products (no
     // AVX2/FMA under the cap, KILN_GEMM=onednn): oneDNN reads a private unpacked copy of the rows it needs.
     const std::shared_ptr<const float> panels = gemm_panels(kernel, ctx, step, *w);
-    auto plain = std::shared_ptr<float>(static_cast<float*>(std::malloc(static_cast<std::size_t>(step.out * step.in) * f)), std::free);
+    auto plain = std::shared_ptr<float>(static_cast<float*>(std::malloc(static_cast<std::size_t>(step.out * step.in) * kF)), std::free);
     if (!plain) throw std::bad_alloc();
     gemm::unpack_weights(panels.get(), step.out, step.in, plain.get());
     kernel.fixed(s, DNNL_ARG_WEIGHTS, dnnl::memory(wei, ctx.engine, plain.get()));
     kernel.hold(std::move(plain));
-    kernel.add_packed_weight_bytes(static_cast<std::size_t>(step.out * step.in) * f);
+    kernel.add_packed_weight_bytes(static_cast<std::size_t>(step.out * step.in) * kF);
   } else {
-    kernel.input(s, DNNL_ARG_WEIGHTS, wei, step.weight, static_cast<std::size_t>(step.weight_row0 * step.in) * f);
+    kernel.input(s, DNNL_ARG_WEIGHTS, wei, step.weight, static_cast<std::size_t>(step.weight_row0 * step.in) * kF);
   }
-  if (step.bias >= 0) kernel.input(s, DNNL_ARG_BIAS, bias, step.bias, static_cast<std::size_t>(step.weight_row0) * f);
+  if (step.bias >= 0) kernel.input(s, DNNL_ARG_BIAS, bias, step.bias, static_cast<std::size_t>(step.weight_row0) * kF);
   if (step.residual >= 0)
     kernel.input(s, DNNL_ARG_ATTR_MULTIPLE_POST_OP(ops.len() - 1) | DNNL_ARG_SRC_1, dst, step.residual);
   bind(DNNL_ARG_DST, dst, step.dst);

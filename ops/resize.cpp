@@ -16,7 +16,8 @@ std::vector<TensorType> infer(const ShapeCtx& ctx) {
   expect_nchw(ctx, 0);
   const TensorType& x = ctx.in(0);
   const std::string& mode = n.attr_string("mode");
-  if (mode != "nearest" && mode != "linear") ctx.fail("attribute 'mode' must be \"nearest\" or \"linear\", got \"" + mode + "\"");
+  if (mode != "nearest" && mode != "linear")
+    ctx.fail(R"(attribute 'mode' must be "nearest" or "linear", got ")" + mode + "\"");
   const auto& size = n.attr_ints("size");
   const auto& scale = std::get<std::vector<double>>(n.attr("scale"));
   if (size.empty() == scale.empty()) ctx.fail("expected exactly one of the attributes 'size' and 'scale'");

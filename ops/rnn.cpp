@@ -50,8 +50,8 @@ struct Cell {
 const Cell kLstm{true, 4, 4, 3, {0, 1, 2, 3}};
 const Cell kGru{false, 3, 4, 2, {1, 0, 2, 0}};
 
-int weight_index(const Cell& c, int layer, int dir, int which) {
-  return c.base + (layer * 2 + dir) * kWeightsPerDir + which;
+int weight_index(const Cell& c, std::int64_t layer, std::int64_t dir, int which) {
+  return c.base + static_cast<int>((layer * 2 + dir) * kWeightsPerDir) + which;
 }
 
 std::string weight_name(int layer, int dir, int which) {
@@ -355,17 +355,17 @@ std::unique_ptr<Kernel> make(const KernelCtx& ctx, const Cell& c) {
   const std::int64_t g = c.gates, gb = c.bias_gates;
   const bool has_state = ctx.has(1);
   const bool bias = ctx.has(weight_index(c, 0, 0, kBih));
-  constexpr std::size_t f = sizeof(float);
+  constexpr std::size_t kF = sizeof(float);
 
   auto seq_md = [&](std::int64_t channels, bool user_layout) {
     return dnnl::memory::desc({t, n, channels}, dt::f32, user_layout && batch_first ? tag::ntc : tag::tnc);
   };
   const auto state_md = dnnl::memory::desc({1, dirs, n, h}, dt::f32, tag::ldnc);
-  const std::size_t state_bytes = static_cast<std::size_t>(dirs * n * h) * f;  // one layer's states
+  const std::size_t state_bytes = static_cast<std::size_t>(dirs * n * h) * kF;  // one layer's states
   auto kernel = std::make_unique<RnnKernel>(ctx.engine);
   std::size_t between[2] = {0, 0};  // ping-pong buffers between layers, [T,N,D*H]
   if (layers > 1)
-    for (auto& b : between) b = kernel->reserve(static_cast<std::size_t>(t * n * dirs * h) * f);
+    for (auto& b : between) b = kernel->reserve(static_cast<std::size_t>(t * n * dirs * h) * kF);
 
   for (std::int64_t l = 0; l < layers; ++l) {
     const std::int64_t in_ch = l == 0 ? features : dirs * h;

@@ -63,7 +63,7 @@ inline Dim window_out(const ShapeCtx& ctx, const Dim& in, std::int64_t k, std::i
     return Dim::of(static_cast<std::int64_t>(padded / stride + 1));
   }
   if (a128 <= -max || a128 >= max) ctx.fail("the " + std::string(axis) + " window (" + str(span) + " with dilation) is too large");
-  const std::int64_t a = static_cast<std::int64_t>(a128);
+  const auto a = static_cast<std::int64_t>(a128);
   auto offset = [](std::int64_t v) { return v == 0 ? std::string() : (v > 0 ? "+" : "") + std::to_string(v); };
   if (stride == 1) return a + 1 == 0 ? in : Dim::symbol(in.sym + offset(a + 1));
   return Dim::symbol("(" + in.sym + offset(a) + ")/" + std::to_string(stride) + "+1");

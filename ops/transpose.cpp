@@ -36,6 +36,7 @@ std::unique_ptr<Kernel> make(const KernelCtx& ctx) {
   for (std::size_t i = in.size(); i-- > 1;) in_strides[i - 1] = in_strides[i] * in[i];
   const auto& perm = ctx.node.attr_ints("perm");
   std::vector<std::int64_t> strides;
+  strides.reserve(perm.size());
   for (auto p : perm) strides.push_back(in_strides[p < 0 ? p + in.size() : p]);
   DType dtype = ctx.in[0].dtype;
   if (dtype_size(dtype) == 8) {

@@ -64,7 +64,7 @@ class FoldConvBatchNorm : public Pass {
   static void fold(Graph& g, Node* conv, Node* bn) {
     const Value* w = conv->inputs[1];
     const std::int64_t o = w->type.shape[0].value;
-    const std::size_t per_out = static_cast<std::size_t>(numel_of(w->type.shape) / o);
+    const auto per_out = static_cast<std::size_t>(numel_of(w->type.shape) / o);
     const float *gamma = floats(bn->inputs[1]), *beta = floats(bn->inputs[2]), *mean = floats(bn->inputs[3]),
                 *var = floats(bn->inputs[4]), *bias = floats(input_or_null(conv, 2)), *src = floats(w);
     const double eps = bn->attr_float("eps");

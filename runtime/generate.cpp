@@ -105,7 +105,7 @@ struct GeneratorImpl {
 
   GeneratorImpl(std::shared_ptr<const Seq2SeqImpl> m) : model(std::move(m)), encoder(model->encoder), decoder(model->decoder) {}
 
-  void configure(std::int64_t n_, std::int64_t beams_, std::int64_t length_, std::int64_t src_len_);
+  void configure(std::int64_t new_n, std::int64_t new_beams, std::int64_t new_length, std::int64_t new_src_len);
   std::vector<std::vector<Hypothesis>> run(const std::vector<std::vector<std::int64_t>>& sources, const GenerateOptions& o);
 
  private:
@@ -115,11 +115,11 @@ struct GeneratorImpl {
   void add_hypothesis(std::int64_t src, std::int64_t row, std::int64_t t, std::int64_t last, float s, bool finished);
 };
 
-void GeneratorImpl::configure(std::int64_t n_, std::int64_t beams_, std::int64_t length_, std::int64_t src_len_) {
-  if (n_ == n && beams_ == beams && length_ == length && src_len_ == src_len) return;
+void GeneratorImpl::configure(std::int64_t new_n, std::int64_t new_beams, std::int64_t new_length, std::int64_t new_src_len) {
+  if (new_n == n && new_beams == beams && new_length == length && new_src_len == src_len) return;
   const Seq2SeqImpl& m = *model;
   const GenerateSpec& gen = m.generate;
-  n = n_, beams = beams_, length = length_, src_len = src_len_;
+  n = new_n, beams = new_beams, length = new_length, src_len = new_src_len;
   rows = n * beams;
   const Graph& dg = *m.decoder.impl()->graph;
 
@@ -537,9 +537,11 @@ std::vector<std::string> Generator::translate(const std::vector<std::string>& te
   return detail::no_bad_alloc("Generator::translate", [&] {
     Seq2SeqModel m(impl_->model);
     std::vector<std::vector<std::int64_t>> sources;
+    sources.reserve(texts.size());
     for (const auto& t : texts) sources.push_back(m.encode(t));
     auto hyps = impl_->run(sources, options);
     std::vector<std::string> out;
+    out.reserve(hyps.size());
     for (const auto& h : hyps) out.push_back(h.empty() ? std::string() : m.decode(h[0].tokens));
     return out;
   });

@@ -11,6 +11,7 @@
 #include <cstring>
 #include <map>
 #include <set>
+#include <utility>
 
 // Compiled in (no library to link), with XXH3_state_t complete: the state lives on the stack.
 #define XXH_INLINE_ALL
@@ -99,7 +100,7 @@ class Writer {
 // writer still gives an error, never a read past the section.
 class Reader {
  public:
-  Reader(const std::string& file, const unsigned char* p, std::size_t n) : file_(file), p_(p), n_(n) {}
+  Reader(std::string file, const unsigned char* p, std::size_t n) : file_(std::move(file)), p_(p), n_(n) {}
   [[noreturn]] void corrupt(const std::string& what) const {
     throw Error(file_ + ": error: corrupt plan file: " + what + " (at byte " + std::to_string(at_) + " of the graph section)");
   }
@@ -561,7 +562,7 @@ std::shared_ptr<ModelImpl> load_kplan(const std::string& name, const void* bytes
   }
 
   Reader r(name, p + s.graph_offset, s.graph_bytes);
-  const DataView data{p + s.data_offset, s.data_bytes, owner};
+  const DataView data{p + s.data_offset, s.data_bytes, std::move(owner)};
   auto impl = std::make_shared<ModelImpl>();
   impl->path = name;
   impl->graph = std::make_unique<Graph>();

@@ -320,8 +320,8 @@ std::string Model::ir(bool with_locations) const { return impl_->graph->print(wi
 std::size_t Model::weight_bytes() const { return impl_->weight_bytes; }
 const LoadOptions& Model::options() const { return impl_->options; }
 
-Session::Session(Model model) : Session(model, model.options().session) {}
-Session::Session(Model model, const SessionOptions& options)
+Session::Session(const Model& model) : Session(model, model.options().session) {}
+Session::Session(const Model& model, const SessionOptions& options)
     : impl_(detail::no_bad_alloc("Session", [&] { return std::make_unique<detail::SessionImpl>(model.impl(), options); })) {}
 Session::~Session() = default;
 Session::Session(Session&&) noexcept = default;

@@ -412,6 +412,7 @@ void Parser::parse_block_call(const YAML::Node& n, Scope& scope) {
   const auto given = block_params(n, name, def);
   std::string call = n["name"] ? scalar(n["name"], "a call name") : name;
   std::vector<Value*> current;
+  current.reserve(ins.size());
   for (const auto& [v, where] : ins) current.push_back(lookup(where, v, scope));
   for (std::int64_t i = 0; i < repeat; ++i) {
     Scope inner;

@@ -122,8 +122,8 @@ class Model {
 class Session {
  public:
   /// A session with the model's LoadOptions::session settings.
-  explicit Session(Model model);
-  Session(Model model, const SessionOptions& options);
+  explicit Session(const Model& model);
+  Session(const Model& model, const SessionOptions& options);
   ~Session();
   Session(Session&&) noexcept;
   Session& operator=(Session&&) noexcept;
