@@ -25,7 +25,7 @@ using Json = nlohmann::json;
 
 bool dtype_from_safetensors(const std::string& s, DType* out) {
   static const std::pair<const char*, DType> table[] = {
-      {"F32", DType::f32}, {"F16", DType::f16}, {"BF16", DType::bf16}, {"F64", DType::f64}, {"I64", DType::i64},
+      {"F32", DType::f32}, {"F16", DType::f16}, {"BF16", DType::bf16}, {"F64", DType::f64},     {"I64", DType::i64},
       {"I32", DType::i32}, {"I8", DType::i8},   {"U8", DType::u8},     {"BOOL", DType::boolean}};
   for (const auto& [name, t] : table)
     if (s == name) {
@@ -39,13 +39,14 @@ bool dtype_from_safetensors(const std::string& s, DType* out) {
 // position of a syntax error (an exception from json::parse carries none for some errors, e.g. a number
 // overflow) and duplicate keys, which json::parse resolves silently (last wins). Returning false stops
 // the parse at the first problem.
-// NOLINTNEXTLINE(bugprone-exception-escape): clang-tidy 14 flags the implicit special members, which only
-// default-construct or destroy a null Json and empty containers (no throw short of out-of-memory).
+// clang-tidy 14 flags the implicit special members below, which only default-construct or destroy a null
+// Json and empty containers (no throw short of running out of memory):
+// NOLINTNEXTLINE(bugprone-exception-escape)
 class HeaderSax final : public nlohmann::json_sax<Json> {
  public:
   Json root;
-  std::string error;                      // why the parse stopped
-  std::optional<std::size_t> error_at;    // for syntax errors: bytes read when it stopped
+  std::string error;                    // why the parse stopped
+  std::optional<std::size_t> error_at;  // for syntax errors: bytes read when it stopped
 
   bool null() override { return put(nullptr); }
   bool boolean(bool v) override { return put(v); }
@@ -70,8 +71,7 @@ class HeaderSax final : public nlohmann::json_sax<Json> {
       else if (root.is_object())
         error = (top == "__metadata__" ? "\"__metadata__\"" : "tensor '" + top + "'") + ": key \"" + k +
                 "\" appears twice (each key must appear once)";
-      else
-        error = "header has the key \"" + k + "\" twice in one object (each key must appear once)";
+      else error = "header has the key \"" + k + "\" twice in one object (each key must appear once)";
       return false;
     }
     o.key = std::move(k);
@@ -197,8 +197,8 @@ TensorEntry read_entry(const std::string& file, const std::string& key, const Js
   e.begin = off[0].get<std::uint64_t>();
   e.end = off[1].get<std::uint64_t>();
   if (e.begin > e.end || e.end > data_size)
-    what("data_offsets [" + std::to_string(e.begin) + ", " + std::to_string(e.end) + "] lie outside the data section of " +
-         std::to_string(data_size) + " bytes (truncated file?)");
+    what("data_offsets [" + std::to_string(e.begin) + ", " + std::to_string(e.end) +
+         "] lie outside the data section of " + std::to_string(data_size) + " bytes (truncated file?)");
   const auto want = static_cast<std::uint64_t>(*size);
   if (e.end - e.begin != want)
     what("shape " + shape_to_string(e.shape) + " of " + dtype + " needs " + std::to_string(want) +
@@ -263,7 +263,8 @@ std::shared_ptr<WeightsFile> WeightsFile::from_memory(const std::string& name, c
       void* copy = std::aligned_alloc(64, std::max<std::size_t>((nbytes + 63) / 64 * 64, 64));
       if (!copy) bad(name, "tensor '" + key + "': out of memory");
       std::memcpy(copy, p, nbytes);
-      w.data = ConstData{copy, nbytes, std::shared_ptr<const void>(copy, [](const void* q) { std::free(const_cast<void*>(q)); })};
+      w.data = ConstData{copy, nbytes,
+                         std::shared_ptr<const void>(copy, [](const void* q) { std::free(const_cast<void*>(q)); })};
     } else {
       w.data = ConstData{p, nbytes, owner};
     }

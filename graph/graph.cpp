@@ -76,7 +76,8 @@ Node* Graph::add_node(const std::string& op, const std::string& name, std::vecto
     if (!spec) {
       std::string known;
       for (const auto& a : schema->attrs) known += (known.empty() ? "" : ", ") + a.name;
-      n->fail("unknown attribute '" + key + "'" + (known.empty() ? " (it takes none)" : " (expected one of: " + known + ")"));
+      n->fail("unknown attribute '" + key + "'" +
+              (known.empty() ? " (it takes none)" : " (expected one of: " + known + ")"));
     }
     if (attr_type_of(value) != spec->type)
       n->fail("attribute '" + key + "' expects " + attr_type_name(spec->type) + ", got " +
@@ -84,7 +85,8 @@ Node* Graph::add_node(const std::string& op, const std::string& name, std::vecto
   }
   for (const auto& spec : schema->attrs) {
     if (attrs.count(spec.name)) continue;
-    if (!spec.default_value) n->fail("missing required attribute '" + spec.name + "' (" + attr_type_name(spec.type) + ")");
+    if (!spec.default_value)
+      n->fail("missing required attribute '" + spec.name + "' (" + attr_type_name(spec.type) + ")");
     attrs.emplace(spec.name, *spec.default_value);
   }
   n->attrs = std::move(attrs);
@@ -237,7 +239,8 @@ std::string Graph::print(bool with_locations) const {
   for (std::size_t i = 0; i < outputs.size(); ++i) os << (i ? ", " : "") << "%" << outputs[i]->name;
   os << ") {\n";
   for (const auto& v : values_)
-    if (v->is_constant() && (!v->users.empty() || is_output(v.get()))) os << "  %" << v->name << " = const : " << v->type.str() << "\n";
+    if (v->is_constant() && (!v->users.empty() || is_output(v.get())))
+      os << "  %" << v->name << " = const : " << v->type.str() << "\n";
   for (const auto& n : nodes_) {
     os << "  ";
     for (std::size_t i = 0; i < n->outputs.size(); ++i) os << (i ? ", " : "") << "%" << n->outputs[i]->name;
@@ -299,7 +302,8 @@ std::string Graph::to_dot() const {
   std::ostringstream os;
   os << "digraph \"" << dot_escape(name) << "\" {\n  rankdir=TB;\n  node [fontname=\"monospace\", fontsize=10];\n";
   for (std::size_t i = 0; i < inputs.size(); ++i)
-    os << "  in" << i << " [shape=ellipse, label=\"" << dot_escape(inputs[i]->name + "\n" + inputs[i]->type.str()) << "\"];\n";
+    os << "  in" << i << " [shape=ellipse, label=\"" << dot_escape(inputs[i]->name + "\n" + inputs[i]->type.str())
+       << "\"];\n";
   std::map<const Node*, std::size_t> index;
   for (std::size_t k = 0; k < nodes_.size(); ++k) {
     const Node& n = *nodes_[k];

@@ -26,10 +26,10 @@ class Value {
  public:
   std::string name;
   TensorType type;
-  Node* producer = nullptr;      // null for graph inputs and constants
-  std::vector<Node*> users;      // one entry per use (a node using it twice appears twice)
-  ConstData constant;            // set for weights and folded constants
-  int id = -1;                   // dense index, stable until the graph is compacted
+  Node* producer = nullptr;  // null for graph inputs and constants
+  std::vector<Node*> users;  // one entry per use (a node using it twice appears twice)
+  ConstData constant;        // set for weights and folded constants
+  int id = -1;               // dense index, stable until the graph is compacted
 
   bool is_constant() const { return constant.data != nullptr || (constant.bytes == 0 && constant.owner); }
 };
@@ -40,7 +40,7 @@ class Node {
   std::string op;
   std::string name;
   const OpSchema* schema = nullptr;
-  std::vector<Value*> inputs;    // a null entry is an optional input that is absent
+  std::vector<Value*> inputs;  // a null entry is an optional input that is absent
   std::vector<Value*> outputs;
   AttrMap attrs;
   SourceLoc loc;

@@ -43,7 +43,8 @@ std::vector<std::int64_t> dims_of(const Shape& s) {
 // Both throw kiln::Error rather than overflow (undefined behaviour) on dims from untrusted input.
 std::int64_t numel_of(const Shape& s) {
   auto n = checked::numel(dims_of(s));
-  if (!n) fail("shape " + shape_str(s) + " has too many elements: the count exceeds " + std::to_string(checked::kMaxSize));
+  if (!n)
+    fail("shape " + shape_str(s) + " has too many elements: the count exceeds " + std::to_string(checked::kMaxSize));
   return *n;
 }
 
@@ -51,7 +52,8 @@ Dim mul_dims(const Dim& a, const Dim& b) {
   if (a.concrete() && b.concrete()) {
     auto p = checked::mul(a.value, b.value);
     if (!p)
-      fail("dims " + a.str() + " and " + b.str() + " multiply to more than " + std::to_string(checked::kMaxSize) + " elements");
+      fail("dims " + a.str() + " and " + b.str() + " multiply to more than " + std::to_string(checked::kMaxSize) +
+           " elements");
     return Dim::of(*p);
   }
   if (a.is(1)) return b;

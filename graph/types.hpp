@@ -29,11 +29,11 @@ struct Dim {
 
 using Shape = std::vector<Dim>;
 
-std::string shape_str(const Shape& s);                 // "[batch,seq,128]"
+std::string shape_str(const Shape& s);  // "[batch,seq,128]"
 Shape concrete_shape(const std::vector<std::int64_t>& dims);
 bool is_concrete(const Shape& s);
-std::vector<std::int64_t> dims_of(const Shape& s);     // requires a concrete shape
-std::int64_t numel_of(const Shape& s);                 // requires a concrete shape
+std::vector<std::int64_t> dims_of(const Shape& s);  // requires a concrete shape
+std::int64_t numel_of(const Shape& s);              // requires a concrete shape
 /// The product of two dims: concrete when both are, else a symbolic expression.
 Dim mul_dims(const Dim& a, const Dim& b);
 
@@ -69,7 +69,7 @@ enum class AttrType : std::uint8_t { Int, Float, String, Ints, Floats, Bool };
 
 const char* attr_type_name(AttrType t);  // "int", "float", ...
 AttrType attr_type_of(const Attr& a);
-std::string attr_str(const Attr& a);     // IR text form: 8, 1.0e-05, "erf", [1,2], true
+std::string attr_str(const Attr& a);  // IR text form: 8, 1.0e-05, "erf", [1,2], true
 
 using AttrMap = std::map<std::string, Attr>;  // sorted: printing and hashing are stable
 

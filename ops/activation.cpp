@@ -36,23 +36,56 @@ const std::vector<Row>& table() {
     constexpr const char* kClipDoc = "min(max(x, min), max) (torch.clamp, nn.ReLU6)";
     std::vector<Row> r = {
         {{.name = "relu", .op = "relu", .doc = "max(x, 0)", .post_op = true}, A::eltwise_relu, {}, {}, G::Relu},
-        {{.name = "gelu", .op = "gelu", .doc = kGeluDoc, .variant_attr = "approximate", .variant = "none",
-          .variant_doc = kApproximateDoc, .post_op = true},
-         A::eltwise_gelu_erf, {}, {}, G::Gelu},
-        {{.name = "gelu_tanh", .op = "gelu", .doc = kGeluDoc, .variant_attr = "approximate", .variant = "tanh",
-          .variant_doc = kApproximateDoc, .post_op = true},
-         A::eltwise_gelu_tanh, {}, {}, G::GeluTanh},
-        {{.name = "clip", .op = "clip", .doc = kClipDoc,
-          .params = {{"min", 0.0, "lower bound"}, {"max", 6.0, "upper bound"}}, .ordered_params = true, .post_op = true},
-         A::eltwise_clip, kP0, kP1},
-        {{.name = "silu", .op = "silu", .doc = "x * sigmoid(x) (nn.SiLU, swish)", .post_op = true}, A::eltwise_swish, {1.f}, {}},
-        {{.name = "sigmoid", .op = "sigmoid", .doc = "1 / (1 + exp(-x))", .post_op = true}, A::eltwise_logistic, {}, {}, G::Sigmoid},
+        {{.name = "gelu",
+          .op = "gelu",
+          .doc = kGeluDoc,
+          .variant_attr = "approximate",
+          .variant = "none",
+          .variant_doc = kApproximateDoc,
+          .post_op = true},
+         A::eltwise_gelu_erf,
+         {},
+         {},
+         G::Gelu},
+        {{.name = "gelu_tanh",
+          .op = "gelu",
+          .doc = kGeluDoc,
+          .variant_attr = "approximate",
+          .variant = "tanh",
+          .variant_doc = kApproximateDoc,
+          .post_op = true},
+         A::eltwise_gelu_tanh,
+         {},
+         {},
+         G::GeluTanh},
+        {{.name = "clip",
+          .op = "clip",
+          .doc = kClipDoc,
+          .params = {{"min", 0.0, "lower bound"}, {"max", 6.0, "upper bound"}},
+          .ordered_params = true,
+          .post_op = true},
+         A::eltwise_clip,
+         kP0,
+         kP1},
+        {{.name = "silu", .op = "silu", .doc = "x * sigmoid(x) (nn.SiLU, swish)", .post_op = true},
+         A::eltwise_swish,
+         {1.f},
+         {}},
+        {{.name = "sigmoid", .op = "sigmoid", .doc = "1 / (1 + exp(-x))", .post_op = true},
+         A::eltwise_logistic,
+         {},
+         {},
+         G::Sigmoid},
         {{.name = "tanh", .op = "tanh", .doc = "tanh(x)", .post_op = true}, A::eltwise_tanh, {}, {}, G::Tanh},
         {{.name = "exp", .op = "exp", .doc = "e^x"}, A::eltwise_exp, {}, {}},
         {{.name = "sqrt", .op = "sqrt", .doc = "√x"}, A::eltwise_sqrt, {}, {}},
-        {{.name = "pow", .op = "pow", .doc = "x^exponent (torch.pow with a scalar exponent)",
+        {{.name = "pow",
+          .op = "pow",
+          .doc = "x^exponent (torch.pow with a scalar exponent)",
           .params = {{"exponent", std::nullopt, "the exponent"}}},
-         A::eltwise_pow, {1.f}, kP0},
+         A::eltwise_pow,
+         {1.f},
+         kP0},
         {{.name = "erf", .op = "erf", .doc = "the error function"}, std::nullopt, {}, {}},
     };
     for (Row& row : r) row.def.gemm_epilogue = row.gemm != G::None;
@@ -99,7 +132,8 @@ std::string activation_names(ActivationFilter filter) {
 
 std::vector<double> activation_params(const ActivationDef& a, const Node& node, bool folded) {
   std::vector<double> out;
-  for (std::size_t i = 0; i < a.params.size(); ++i) out.push_back(node.attr_float(folded ? a.param_attr(i) : a.params[i].name));
+  for (std::size_t i = 0; i < a.params.size(); ++i)
+    out.push_back(node.attr_float(folded ? a.param_attr(i) : a.params[i].name));
   return out;
 }
 
@@ -112,8 +146,8 @@ std::optional<Eltwise> eltwise_of(const ActivationDef& a, const std::vector<doub
 gemm::Activation gemm_activation(const ActivationDef* a) { return a ? row_of(*a).gemm : G::None; }
 
 std::vector<AttrSpec> activation_attrs(ActivationFilter filter, const char* doc) {
-  std::vector<AttrSpec> out = {
-      AttrSpec{"activation", AttrType::String, Attr{std::string("none")}, std::string(doc) + ": " + activation_names(filter)}};
+  std::vector<AttrSpec> out = {AttrSpec{"activation", AttrType::String, Attr{std::string("none")},
+                                        std::string(doc) + ": " + activation_names(filter)}};
   for (const ActivationDef* a : activations()) {
     if (!filter(*a)) continue;
     for (std::size_t i = 0; i < a->params.size(); ++i)
@@ -129,7 +163,8 @@ void check_activation_attr(const ShapeCtx& ctx) {
   if (act == "none") return;
   const ActivationDef* a = find_activation(act);
   if (!a || !post_ops.accepts(*a))
-    ctx.fail("attribute 'activation' must be one of " + activation_names(post_ops.activations) + "; got \"" + act + "\"");
+    ctx.fail("attribute 'activation' must be one of " + activation_names(post_ops.activations) + "; got \"" + act +
+             "\"");
 }
 
 }  // namespace kiln

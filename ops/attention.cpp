@@ -19,9 +19,9 @@
 #include <algorithm>
 #include <cmath>
 
+#include "graph/checked.hpp"
 #include "ops/common.hpp"
 #include "ops/gemm.hpp"
-#include "graph/checked.hpp"
 
 namespace kiln {
 namespace {
@@ -37,12 +37,16 @@ std::vector<TensorType> infer(const ShapeCtx& ctx) {
   const Shape& v = ctx.in(kValue).shape;
   const Dim& e = q[2];
   if (!e.concrete()) ctx.fail("the embedding dim (last axis of query) must be concrete, got " + ctx.in(kQuery).str());
-  if (k[2] != e || v[2] != e) ctx.fail("query, key and value must share the embedding dim: " + ctx.in(kQuery).str() + ", " + ctx.in(kKey).str() + ", " + ctx.in(kValue).str());
+  if (k[2] != e || v[2] != e)
+    ctx.fail("query, key and value must share the embedding dim: " + ctx.in(kQuery).str() + ", " + ctx.in(kKey).str() +
+             ", " + ctx.in(kValue).str());
   if (k[0] != q[0] || v[0] != q[0]) ctx.fail("query, key and value must share the batch dim");
-  if (k[1] != v[1]) ctx.fail("key and value must have the same length: " + ctx.in(kKey).str() + " vs " + ctx.in(kValue).str());
+  if (k[1] != v[1])
+    ctx.fail("key and value must have the same length: " + ctx.in(kKey).str() + " vs " + ctx.in(kValue).str());
   std::int64_t heads = ctx.node().attr_int("heads");
   if (heads <= 0 || e.value % heads != 0)
-    ctx.fail("attribute 'heads' = " + std::to_string(heads) + " must be positive and divide the embedding dim " + e.str());
+    ctx.fail("attribute 'heads' = " + std::to_string(heads) + " must be positive and divide the embedding dim " +
+             e.str());
   expect_weight_shape(ctx, kInW, {Dim::of(3 * e.value), e});
   if (ctx.has(kInB)) expect_weight_shape(ctx, kInB, {Dim::of(3 * e.value)});
   expect_weight_shape(ctx, kOutW, {e, e});
@@ -105,14 +109,21 @@ std::unique_ptr<Kernel> make(const KernelCtx& ctx) {
   const std::int64_t b = qd[0], sq = qd[1], e = qd[2];
   const std::int64_t sk = ctx.in[kKey].shape[1].value;
   const std::int64_t h = ctx.node.attr_int("heads"), dh = e / h;
-  const bool fused_qkv = ctx.node.inputs[kQuery] == ctx.node.inputs[kKey] && ctx.node.inputs[kKey] == ctx.node.inputs[kValue];
+  const bool fused_qkv =
+      ctx.node.inputs[kQuery] == ctx.node.inputs[kKey] && ctx.node.inputs[kKey] == ctx.node.inputs[kValue];
   const bool has_in_bias = ctx.has(kInB), has_out_bias = ctx.has(kOutB);
   constexpr std::size_t kF = sizeof(float);
   auto kernel = std::make_unique<DnnlKernel>(ctx.engine);
 
   auto add_output_projection = [&](std::size_t ctx_at) {
-    add_linear(*kernel, ctx, LinearStep{.rows = b * sq, .in = e, .out = e, .src = Operand::scratch(ctx_at),
-                                        .dst = Operand::output(0), .weight = kOutW, .bias = has_out_bias ? kOutB : -1});
+    add_linear(*kernel, ctx,
+               LinearStep{.rows = b * sq,
+                          .in = e,
+                          .out = e,
+                          .src = Operand::scratch(ctx_at),
+                          .dst = Operand::output(0),
+                          .weight = kOutW,
+                          .bias = has_out_bias ? kOutB : -1});
   };
 
   // 1. Projections into scratch. `ld` is the row stride of each projected tensor, `*_at` their offsets.
@@ -191,7 +202,8 @@ std::unique_ptr<Kernel> make(const KernelCtx& ctx) {
   }
   {
     dnnl::softmax_forward::primitive_desc pd(
-        dnnl::softmax_forward::desc(dnnl::prop_kind::forward_inference, scores_md, 3), user_scratchpad_attr(), ctx.engine);
+        dnnl::softmax_forward::desc(dnnl::prop_kind::forward_inference, scores_md, 3), user_scratchpad_attr(),
+        ctx.engine);
     int s = kernel->add(pd);
     kernel->scratch(s, DNNL_ARG_SRC, scores_md, scores_at);
     kernel->scratch(s, DNNL_ARG_DST, scores_md, scores_at);

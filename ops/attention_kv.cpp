@@ -27,9 +27,15 @@ std::unique_ptr<Kernel> make(const KernelCtx& ctx) {
   const bool has_bias = ctx.has(kInB);
   auto kernel = std::make_unique<DnnlKernel>(ctx.engine);
   for (int which = 0; which < 2; ++which)
-    add_linear(*kernel, ctx, LinearStep{.rows = rows, .in = e, .out = e, .src = Operand::input(kSrc),
-                                        .dst = Operand::output(which), .weight = kInW, .weight_row0 = (which + 1) * e,
-                                        .bias = has_bias ? kInB : -1});
+    add_linear(*kernel, ctx,
+               LinearStep{.rows = rows,
+                          .in = e,
+                          .out = e,
+                          .src = Operand::input(kSrc),
+                          .dst = Operand::output(which),
+                          .weight = kInW,
+                          .weight_row0 = (which + 1) * e,
+                          .bias = has_bias ? kInB : -1});
   return kernel;
 }
 

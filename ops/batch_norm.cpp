@@ -52,7 +52,10 @@ const OpSchema& op_batch_norm() {
   static const OpSchema s{
       .name = "batch_norm",
       .doc = "(x - running_mean) / sqrt(running_var + eps) * weight + bias over channel dim 1 (nn.BatchNorm2d, eval)",
-      .inputs = {{"src"}, {"weight", true, "weight"}, {"bias", true, "bias"}, {"running_mean", false, "running_mean"},
+      .inputs = {{"src"},
+                 {"weight", true, "weight"},
+                 {"bias", true, "bias"},
+                 {"running_mean", false, "running_mean"},
                  {"running_var", false, "running_var"}},
       .attrs = {AttrSpec{"eps", AttrType::Float, Attr{1e-5}, "added to the variance"}},
       .infer = infer,

@@ -54,8 +54,10 @@ class BroadcastKernel : public Kernel {
       float* dst = y + row * inner;
       for (std::int64_t j = 0; j < inner; ++j) {
         float x = a[oa + j * ia], z = b[ob + j * ib];
-        dst[j] = alg_ == dnnl::algorithm::binary_sub ? x - z : alg_ == dnnl::algorithm::binary_div ? x / z
-               : alg_ == dnnl::algorithm::binary_add ? x + z : x * z;
+        dst[j] = alg_ == dnnl::algorithm::binary_sub   ? x - z
+                 : alg_ == dnnl::algorithm::binary_div ? x / z
+                 : alg_ == dnnl::algorithm::binary_add ? x + z
+                                                       : x * z;
       }
     });
   }
@@ -104,7 +106,12 @@ std::unique_ptr<Kernel> make(const KernelCtx& ctx) {
 }
 
 OpSchema binary_schema(const char* name, const char* doc, KernelFn fn) {
-  return OpSchema{.name = name, .doc = doc, .inputs = {{"a"}, {"b"}}, .infer = infer, .make_kernel = fn, .in_place = {0},
+  return OpSchema{.name = name,
+                  .doc = doc,
+                  .inputs = {{"a"}, {"b"}},
+                  .infer = infer,
+                  .make_kernel = fn,
+                  .in_place = {0},
                   .layout = layout_of_first_input};
 }
 

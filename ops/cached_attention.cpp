@@ -126,7 +126,8 @@ __attribute__((target("avx2,fma"))) void attend_row_avx2(const RowArgs& a, std::
     for (std::int64_t jj = 0; jj < n; ++jj) {
       const float* v = value(jj) + c0;
 #pragma GCC unroll 8
-      for (int i = 0; i < 8; ++i) acc[i] = _mm256_fmadd_ps(_mm256_broadcast_ss(p[i] + jj), _mm256_loadu_ps(v + 8 * i), acc[i]);
+      for (int i = 0; i < 8; ++i)
+        acc[i] = _mm256_fmadd_ps(_mm256_broadcast_ss(p[i] + jj), _mm256_loadu_ps(v + 8 * i), acc[i]);
     }
 #pragma GCC unroll 8
     for (int i = 0; i < 8; ++i) _mm256_storeu_ps(c + c0 + 8 * i, acc[i]);
@@ -157,19 +158,24 @@ std::vector<TensorType> infer(const ShapeCtx& ctx) {
   const Shape& x = ctx.in(kX).shape;
   const Dim& e = x[2];
   if (!e.concrete()) ctx.fail("the embedding dim (last axis of x) must be concrete, got " + ctx.in(kX).str());
-  if (!x[1].is(1)) ctx.fail("expected x of shape [" + x[0].str() + ",1," + e.str() + "] (one new position per step), got " + ctx.in(kX).str());
+  if (!x[1].is(1))
+    ctx.fail("expected x of shape [" + x[0].str() + ",1," + e.str() + "] (one new position per step), got " +
+             ctx.in(kX).str());
   for (int i : {kKCache, kVCache}) {
     const Shape& c = ctx.in(i).shape;
     if (c[0] != x[0] || c[2] != e)
-      ctx.fail("expected " + ctx.node().schema->inputs[i].name + " of shape [" + x[0].str() + ",T," + e.str() + "], got " + ctx.in(i).str());
+      ctx.fail("expected " + ctx.node().schema->inputs[i].name + " of shape [" + x[0].str() + ",T," + e.str() +
+               "], got " + ctx.in(i).str());
   }
   if (ctx.in(kKCache).shape[1] != ctx.in(kVCache).shape[1])
-    ctx.fail("k_cache and v_cache must have the same length: " + ctx.in(kKCache).str() + " vs " + ctx.in(kVCache).str());
+    ctx.fail("k_cache and v_cache must have the same length: " + ctx.in(kKCache).str() + " vs " +
+             ctx.in(kVCache).str());
   if (ctx.in(kStep).dtype != DType::i64 || ctx.in(kStep).shape.size() != 1 || !ctx.in(kStep).shape[0].is(1))
     ctx.fail("expected step of type i64[1], got " + ctx.in(kStep).str());
   std::int64_t heads = ctx.node().attr_int("heads");
   if (heads <= 0 || e.value % heads != 0)
-    ctx.fail("attribute 'heads' = " + std::to_string(heads) + " must be positive and divide the embedding dim " + e.str());
+    ctx.fail("attribute 'heads' = " + std::to_string(heads) + " must be positive and divide the embedding dim " +
+             e.str());
   expect_weight_shape(ctx, kInW, {Dim::of(3 * e.value), e});
   if (ctx.has(kInB)) expect_weight_shape(ctx, kInB, {Dim::of(3 * e.value)});
   expect_weight_shape(ctx, kOutW, {e, e});
@@ -177,7 +183,8 @@ std::vector<TensorType> infer(const ShapeCtx& ctx) {
   if (ctx.has(kRows)) {
     const TensorType& r = ctx.in(kRows);
     if (r.dtype != DType::i64 || r.shape.size() != 2 || r.shape[0] != x[0] || r.shape[1] != ctx.in(kKCache).shape[1])
-      ctx.fail("expected cache_rows of type i64[" + x[0].str() + "," + ctx.in(kKCache).shape[1].str() + "], got " + r.str());
+      ctx.fail("expected cache_rows of type i64[" + x[0].str() + "," + ctx.in(kKCache).shape[1].str() + "], got " +
+               r.str());
   }
   return {ctx.in(kX), ctx.in(kX), ctx.in(kX)};
 }
@@ -191,7 +198,7 @@ class CachedAttentionKernel : public step_attention::ProjectedKernel {
     h_ = ctx.node.attr_int("heads");
     dh_ = e_ / h_;
     rows_ = ctx.has(kRows);
-    loop_ = !isa::has(isa::Level::avx2)         ? RowArgs::Loop::portable
+    loop_ = !isa::has(isa::Level::avx2)       ? RowArgs::Loop::portable
             : gemm::enabled() && dh_ % 8 == 0 ? RowArgs::Loop::avx2
                                               : RowArgs::Loop::portable_avx2;
     // q, k, v of the new position in one GEMM: [B,E] x [E,3E]; scores per row and head over t+1 positions.
@@ -209,8 +216,8 @@ class CachedAttentionKernel : public step_attention::ProjectedKernel {
       for (std::int64_t b = 0; b < b_; ++b)
         for (std::int64_t j = 0; j < step; ++j)
           if (rows[b * t_ + j] < 0 || rows[b * t_ + j] >= b_)
-            node_.fail("cache_rows[" + std::to_string(b) + "," + std::to_string(j) + "] = " + std::to_string(rows[b * t_ + j]) +
-                       " is not a row in [0, " + std::to_string(b_) + ")");
+            node_.fail("cache_rows[" + std::to_string(b) + "," + std::to_string(j) +
+                       "] = " + std::to_string(rows[b * t_ + j]) + " is not a row in [0, " + std::to_string(b_) + ")");
     }
     project(stream, args);
     const float* qkv = projected(args);
@@ -223,8 +230,7 @@ class CachedAttentionKernel : public step_attention::ProjectedKernel {
     const float scale = 1.0f / std::sqrt(static_cast<float>(dh_));
     const std::int64_t e = e_, n = step + 1;
     // Per row, all heads together: each cached key/value row is read once as E contiguous floats.
-    RowArgs a{qkv, k_cache, v_cache, rows_ ? rows : nullptr, scores, context, e_, t_, dh_, h_, step, scale,
-              loop_};
+    RowArgs a{qkv, k_cache, v_cache, rows_ ? rows : nullptr, scores, context, e_, t_, dh_, h_, step, scale, loop_};
     auto one_row = [&](std::int64_t b) { attend(a, b); };
     tbb::parallel_for(tbb::blocked_range<std::int64_t>(0, b_, step_attention::grain(2 * n * e)),
                       [&](const tbb::blocked_range<std::int64_t>& r) {

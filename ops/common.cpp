@@ -53,14 +53,16 @@ dnnl::memory::data_type dnnl_type(DType t) {
     case DType::bf16: return dt::bf16;
     case DType::i32: return dt::s32;
     case DType::i8: return dt::s8;
-    case DType::u8: case DType::boolean: return dt::u8;
+    case DType::u8:
+    case DType::boolean: return dt::u8;
     default: fail("internal: dtype " + std::string(dtype_name(t)) + " has no oneDNN equivalent");
   }
 }
 
 dnnl::memory::desc plain_md(const std::vector<std::int64_t>& dims, DType t) {
   std::vector<std::int64_t> strides(dims.size(), 1);
-  for (int i = static_cast<int>(dims.size()) - 2; i >= 0; --i) strides[i] = strides[i + 1] * std::max<std::int64_t>(dims[i + 1], 1);
+  for (int i = static_cast<int>(dims.size()) - 2; i >= 0; --i)
+    strides[i] = strides[i + 1] * std::max<std::int64_t>(dims[i + 1], 1);
   return strided_md(dims, strides, t);
 }
 
@@ -75,10 +77,10 @@ struct NamedLayout {
 // Layouts by name. Plain row-major is the empty name. Blocked channel layouts (nChw8c, ...) are what
 // oneDNN's fast convolutions use on AVX2; permuted ones (nhwc, ba) are what some producers emit.
 const NamedLayout kLayouts[] = {
-    {"ba", 2, dnnl::memory::format_tag::ba},          {"nwc", 3, dnnl::memory::format_tag::nwc},
-    {"nCw8c", 3, dnnl::memory::format_tag::nCw8c},    {"nhwc", 4, dnnl::memory::format_tag::nhwc},
-    {"nChw8c", 4, dnnl::memory::format_tag::nChw8c},  {"nChw16c", 4, dnnl::memory::format_tag::nChw16c},
-    {"ndhwc", 5, dnnl::memory::format_tag::ndhwc},    {"nCdhw8c", 5, dnnl::memory::format_tag::nCdhw8c},
+    {"ba", 2, dnnl::memory::format_tag::ba},         {"nwc", 3, dnnl::memory::format_tag::nwc},
+    {"nCw8c", 3, dnnl::memory::format_tag::nCw8c},   {"nhwc", 4, dnnl::memory::format_tag::nhwc},
+    {"nChw8c", 4, dnnl::memory::format_tag::nChw8c}, {"nChw16c", 4, dnnl::memory::format_tag::nChw16c},
+    {"ndhwc", 5, dnnl::memory::format_tag::ndhwc},   {"nCdhw8c", 5, dnnl::memory::format_tag::nCdhw8c},
 };
 }  // namespace
 
@@ -202,8 +204,8 @@ void DnnlKernel::execute(dnnl::stream& stream, const KernelArgs& args) {
       step.c_args.clear();
       for (const auto& [arg, mem] : step.args) step.c_args.push_back(dnnl_exec_arg_t{arg, mem.get()});
     }
-    dnnl_status_t status = dnnl_primitive_execute(step.prim.get(), stream.get(), static_cast<int>(step.c_args.size()),
-                                                  step.c_args.data());
+    dnnl_status_t status =
+        dnnl_primitive_execute(step.prim.get(), stream.get(), static_cast<int>(step.c_args.size()), step.c_args.data());
     if (status != dnnl_success) throw dnnl::error(status, ("could not execute " + step.impl).c_str());
   }
 }
@@ -217,13 +219,16 @@ std::string DnnlKernel::impl() const {
 }
 
 std::vector<InputSpec> mha_inputs(std::vector<InputSpec> leading, std::vector<InputSpec> trailing) {
-  for (InputSpec w : {InputSpec{"in_proj_weight", false, "in_proj_weight"}, InputSpec{"in_proj_bias", true, "in_proj_bias"},
-                      InputSpec{"out_proj_weight", false, "out_proj.weight"}, InputSpec{"out_proj_bias", true, "out_proj.bias"}})
+  for (InputSpec w :
+       {InputSpec{"in_proj_weight", false, "in_proj_weight"}, InputSpec{"in_proj_bias", true, "in_proj_bias"},
+        InputSpec{"out_proj_weight", false, "out_proj.weight"}, InputSpec{"out_proj_bias", true, "out_proj.bias"}})
     leading.push_back(std::move(w));
   for (InputSpec& t : trailing) leading.push_back(std::move(t));
   return leading;
 }
 
-AttrSpec heads_attr() { return AttrSpec{"heads", AttrType::Int, std::nullopt, "number of heads; divides the embedding dim"}; }
+AttrSpec heads_attr() {
+  return AttrSpec{"heads", AttrType::Int, std::nullopt, "number of heads; divides the embedding dim"};
+}
 
 }  // namespace kiln

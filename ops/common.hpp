@@ -123,8 +123,8 @@ AttrSpec heads_attr();
 struct Operand {
   enum class Kind : std::uint8_t { Input, Output, Scratch };
   Kind kind = Kind::Input;
-  int index = 0;            // input/output index
-  std::size_t offset = 0;   // bytes into the buffer
+  int index = 0;           // input/output index
+  std::size_t offset = 0;  // bytes into the buffer
   static Operand input(int i, std::size_t offset = 0) { return {Kind::Input, i, offset}; }
   static Operand output(int i, std::size_t offset = 0) { return {Kind::Output, i, offset}; }
   static Operand scratch(std::size_t offset) { return {Kind::Scratch, 0, offset}; }
@@ -136,11 +136,11 @@ struct Operand {
 struct LinearStep {
   std::int64_t rows = 0, in = 0, out = 0;
   Operand src, dst;
-  int weight = 0;               // node input holding W
-  std::int64_t weight_row0 = 0; // first row of W (and of the bias) used
-  int bias = -1;                // node input holding b, or -1
+  int weight = 0;                   // node input holding W
+  std::int64_t weight_row0 = 0;     // first row of W (and of the bias) used
+  int bias = -1;                    // node input holding b, or -1
   std::string activation = "none";  // none or one of linear's (graph/activation.hpp)
-  int residual = -1;            // node input added last ([rows,out]), or -1
+  int residual = -1;                // node input added last ([rows,out]), or -1
 };
 /// Appends a LinearStep to `kernel`: Kiln's GEMM where the CPU allows, reading W's panels as the
 /// pack-weights pass made them (W in gemm::kPackedLayout), or packing a private copy of plain W when the

@@ -22,7 +22,8 @@ std::vector<TensorType> infer(const ShapeCtx& ctx) {
                " outside axis " + std::to_string(axis));
     if (i > 0) {
       if (!out[axis].concrete() || !t.shape[axis].concrete())
-        ctx.fail("expected concrete sizes along axis " + std::to_string(axis) + ", got " + first.str() + " and " + t.str());
+        ctx.fail("expected concrete sizes along axis " + std::to_string(axis) + ", got " + first.str() + " and " +
+                 t.str());
       out[axis] = Dim::of(out[axis].value + t.shape[axis].value);
     }
   }
@@ -47,11 +48,13 @@ std::unique_ptr<Kernel> make(const KernelCtx& ctx) {
   std::vector<dnnl::memory::desc> srcs;
   for (const auto& t : ctx.in) srcs.push_back(md_of(t));
   auto dst = md_of(ctx.out[0]);
-  const int axis = static_cast<int>(ctx.node.attr_int("axis") < 0 ? ctx.node.attr_int("axis") + ctx.out[0].rank() : ctx.node.attr_int("axis"));
+  const int axis = static_cast<int>(ctx.node.attr_int("axis") < 0 ? ctx.node.attr_int("axis") + ctx.out[0].rank()
+                                                                  : ctx.node.attr_int("axis"));
   dnnl::concat::primitive_desc pd(dst, axis, srcs, ctx.engine, user_scratchpad_attr());
   auto kernel = std::make_unique<DnnlKernel>(ctx.engine);
   int s = kernel->add(pd);
-  for (std::size_t i = 0; i < srcs.size(); ++i) kernel->input(s, DNNL_ARG_MULTIPLE_SRC + static_cast<int>(i), srcs[i], static_cast<int>(i));
+  for (std::size_t i = 0; i < srcs.size(); ++i)
+    kernel->input(s, DNNL_ARG_MULTIPLE_SRC + static_cast<int>(i), srcs[i], static_cast<int>(i));
   kernel->output(s, DNNL_ARG_DST, dst, 0);
   return kernel;
 }

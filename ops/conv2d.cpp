@@ -39,16 +39,18 @@ std::vector<TensorType> infer(const ShapeCtx& ctx) {
   if (ctx.in(kWeight).rank() != 4)
     ctx.fail("expected weight of rank 4 [out_channels, in_channels/groups, kh, kw], got " + ctx.in(kWeight).str());
   if (!n.inputs[kWeight]->is_constant())
-    ctx.fail("expected weight to be a constant (a weights tensor), got the computed value '" + n.inputs[kWeight]->name + "'");
+    ctx.fail("expected weight to be a constant (a weights tensor), got the computed value '" + n.inputs[kWeight]->name +
+             "'");
   const Shape& x = ctx.in(kSrc).shape;
   const Shape& w = ctx.in(kWeight).shape;
   const std::int64_t groups = n.attr_int("groups");
   if (groups < 1) ctx.fail("attribute 'groups' must be >= 1, got " + std::to_string(groups));
-  if (!x[1].concrete()) ctx.fail("expected a concrete channel count in dim 1 of input 'src', got " + ctx.in(kSrc).str());
+  if (!x[1].concrete())
+    ctx.fail("expected a concrete channel count in dim 1 of input 'src', got " + ctx.in(kSrc).str());
   const std::int64_t c = x[1].value, o = w[0].value;
   if (c % groups != 0 || o % groups != 0)
-    ctx.fail("attribute 'groups' = " + std::to_string(groups) + " must divide the input channels (" + std::to_string(c) +
-             ") and the output channels (" + std::to_string(o) + ")");
+    ctx.fail("attribute 'groups' = " + std::to_string(groups) + " must divide the input channels (" +
+             std::to_string(c) + ") and the output channels (" + std::to_string(o) + ")");
   if (w[1].value != c / groups)
     ctx.fail("expected weight of shape [" + std::to_string(o) + "," + std::to_string(c / groups) + ",kh,kw] for " +
              std::to_string(c) + " input channels in " + std::to_string(groups) + " group(s), got " + shape_str(w));
@@ -78,7 +80,8 @@ std::vector<TensorType> infer(const ShapeCtx& ctx) {
 std::string required(const Node& n) {
   std::string layout = layout_attr(n);
   const Dim& c = n.inputs[kSrc]->type.shape.at(1);
-  if (!layout.empty() && n.attr_int("groups") == 1 && c.concrete() && c.value < channel_block(layout) && !has_residual(n))
+  if (!layout.empty() && n.attr_int("groups") == 1 && c.concrete() && c.value < channel_block(layout) &&
+      !has_residual(n))
     return {};
   return layout;
 }
@@ -102,7 +105,8 @@ class ConvKernel : public Kernel {
       : conv_(std::move(conv)), residual_bytes_(residual_bytes) {}
   void execute(dnnl::stream& stream, const KernelArgs& args) override {
     // The sum post-op adds onto dst: dst must hold the residual (it does when computed in place).
-    if (residual_bytes_ && args.in[kResidual] != args.out[0]) std::memcpy(args.out[0], args.in[kResidual], residual_bytes_);
+    if (residual_bytes_ && args.in[kResidual] != args.out[0])
+      std::memcpy(args.out[0], args.in[kResidual], residual_bytes_);
     conv_->execute(stream, args);
   }
   std::size_t scratch_bytes() const override { return conv_->scratch_bytes(); }
@@ -117,7 +121,8 @@ std::unique_ptr<Kernel> make(const KernelCtx& ctx) {
   const Node& n = ctx.node;
   auto w = dims_of(ctx.in[kWeight].shape);
   const std::int64_t groups = n.attr_int("groups");
-  std::vector<std::int64_t> wdims = groups == 1 ? w : std::vector<std::int64_t>{groups, w[0] / groups, w[1], w[2], w[3]};
+  std::vector<std::int64_t> wdims =
+      groups == 1 ? w : std::vector<std::int64_t>{groups, w[0] / groups, w[1], w[2], w[3]};
   const auto& st = n.attr_ints("stride");
   const auto& dl = n.attr_ints("dilation");
   auto p = n.attr_ints("padding");
@@ -137,12 +142,14 @@ std::unique_ptr<Kernel> make(const KernelCtx& ctx) {
   auto attr = user_scratchpad_attr();
   attr.set_post_ops(ops);
 
-  dnnl::memory::dims strides = {st[0], st[1]}, dilates = {dl[0] - 1, dl[1] - 1}, pad_l = {p[0], p[1]}, pad_r = {p[2], p[3]};
-  auto desc = ctx.has(kBias)
-                  ? dnnl::convolution_forward::desc(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct, src,
-                                                    wei_any, bias, dst, strides, dilates, pad_l, pad_r)
-                  : dnnl::convolution_forward::desc(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct, src,
-                                                    wei_any, dst, strides, dilates, pad_l, pad_r);
+  dnnl::memory::dims strides = {st[0], st[1]}, dilates = {dl[0] - 1, dl[1] - 1}, pad_l = {p[0], p[1]},
+                     pad_r = {p[2], p[3]};
+  auto desc =
+      ctx.has(kBias)
+          ? dnnl::convolution_forward::desc(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct,
+                                            src, wei_any, bias, dst, strides, dilates, pad_l, pad_r)
+          : dnnl::convolution_forward::desc(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct,
+                                            src, wei_any, dst, strides, dilates, pad_l, pad_r);
   dnnl::convolution_forward::primitive_desc pd(desc, attr, ctx.engine);
 
   // Weights into the primitive's format, once.
@@ -166,7 +173,8 @@ std::unique_ptr<Kernel> make(const KernelCtx& ctx) {
 std::vector<AttrSpec> conv_attrs() {
   std::vector<AttrSpec> attrs = {
       AttrSpec{"stride", AttrType::Ints, Attr{std::vector<std::int64_t>{1, 1}}, "[h, w]"},
-      AttrSpec{"padding", AttrType::Ints, Attr{std::vector<std::int64_t>{0, 0}}, "[h, w] or [top, left, bottom, right]"},
+      AttrSpec{"padding", AttrType::Ints, Attr{std::vector<std::int64_t>{0, 0}},
+               "[h, w] or [top, left, bottom, right]"},
       AttrSpec{"dilation", AttrType::Ints, Attr{std::vector<std::int64_t>{1, 1}}, "[h, w]"},
       AttrSpec{"groups", AttrType::Int, Attr{std::int64_t{1}}, "channel groups (= channels: depthwise)"}};
   for (AttrSpec& a : activation_attrs(conv_accepts, "applied after the residual")) attrs.push_back(std::move(a));

@@ -23,11 +23,14 @@ std::vector<TensorType> infer(const ShapeCtx& ctx) {
   const Dim& e = x[2];
   if (!e.concrete()) ctx.fail("the embedding dim (last axis of x) must be concrete, got " + ctx.in(kX).str());
   const Shape& k = ctx.in(kK).shape;
-  if (k[0] != x[0] || k[2] != e) ctx.fail("expected key of shape [" + x[0].str() + ",S," + e.str() + "], got " + ctx.in(kK).str());
-  if (ctx.in(kV).shape != k) ctx.fail("key and value must have the same shape: " + ctx.in(kK).str() + " vs " + ctx.in(kV).str());
+  if (k[0] != x[0] || k[2] != e)
+    ctx.fail("expected key of shape [" + x[0].str() + ",S," + e.str() + "], got " + ctx.in(kK).str());
+  if (ctx.in(kV).shape != k)
+    ctx.fail("key and value must have the same shape: " + ctx.in(kK).str() + " vs " + ctx.in(kV).str());
   std::int64_t heads = ctx.node().attr_int("heads");
   if (heads <= 0 || e.value % heads != 0)
-    ctx.fail("attribute 'heads' = " + std::to_string(heads) + " must be positive and divide the embedding dim " + e.str());
+    ctx.fail("attribute 'heads' = " + std::to_string(heads) + " must be positive and divide the embedding dim " +
+             e.str());
   expect_weight_shape(ctx, kInW, {Dim::of(3 * e.value), e});
   if (ctx.has(kInB)) expect_weight_shape(ctx, kInB, {Dim::of(3 * e.value)});
   expect_weight_shape(ctx, kOutW, {e, e});
@@ -36,7 +39,8 @@ std::vector<TensorType> infer(const ShapeCtx& ctx) {
     expect_f32(ctx, kMask);
     const Shape& m = ctx.in(kMask).shape;
     if (m.size() != 2 || m[0] != x[0] || m[1] != k[1])
-      ctx.fail("expected key_padding_mask of shape [" + x[0].str() + "," + k[1].str() + "], got " + ctx.in(kMask).str());
+      ctx.fail("expected key_padding_mask of shape [" + x[0].str() + "," + k[1].str() + "], got " +
+               ctx.in(kMask).str());
   }
   return {ctx.in(kX)};
 }

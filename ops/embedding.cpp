@@ -25,15 +25,19 @@ std::vector<TensorType> infer(const ShapeCtx& ctx) {
 class EmbeddingKernel : public Kernel {
  public:
   explicit EmbeddingKernel(const KernelCtx& ctx)
-      : node_(ctx.node), ids_i64_(ctx.in[0].dtype == DType::i64), count_(numel_of(ctx.in[0].shape)),
-        rows_(ctx.in[1].shape[0].value), dim_(ctx.in[1].shape[1].value) {}
+      : node_(ctx.node),
+        ids_i64_(ctx.in[0].dtype == DType::i64),
+        count_(numel_of(ctx.in[0].shape)),
+        rows_(ctx.in[1].shape[0].value),
+        dim_(ctx.in[1].shape[1].value) {}
 
   void execute(dnnl::stream&, const KernelArgs& args) override {
     const auto* table = static_cast<const float*>(args.in[1]);
     auto* dst = static_cast<float*>(args.out[0]);
     const std::size_t row_bytes = static_cast<std::size_t>(dim_) * sizeof(float);
     auto id_at = [&](std::int64_t i) -> std::int64_t {
-      return ids_i64_ ? static_cast<const std::int64_t*>(args.in[0])[i] : static_cast<const std::int32_t*>(args.in[0])[i];
+      return ids_i64_ ? static_cast<const std::int64_t*>(args.in[0])[i]
+                      : static_cast<const std::int32_t*>(args.in[0])[i];
     };
     // Validate first, so a bad id fails the run cleanly before any work is done.
     for (std::int64_t i = 0; i < count_; ++i) {

@@ -97,10 +97,12 @@ KILN_AVX2 inline __m256 activate(__m256 v, Activation act) {
     case Activation::None: return v;
     case Activation::Relu: return _mm256_max_ps(v, _mm256_setzero_ps());
     case Activation::Gelu:  // x/2 · (1 + erf(x/√2))
-      return _mm256_mul_ps(_mm256_mul_ps(half, v), _mm256_add_ps(one, erf_of(_mm256_mul_ps(v, _mm256_set1_ps(0.70710678118654752f)))));
+      return _mm256_mul_ps(_mm256_mul_ps(half, v),
+                           _mm256_add_ps(one, erf_of(_mm256_mul_ps(v, _mm256_set1_ps(0.70710678118654752f)))));
     case Activation::GeluTanh: {  // x/2 · (1 + tanh(√(2/π)·(x + 0.044715x³)))
-      const __m256 inner = _mm256_mul_ps(_mm256_set1_ps(0.79788456080286536f),
-                                         _mm256_fmadd_ps(_mm256_mul_ps(_mm256_set1_ps(0.044715f), v), _mm256_mul_ps(v, v), v));
+      const __m256 inner =
+          _mm256_mul_ps(_mm256_set1_ps(0.79788456080286536f),
+                        _mm256_fmadd_ps(_mm256_mul_ps(_mm256_set1_ps(0.044715f), v), _mm256_mul_ps(v, v), v));
       return _mm256_mul_ps(_mm256_mul_ps(half, v), _mm256_add_ps(one, tanh_of(inner)));
     }
     case Activation::Tanh: return tanh_of(v);
@@ -120,8 +122,8 @@ KILN_AVX2 inline __m256 load_cols(const float* p, __m256i mask, bool full) {
 // Rows [row0, row0+MR) x columns [col0, col0+cols) of C from one K block. `a` is the rows' packed register
 // block (kRows floats per k), `b` the panel's K block (16 floats per k).
 template <int MR>
-KILN_AVX2 void block(const float* a, const float* b, std::int64_t depth, float* c, std::int64_t ldc,
-                     int cols, int mode, const Epilogue& ep, std::int64_t row0, std::int64_t col0) {
+KILN_AVX2 void block(const float* a, const float* b, std::int64_t depth, float* c, std::int64_t ldc, int cols, int mode,
+                     const Epilogue& ep, std::int64_t row0, std::int64_t col0) {
   __m256 acc0[MR], acc1[MR];
 #pragma GCC unroll 6
   for (int r = 0; r < MR; ++r) acc0[r] = acc1[r] = _mm256_setzero_ps();
@@ -181,8 +183,8 @@ KILN_AVX2 void block(const float* a, const float* b, std::int64_t depth, float* 
   }
 }
 
-using BlockFn = void (*)(const float*, const float*, std::int64_t, float*, std::int64_t, int, int,
-                         const Epilogue&, std::int64_t, std::int64_t);
+using BlockFn = void (*)(const float*, const float*, std::int64_t, float*, std::int64_t, int, int, const Epilogue&,
+                         std::int64_t, std::int64_t);
 constexpr BlockFn kBlocks[kRows + 1] = {nullptr, block<1>, block<2>, block<3>, block<4>, block<5>, block<6>};
 
 // Copies rows [r0, r1) x columns [k0, k0+depth) of A into `dst` as register blocks of kRows rows, each
@@ -219,8 +221,8 @@ void tile(const float* a, std::int64_t lda, const float* packed, float* c, std::
         const std::int64_t col0 = p * kPanel;
         const int cols = static_cast<int>(std::min(kPanel, n - col0));
         for (std::int64_t r = mb; r < me; r += kRows)
-          kBlocks[std::min(kRows, me - r)](rows + (r - mb) * depth, b, depth, c + r * ldc + col0, ldc, cols, mode, ep, r,
-                                           col0);
+          kBlocks[std::min(kRows, me - r)](rows + (r - mb) * depth, b, depth, c + r * ldc + col0, ldc, cols, mode, ep,
+                                           r, col0);
       }
     }
   }
@@ -241,7 +243,8 @@ void tile(const float* a, std::int64_t lda, const float* packed, float* c, std::
 #endif
 
 constexpr std::int64_t kRows512 = 12;  // rows per register block
-constexpr std::int64_t kRowBlock512 = kRowBlock / kRows512 * kRows512;  // largest M block, whole register blocks (288 rows: no better)
+constexpr std::int64_t kRowBlock512 =
+    kRowBlock / kRows512 * kRows512;        // largest M block, whole register blocks (288 rows: no better)
 constexpr std::int64_t kDepth512 = kDepth;  // K block (256 measured slower here too)
 
 KILN_AVX512 inline __m512 exp_nonpositive512(__m512 x) {
@@ -289,15 +292,18 @@ KILN_AVX512 inline __m512 activate512(__m512 v, Activation act) {
     case Activation::None: return v;
     case Activation::Relu: return _mm512_max_ps(v, _mm512_setzero_ps());
     case Activation::Gelu:
-      return _mm512_mul_ps(_mm512_mul_ps(half, v), _mm512_add_ps(one, erf512(_mm512_mul_ps(v, _mm512_set1_ps(0.70710678118654752f)))));
+      return _mm512_mul_ps(_mm512_mul_ps(half, v),
+                           _mm512_add_ps(one, erf512(_mm512_mul_ps(v, _mm512_set1_ps(0.70710678118654752f)))));
     case Activation::GeluTanh: {
-      const __m512 inner = _mm512_mul_ps(_mm512_set1_ps(0.79788456080286536f),
-                                         _mm512_fmadd_ps(_mm512_mul_ps(_mm512_set1_ps(0.044715f), v), _mm512_mul_ps(v, v), v));
+      const __m512 inner =
+          _mm512_mul_ps(_mm512_set1_ps(0.79788456080286536f),
+                        _mm512_fmadd_ps(_mm512_mul_ps(_mm512_set1_ps(0.044715f), v), _mm512_mul_ps(v, v), v));
       return _mm512_mul_ps(_mm512_mul_ps(half, v), _mm512_add_ps(one, tanh512(inner)));
     }
     case Activation::Tanh: return tanh512(v);
     case Activation::Sigmoid: {
-      const __m512 z = exp_nonpositive512(_mm512_sub_ps(_mm512_setzero_ps(), _mm512_andnot_ps(_mm512_set1_ps(-0.0f), v)));
+      const __m512 z =
+          exp_nonpositive512(_mm512_sub_ps(_mm512_setzero_ps(), _mm512_andnot_ps(_mm512_set1_ps(-0.0f), v)));
       const __m512 s = _mm512_div_ps(one, _mm512_add_ps(one, z));
       // z·s where v's sign bit is set (as the AVX2 blendv)
       return _mm512_mask_blend_ps(_mm512_movepi32_mask(_mm512_castps_si512(v)), s, _mm512_mul_ps(z, s));
@@ -315,7 +321,8 @@ KILN_AVX512 inline __m512 load16(const float* p, __mmask16 mask, bool full) {
 // panel `next` floats further (16·K: panels are stored whole, one after the other).
 template <int MR, int NP>
 KILN_AVX512 void block512(const float* a, const float* b, std::int64_t next, std::int64_t depth, float* c,
-                          std::int64_t ldc, int cols, int mode, const Epilogue& ep, std::int64_t row0, std::int64_t col0) {
+                          std::int64_t ldc, int cols, int mode, const Epilogue& ep, std::int64_t row0,
+                          std::int64_t col0) {
   __m512 acc[NP][MR];
 #pragma GCC unroll 16
   for (int r = 0; r < MR; ++r)
@@ -354,7 +361,8 @@ KILN_AVX512 void block512(const float* a, const float* b, std::int64_t next, std
         if (ep.scale != 1.0f) v = _mm512_mul_ps(v, _mm512_set1_ps(ep.scale));
         v = _mm512_add_ps(v, bias[q]);
         if (ep.activation != Activation::None) v = activate512(v, ep.activation);
-        if (ep.residual) v = _mm512_add_ps(v, load16(ep.residual + (row0 + r) * ep.ldr + col0 + 16 * q, mask[q], full[q]));
+        if (ep.residual)
+          v = _mm512_add_ps(v, load16(ep.residual + (row0 + r) * ep.ldr + col0 + 16 * q, mask[q], full[q]));
       }
       if (full[q]) _mm512_storeu_ps(cr + 16 * q, v);
       else _mm512_mask_storeu_ps(cr + 16 * q, mask[q], v);
@@ -379,8 +387,8 @@ KILN_AVX512 inline void transpose16(__m512 r[16]) {
   }
 #pragma GCC unroll 4
   for (int c = 0; c < 4; ++c) {  // gather lane L of u[c], u[4+c], u[8+c], u[12+c] into column c + 4L
-    t[c] = _mm512_shuffle_f32x4(r[c], r[4 + c], 0x88);       // u[c].L0 u[c].L2 u[4+c].L0 u[4+c].L2
-    t[4 + c] = _mm512_shuffle_f32x4(r[c], r[4 + c], 0xDD);   // lanes 1 and 3
+    t[c] = _mm512_shuffle_f32x4(r[c], r[4 + c], 0x88);      // u[c].L0 u[c].L2 u[4+c].L0 u[4+c].L2
+    t[4 + c] = _mm512_shuffle_f32x4(r[c], r[4 + c], 0xDD);  // lanes 1 and 3
     t[8 + c] = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0x88);
     t[12 + c] = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0xDD);
   }
@@ -438,8 +446,8 @@ template <int NP, std::size_t... R>
 constexpr std::array<Block512Fn, kRows512 + 1> blocks512(std::index_sequence<R...>) {
   return {nullptr, block512<static_cast<int>(R) + 1, NP>...};
 }
-constexpr std::array<Block512Fn, kRows512 + 1> kBlocks512[2] = {
-    blocks512<1>(std::make_index_sequence<kRows512>{}), blocks512<2>(std::make_index_sequence<kRows512>{})};
+constexpr std::array<Block512Fn, kRows512 + 1> kBlocks512[2] = {blocks512<1>(std::make_index_sequence<kRows512>{}),
+                                                                blocks512<2>(std::make_index_sequence<kRows512>{})};
 
 // tile() for the AVX-512 kernel: panels [p0, p1) in pairs (a last odd panel alone), rows [m0, m1).
 void tile512(const float* a, std::int64_t lda, const float* packed, float* c, std::int64_t ldc, std::int64_t m0,
@@ -637,8 +645,8 @@ void multiply(const float* a, std::int64_t lda, const float* packed, float* c, s
   {
     const std::int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
     if (units >= nt) {  // split the columns: each thread reads only its share of the weights
-      run(a, lda, packed, c, ldc, 0, rows, std::min(np, units * t / nt * unit), std::min(np, units * (t + 1) / nt * unit),
-          n, k, epilogue);
+      run(a, lda, packed, c, ldc, 0, rows, std::min(np, units * t / nt * unit),
+          std::min(np, units * (t + 1) / nt * unit), n, k, epilogue);
     } else {  // few columns: split the rows, in whole register blocks
       const std::int64_t blocks = (rows + per - 1) / per;
       const std::int64_t m0 = std::min(rows, blocks * t / nt * per), m1 = std::min(rows, blocks * (t + 1) / nt * per);

@@ -86,7 +86,7 @@ enum class Activation : std::uint8_t { None, Relu, Gelu, GeluTanh, Tanh, Sigmoid
 /// tanh, gelu_tanh and sigmoid the vector exponential (relative error ~2e-7).
 struct Epilogue {
   float scale = 1.0f;
-  const float* bias = nullptr;      // [n], or null
+  const float* bias = nullptr;  // [n], or null
   Activation activation = Activation::None;
   const float* residual = nullptr;  // [m, ldr], or null; must not overlap c
   std::int64_t ldr = 0;

@@ -92,8 +92,8 @@ Level cpu() {
   static const Level level = [] {
 #if defined(__x86_64__) || defined(__i386__)
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-        __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("fma"))
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") &&
+        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("fma"))
       return Level::avx512;
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return Level::avx2;
 #endif
@@ -116,7 +116,9 @@ Level effective() {
 Level onednn_level() {
   apply();
   const auto onednn = static_cast<unsigned>(dnnl_get_effective_cpu_isa());
-  auto includes = [onednn](dnnl_cpu_isa_t isa) { return (onednn & static_cast<unsigned>(isa)) == static_cast<unsigned>(isa); };
+  auto includes = [onednn](dnnl_cpu_isa_t isa) {
+    return (onednn & static_cast<unsigned>(isa)) == static_cast<unsigned>(isa);
+  };
   if (includes(dnnl_cpu_isa_avx512_core)) return Level::avx512;
   if (includes(dnnl_cpu_isa_avx2)) return Level::avx2;
   return Level::sse41;
@@ -128,7 +130,8 @@ std::string describe() {
   if (e != cpu()) {
     const Settings& s = settings();
     const bool by_kiln = s.kiln_cap && *s.kiln_cap == e;
-    out += std::string(" (capped by ") + (by_kiln ? "KILN_MAX_ISA" : "ONEDNN_MAX_CPU_ISA") + "; CPU: " + name(cpu()) + ")";
+    out +=
+        std::string(" (capped by ") + (by_kiln ? "KILN_MAX_ISA" : "ONEDNN_MAX_CPU_ISA") + "; CPU: " + name(cpu()) + ")";
   }
   return out;
 }

@@ -27,7 +27,8 @@ std::vector<TensorType> infer(const ShapeCtx& ctx) {
   }
   if (ctx.has(kResidual)) {
     expect_f32(ctx, kResidual);
-    if (ctx.in(kResidual).shape != x.shape) ctx.fail("expected residual of shape " + shape_str(x.shape) + ", got " + ctx.in(kResidual).str());
+    if (ctx.in(kResidual).shape != x.shape)
+      ctx.fail("expected residual of shape " + shape_str(x.shape) + ", got " + ctx.in(kResidual).str());
   }
   if (ctx.node().attr_float("eps") < 0) ctx.fail("attribute 'eps' must be >= 0");
   return {x};
@@ -36,8 +37,11 @@ std::vector<TensorType> infer(const ShapeCtx& ctx) {
 class LayerNormKernel : public Kernel {
  public:
   explicit LayerNormKernel(const KernelCtx& ctx)
-      : d_(ctx.in[kSrc].shape.back().value), rows_(d_ ? numel_of(ctx.in[kSrc].shape) / d_ : 0),
-        eps_(static_cast<float>(ctx.node.attr_float("eps"))), has_weight_(ctx.has(kWeight)), has_bias_(ctx.has(kBias)),
+      : d_(ctx.in[kSrc].shape.back().value),
+        rows_(d_ ? numel_of(ctx.in[kSrc].shape) / d_ : 0),
+        eps_(static_cast<float>(ctx.node.attr_float("eps"))),
+        has_weight_(ctx.has(kWeight)),
+        has_bias_(ctx.has(kBias)),
         has_residual_(ctx.has(kResidual)) {}
 
   void execute(dnnl::stream&, const KernelArgs& args) override {

@@ -8,7 +8,6 @@
 //     of an [M,N] operand: both stay on the jit path per docs/onednn.md), reading the weights in place
 //     as [N,K] (oneDNN's `ba` for a K x N matrix), 1.8x faster than `ab` on AVX2.
 
-
 #include "ops/common.hpp"
 #include "ops/eltwise.hpp"
 #include "ops/gemm.hpp"
@@ -46,13 +45,13 @@ std::shared_ptr<const float> gemm_panels(DnnlKernel& kernel, const KernelCtx& ct
     if (step.weight_row0 % gemm::kPanel != 0 || w.bytes < need)
       ctx.node.fail("weight '" + name + "' in layout " + type.layout + " holds " + std::to_string(w.bytes) +
                     " bytes; rows " + std::to_string(step.weight_row0) + ".." +
-                    std::to_string(step.weight_row0 + step.out) + " of " + std::to_string(step.in) +
-                    " columns need " + std::to_string(need) + " from a row that is a multiple of " +
-                    std::to_string(gemm::kPanel));
+                    std::to_string(step.weight_row0 + step.out) + " of " + std::to_string(step.in) + " columns need " +
+                    std::to_string(need) + " from a row that is a multiple of " + std::to_string(gemm::kPanel));
     return std::shared_ptr<const float>(w.owner, static_cast<const float*>(w.data) + step.weight_row0 * step.in);
   }
   const std::size_t floats = gemm::packed_floats(step.out, step.in);
-  auto* data = static_cast<float*>(std::aligned_alloc(64, std::max<std::size_t>((floats * sizeof(float) + 63) / 64 * 64, 64)));
+  auto* data =
+      static_cast<float*>(std::aligned_alloc(64, std::max<std::size_t>((floats * sizeof(float) + 63) / 64 * 64, 64)));
   if (!data) throw std::bad_alloc();
   std::shared_ptr<const float> packed(data, [](const float* p) { std::free(const_cast<float*>(p)); });
   gemm::pack_weights(static_cast<const float*>(w.data) + step.weight_row0 * step.in, step.out, step.in, data);
@@ -68,8 +67,10 @@ void pack_gemm_weight(PackCtx& ctx, std::size_t input, const std::vector<std::in
       !is_concrete(w->type.shape))
     return;
   if (!gemm::enabled()) {
-    ctx.keep(input, "oneDNN runs the products here (" +
-                        std::string(gemm::available() ? "KILN_GEMM=onednn" : "no AVX2/FMA under the instruction-set cap") + ")");
+    ctx.keep(input,
+             "oneDNN runs the products here (" +
+                 std::string(gemm::available() ? "KILN_GEMM=onednn" : "no AVX2/FMA under the instruction-set cap") +
+                 ")");
     return;
   }
   for (std::int64_t r : row0s)
@@ -91,7 +92,8 @@ void add_linear(DnnlKernel& kernel, const KernelCtx& ctx, const LinearStep& step
   constexpr std::size_t kF = sizeof(float);
   const ConstData* w = ctx.constant(static_cast<std::size_t>(step.weight));
   const bool packed_weight = ctx.in[static_cast<std::size_t>(step.weight)].layout == gemm::kPackedLayout;
-  if (packed_weight && !w) ctx.node.fail("internal: weights in " + std::string(gemm::kPackedLayout) + " must be a constant");
+  if (packed_weight && !w)
+    ctx.node.fail("internal: weights in " + std::string(gemm::kPackedLayout) + " must be a constant");
   if (w && gemm::enabled()) {
     std::shared_ptr<const float> packed = gemm_panels(kernel, ctx, step, *w);
     const gemm::Activation act = gemm_activation(find_activation(step.activation));
@@ -105,7 +107,8 @@ void add_linear(DnnlKernel& kernel, const KernelCtx& ctx, const LinearStep& step
             ep.ldr = step.out;
           }
           const auto* src = reinterpret_cast<const float*>(operand_base(step.src, args, scratch) + step.src.offset);
-          auto* dst = reinterpret_cast<float*>(const_cast<char*>(operand_base(step.dst, args, scratch)) + step.dst.offset);
+          auto* dst =
+              reinterpret_cast<float*>(const_cast<char*>(operand_base(step.dst, args, scratch)) + step.dst.offset);
           gemm::multiply(src, step.in, packed.get(), dst, step.out, step.rows, step.out, step.in, ep);
         },
         gemm::variant());
@@ -138,7 +141,8 @@ void add_linear(DnnlKernel& kernel, const KernelCtx& ctx, const LinearStep& step
     // Packed for Kiln's GEMM (a plan file from a machine that runs it) where oneDNN runs the products (no
     // AVX2/FMA under the cap, KILN_GEMM=onednn): oneDNN reads a private unpacked copy of the rows it needs.
     const std::shared_ptr<const float> panels = gemm_panels(kernel, ctx, step, *w);
-    auto plain = std::shared_ptr<float>(static_cast<float*>(std::malloc(static_cast<std::size_t>(step.out * step.in) * kF)), std::free);
+    auto plain = std::shared_ptr<float>(
+        static_cast<float*>(std::malloc(static_cast<std::size_t>(step.out * step.in) * kF)), std::free);
     if (!plain) throw std::bad_alloc();
     gemm::unpack_weights(panels.get(), step.out, step.in, plain.get());
     kernel.fixed(s, DNNL_ARG_WEIGHTS, dnnl::memory(wei, ctx.engine, plain.get()));
@@ -165,7 +169,8 @@ std::vector<TensorType> infer(const ShapeCtx& ctx) {
   ctx.expect_rank(kWeight, 2);
   const Shape& w = ctx.in(kWeight).shape;
   const Dim& k = x.shape.back();
-  if (!same_dim(w[1], k)) ctx.fail("expected weight of shape [*," + k.str() + "] for input " + x.str() + ", got " + shape_str(w));
+  if (!same_dim(w[1], k))
+    ctx.fail("expected weight of shape [*," + k.str() + "] for input " + x.str() + ", got " + shape_str(w));
   if (ctx.has(kBias)) {
     expect_f32(ctx, kBias);
     expect_weight_shape(ctx, kBias, {w[0]});

@@ -16,7 +16,8 @@ std::vector<TensorType> infer(const ShapeCtx& ctx) {
   const Dim& ka = a[a.size() - 1];
   const Dim& kb = b[b.size() - 2];
   if (!same_dim(ka, kb))
-    ctx.fail("inner dims differ: " + ctx.in(0).str() + " · " + ctx.in(1).str() + " (" + ka.str() + " vs " + kb.str() + ")");
+    ctx.fail("inner dims differ: " + ctx.in(0).str() + " · " + ctx.in(1).str() + " (" + ka.str() + " vs " + kb.str() +
+             ")");
   Shape out = broadcast(ctx, Shape(a.begin(), a.end() - 2), Shape(b.begin(), b.end() - 2));
   out.push_back(a[a.size() - 2]);
   out.push_back(b[b.size() - 1]);

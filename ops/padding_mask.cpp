@@ -11,7 +11,8 @@ namespace {
 
 std::vector<TensorType> infer(const ShapeCtx& ctx) {
   const TensorType& ids = ctx.in(0);
-  if (ids.dtype != DType::i64 && ids.dtype != DType::i32) ctx.fail("expected token ids of type i64 or i32, got " + ids.str());
+  if (ids.dtype != DType::i64 && ids.dtype != DType::i32)
+    ctx.fail("expected token ids of type i64 or i32, got " + ids.str());
   ctx.expect_rank(0, 2);
   return {TensorType{DType::f32, ids.shape}};
 }
@@ -24,7 +25,8 @@ class PaddingMaskKernel : public Kernel {
     auto* dst = static_cast<float*>(args.out[0]);
     const float masked = -std::numeric_limits<float>::infinity();
     for (std::int64_t i = 0; i < count_; ++i) {
-      std::int64_t id = i64_ ? static_cast<const std::int64_t*>(args.in[0])[i] : static_cast<const std::int32_t*>(args.in[0])[i];
+      std::int64_t id =
+          i64_ ? static_cast<const std::int64_t*>(args.in[0])[i] : static_cast<const std::int32_t*>(args.in[0])[i];
       dst[i] = id == pad_ ? masked : 0.0f;
     }
   }

@@ -16,12 +16,14 @@ bool is_global(const Node& n) { return n.op == "global_avg_pool"; }
 std::vector<TensorType> infer(const ShapeCtx& ctx) {
   expect_nchw(ctx, 0);
   const TensorType& x = ctx.in(0);
-  if (is_global(ctx.node())) return {TensorType{DType::f32, {x.shape[0], x.shape[1], Dim::of(1), Dim::of(1)}, x.layout}};
+  if (is_global(ctx.node()))
+    return {TensorType{DType::f32, {x.shape[0], x.shape[1], Dim::of(1), Dim::of(1)}, x.layout}};
   auto k = attr_pair(ctx, "kernel", 1);
   auto stride = attr_pair(ctx, "stride", 1, k);
   auto pad = attr_padding(ctx);
   if (2 * std::max(pad[0], pad[2]) > k[0] || 2 * std::max(pad[1], pad[3]) > k[1])
-    ctx.fail("attribute 'padding' " + attr_str(Attr{ctx.node().attr_ints("padding")}) + " must be at most half the kernel " + attr_str(Attr{k}));
+    ctx.fail("attribute 'padding' " + attr_str(Attr{ctx.node().attr_ints("padding")}) +
+             " must be at most half the kernel " + attr_str(Attr{k}));
   Shape out = {x.shape[0], x.shape[1], window_out(ctx, x.shape[2], k[0], stride[0], pad[0] + pad[2], 1, "height"),
                window_out(ctx, x.shape[3], k[1], stride[1], pad[1] + pad[3], 1, "width")};
   return {TensorType{DType::f32, out, x.layout}};
@@ -61,14 +63,20 @@ std::unique_ptr<Kernel> make(const KernelCtx& ctx) {
 std::vector<AttrSpec> window_attrs() {
   return {AttrSpec{"kernel", AttrType::Ints, std::nullopt, "[h, w]"},
           AttrSpec{"stride", AttrType::Ints, Attr{std::vector<std::int64_t>{}}, "[h, w]; default: the kernel size"},
-          AttrSpec{"padding", AttrType::Ints, Attr{std::vector<std::int64_t>{0, 0}}, "[h, w] or [top, left, bottom, right]"}};
+          AttrSpec{"padding", AttrType::Ints, Attr{std::vector<std::int64_t>{0, 0}},
+                   "[h, w] or [top, left, bottom, right]"}};
 }
 
 }  // namespace
 
 const OpSchema& op_max_pool() {
-  static const OpSchema s{.name = "max_pool", .doc = "max over sliding windows (nn.MaxPool2d)", .inputs = {{"src"}},
-                          .attrs = window_attrs(), .infer = infer, .make_kernel = make, .layout = layout_of_src};
+  static const OpSchema s{.name = "max_pool",
+                          .doc = "max over sliding windows (nn.MaxPool2d)",
+                          .inputs = {{"src"}},
+                          .attrs = window_attrs(),
+                          .infer = infer,
+                          .make_kernel = make,
+                          .layout = layout_of_src};
   return s;
 }
 
@@ -76,15 +84,24 @@ const OpSchema& op_avg_pool() {
   static const OpSchema s = [] {
     auto attrs = window_attrs();
     attrs.push_back(AttrSpec{"count_include_pad", AttrType::Bool, Attr{true}, "padded zeros count in the average"});
-    return OpSchema{.name = "avg_pool", .doc = "mean over sliding windows (nn.AvgPool2d)", .inputs = {{"src"}},
-                    .attrs = std::move(attrs), .infer = infer, .make_kernel = make, .layout = layout_of_src};
+    return OpSchema{.name = "avg_pool",
+                    .doc = "mean over sliding windows (nn.AvgPool2d)",
+                    .inputs = {{"src"}},
+                    .attrs = std::move(attrs),
+                    .infer = infer,
+                    .make_kernel = make,
+                    .layout = layout_of_src};
   }();
   return s;
 }
 
 const OpSchema& op_global_avg_pool() {
-  static const OpSchema s{.name = "global_avg_pool", .doc = "mean over H and W, keeping them as 1x1 (nn.AdaptiveAvgPool2d(1))",
-                          .inputs = {{"src"}}, .infer = infer, .make_kernel = make, .layout = layout_of_src};
+  static const OpSchema s{.name = "global_avg_pool",
+                          .doc = "mean over H and W, keeping them as 1x1 (nn.AdaptiveAvgPool2d(1))",
+                          .inputs = {{"src"}},
+                          .infer = infer,
+                          .make_kernel = make,
+                          .layout = layout_of_src};
   return s;
 }
 

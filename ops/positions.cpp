@@ -26,7 +26,9 @@ class PositionsKernel : public Kernel {
   std::int64_t n_;
 };
 
-std::unique_ptr<Kernel> make(const KernelCtx& ctx) { return std::make_unique<PositionsKernel>(ctx.out[0].shape[0].value); }
+std::unique_ptr<Kernel> make(const KernelCtx& ctx) {
+  return std::make_unique<PositionsKernel>(ctx.out[0].shape[0].value);
+}
 
 }  // namespace
 

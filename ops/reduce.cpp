@@ -38,7 +38,10 @@ std::vector<TensorType> infer(const ShapeCtx& ctx) {
 class ContiguousReduceKernel : public Kernel {
  public:
   ContiguousReduceKernel(std::int64_t outer, std::int64_t reduced, std::int64_t inner, bool mean)
-      : outer_(outer), reduced_(reduced), inner_(inner), scale_(mean && reduced ? 1.0f / static_cast<float>(reduced) : 1.0f) {}
+      : outer_(outer),
+        reduced_(reduced),
+        inner_(inner),
+        scale_(mean && reduced ? 1.0f / static_cast<float>(reduced) : 1.0f) {}
 
   void execute(dnnl::stream&, const KernelArgs& args) override {
     const auto* x = static_cast<const float*>(args.in[0]);
@@ -96,7 +99,8 @@ std::unique_ptr<Kernel> make(const KernelCtx& ctx) {
     return kernel;
   }
   auto alg = ctx.node.op == "reduce_mean" ? dnnl::algorithm::reduction_mean : dnnl::algorithm::reduction_sum;
-  dnnl::reduction::primitive_desc pd(dnnl::reduction::desc(alg, src, dst, 0.f, 0.f), user_scratchpad_attr(), ctx.engine);
+  dnnl::reduction::primitive_desc pd(dnnl::reduction::desc(alg, src, dst, 0.f, 0.f), user_scratchpad_attr(),
+                                     ctx.engine);
   int s = kernel->add(pd);
   kernel->input(s, DNNL_ARG_SRC, src, 0);
   kernel->output(s, DNNL_ARG_DST, dst, 0);

@@ -18,7 +18,8 @@ std::vector<TensorType> infer(const ShapeCtx& ctx) {
   out.layout = target(ctx.node());
   std::string known;
   if (!valid_layout(out.layout, out.rank(), &known))
-    ctx.fail("unknown layout \"" + out.layout + "\" for a rank-" + std::to_string(out.rank()) + " tensor (expected plain or one of: " + known + ")");
+    ctx.fail("unknown layout \"" + out.layout + "\" for a rank-" + std::to_string(out.rank()) +
+             " tensor (expected plain or one of: " + known + ")");
   return {out};
 }
 

@@ -51,7 +51,9 @@ std::vector<TensorType> infer(const ShapeCtx& ctx) {
       infer_at = static_cast<int>(i);
       shape.push_back(Dim::of(-1));
     } else if (t == 0) {
-      if (i >= x.shape.size()) ctx.fail("attribute 'shape' copies dim " + std::to_string(i) + " (0) of an input of rank " + std::to_string(x.rank()));
+      if (i >= x.shape.size())
+        ctx.fail("attribute 'shape' copies dim " + std::to_string(i) + " (0) of an input of rank " +
+                 std::to_string(x.rank()));
       shape.push_back(x.shape[i]);
       if (!out.times(x.shape[i])) too_large("attribute 'shape' " + attr_str(target));
     } else if (t > 0) {
@@ -65,8 +67,10 @@ std::vector<TensorType> infer(const ShapeCtx& ctx) {
   std::sort(in.symbols.begin(), in.symbols.end());
   std::sort(out.symbols.begin(), out.symbols.end());
   std::vector<std::string> in_only, out_only;
-  std::set_difference(in.symbols.begin(), in.symbols.end(), out.symbols.begin(), out.symbols.end(), std::back_inserter(in_only));
-  std::set_difference(out.symbols.begin(), out.symbols.end(), in.symbols.begin(), in.symbols.end(), std::back_inserter(out_only));
+  std::set_difference(in.symbols.begin(), in.symbols.end(), out.symbols.begin(), out.symbols.end(),
+                      std::back_inserter(in_only));
+  std::set_difference(out.symbols.begin(), out.symbols.end(), in.symbols.begin(), in.symbols.end(),
+                      std::back_inserter(out_only));
   auto mismatch = [&] {
     ctx.fail("cannot reshape " + x.str() + " to " + attr_str(ctx.node().attr("shape")) + ": element counts differ");
   };

@@ -115,9 +115,9 @@ std::vector<TensorType> infer(const ShapeCtx& ctx, const Cell& c) {
              node.inputs[hh0]->name + "')");
   const Dim hidden = ctx.in(hh0).shape[1];
   const Dim rows = Dim::of(c.gates * hidden.value);
-  if (!hidden.concrete() || hidden.value < 1) ctx.fail("weight_hh_l0 must have a concrete hidden size, got " + ctx.in(hh0).str());
-  if (!features.concrete())
-    ctx.fail("the input's feature dim (last axis) must be concrete, got " + ctx.in(0).str());
+  if (!hidden.concrete() || hidden.value < 1)
+    ctx.fail("weight_hh_l0 must have a concrete hidden size, got " + ctx.in(hh0).str());
+  if (!features.concrete()) ctx.fail("the input's feature dim (last axis) must be concrete, got " + ctx.in(0).str());
   for (int l = 0; l < layers; ++l)
     for (int d = 0; d < dirs; ++d) {
       Dim in_features = l == 0 ? features : Dim::of(dirs * hidden.value);
@@ -141,7 +141,8 @@ std::vector<TensorType> infer(const ShapeCtx& ctx, const Cell& c) {
   }
   if (c.lstm && ctx.has(1) != ctx.has(2)) ctx.fail("initial states h0 and c0 must be given together");
 
-  Shape y = batch_first ? Shape{batch, seq, Dim::of(dirs * hidden.value)} : Shape{seq, batch, Dim::of(dirs * hidden.value)};
+  Shape y =
+      batch_first ? Shape{batch, seq, Dim::of(dirs * hidden.value)} : Shape{seq, batch, Dim::of(dirs * hidden.value)};
   std::vector<TensorType> out = {TensorType{DType::f32, y}, TensorType{DType::f32, state}};
   if (c.lstm) out.push_back(TensorType{DType::f32, state});
   return out;
@@ -153,7 +154,8 @@ std::vector<TensorType> infer_gru(const ShapeCtx& ctx) { return infer(ctx, kGru)
 /// A constant as f32 values (weights are constants when the kernel is made: the shape rule checked them).
 const float* const_f32(const KernelCtx& ctx, int i) {
   const ConstData* data = ctx.constant(static_cast<std::size_t>(i));
-  if (!data) ctx.node.fail("weight " + ctx.node.schema->inputs.at(i).name + " must be a constant (a weight from the file)");
+  if (!data)
+    ctx.node.fail("weight " + ctx.node.schema->inputs.at(i).name + " must be a constant (a weight from the file)");
   return static_cast<const float*>(data->data);
 }
 
@@ -166,21 +168,25 @@ dnnl::primitive_desc layer_pd(const Cell& c, const dnnl::engine& engine, std::in
                               const std::optional<dnnl::memory::desc>& wi = std::nullopt) {
   using tag = dnnl::memory::format_tag;
   using dt = dnnl::memory::data_type;
-  const auto direction = dirs == 2 ? dnnl::rnn_direction::bidirectional_concat : dnnl::rnn_direction::unidirectional_left2right;
+  const auto direction =
+      dirs == 2 ? dnnl::rnn_direction::bidirectional_concat : dnnl::rnn_direction::unidirectional_left2right;
   auto wl_any = wl.value_or(dnnl::memory::desc({1, dirs, in_ch, c.gates, h}, dt::f32, tag::any));
   auto wi_any = wi.value_or(dnnl::memory::desc({1, dirs, h, c.gates, h}, dt::f32, tag::any));
   auto bias_md = dnnl::memory::desc({1, dirs, c.bias_gates, h}, dt::f32, tag::ldgo);
   auto src_iter = has_state ? state_md : dnnl::memory::desc();
   const auto prop = dnnl::prop_kind::forward_inference;
   if (c.lstm) {
-    dnnl::lstm_forward::desc desc(prop, direction, src, src_iter, src_iter, wl_any, wi_any, bias_md, dst, state_md, state_md);
+    dnnl::lstm_forward::desc desc(prop, direction, src, src_iter, src_iter, wl_any, wi_any, bias_md, dst, state_md,
+                                  state_md);
     return dnnl::lstm_forward::primitive_desc(desc, user_scratchpad_attr(), engine);
   }
   dnnl::lbr_gru_forward::desc desc(prop, direction, src, src_iter, wl_any, wi_any, bias_md, dst, state_md);
   return dnnl::lbr_gru_forward::primitive_desc(desc, user_scratchpad_attr(), engine);
 }
 
-dnnl::memory::desc arg_desc(const dnnl::primitive_desc& pd, int arg) { return pd.query_md(dnnl::query::exec_arg_md, arg); }
+dnnl::memory::desc arg_desc(const dnnl::primitive_desc& pd, int arg) {
+  return pd.query_md(dnnl::query::exec_arg_md, arg);
+}
 
 // The weight layouts oneDNN's f32 RNN primitives read (ldigo for its gemm path, ldgOi32o for brgemm), by the
 // names a packed constant's type carries.
@@ -188,7 +194,8 @@ struct GateLayout {
   const char* name;
   dnnl::memory::format_tag tag;
 };
-const GateLayout kGateLayouts[] = {{"ldigo", dnnl::memory::format_tag::ldigo}, {"ldgOi32o", dnnl::memory::format_tag::ldgOi32o}};
+const GateLayout kGateLayouts[] = {{"ldigo", dnnl::memory::format_tag::ldigo},
+                                   {"ldgOi32o", dnnl::memory::format_tag::ldgOi32o}};
 
 /// The name of `want` (a weights desc of dims `dims`) in kGateLayouts, or null when it is none of them.
 const GateLayout* gate_layout_of(const dnnl::memory::desc& want, const dnnl::memory::dims& dims) {
@@ -242,13 +249,15 @@ void pack_rnn(PackCtx& ctx, const Cell& c) {
   const bool has_state = node.inputs.size() > 1 && node.inputs[1] != nullptr;
   for (std::int64_t l = 0; l < layers; ++l) {
     const std::int64_t in_ch = l == 0 ? features : dirs * h;
-    const auto pd = layer_pd(c, detail::cpu_engine(), dirs, in_ch, h, dnnl::memory::desc({1, 1, in_ch}, dt::f32, tag::tnc),
-                             dnnl::memory::desc({1, 1, dirs * h}, dt::f32, tag::tnc),
-                             dnnl::memory::desc({1, dirs, 1, h}, dt::f32, tag::ldnc), has_state);
+    const auto pd =
+        layer_pd(c, detail::cpu_engine(), dirs, in_ch, h, dnnl::memory::desc({1, 1, in_ch}, dt::f32, tag::tnc),
+                 dnnl::memory::desc({1, 1, dirs * h}, dt::f32, tag::tnc),
+                 dnnl::memory::desc({1, dirs, 1, h}, dt::f32, tag::ldnc), has_state);
     for (int which : {kWih, kWhh}) {
       const std::int64_t cols = which == kWih ? in_ch : h;
       const dnnl::memory::dims dims = {1, dirs, cols, g, h};
-      const GateLayout* layout = gate_layout_of(arg_desc(pd, which == kWih ? DNNL_ARG_WEIGHTS_LAYER : DNNL_ARG_WEIGHTS_ITER), dims);
+      const GateLayout* layout =
+          gate_layout_of(arg_desc(pd, which == kWih ? DNNL_ARG_WEIGHTS_LAYER : DNNL_ARG_WEIGHTS_ITER), dims);
       if (!layout) layout = &kGateLayouts[0];  // ldigo: kernels ask oneDNN to read that (see make)
       const dnnl::memory::desc packed_md(dims, dt::f32, layout->tag);
       const std::size_t total = packed_md.get_size(), per = total / static_cast<std::size_t>(dirs);
@@ -287,8 +296,8 @@ class RnnKernel : public DnnlKernel {
 /// Binds `weights` (one input per direction, [G*H, cols] each) as argument `arg` of step `s` in the layout
 /// `want`: in place when the pass packed them into that layout; otherwise through a private copy converted
 /// now, from the packed constant or from the weights as written.
-void bind_weights(RnnKernel& kernel, const KernelCtx& ctx, const Cell& c, int s, int arg, const std::vector<int>& weights,
-                  std::int64_t cols, std::int64_t h, const dnnl::memory::desc& want) {
+void bind_weights(RnnKernel& kernel, const KernelCtx& ctx, const Cell& c, int s, int arg,
+                  const std::vector<int>& weights, std::int64_t cols, std::int64_t h, const dnnl::memory::desc& want) {
   using dt = dnnl::memory::data_type;
   const std::int64_t g = c.gates, dirs = static_cast<std::int64_t>(weights.size());
   const dnnl::memory::dims dims = {1, dirs, cols, g, h};
@@ -315,7 +324,8 @@ void bind_weights(RnnKernel& kernel, const KernelCtx& ctx, const Cell& c, int s,
     for (std::size_t d = 0; d < weights.size(); ++d) {
       const ConstData* data = ctx.constant(static_cast<std::size_t>(weights[d]));
       if (!data) ctx.node.fail(name(weights[d]) + " must be a constant (a weight from the file)");
-      to_gate_major(c, static_cast<const float*>(data->data), cols, g, h, ldigo.data() + static_cast<std::int64_t>(d) * cols * g * h);
+      to_gate_major(c, static_cast<const float*>(data->data), cols, g, h,
+                    ldigo.data() + static_cast<std::int64_t>(d) * cols * g * h);
     }
     src = dnnl::memory({dims, dt::f32, dnnl::memory::format_tag::ldigo}, ctx.engine, ldigo.data());
   }

@@ -21,11 +21,15 @@ inline std::vector<std::int64_t> attr_pair(const ShapeCtx& ctx, const char* attr
                                            const std::vector<std::int64_t>& fallback = {}) {
   std::vector<std::int64_t> v = ctx.node().attr_ints(attr);
   if (v.empty()) v = fallback;
-  if (v.size() != 2) ctx.fail(std::string("attribute '") + attr + "' must have 2 entries [h, w], got " + attr_str(Attr{v}));
+  if (v.size() != 2)
+    ctx.fail(std::string("attribute '") + attr + "' must have 2 entries [h, w], got " + attr_str(Attr{v}));
   for (auto x : v) {
-    if (x < min) ctx.fail(std::string("attribute '") + attr + "' entries must be >= " + std::to_string(min) + ", got " + attr_str(Attr{v}));
+    if (x < min)
+      ctx.fail(std::string("attribute '") + attr + "' entries must be >= " + std::to_string(min) + ", got " +
+               attr_str(Attr{v}));
     if (x > kMaxWindowAttr)
-      ctx.fail(std::string("attribute '") + attr + "' entries must be <= " + std::to_string(kMaxWindowAttr) + ", got " + attr_str(Attr{v}));
+      ctx.fail(std::string("attribute '") + attr + "' entries must be <= " + std::to_string(kMaxWindowAttr) + ", got " +
+               attr_str(Attr{v}));
   }
   return v;
 }
@@ -35,11 +39,14 @@ inline std::vector<std::int64_t> attr_pair(const ShapeCtx& ctx, const char* attr
 inline std::vector<std::int64_t> attr_padding(const ShapeCtx& ctx) {
   std::vector<std::int64_t> p = ctx.node().attr_ints("padding");
   if (p.size() == 2) p = {p[0], p[1], p[0], p[1]};
-  if (p.size() != 4) ctx.fail("attribute 'padding' must have 2 entries [h, w] or 4 [top, left, bottom, right], got " + attr_str(Attr{ctx.node().attr_ints("padding")}));
+  if (p.size() != 4)
+    ctx.fail("attribute 'padding' must have 2 entries [h, w] or 4 [top, left, bottom, right], got " +
+             attr_str(Attr{ctx.node().attr_ints("padding")}));
   for (auto x : p)
     if (x < 0 || x > kMaxWindowAttr)
-      ctx.fail("attribute 'padding' entries must be >= 0" + std::string(x < 0 ? "" : " and <= " + std::to_string(kMaxWindowAttr)) +
-               ", got " + attr_str(Attr{ctx.node().attr_ints("padding")}));
+      ctx.fail("attribute 'padding' entries must be >= 0" +
+               std::string(x < 0 ? "" : " and <= " + std::to_string(kMaxWindowAttr)) + ", got " +
+               attr_str(Attr{ctx.node().attr_ints("padding")}));
   return p;
 }
 
@@ -53,16 +60,21 @@ inline Dim window_out(const ShapeCtx& ctx, const Dim& in, std::int64_t k, std::i
   const __int128 span = static_cast<__int128>(dilation) * (static_cast<__int128>(k) - 1) + 1;
   const __int128 a128 = static_cast<__int128>(pad_total) - span;
   const __int128 max = std::numeric_limits<std::int64_t>::max();
-  auto str = [](__int128 v) { return v > max ? std::string("more than ") + std::to_string(static_cast<std::int64_t>(max)) : std::to_string(static_cast<std::int64_t>(v)); };
+  auto str = [](__int128 v) {
+    return v > max ? std::string("more than ") + std::to_string(static_cast<std::int64_t>(max))
+                   : std::to_string(static_cast<std::int64_t>(v));
+  };
   if (in.concrete()) {
     const __int128 padded = static_cast<__int128>(in.value) + a128;
     if (padded < 0)
-      ctx.fail("the " + std::string(axis) + " window (" + str(span) + " with dilation) is larger than the padded input (" +
-               str(static_cast<__int128>(in.value) + pad_total) + ")");
+      ctx.fail("the " + std::string(axis) + " window (" + str(span) +
+               " with dilation) is larger than the padded input (" + str(static_cast<__int128>(in.value) + pad_total) +
+               ")");
     if (padded >= max) ctx.fail("the " + std::string(axis) + " of the padded input is too large (" + str(padded) + ")");
     return Dim::of(static_cast<std::int64_t>(padded / stride + 1));
   }
-  if (a128 <= -max || a128 >= max) ctx.fail("the " + std::string(axis) + " window (" + str(span) + " with dilation) is too large");
+  if (a128 <= -max || a128 >= max)
+    ctx.fail("the " + std::string(axis) + " window (" + str(span) + " with dilation) is too large");
   const auto a = static_cast<std::int64_t>(a128);
   auto offset = [](std::int64_t v) { return v == 0 ? std::string() : (v > 0 ? "+" : "") + std::to_string(v); };
   if (stride == 1) return a + 1 == 0 ? in : Dim::symbol(in.sym + offset(a + 1));

@@ -31,22 +31,38 @@ class ProjectedKernel : public Kernel {
   void build(const KernelCtx& ctx, int x, int in_w, int in_b, int out_w, int out_b, std::int64_t rows, std::int64_t e,
              std::int64_t out_features, std::size_t middle_floats, std::string name) {
     projected_at_ = proj_.reserve(static_cast<std::size_t>(rows * out_features) * sizeof(float));
-    add_linear(proj_, ctx, LinearStep{.rows = rows, .in = e, .out = out_features, .src = Operand::input(x),
-                                      .dst = Operand::scratch(projected_at_), .weight = in_w,
-                                      .bias = ctx.has(static_cast<std::size_t>(in_b)) ? in_b : -1});
+    add_linear(proj_, ctx,
+               LinearStep{.rows = rows,
+                          .in = e,
+                          .out = out_features,
+                          .src = Operand::input(x),
+                          .dst = Operand::scratch(projected_at_),
+                          .weight = in_w,
+                          .bias = ctx.has(static_cast<std::size_t>(in_b)) ? in_b : -1});
     context_at_ = out_.reserve(static_cast<std::size_t>(rows * e) * sizeof(float));
-    add_linear(out_, ctx, LinearStep{.rows = rows, .in = e, .out = e, .src = Operand::scratch(context_at_),
-                                     .dst = Operand::output(0), .weight = out_w,
-                                     .bias = ctx.has(static_cast<std::size_t>(out_b)) ? out_b : -1});
+    add_linear(out_, ctx,
+               LinearStep{.rows = rows,
+                          .in = e,
+                          .out = e,
+                          .src = Operand::scratch(context_at_),
+                          .dst = Operand::output(0),
+                          .weight = out_w,
+                          .bias = ctx.has(static_cast<std::size_t>(out_b)) ? out_b : -1});
     out_base_ = align(proj_.scratch_bytes());
     scores_base_ = out_base_ + align(out_.scratch_bytes());
     middle_floats_ = middle_floats;
     name_ = std::move(name);
   }
   /// Runs the input projection; its result is projected(args).
-  void project(dnnl::stream& stream, const KernelArgs& args) { proj_.execute(stream, KernelArgs{args.in, args.out, args.scratch}); }
-  const float* projected(const KernelArgs& args) const { return reinterpret_cast<const float*>(base(args) + projected_at_); }
-  float* context(const KernelArgs& args) const { return reinterpret_cast<float*>(base(args) + out_base_ + context_at_); }
+  void project(dnnl::stream& stream, const KernelArgs& args) {
+    proj_.execute(stream, KernelArgs{args.in, args.out, args.scratch});
+  }
+  const float* projected(const KernelArgs& args) const {
+    return reinterpret_cast<const float*>(base(args) + projected_at_);
+  }
+  float* context(const KernelArgs& args) const {
+    return reinterpret_cast<float*>(base(args) + out_base_ + context_at_);
+  }
   float* scores(const KernelArgs& args) const { return reinterpret_cast<float*>(base(args) + scores_base_); }
   /// Runs the output projection of context(args) into output 0.
   void finish(dnnl::stream& stream, const KernelArgs& args) {

@@ -25,15 +25,15 @@ std::vector<TensorType> infer(const ShapeCtx& ctx) {
 class TopkKernel : public Kernel {
  public:
   explicit TopkKernel(const KernelCtx& ctx)
-      : rows_(numel_of(ctx.in[0].shape) / ctx.in[0].shape.back().value), n_(ctx.in[0].shape.back().value),
+      : rows_(numel_of(ctx.in[0].shape) / ctx.in[0].shape.back().value),
+        n_(ctx.in[0].shape.back().value),
         k_(ctx.node.attr_int("k")) {}
   void execute(dnnl::stream&, const KernelArgs& args) override {
     const auto* src = static_cast<const float*>(args.in[0]);
     auto* values = static_cast<float*>(args.out[0]);
     auto* indices = static_cast<std::int64_t*>(args.out[1]);
     tbb::parallel_for(tbb::blocked_range<std::int64_t>(0, rows_, 16), [&](const tbb::blocked_range<std::int64_t>& r) {
-      for (std::int64_t i = r.begin(); i < r.end(); ++i)
-        top_k(src + i * n_, n_, k_, values + i * k_, indices + i * k_);
+      for (std::int64_t i = r.begin(); i < r.end(); ++i) top_k(src + i * n_, n_, k_, values + i * k_, indices + i * k_);
     });
   }
   std::string impl() const override { return "kiln:topk"; }

@@ -11,7 +11,8 @@ std::vector<int> checked_perm(const ShapeCtx& ctx) {
   const auto& perm = ctx.node().attr_ints("perm");
   int rank = ctx.in(0).rank();
   if (static_cast<int>(perm.size()) != rank)
-    ctx.fail("attribute 'perm' has " + std::to_string(perm.size()) + " entries for an input of rank " + std::to_string(rank));
+    ctx.fail("attribute 'perm' has " + std::to_string(perm.size()) + " entries for an input of rank " +
+             std::to_string(rank));
   std::vector<int> out;
   std::vector<bool> seen(rank, false);
   for (auto p : perm) {

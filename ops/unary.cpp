@@ -84,21 +84,28 @@ OpSchema unary_schema(std::string_view op) {
   if (!first) fail("unary op '" + std::string(op) + "' is not in the activation table");
   std::vector<AttrSpec> attrs;
   if (first->variant_attr)
-    attrs.push_back(AttrSpec{first->variant_attr, AttrType::String, Attr{std::string(first->variant)}, first->variant_doc});
+    attrs.push_back(
+        AttrSpec{first->variant_attr, AttrType::String, Attr{std::string(first->variant)}, first->variant_doc});
   for (const ActivationParam& p : first->params)
-    attrs.push_back(AttrSpec{p.name, AttrType::Float, p.default_value ? std::optional<Attr>(Attr{*p.default_value}) : std::nullopt,
-                             p.doc});
-  return OpSchema{.name = std::string(op), .doc = first->doc, .inputs = {{"src"}}, .attrs = std::move(attrs), .infer = infer,
-                  .make_kernel = make, .in_place = {0}, .layout = layout_of_first_input};
+    attrs.push_back(AttrSpec{p.name, AttrType::Float,
+                             p.default_value ? std::optional<Attr>(Attr{*p.default_value}) : std::nullopt, p.doc});
+  return OpSchema{.name = std::string(op),
+                  .doc = first->doc,
+                  .inputs = {{"src"}},
+                  .attrs = std::move(attrs),
+                  .infer = infer,
+                  .make_kernel = make,
+                  .in_place = {0},
+                  .layout = layout_of_first_input};
 }
 
 }  // namespace
 
 // One per op of the table (ops/op_list.inc registers them by these names).
-#define KILN_UNARY_OP(name)                          \
-  const OpSchema& op_##name() {                      \
-    static const OpSchema s = unary_schema(#name);   \
-    return s;                                        \
+#define KILN_UNARY_OP(name)                        \
+  const OpSchema& op_##name() {                    \
+    static const OpSchema s = unary_schema(#name); \
+    return s;                                      \
   }
 KILN_UNARY_OP(relu)
 KILN_UNARY_OP(gelu)

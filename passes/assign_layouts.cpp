@@ -15,9 +15,9 @@
 
 #include <map>
 
+#include "graph/schema.hpp"
 #include "passes/match.hpp"
 #include "passes/pass.hpp"
-#include "graph/schema.hpp"
 
 namespace kiln {
 namespace {
@@ -35,7 +35,8 @@ class AssignLayouts : public Pass {
  public:
   const char* name() const override { return "assign-layouts"; }
   const char* summary() const override {
-    return "run ops in the layout they prefer (conv2d: nChw8c); insert reorders where producer and consumer layouts differ; cancel inverse pairs";
+    return "run ops in the layout they prefer (conv2d: nChw8c); insert reorders where producer and consumer layouts "
+           "differ; cancel inverse pairs";
   }
 
   bool run(Graph& g, PassContext& ctx) override {

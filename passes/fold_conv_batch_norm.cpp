@@ -26,7 +26,9 @@ const float* floats(const Value* v) { return v ? static_cast<const float*>(v->co
 class FoldConvBatchNorm : public Pass {
  public:
   const char* name() const override { return "fold-conv-batch-norm"; }
-  const char* summary() const override { return "batch_norm(conv2d(x)) -> conv2d with the normalization folded into its weights and bias"; }
+  const char* summary() const override {
+    return "batch_norm(conv2d(x)) -> conv2d with the normalization folded into its weights and bias";
+  }
 
   bool run(Graph& g, PassContext& ctx) override {
     std::vector<Node*> bns;
@@ -38,7 +40,8 @@ class FoldConvBatchNorm : public Pass {
       Node* conv = producer_of(mid, "conv2d");
       if (!conv) continue;
       if (conv->attr_string("activation") != "none" || input_or_null(conv, 3)) {
-        ctx.declined(*conv, "it already applies an activation or residual, which " + bn->label() + " would have to follow");
+        ctx.declined(*conv,
+                     "it already applies an activation or residual, which " + bn->label() + " would have to follow");
         continue;
       }
       if (std::string why = why_not_single_use(g, mid); !why.empty()) {
@@ -46,7 +49,8 @@ class FoldConvBatchNorm : public Pass {
         continue;
       }
       bool constant = conv->inputs[1]->is_constant() && (!input_or_null(conv, 2) || conv->inputs[2]->is_constant());
-      for (std::size_t i = 1; i < bn->inputs.size(); ++i) constant = constant && (!bn->inputs[i] || bn->inputs[i]->is_constant());
+      for (std::size_t i = 1; i < bn->inputs.size(); ++i)
+        constant = constant && (!bn->inputs[i] || bn->inputs[i]->is_constant());
       if (!constant) {
         ctx.declined(*conv, bn->label() + " has parameters computed at run time");
         continue;

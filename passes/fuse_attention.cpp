@@ -102,7 +102,8 @@ class FuseAttention : public Pass {
     if (scalar_constant(scale->inputs[1], &c)) scores = scale->inputs[0];
     else if (scale->op == "mul" && scalar_constant(scale->inputs[0], &c)) scores = scale->inputs[1];
     if (!scores) return scale->label() + " does not scale by a one-element constant";
-    const float want = scale->op == "mul" ? 1.0f / std::sqrt(static_cast<float>(dh)) : std::sqrt(static_cast<float>(dh));
+    const float want =
+        scale->op == "mul" ? 1.0f / std::sqrt(static_cast<float>(dh)) : std::sqrt(static_cast<float>(dh));
     if (std::fabs(c - want) > 1e-6f * std::max(1.0f, want))
       return scale->label() + " scales by " + std::to_string(c) + ", not the standard " + std::to_string(want);
     m.nodes.push_back(scale);
@@ -137,7 +138,8 @@ class FuseAttention : public Pass {
     const std::int64_t e = heads_ * dh;
     bool biases = input_or_null(proj_[0], 2) != nullptr;
     for (Node* p : proj_) {
-      if (p->attr_string("activation") != "none" || input_or_null(p, 3)) return p->label() + " has a fused activation or residual";
+      if (p->attr_string("activation") != "none" || input_or_null(p, 3))
+        return p->label() + " has a fused activation or residual";
       const Value* w = p->inputs[1];
       if (!w->is_constant() || w->type.shape != Shape{Dim::of(e), Dim::of(e)})
         return p->label() + " does not have a constant [" + std::to_string(e) + "," + std::to_string(e) + "] weight";
@@ -145,9 +147,11 @@ class FuseAttention : public Pass {
         return "the q, k and v projections do not all have constant biases, or all none";
     }
     if (out_proj->inputs[1]->type.shape != Shape{Dim::of(e), Dim::of(e)})
-      return out_proj->label() + " does not map back to the embedding dim (weight " + out_proj->inputs[1]->type.str() + ")";
+      return out_proj->label() + " does not map back to the embedding dim (weight " + out_proj->inputs[1]->type.str() +
+             ")";
     const Value* merged = m.nodes[0]->outputs[0];
-    if (merged->type.rank() != 3 || !merged->type.shape[2].is(e)) return "the heads are not merged back to [B,S," + std::to_string(e) + "]";
+    if (merged->type.rank() != 3 || !merged->type.shape[2].is(e))
+      return "the heads are not merged back to [B,S," + std::to_string(e) + "]";
     // Every intermediate value is consumed by the pattern alone.
     for (Node* n : m.nodes)
       for (const Value* out : n->outputs)

@@ -22,7 +22,9 @@ Node* only_user(const Graph& g, const Value* v, const char* op) {
 // x for u = x / √2 or x · (1/√2).
 Value* erf_argument(Node* n, std::vector<Node*>& nodes) {
   if (!n) return nullptr;
-  Value* x = n->op == "div" ? other_than_scalar(n, kSqrt2, false) : n->op == "mul" ? other_than_scalar(n, 1 / kSqrt2, true) : nullptr;
+  Value* x = n->op == "div"   ? other_than_scalar(n, kSqrt2, false)
+             : n->op == "mul" ? other_than_scalar(n, 1 / kSqrt2, true)
+                              : nullptr;
   if (x) nodes.push_back(n);
   return x;
 }
@@ -58,7 +60,8 @@ class FuseGelu : public Pass {
     bool changed = false;
     for (Node* core : cores) {
       std::vector<Node*> nodes;
-      Value* x = core->op == "erf" ? erf_argument(core->inputs[0]->producer, nodes) : tanh_argument(core->inputs[0]->producer, nodes);
+      Value* x = core->op == "erf" ? erf_argument(core->inputs[0]->producer, nodes)
+                                   : tanh_argument(core->inputs[0]->producer, nodes);
       if (!x) continue;
       nodes.push_back(core);
       if (std::string why = why_not_single_use(g, core->outputs[0]); !why.empty()) {
@@ -90,7 +93,8 @@ class FuseGelu : public Pass {
           root = only_user(g, m1->outputs[0], "mul");
           if (root && !(root->inputs[0] == x || root->inputs[1] == x)) root = nullptr;
           if (root) nodes.push_back(m1);
-        } else if (half_x && other_than_scalar(half_x, 0.5, true) == x && why_not_single_use(g, other).empty()) {  // (x·0.5)·t
+        } else if (half_x && other_than_scalar(half_x, 0.5, true) == x &&
+                   why_not_single_use(g, other).empty()) {  // (x·0.5)·t
           root = m1;
           nodes.push_back(half_x);
         }

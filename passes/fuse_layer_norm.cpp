@@ -58,8 +58,10 @@ class FuseLayerNorm : public Pass {
         continue;
       }
       Node* square = var_mean->inputs[0]->producer;
-      bool squares = square && ((square->op == "pow" && square->attr_float("exponent") == 2.0 && square->inputs[0] == sub->outputs[0]) ||
-                                (square->op == "mul" && square->inputs[0] == sub->outputs[0] && square->inputs[1] == sub->outputs[0]));
+      bool squares =
+          square &&
+          ((square->op == "pow" && square->attr_float("exponent") == 2.0 && square->inputs[0] == sub->outputs[0]) ||
+           (square->op == "mul" && square->inputs[0] == sub->outputs[0] && square->inputs[1] == sub->outputs[0]));
       if (!squares) {
         ctx.declined(*div, "the variance does not average the square of " + sub->label());
         continue;

@@ -60,8 +60,9 @@ class FuseResidual : public Pass {
         }
         if (residual->type.shape != mid->type.shape || residual == mid) {
           // (The two wordings are those of the linear and conv2d passes this one replaced.)
-          ctx.declined(*node, activation_first ? add->label() + " broadcasts " + residual->type.str() + " onto " + mid->type.str()
-                                               : add->label() + " adds " + residual->type.str() + " to " + mid->type.str());
+          ctx.declined(*node, activation_first
+                                  ? add->label() + " broadcasts " + residual->type.str() + " onto " + mid->type.str()
+                                  : add->label() + " adds " + residual->type.str() + " to " + mid->type.str());
           continue;
         }
         ctx.fired(*node, absorb_residual(g, node, add, residual, slot));

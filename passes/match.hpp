@@ -23,7 +23,8 @@ inline std::string why_not_single_use(const Graph& g, const Value* v) {
 
 /// Whether `v` is a one-element f32 constant; its value goes to `out`.
 inline bool scalar_constant(const Value* v, float* out) {
-  if (!v || !v->is_constant() || v->type.dtype != DType::f32 || !is_concrete(v->type.shape) || numel_of(v->type.shape) != 1)
+  if (!v || !v->is_constant() || v->type.dtype != DType::f32 || !is_concrete(v->type.shape) ||
+      numel_of(v->type.shape) != 1)
     return false;
   std::memcpy(out, v->constant.data, sizeof(float));
   return true;
@@ -44,7 +45,9 @@ inline Value* other_than_scalar(const Node* n, double want, bool commutes) {
 }
 
 /// Input i of `node`, or null when absent.
-inline Value* input_or_null(const Node* node, std::size_t i) { return i < node->inputs.size() ? node->inputs[i] : nullptr; }
+inline Value* input_or_null(const Node* node, std::size_t i) {
+  return i < node->inputs.size() ? node->inputs[i] : nullptr;
+}
 
 /// Folds `add` (= node's output + residual) into `node` as its residual input `slot`: the add is removed
 /// and node takes over its output value (name kept). Returns the remark text for PassContext::fired.

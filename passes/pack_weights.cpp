@@ -51,7 +51,8 @@ class PackWeights : public Pass {
       std::string key;
       for (const auto& p : parts) {
         const Value* v = n_.inputs.at(p.input);
-        if (!v || !v->is_constant()) n_.fail("internal: pack rule replaced input " + std::to_string(p.input) + ", which is not a constant");
+        if (!v || !v->is_constant())
+          n_.fail("internal: pack rule replaced input " + std::to_string(p.input) + ", which is not a constant");
         if (p.offset > bytes || p.bytes > bytes - p.offset) n_.fail("internal: packed input outside its buffer");
         key += std::to_string(v->id) + ":" + p.type.str() + "@" + std::to_string(p.offset) + ";";
       }

@@ -71,7 +71,8 @@ std::vector<std::unique_ptr<Pass>> make_pipeline(const PipelineOptions& options)
   for (const auto& d : options.disabled)
     if (!known.count(d)) fail("unknown pass '" + d + "' in --disable-pass (passes: " + names + ")");
   for (const auto& d : options.print_after)
-    if (d != "all" && !known.count(d)) fail("unknown pass '" + d + "' in --print-after (passes: " + names + ", or all)");
+    if (d != "all" && !known.count(d))
+      fail("unknown pass '" + d + "' in --print-after (passes: " + names + ", or all)");
   std::vector<std::unique_ptr<Pass>> out;
   for (const auto& e : pipeline()) {
     if (options.opt_level < e.level) continue;

@@ -15,7 +15,9 @@ namespace {
 class PrepackMatmulWeights : public Pass {
  public:
   const char* name() const override { return "prepack-matmul-weights"; }
-  const char* summary() const override { return "matmul by a constant [K,N] -> linear with [N,K] weights made at compile time"; }
+  const char* summary() const override {
+    return "matmul by a constant [K,N] -> linear with [N,K] weights made at compile time";
+  }
 
   bool run(Graph& g, PassContext& ctx) override {
     std::vector<Node*> matmuls;

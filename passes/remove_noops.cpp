@@ -50,7 +50,8 @@ class RemoveNoops : public Pass {
             changed = true;
             in = n->inputs[0];
           } else {
-            ctx.declined(*n, "its shape copies a symbolic dim of " + inner->label() + " that its input does not have there");
+            ctx.declined(
+                *n, "its shape copies a symbolic dim of " + inner->label() + " that its input does not have there");
           }
         }
       }

@@ -61,14 +61,16 @@ void to_map(const kiln_tensor* tensors, size_t n, const char* kind, bool need_da
     const std::string index = what + " " + std::to_string(i);
     if (!t.name) throw kiln::Error("error: " + index + " has no name");
     if (t.rank < 0 || t.rank > KILN_MAX_RANK)
-      throw kiln::Error("error: " + what + " '" + t.name + "': rank " + std::to_string(t.rank) + " is out of range (0.." +
-                        std::to_string(KILN_MAX_RANK) + ")");
+      throw kiln::Error("error: " + what + " '" + t.name + "': rank " + std::to_string(t.rank) +
+                        " is out of range (0.." + std::to_string(KILN_MAX_RANK) + ")");
     if (t.rank > 0 && !t.shape) throw kiln::Error("error: " + what + " '" + t.name + "' has no shape");
     if (static_cast<int>(t.dtype) < 0 || static_cast<int>(t.dtype) > KILN_BOOL)
-      throw kiln::Error("error: " + what + " '" + t.name + "': unknown dtype " + std::to_string(static_cast<int>(t.dtype)));
+      throw kiln::Error("error: " + what + " '" + t.name + "': unknown dtype " +
+                        std::to_string(static_cast<int>(t.dtype)));
     if (need_data && !t.data) throw kiln::Error("error: " + what + " '" + t.name + "' has no data");
     std::vector<std::int64_t> shape(t.shape, t.shape + t.rank);
-    auto [it, fresh] = out.emplace(t.name, kiln::Tensor::view(static_cast<kiln::DType>(t.dtype), std::move(shape), t.data));
+    auto [it, fresh] =
+        out.emplace(t.name, kiln::Tensor::view(static_cast<kiln::DType>(t.dtype), std::move(shape), t.data));
     if (!fresh) throw kiln::Error("error: " + what + " '" + t.name + "' is given twice");
   }
 }
@@ -98,15 +100,15 @@ kiln_status kiln_model_load(const char* path, kiln_model** out) {
 kiln_status kiln_model_load_from_memory(const char* yaml, size_t yaml_len, const void* weights, size_t weights_size,
                                         kiln_model** out) {
   if (!yaml) return invalid("kiln_model_load_from_memory: yaml is NULL");
-  if (!weights && weights_size) return invalid("kiln_model_load_from_memory: weights is NULL but weights_size is not 0");
+  if (!weights && weights_size)
+    return invalid("kiln_model_load_from_memory: weights is NULL but weights_size is not 0");
   if (!out) return invalid("kiln_model_load_from_memory: out is NULL");
   // No buffer is that long: refuse before std::string(yaml, yaml_len) forms yaml + yaml_len (undefined).
   if (yaml_len > std::string().max_size())
     return invalid("kiln_model_load_from_memory: yaml_len " + std::to_string(yaml_len) +
                    " is longer than any string can be");
-  return guarded([&] {
-    wrap_model(kiln::Model::load_from_memory(std::string(yaml, yaml_len), weights, weights_size), out);
-  });
+  return guarded(
+      [&] { wrap_model(kiln::Model::load_from_memory(std::string(yaml, yaml_len), weights, weights_size), out); });
 }
 
 void kiln_model_free(kiln_model* model) { delete model; }
@@ -175,8 +177,8 @@ kiln_status kiln_session_output_shape(kiln_session* session, const kiln_tensor* 
     auto it = shapes.find(output_name);
     if (it == shapes.end()) throw kiln::Error(std::string("error: the model has no output '") + output_name + "'");
     if (it->second.size() > KILN_MAX_RANK)
-      throw kiln::Error(std::string("error: output '") + output_name + "' has rank " + std::to_string(it->second.size()) +
-                        ", more than KILN_MAX_RANK");
+      throw kiln::Error(std::string("error: output '") + output_name + "' has rank " +
+                        std::to_string(it->second.size()) + ", more than KILN_MAX_RANK");
     for (size_t d = 0; d < it->second.size(); ++d) shape[d] = it->second[d];
     *rank = static_cast<int32_t>(it->second.size());
   });

@@ -50,7 +50,8 @@ std::shared_ptr<ModelImpl> compile(CompileRequest request) {
   if (!request.graph && !request.yaml_text && extension(request.path) == ".kplan") {
     // Compiled ahead of time: the passes already ran and the dims were bound then.
     if (!request.dims.empty())
-      throw Error(request.path + ": error: a plan file's dims were bound when it was compiled (expected a .yaml model to bind)");
+      throw Error(request.path +
+                  ": error: a plan file's dims were bound when it was compiled (expected a .yaml model to bind)");
     impl = load_kplan_file(request.path);
     impl->options = request.options;
     return impl;
@@ -67,7 +68,8 @@ std::shared_ptr<ModelImpl> compile(CompileRequest request) {
   } else {
     const std::string ext = extension(request.path);
     if (ext != ".yaml" && ext != ".yml")
-      fail_at(SourceLoc{request.path, 0, 0}, "unrecognized model file type '" + ext + "' (expected .yaml, .yml or .kplan)");
+      fail_at(SourceLoc{request.path, 0, 0},
+              "unrecognized model file type '" + ext + "' (expected .yaml, .yml or .kplan)");
     impl->graph = load_yaml_model(request.path);
   }
   Graph& g = *impl->graph;

@@ -6,7 +6,9 @@
 
 namespace kiln {
 
-std::string DimRange::str() const { return fixed() ? std::to_string(min) : std::to_string(min) + ".." + std::to_string(max); }
+std::string DimRange::str() const {
+  return fixed() ? std::to_string(min) : std::to_string(min) + ".." + std::to_string(max);
+}
 
 DimRanges parse_shape_args(const std::vector<std::string>& args) {
   DimRanges out;

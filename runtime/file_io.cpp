@@ -81,7 +81,8 @@ MappedFile map_file(const std::string& path, const std::string& what) {
   ::close(fd);
   if (map == MAP_FAILED) bad("cannot map " + what + ": " + std::strerror(errno));
   out.data = map;
-  out.owner = std::shared_ptr<const void>(map, [size = out.size](const void* q) { munmap(const_cast<void*>(q), size); });
+  out.owner =
+      std::shared_ptr<const void>(map, [size = out.size](const void* q) { munmap(const_cast<void*>(q), size); });
   return out;
 }
 

@@ -40,7 +40,8 @@ std::int64_t numel(const std::vector<std::int64_t>& shape) {
 
 // Concrete dims for a declared decoder input: dim 0 is the rows (sources x beams); other symbols come
 // from `symbols` (the cache length L, the source length).
-std::vector<std::int64_t> concrete(const Value* v, std::int64_t rows, const std::map<std::string, std::int64_t>& symbols) {
+std::vector<std::int64_t> concrete(const Value* v, std::int64_t rows,
+                                   const std::map<std::string, std::int64_t>& symbols) {
   std::vector<std::int64_t> dims;
   for (std::size_t i = 0; i < v->type.shape.size(); ++i) {
     const Dim& d = v->type.shape[i];
@@ -87,26 +88,28 @@ struct GeneratorImpl {
 
   // Per-row search state.
   std::vector<std::int64_t> history, history_next;  // [rows, length] generated tokens
-  std::vector<std::int64_t> parent;                  // [rows]
-  std::vector<float> score, score_next;              // [rows]
-  std::vector<char> done;                            // [n] (greedy: [rows])
-  std::vector<float> candidates, top_values;         // beam: [beams*vocab], [2*beams]
+  std::vector<std::int64_t> parent;                 // [rows]
+  std::vector<float> score, score_next;             // [rows]
+  std::vector<char> done;                           // [n] (greedy: [rows])
+  std::vector<float> candidates, top_values;        // beam: [beams*vocab], [2*beams]
   std::vector<std::int64_t> top_indices;
   struct Entry {
     std::int64_t length = 0;
     float score = 0;
     bool finished = false;
   };
-  std::vector<Entry> pool;                    // [n, 2*beams] hypotheses
-  std::vector<std::int64_t> pool_tokens;      // [n, 2*beams, length]
-  std::vector<std::int64_t> pool_size;        // [n]
+  std::vector<Entry> pool;                // [n, 2*beams] hypotheses
+  std::vector<std::int64_t> pool_tokens;  // [n, 2*beams, length]
+  std::vector<std::int64_t> pool_size;    // [n]
   std::vector<double> step_ms;
   double encoder_ms = 0;
 
-  GeneratorImpl(std::shared_ptr<const Seq2SeqImpl> m) : model(std::move(m)), encoder(model->encoder), decoder(model->decoder) {}
+  GeneratorImpl(std::shared_ptr<const Seq2SeqImpl> m)
+      : model(std::move(m)), encoder(model->encoder), decoder(model->decoder) {}
 
   void configure(std::int64_t new_n, std::int64_t new_beams, std::int64_t new_length, std::int64_t new_src_len);
-  std::vector<std::vector<Hypothesis>> run(const std::vector<std::vector<std::int64_t>>& sources, const GenerateOptions& o);
+  std::vector<std::vector<Hypothesis>> run(const std::vector<std::vector<std::int64_t>>& sources,
+                                           const GenerateOptions& o);
 
  private:
   void store_state(std::int64_t t);
@@ -115,7 +118,8 @@ struct GeneratorImpl {
   void add_hypothesis(std::int64_t src, std::int64_t row, std::int64_t t, std::int64_t last, float s, bool finished);
 };
 
-void GeneratorImpl::configure(std::int64_t new_n, std::int64_t new_beams, std::int64_t new_length, std::int64_t new_src_len) {
+void GeneratorImpl::configure(std::int64_t new_n, std::int64_t new_beams, std::int64_t new_length,
+                              std::int64_t new_src_len) {
   if (new_n == n && new_beams == beams && new_length == length && new_src_len == src_len) return;
   const Seq2SeqImpl& m = *model;
   const GenerateSpec& gen = m.generate;
@@ -162,8 +166,8 @@ void GeneratorImpl::configure(std::int64_t new_n, std::int64_t new_beams, std::i
     else buf.gathered.assign(static_cast<std::size_t>(numel(buf.in.shape())), 0.0f);
     if (!s.init.empty()) buf.init = enc_out.at(s.init);
     if (!s.init.empty() && numel(buf.init.shape()) * beams != numel(buf.in.shape()))
-      fail("encoder output '" + s.init + "' " + shape_to_string(buf.init.shape()) + " cannot start state '" + s.input + "' " +
-           shape_to_string(buf.in.shape()));
+      fail("encoder output '" + s.init + "' " + shape_to_string(buf.init.shape()) + " cannot start state '" + s.input +
+           "' " + shape_to_string(buf.in.shape()));
     dec_in.emplace(s.input, buf.in);
     states.push_back(std::move(buf));
   }
@@ -220,7 +224,8 @@ void GeneratorImpl::store_state(std::int64_t t) {
     if (s.spec->kind == StateSpec::Kind::Cache) {
       const std::size_t slice = static_cast<std::size_t>(s.per_position) * elem;
       for (std::int64_t r = 0; r < rows; ++r)
-        std::memcpy(in + (static_cast<std::size_t>(r * s.per_row + t * s.per_position)) * elem, out + static_cast<std::size_t>(r) * slice, slice);
+        std::memcpy(in + (static_cast<std::size_t>(r * s.per_row + t * s.per_position)) * elem,
+                    out + static_cast<std::size_t>(r) * slice, slice);
     } else {
       std::memcpy(in, out, s.in.bytes());
     }
@@ -254,7 +259,8 @@ void GeneratorImpl::greedy_select(std::int64_t t, bool stop_at_end, bool* all_do
 }
 
 // Records the hypothesis of `row` (its history before t, then `last`) for source `src`.
-void GeneratorImpl::add_hypothesis(std::int64_t src, std::int64_t row, std::int64_t t, std::int64_t last, float s, bool finished) {
+void GeneratorImpl::add_hypothesis(std::int64_t src, std::int64_t row, std::int64_t t, std::int64_t last, float s,
+                                   bool finished) {
   const std::int64_t slot = src * 2 * beams + pool_size[src]++;
   std::int64_t* dst = pool_tokens.data() + slot * length;
   std::copy(history.data() + row * length, history.data() + row * length + t, dst);
@@ -307,7 +313,8 @@ void GeneratorImpl::beam_select(std::int64_t t, bool stop_at_end, bool* all_done
       done[src] = 1;
     } else if (t == length - 1) {
       for (std::int64_t j = 0; j < k; ++j)
-        if (score_next[base + j] != minus_inf) add_hypothesis(src, parent[base + j], t, tok[base + j], score_next[base + j], false);
+        if (score_next[base + j] != minus_inf)
+          add_hypothesis(src, parent[base + j], t, tok[base + j], score_next[base + j], false);
       done[src] = 1;
     } else {
       *all_done = false;
@@ -344,7 +351,8 @@ std::vector<std::vector<Hypothesis>> GeneratorImpl::run(const std::vector<std::v
                                                         const GenerateOptions& o) {
   const GenerateSpec& gen = model->generate;
   const std::string strategy = o.strategy.empty() ? gen.strategy : o.strategy;
-  if (strategy != "greedy" && strategy != "beam") fail("unknown generation strategy '" + strategy + "' (expected greedy or beam)");
+  if (strategy != "greedy" && strategy != "beam")
+    fail("unknown generation strategy '" + strategy + "' (expected greedy or beam)");
   const bool beam = strategy == "beam";
   const std::int64_t k = beam ? (o.beam_width > 0 ? o.beam_width : gen.beam_width) : 1;
   const std::int64_t len = o.max_length > 0 ? o.max_length : gen.max_length;
@@ -386,7 +394,8 @@ std::vector<std::vector<Hypothesis>> GeneratorImpl::run(const std::vector<std::v
     if (beams == 1) continue;
     const std::size_t bytes = static_cast<std::size_t>(x.per_row) * dtype_size(x.enc.dtype());
     for (std::int64_t r = 0; r < rows; ++r)
-      std::memcpy(static_cast<char*>(x.dec.data()) + r * bytes, static_cast<const char*>(x.enc.data()) + (r / beams) * bytes, bytes);
+      std::memcpy(static_cast<char*>(x.dec.data()) + r * bytes,
+                  static_cast<const char*>(x.enc.data()) + (r / beams) * bytes, bytes);
   }
   for (auto& s : states) {
     if (s.spec->kind == StateSpec::Kind::Cache) continue;  // positions are written before they are read
@@ -395,7 +404,8 @@ std::vector<std::vector<Hypothesis>> GeneratorImpl::run(const std::vector<std::v
     } else {
       const std::size_t bytes = static_cast<std::size_t>(s.per_row) * dtype_size(s.in.dtype());
       for (std::int64_t r = 0; r < rows; ++r)
-        std::memcpy(static_cast<char*>(s.in.data()) + r * bytes, static_cast<const char*>(s.init.data()) + (r / beams) * bytes, bytes);
+        std::memcpy(static_cast<char*>(s.in.data()) + r * bytes,
+                    static_cast<const char*>(s.init.data()) + (r / beams) * bytes, bytes);
     }
   }
   encoder_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
@@ -442,7 +452,8 @@ std::vector<std::vector<Hypothesis>> GeneratorImpl::run(const std::vector<std::v
       h.finished = e.finished;
       hyps.push_back(std::move(h));
     }
-    std::stable_sort(hyps.begin(), hyps.end(), [](const Hypothesis& a, const Hypothesis& b) { return a.normalized_score > b.normalized_score; });
+    std::stable_sort(hyps.begin(), hyps.end(),
+                     [](const Hypothesis& a, const Hypothesis& b) { return a.normalized_score > b.normalized_score; });
     if (static_cast<std::int64_t>(hyps.size()) > o.n_best) hyps.resize(static_cast<std::size_t>(o.n_best));
     out[static_cast<std::size_t>(src)] = std::move(hyps);
   }
@@ -500,8 +511,8 @@ std::vector<std::int64_t> Seq2SeqModel::encode(const std::string& text) const {
     std::string ch = text.substr(i, n);
     auto it = impl_->text_tokens.find(ch);
     if (it == impl_->text_tokens.end())
-      fail("cannot encode '" + text + "': character '" + ch + "' at byte " + std::to_string(i) + " is not in the vocabulary of " +
-           impl_->path);
+      fail("cannot encode '" + text + "': character '" + ch + "' at byte " + std::to_string(i) +
+           " is not in the vocabulary of " + impl_->path);
     ids.push_back(it->second);
     i += n;
   }

@@ -41,10 +41,10 @@ struct PlanSummary {
 /// What a plan file says about itself, besides the graph.
 struct KplanInfo {
   std::uint32_t version = kKplanVersion;
-  std::uint32_t isa = 0;       // dnnl_cpu_isa_t bits the plan was built for
-  std::string source;          // the model file it was compiled from
+  std::uint32_t isa = 0;  // dnnl_cpu_isa_t bits the plan was built for
+  std::string source;     // the model file it was compiled from
   int opt_level = 2;
-  DimRanges dims;              // the --shape bindings (fixed ones are already concrete in the graph)
+  DimRanges dims;  // the --shape bindings (fixed ones are already concrete in the graph)
   std::vector<PlanSummary> plans;
   std::uint64_t file_bytes = 0;
   std::uint64_t checksum = 0;
@@ -67,7 +67,7 @@ std::vector<unsigned char> serialize_kplan(const ModelImpl& model, const KplanIn
 /// into it). Throws kiln::Error naming `name` when the image is truncated, corrupt, of another format
 /// version, built for an ISA this CPU lacks, or uses an op this build does not know.
 std::shared_ptr<ModelImpl> load_kplan(const std::string& name, const void* bytes, std::size_t size,
-                                      std::shared_ptr<const void> owner, KplanInfo* info = nullptr);
+                                      const std::shared_ptr<const void>& owner, KplanInfo* info = nullptr);
 /// Memory-maps and loads a plan file.
 std::shared_ptr<ModelImpl> load_kplan_file(const std::string& path, KplanInfo* info = nullptr);
 

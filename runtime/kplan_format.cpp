@@ -102,7 +102,8 @@ class Reader {
  public:
   Reader(std::string file, const unsigned char* p, std::size_t n) : file_(std::move(file)), p_(p), n_(n) {}
   [[noreturn]] void corrupt(const std::string& what) const {
-    throw Error(file_ + ": error: corrupt plan file: " + what + " (at byte " + std::to_string(at_) + " of the graph section)");
+    throw Error(file_ + ": error: corrupt plan file: " + what + " (at byte " + std::to_string(at_) +
+                " of the graph section)");
   }
   std::uint8_t u8() { return static_cast<std::uint8_t>(raw(1)); }
   std::uint32_t u32() { return static_cast<std::uint32_t>(raw(4)); }
@@ -124,7 +125,8 @@ class Reader {
   /// A count of items, each at least `min_item` bytes, that must fit in what is left.
   std::size_t count(std::size_t min_item = 1) {
     std::size_t c = u32();
-    if (c > (n_ - at_) / std::max<std::size_t>(min_item, 1)) corrupt("count " + std::to_string(c) + " exceeds the section");
+    if (c > (n_ - at_) / std::max<std::size_t>(min_item, 1))
+      corrupt("count " + std::to_string(c) + " exceeds the section");
     return c;
   }
   bool done() const { return at_ == n_; }
@@ -239,7 +241,6 @@ SourceLoc read_loc(Reader& r) {
   loc.column = static_cast<int>(r.u32());
   return loc;
 }
-
 
 }  // namespace
 
@@ -359,7 +360,8 @@ void write_nodes(Writer& w, const Graph& g, const ValueTable& table) {
 }
 
 // The whole file: the header, the graph section after it, then the data section, and the checksum over all.
-std::vector<unsigned char> assemble_file(const std::vector<unsigned char>& graph, const DataSection& data, std::uint32_t isa) {
+std::vector<unsigned char> assemble_file(const std::vector<unsigned char>& graph, const DataSection& data,
+                                         std::uint32_t isa) {
   const std::size_t graph_offset = kKplanHeaderBytes;
   const std::size_t graph_bytes = graph.size();
   const std::size_t data_offset = align_up(graph_offset + graph_bytes);
@@ -401,8 +403,8 @@ void check_isa(const std::string& name, std::uint32_t isa) {
   if (isa::effective() != isa::cpu())
     refuse(name, "plan file was built for " + isa_name(isa) + ", beyond the instruction-set cap in force (oneDNN: " +
                      isa_name(host) + "; Kiln: " + isa::describe() + ")" + cure);
-  refuse(name, "plan file was built for " + isa_name(isa) + ", which this CPU lacks (it supports " + isa_name(host) + ")" +
-                   cure);
+  refuse(name, "plan file was built for " + isa_name(isa) + ", which this CPU lacks (it supports " + isa_name(host) +
+                   ")" + cure);
 }
 
 // Checks the header in the order docs/compiler.md gives: the magic and version before anything else
@@ -529,7 +531,6 @@ void read_nodes(Reader& r, const std::string& name, Graph& g, const std::vector<
   }
 }
 
-
 }  // namespace
 
 std::vector<unsigned char> serialize_kplan(const ModelImpl& model, const KplanInfo& info) {
@@ -547,7 +548,7 @@ std::vector<unsigned char> serialize_kplan(const ModelImpl& model, const KplanIn
 }
 
 std::shared_ptr<ModelImpl> load_kplan(const std::string& name, const void* bytes, std::size_t size,
-                                      std::shared_ptr<const void> owner, KplanInfo* info_out) {
+                                      const std::shared_ptr<const void>& owner, KplanInfo* info_out) {
   const auto* p = static_cast<const unsigned char*>(bytes);
   if (!p && size) refuse(name, "plan image is a null pointer");
   KplanInfo info;
@@ -558,11 +559,11 @@ std::shared_ptr<ModelImpl> load_kplan(const std::string& name, const void* bytes
     if (!copy) refuse(name, "out of memory copying a misaligned plan image");
     std::memcpy(copy, p, size);
     std::shared_ptr<const void> copy_owner(copy, [](const void* q) { std::free(const_cast<void*>(q)); });
-    return load_kplan(name, copy, size, std::move(copy_owner), info_out);
+    return load_kplan(name, copy, size, copy_owner, info_out);
   }
 
   Reader r(name, p + s.graph_offset, s.graph_bytes);
-  const DataView data{p + s.data_offset, s.data_bytes, std::move(owner)};
+  const DataView data{p + s.data_offset, s.data_bytes, owner};
   auto impl = std::make_shared<ModelImpl>();
   impl->path = name;
   impl->graph = std::make_unique<Graph>();
@@ -592,7 +593,7 @@ std::shared_ptr<ModelImpl> load_kplan(const std::string& name, const void* bytes
 
 std::shared_ptr<ModelImpl> load_kplan_file(const std::string& path, KplanInfo* info) {
   MappedFile file = map_file(path, "plan file");
-  return load_kplan(path, file.data, file.size, std::move(file.owner), info);
+  return load_kplan(path, file.data, file.size, file.owner, info);
 }
 
 }  // namespace detail

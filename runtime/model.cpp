@@ -61,11 +61,13 @@ void SessionImpl::bind(RunContext& ctx, const std::map<std::string, Tensor>& inp
       std::int64_t have = t.shape()[d];
       if (want.concrete()) {
         if (want.value != have)
-          fail("input '" + in->name + "': expected " + in->type.str() + ", got " + got() + " (dim " + std::to_string(d) + ")");
+          fail("input '" + in->name + "': expected " + in->type.str() + ", got " + got() + " (dim " +
+               std::to_string(d) + ")");
         continue;
       }
       if (have == 0) fail("input '" + in->name + "': dim " + std::to_string(d) + " ('" + want.sym + "') is 0");
-      auto seen = std::find_if(symbols.begin(), symbols.end(), [&](const RunContext::Binding& b) { return *b.symbol == want.sym; });
+      auto seen = std::find_if(symbols.begin(), symbols.end(),
+                               [&](const RunContext::Binding& b) { return *b.symbol == want.sym; });
       if (seen == symbols.end()) {
         symbols.push_back(RunContext::Binding{&want.sym, have, &in->name});
       } else if (seen->value != have) {
@@ -75,8 +77,9 @@ void SessionImpl::bind(RunContext& ctx, const std::map<std::string, Tensor>& inp
       }
     }
     if (!checked::tensor_bytes(t.shape(), dtype_size(t.dtype())))
-      fail("input '" + in->name + "': shape " + shape_to_string(t.shape()) + " of " + std::string(dtype_name(t.dtype())) +
-           " is too large: its size in bytes exceeds " + std::to_string(checked::kMaxSize));
+      fail("input '" + in->name + "': shape " + shape_to_string(t.shape()) + " of " +
+           std::string(dtype_name(t.dtype())) + " is too large: its size in bytes exceeds " +
+           std::to_string(checked::kMaxSize));
     if (need_data && !t.data() && t.numel() > 0) fail("input '" + in->name + "' has no data");
     bound.push_back(&t);
   }
@@ -133,8 +136,11 @@ void Executor::submit(void (*fn)(void*), void* arg) {
   if (error_) std::rethrow_exception(std::exchange(error_, nullptr));
 }
 
-SessionImpl::SessionImpl(std::shared_ptr<const ModelImpl> m, const SessionOptions& o) : model(std::move(m)), options(o) {
-  if (options.intra_op_threads < 0) fail("SessionOptions::intra_op_threads is " + std::to_string(options.intra_op_threads) + " (expected 0 for all cores, or a positive count)");
+SessionImpl::SessionImpl(std::shared_ptr<const ModelImpl> m, const SessionOptions& o)
+    : model(std::move(m)), options(o) {
+  if (options.intra_op_threads < 0)
+    fail("SessionOptions::intra_op_threads is " + std::to_string(options.intra_op_threads) +
+         " (expected 0 for all cores, or a positive count)");
   if (options.max_plans == 0) fail("SessionOptions::max_plans is 0 (expected at least 1)");
   // 0: what OpenMP would use on this thread (OMP_NUM_THREADS if set, else every core the process may run on).
   const int cores = options.intra_op_threads > 0 ? options.intra_op_threads : std::max(1, omp_get_max_threads());
@@ -199,8 +205,7 @@ bool SessionImpl::drop_lru_idle() {
 
 void SessionImpl::trim() {
   // Every plan running: the extra one is dropped when a later call finds it idle.
-  while (plans.size() > options.max_plans && drop_lru_idle()) {
-  }
+  while (plans.size() > options.max_plans && drop_lru_idle()) {}
 }
 
 bool SessionImpl::evict_idle_for(std::size_t bytes) {
@@ -244,8 +249,7 @@ SessionImpl::Lease SessionImpl::acquire(RunContext& ctx) {
            std::to_string(arena_bytes) + " are held by plans in use");
     }
     if (!e) {  // a new shape set: make room in the cache first, so that it never holds more than max_plans
-      while (plans.size() >= options.max_plans && drop_lru_idle()) {
-      }
+      while (plans.size() >= options.max_plans && drop_lru_idle()) {}
     }
     plan->allocate_arena();
     if (!e) {
@@ -322,7 +326,8 @@ const LoadOptions& Model::options() const { return impl_->options; }
 
 Session::Session(const Model& model) : Session(model, model.options().session) {}
 Session::Session(const Model& model, const SessionOptions& options)
-    : impl_(detail::no_bad_alloc("Session", [&] { return std::make_unique<detail::SessionImpl>(model.impl(), options); })) {}
+    : impl_(detail::no_bad_alloc("Session",
+                                 [&] { return std::make_unique<detail::SessionImpl>(model.impl(), options); })) {}
 Session::~Session() = default;
 Session::Session(Session&&) noexcept = default;
 Session& Session::operator=(Session&&) noexcept = default;
@@ -335,7 +340,8 @@ std::map<std::string, std::vector<std::int64_t>> Session::output_shapes(const st
     detail::PlanLease lease(*impl_, scope.ctx());
     std::map<std::string, std::vector<std::int64_t>> shapes;
     const Graph& g = *impl_->model->graph;
-    for (std::size_t j = 0; j < g.outputs.size(); ++j) shapes[g.outputs[j]->name] = dims_of(lease.plan().output_type(j).shape);
+    for (std::size_t j = 0; j < g.outputs.size(); ++j)
+      shapes[g.outputs[j]->name] = dims_of(lease.plan().output_type(j).shape);
     return shapes;
   });
 }
@@ -414,10 +420,8 @@ void Session::run(const std::map<std::string, Tensor>& inputs, std::map<std::str
     detail::RunContext& ctx = bound.ctx();
     Plan& plan = bound.plan();
     auto work = [&] { ctx.arena.execute([&] { plan.run(ctx.stream, ctx.in_ptrs.data(), ctx.out_ptrs.data()); }); };
-    if (impl_->executor && impl_->shared_callers.load(std::memory_order_relaxed))
-      impl_->executor->run(work);
-    else
-      work();
+    if (impl_->executor && impl_->shared_callers.load(std::memory_order_relaxed)) impl_->executor->run(work);
+    else work();
   });
 }
 
@@ -425,7 +429,8 @@ void Session::run_many(const std::vector<std::map<std::string, Tensor>>& inputs,
                        std::vector<std::map<std::string, Tensor>>& outputs) {
   return detail::no_bad_alloc("Session::run_many", [&] {
     if (inputs.size() != outputs.size())
-      fail("run_many: " + std::to_string(inputs.size()) + " input sets but " + std::to_string(outputs.size()) + " output sets");
+      fail("run_many: " + std::to_string(inputs.size()) + " input sets but " + std::to_string(outputs.size()) +
+           " output sets");
     std::mutex error_mu;
     std::exception_ptr first_error;
     impl_->requests.execute([&] {
@@ -495,7 +500,8 @@ std::string Session::profile(const std::map<std::string, Tensor>& inputs, int ru
                     steps[s].node->label().c_str(), steps[s].impl.c_str());
       os << line;
     }
-    std::snprintf(line, sizeof line, "%10.4f 100.0%%  total of the per-node medians over %d runs\n", total, std::max(runs, 1));
+    std::snprintf(line, sizeof line, "%10.4f 100.0%%  total of the per-node medians over %d runs\n", total,
+                  std::max(runs, 1));
     os << line;
     return os.str();
   });

@@ -4,14 +4,14 @@
 #include <atomic>
 #include <condition_variable>
 #include <list>
-#include <new>
-#include <stdexcept>
 #include <memory>
 #include <mutex>
+#include <new>
+#include <stdexcept>
 #include <thread>
 
-#include <oneapi/dnnl/dnnl.hpp>
 #include <tbb/task_arena.h>
+#include <oneapi/dnnl/dnnl.hpp>
 
 #include "graph/graph.hpp"
 #include "kiln/model.hpp"
@@ -27,7 +27,7 @@ struct ModelImpl {
   std::vector<Remark> remarks;  // what the passes did, for --explain
   LoadOptions options;
   std::size_t weight_bytes = 0;
-  DimRanges dim_ranges;         // symbolic dims bounded at compile time (kilnc compile --shape NAME=MIN..MAX)
+  DimRanges dim_ranges;  // symbolic dims bounded at compile time (kilnc compile --shape NAME=MIN..MAX)
 };
 
 /// Bytes of the constants the graph uses (its weights), as Model::weight_bytes reports them.
@@ -129,7 +129,7 @@ struct SessionImpl {
   int threads = 1;     // per run
   int concurrent = 1;  // runs at once
 
-  tbb::task_arena requests;  // run_many: `concurrent` requests at once
+  tbb::task_arena requests;            // run_many: `concurrent` requests at once
   std::unique_ptr<Executor> executor;  // latency mode with more than one thread per run
   // Set for good once a caller found the run slot taken: from then on runs go through `executor`. A
   // session only ever called from one thread runs inline (no hand-off per run).

@@ -33,7 +33,8 @@ std::string field(const std::string& header, const std::string& key, const std::
 }  // namespace
 
 Tensor parse_npy(const std::string& bytes, const std::string& name) {
-  if (bytes.size() < 10 || bytes.compare(0, 6, "\x93NUMPY") != 0) bad(name, "not a .npy file (missing \\x93NUMPY magic)");
+  if (bytes.size() < 10 || bytes.compare(0, 6, "\x93NUMPY") != 0)
+    bad(name, "not a .npy file (missing \\x93NUMPY magic)");
   const auto major = static_cast<unsigned char>(bytes[6]);
   std::size_t header_len = 0, header_at = 0;
   if (major == 1) {

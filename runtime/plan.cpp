@@ -49,8 +49,7 @@ std::size_t place(std::vector<Interval*>& buffers) {
 std::size_t aligned(std::size_t bytes) { return (bytes + 63) / 64 * 64; }
 
 std::size_t saturating_add(std::size_t a, std::size_t b) {
-  return static_cast<std::size_t>(
-      checked::add_u64(a, b).value_or(static_cast<std::uint64_t>(checked::kMaxSize)));
+  return static_cast<std::size_t>(checked::add_u64(a, b).value_or(static_cast<std::uint64_t>(checked::kMaxSize)));
 }
 
 // Memory a node's kernel allocates outside the arena while it runs, as its schema states it.
@@ -79,15 +78,16 @@ std::string Plan::inputs_str() const {
 }
 
 void Plan::refuse(bool at_least, std::size_t need, const std::string& detail, std::size_t physical) const {
-  fail("not enough memory: a run on " + inputs_str() + " needs " + (at_least ? "at least " : "") + std::to_string(need) +
-       " bytes (" + detail + "), more than this machine's physical memory of " + std::to_string(physical) + " bytes");
+  fail("not enough memory: a run on " + inputs_str() + " needs " + (at_least ? "at least " : "") +
+       std::to_string(need) + " bytes (" + detail + "), more than this machine's physical memory of " +
+       std::to_string(physical) + " bytes");
 }
 
 struct Plan::Buffers {
-  std::vector<int> root;          // the value whose buffer each value lives in (views, in-place outputs)
-  std::vector<int> output_index;  // the graph output a value is computed straight into, or -1
+  std::vector<int> root;            // the value whose buffer each value lives in (views, in-place outputs)
+  std::vector<int> output_index;    // the graph output a value is computed straight into, or -1
   std::vector<Interval> intervals;  // per value, then per step (its scratch)
-  int last_step = 0;              // graph outputs stay live to the end
+  int last_step = 0;                // graph outputs stay live to the end
 };
 
 Plan::Plan(const Graph& graph, const std::vector<std::vector<std::int64_t>>& input_dims, const dnnl::engine& engine,
@@ -137,7 +137,8 @@ void Plan::check_tensor_sizes(std::size_t physical) {
       const TensorType& t = types_[v->id];
       const auto bytes = checked::tensor_bytes(dims_of(t.shape), dtype_size(t.dtype));
       if (!bytes)
-        n->fail("output '" + v->name + "' would be " + t.str() + ": its size in bytes exceeds " + std::to_string(checked::kMaxSize));
+        n->fail("output '" + v->name + "' would be " + t.str() + ": its size in bytes exceeds " +
+                std::to_string(checked::kMaxSize));
       largest = std::max(largest, static_cast<std::size_t>(*bytes));
     }
     working_bytes_ = std::max(working_bytes_, working_bytes_of(*n, types_));
@@ -164,7 +165,8 @@ void Plan::check_layouts() const {
   }
   for (const Value* out : graph.outputs)
     if (!types_[out->id].plain())
-      fail("graph output '" + out->name + "' is " + types_[out->id].str() + "; outputs must be plain (the assign-layouts pass reorders them)");
+      fail("graph output '" + out->name + "' is " + types_[out->id].str() +
+           "; outputs must be plain (the assign-layouts pass reorders them)");
 }
 
 // Views alias their source: each value's root buffer. Graph outputs a node computes are written straight
@@ -342,7 +344,8 @@ void Plan::run(dnnl::stream& stream, const void* const* inputs, void* const* out
   run_steps(stream, inputs, outputs, nullptr);
 }
 
-void Plan::profile(dnnl::stream& stream, const void* const* inputs, void* const* outputs, std::vector<double>& step_ms) {
+void Plan::profile(dnnl::stream& stream, const void* const* inputs, void* const* outputs,
+                   std::vector<double>& step_ms) {
   step_ms.assign(steps_.size(), 0.0);
   run_steps(stream, inputs, outputs, &step_ms);
 }
@@ -354,14 +357,16 @@ std::vector<Plan::StepInfo> Plan::steps() const {
   return out;
 }
 
-void Plan::run_steps(dnnl::stream& stream, const void* const* inputs, void* const* outputs, std::vector<double>* step_ms) {
+void Plan::run_steps(dnnl::stream& stream, const void* const* inputs, void* const* outputs,
+                     std::vector<double>* step_ms) {
   for (std::size_t s = 0; s < steps_.size(); ++s) {
     Step& step = steps_[s];
     if (!step.kernel) continue;
     auto t0 = step_ms ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
     for (std::size_t i = 0; i < step.in_values.size(); ++i)
       step.in_ptrs[i] = step.in_values[i] < 0 ? nullptr : resolve(step.in_values[i], inputs, outputs);
-    for (std::size_t i = 0; i < step.out_values.size(); ++i) step.out_ptrs[i] = resolve(step.out_values[i], inputs, outputs);
+    for (std::size_t i = 0; i < step.out_values.size(); ++i)
+      step.out_ptrs[i] = resolve(step.out_values[i], inputs, outputs);
     KernelArgs args{step.in_ptrs.data(), step.out_ptrs.data(), arena_.get() + step.scratch_offset};
     step.kernel->execute(stream, args);
     if (step_ms) {
@@ -373,7 +378,8 @@ void Plan::run_steps(dnnl::stream& stream, const void* const* inputs, void* cons
   for (int j : copy_outputs_) {
     const Value* v = graph_.outputs[j];
     const TensorType& t = types_[v->id];
-    std::memcpy(outputs[j], resolve(v->id, inputs, outputs), static_cast<std::size_t>(numel_of(t.shape)) * dtype_size(t.dtype));
+    std::memcpy(outputs[j], resolve(v->id, inputs, outputs),
+                static_cast<std::size_t>(numel_of(t.shape)) * dtype_size(t.dtype));
   }
 }
 
@@ -399,7 +405,8 @@ std::string Plan::describe() const {
   os << "activation arena: " << arena_bytes_ << " bytes (peak, intermediates and kernel scratch)\n";
   os << "weights: " << weight_bytes << " bytes in " << weights << " tensors\n";
   if (packed > 0)
-    os << "packed weights: " << packed << " bytes (Kiln's GEMM panels, made once and shared by every plan of these "
+    os << "packed weights: " << packed
+       << " bytes (Kiln's GEMM panels, made once and shared by every plan of these "
           "weights)\n";
   os << "instruction set: " << isa::describe() << "\n";
   return os.str();

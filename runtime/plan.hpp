@@ -63,8 +63,8 @@ class Plan {
   enum class Where : std::uint8_t { None, Input, Output, Constant, Arena };
   struct Loc {
     Where where = Where::None;
-    int index = 0;            // graph input / output index
-    std::size_t offset = 0;   // bytes into the arena (or into the root buffer for views)
+    int index = 0;           // graph input / output index
+    std::size_t offset = 0;  // bytes into the arena (or into the root buffer for views)
     const void* constant = nullptr;
   };
   struct Step {

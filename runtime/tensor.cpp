@@ -9,10 +9,15 @@ namespace kiln {
 
 std::size_t dtype_size(DType t) {
   switch (t) {
-    case DType::f32: case DType::i32: return 4;
-    case DType::f16: case DType::bf16: return 2;
-    case DType::f64: case DType::i64: return 8;
-    case DType::i8: case DType::u8: case DType::boolean: return 1;
+    case DType::f32:
+    case DType::i32: return 4;
+    case DType::f16:
+    case DType::bf16: return 2;
+    case DType::f64:
+    case DType::i64: return 8;
+    case DType::i8:
+    case DType::u8:
+    case DType::boolean: return 1;
   }
   return 0;
 }
@@ -45,8 +50,9 @@ bool parse_dtype(std::string_view name, DType* out) {
 
 std::int64_t Tensor::numel() const {
   auto n = checked::numel(shape_);
-  if (!n) throw Error("error: tensor shape " + shape_to_string(shape_) + " has a negative dim or more than " +
-                      std::to_string(checked::kMaxSize) + " elements");
+  if (!n)
+    throw Error("error: tensor shape " + shape_to_string(shape_) + " has a negative dim or more than " +
+                std::to_string(checked::kMaxSize) + " elements");
   return *n;
 }
 

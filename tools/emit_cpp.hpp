@@ -11,13 +11,13 @@
 namespace kiln {
 
 struct EmitCppOptions {
-  std::string name;          // file stem: NAME.hpp, NAME.cpp (and NAME.kplan with embed = false)
-  std::string class_name;    // default: the model name in UpperCamelCase
+  std::string name;        // file stem: NAME.hpp, NAME.cpp (and NAME.kplan with embed = false)
+  std::string class_name;  // default: the model name in UpperCamelCase
   std::string ns = "kiln_models";
-  bool embed = true;         // embed the plan's bytes, else read the plan file at run time
-  std::string plan_file;     // default path of that file (embed = false)
-  std::string source;        // the model file, for the comment
-  std::string shapes;        // the --shape bindings, for the comment
+  bool embed = true;      // embed the plan's bytes, else read the plan file at run time
+  std::string plan_file;  // default path of that file (embed = false)
+  std::string source;     // the model file, for the comment
+  std::string shapes;     // the --shape bindings, for the comment
   int opt_level = 2;
 };
 

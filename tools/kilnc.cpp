@@ -12,8 +12,8 @@
 #include <memory>
 #include <new>
 
-#include <CLI/CLI.hpp>
 #include <tbb/global_control.h>
+#include <CLI/CLI.hpp>
 
 #include "graph/graph.hpp"
 #include "kiln/kiln.hpp"
@@ -165,7 +165,8 @@ int cmd_ops() {
     std::printf("%-12s %s\n", s->name.c_str(), s->doc.c_str());
     std::string ins;
     for (const auto& i : s->inputs)
-      ins += (ins.empty() ? "" : ", ") + i.name + (i.optional ? "?" : "") + (i.weight.empty() ? "" : " (weight ." + i.weight + ")");
+      ins += (ins.empty() ? "" : ", ") + i.name + (i.optional ? "?" : "") +
+             (i.weight.empty() ? "" : " (weight ." + i.weight + ")");
     std::printf("%-12s   inputs: %s\n", "", ins.c_str());
     for (const auto& a : s->attrs)
       std::printf("%-12s   attr %s: %s%s — %s\n", "", a.name.c_str(), kiln::attr_type_name(a.type),
@@ -199,7 +200,8 @@ int cmd_generate(const std::string& model_path, const GenerateFlags& g, const Co
       sources.push_back(line.substr(0, tab));
       if (tab != std::string::npos) references.push_back(line.substr(tab + 1));
       else if (!references.empty())
-        throw kiln::Error(g.input_file + ":" + std::to_string(number) + ": error: expected SOURCE<TAB>REFERENCE like the lines above");
+        throw kiln::Error(g.input_file + ":" + std::to_string(number) +
+                          ": error: expected SOURCE<TAB>REFERENCE like the lines above");
     }
   }
   if (sources.empty()) throw kiln::Error("error: generate: no sources (give texts or --input-file FILE)");
@@ -234,12 +236,15 @@ int cmd_generate(const std::string& model_path, const GenerateFlags& g, const Co
       std::printf("%s\n", sources[i].c_str());
       for (std::size_t r = 0; r < h.size(); ++r)
         std::printf("  %zu. %s  (score %.4f, normalized %.4f%s)\n", r + 1, model.decode(h[r].tokens).c_str(),
-                    static_cast<double>(h[r].score), static_cast<double>(h[r].normalized_score), h[r].finished ? "" : ", unfinished");
+                    static_cast<double>(h[r].score), static_cast<double>(h[r].normalized_score),
+                    h[r].finished ? "" : ", unfinished");
     }
   }
   if (!references.empty())
-    std::printf("exact match: %zu/%zu (%.2f%%)\n", right, sources.size(), 100.0 * static_cast<double>(right) / static_cast<double>(sources.size()));
-  std::printf("generated %zu tokens for %zu sources in %.1f ms (%d threads)\n", tokens, sources.size(), ms, omp_get_max_threads());
+    std::printf("exact match: %zu/%zu (%.2f%%)\n", right, sources.size(),
+                100.0 * static_cast<double>(right) / static_cast<double>(sources.size()));
+  std::printf("generated %zu tokens for %zu sources in %.1f ms (%d threads)\n", tokens, sources.size(), ms,
+              omp_get_max_threads());
   return 0;
 }
 
@@ -268,7 +273,8 @@ int main(int argc, char** argv) {
   run->add_option("model", model_path, "model file (.yaml or .kplan)")->required();
   run->add_option("-i,--input", input_specs, "an input as NAME=FILE.npy (repeat for each input)")->required();
   run->add_option("-o,--output-dir", output_dir, "write each output to DIR/NAME.npy");
-  run->add_option("-r,--repeat", repeat, "time this many runs after warm-up and print the median")->check(CLI::NonNegativeNumber);
+  run->add_option("-r,--repeat", repeat, "time this many runs after warm-up and print the median")
+      ->check(CLI::NonNegativeNumber);
   run->add_option("--warmup", warmup, "untimed runs before timing (default 3)")->check(CLI::NonNegativeNumber);
   run->add_option("--print-limit", print_limit, "print at most this many values per output (default 64)");
   add_compile_flags(run, flags);
@@ -279,27 +285,34 @@ int main(int argc, char** argv) {
   profile->add_option("-i,--input", input_specs, "an input as NAME=FILE.npy (repeat for each input)")->required();
   profile->add_option("-r,--runs", profile_runs, "timed runs; the table shows each node's median (default 20)")
       ->check(CLI::PositiveNumber);
-  profile->add_option("-O,--opt-level", flags.opt_level, "optimization level: 0, 1 or 2 (default)")->check(CLI::Range(0, 2));
+  profile->add_option("-O,--opt-level", flags.opt_level, "optimization level: 0, 1 or 2 (default)")
+      ->check(CLI::Range(0, 2));
   profile->add_option("--disable-pass", flags.disabled, "do not run this pass (repeatable)");
 
-  auto* dot = app.add_subcommand("dot", "print the IR as a Graphviz DOT graph (after the passes of -O; -O0: as written)");
+  auto* dot =
+      app.add_subcommand("dot", "print the IR as a Graphviz DOT graph (after the passes of -O; -O0: as written)");
   dot->add_option("model", model_path, "model file (.yaml)")->required();
-  dot->add_option("-O,--opt-level", flags.opt_level, "optimization level: 0, 1 or 2 (default)")->check(CLI::Range(0, 2));
+  dot->add_option("-O,--opt-level", flags.opt_level, "optimization level: 0, 1 or 2 (default)")
+      ->check(CLI::Range(0, 2));
   dot->add_option("--disable-pass", flags.disabled, "do not run this pass (repeatable)");
 
   GenerateFlags gen_flags;
-  auto* generate = app.add_subcommand("generate", "run a sequence-to-sequence model (encoder, decoder, generate) on texts");
+  auto* generate =
+      app.add_subcommand("generate", "run a sequence-to-sequence model (encoder, decoder, generate) on texts");
   generate->add_option("model", model_path, "seq2seq model file (.yaml)")->required();
   generate->add_option("texts", gen_flags.texts, "source texts");
-  generate->add_option("-f,--input-file", gen_flags.input_file, "sources, one per line (SOURCE or SOURCE<TAB>REFERENCE)");
+  generate->add_option("-f,--input-file", gen_flags.input_file,
+                       "sources, one per line (SOURCE or SOURCE<TAB>REFERENCE)");
   generate->add_option("--strategy", gen_flags.strategy, "greedy or beam (default: the model file's)");
   generate->add_option("--beam-width", gen_flags.beam_width, "beams per source")->check(CLI::PositiveNumber);
   generate->add_option("--length-penalty", gen_flags.length_penalty, "rank hypotheses by score / length^this");
   generate->add_option("--max-length", gen_flags.max_length, "tokens generated at most")->check(CLI::PositiveNumber);
-  generate->add_option("--n-best", gen_flags.n_best, "hypotheses printed per source (beam search)")->check(CLI::PositiveNumber);
+  generate->add_option("--n-best", gen_flags.n_best, "hypotheses printed per source (beam search)")
+      ->check(CLI::PositiveNumber);
   generate->add_option("--batch", gen_flags.batch, "sources per batch (default 32)")->check(CLI::PositiveNumber);
   generate->add_flag("-q,--quiet", gen_flags.quiet, "print only the totals (and the accuracy)");
-  generate->add_option("-O,--opt-level", flags.opt_level, "optimization level: 0, 1 or 2 (default)")->check(CLI::Range(0, 2));
+  generate->add_option("-O,--opt-level", flags.opt_level, "optimization level: 0, 1 or 2 (default)")
+      ->check(CLI::Range(0, 2));
 
   auto* ops = app.add_subcommand("ops", "list the operators this build knows, with inputs and attributes");
   auto* passes = app.add_subcommand("passes", "list the optimization passes in pipeline order");
@@ -326,7 +339,9 @@ int main(int argc, char** argv) {
     if (*ops) return cmd_ops();
     if (*passes) return cmd_passes();
     if (int code = kiln::run_aot_subcommand(aot); code >= 0) return code;
-    std::fprintf(stderr, "error: expected a subcommand: check, run, profile, dot, ops, passes, compile, inspect, bench or generate (see kilnc --help)\n");
+    std::fprintf(stderr,
+                 "error: expected a subcommand: check, run, profile, dot, ops, passes, compile, inspect, bench or "
+                 "generate (see kilnc --help)\n");
     return 2;
   } catch (const kiln::Error& e) {
     std::fprintf(stderr, "%s\n", e.what());

@@ -53,7 +53,9 @@ class Progress {
     cv_.notify_all();
     thread_.join();
     current_ = nullptr;
-    if (shown_) std::fprintf(stderr, "%skilnc: %s: done in %.1f s\n", tty_ ? "\r\033[K" : "", what_.c_str(), ms_since(t0_) / 1000);
+    if (shown_)
+      std::fprintf(stderr, "%skilnc: %s: done in %.1f s\n", tty_ ? "\r\033[K" : "", what_.c_str(),
+                   ms_since(t0_) / 1000);
   }
   static void stage(const char* s) {
     if (!current_) return;
@@ -124,14 +126,16 @@ std::string depfile_escape(const std::string& p) {
 int cmd_compile(const AotCli& cli) {
   const DimRanges dims = parse_shape_args(cli.shapes);
   if (cli.emit != "plan" && cli.emit != "cpp") fail("--emit expects plan or cpp, got '" + cli.emit + "'");
-  if (cli.weights != "embed" && cli.weights != "file") fail("--weights expects embed or file, got '" + cli.weights + "'");
+  if (cli.weights != "embed" && cli.weights != "file")
+    fail("--weights expects embed or file, got '" + cli.weights + "'");
   auto dot = cli.model.find_last_of('.');
   std::string ext = dot == std::string::npos ? std::string() : cli.model.substr(dot);
   if (ext != ".yaml" && ext != ".yml") fail(cli.model + ": expected a .yaml model to compile, got '" + ext + "'");
   KplanInfo info;
   info.isa = host_isa();
   if (!cli.isa.empty() && !parse_isa(cli.isa, &info.isa))
-    fail("--isa '" + cli.isa + "': unknown instruction set (expected sse41, avx, avx2, avx2_vnni, avx512_core, "
+    fail("--isa '" + cli.isa +
+         "': unknown instruction set (expected sse41, avx, avx2, avx2_vnni, avx512_core, "
          "avx512_core_vnni, avx512_core_bf16 or avx512_core_amx)");
   info.source = cli.model;
   info.opt_level = cli.passes.opt_level;
@@ -171,7 +175,8 @@ int cmd_compile(const AotCli& cli) {
       detail::write_file_atomic(o.plan_file, bytes.data(), bytes.size());
     }
     EmittedCpp cpp = emit_cpp(*impl->graph, bytes, o);
-    for (const auto& [file, text] : {std::pair{o.name + ".hpp", &cpp.header}, std::pair{o.name + ".cpp", &cpp.source}}) {
+    for (const auto& [file, text] :
+         {std::pair{o.name + ".hpp", &cpp.header}, std::pair{o.name + ".cpp", &cpp.source}}) {
       std::string path = (dir / file).string();
       detail::write_file_atomic(path, text->data(), text->size());
       outputs.push_back(path);
@@ -180,7 +185,8 @@ int cmd_compile(const AotCli& cli) {
   }
   if (!cli.depfile.empty()) {
     std::string text;
-    for (const auto& out : outputs) text += (text.empty() ? "" : " ") + depfile_escape(fs::absolute(out).lexically_normal().string());
+    for (const auto& out : outputs)
+      text += (text.empty() ? "" : " ") + depfile_escape(fs::absolute(out).lexically_normal().string());
     text += ": " + depfile_escape(fs::absolute(cli.model).lexically_normal().string());
     std::string weights = weights_of(cli.model);
     if (!weights.empty()) text += " " + depfile_escape(weights);
@@ -196,7 +202,8 @@ int cmd_compile(const AotCli& cli) {
       }
     std::printf("compiled %s (-O%d%s) for %s: %zu nodes, %zu weight tensors (%zu bytes), plan %zu bytes, format %u\n",
                 cli.model.c_str(), cli.passes.opt_level, dims.empty() ? "" : (", " + shapes_text(dims)).c_str(),
-                isa_name(info.isa).c_str(), impl->graph->nodes().size(), consts, const_bytes, bytes.size(), kKplanVersion);
+                isa_name(info.isa).c_str(), impl->graph->nodes().size(), consts, const_bytes, bytes.size(),
+                kKplanVersion);
     for (const auto& out : outputs) std::printf("wrote %s\n", out.c_str());
   }
   return 0;
@@ -217,7 +224,8 @@ int cmd_inspect(const AotCli& cli) {
                 static_cast<unsigned long long>(info.packed_bytes), info.packs);
   std::printf("checksum:        %016llx (verified)\n", static_cast<unsigned long long>(info.checksum));
   std::printf("model:           %s, compiled from %s at -O%d\n", g.name.c_str(), info.source.c_str(), info.opt_level);
-  std::printf("bound dims:      %s\n", info.dims.empty() ? "none (every symbolic dim is bound when it runs)" : shapes_text(info.dims).c_str());
+  std::printf("bound dims:      %s\n",
+              info.dims.empty() ? "none (every symbolic dim is bound when it runs)" : shapes_text(info.dims).c_str());
   std::printf("inputs:\n");
   for (const Value* v : g.inputs) std::printf("  %s: %s\n", v->name.c_str(), v->type.str().c_str());
   std::printf("outputs:\n");
@@ -249,8 +257,8 @@ int cmd_bench(const AotCli& cli) {
     load_ms.push_back(ms_since(t0));
   }
   std::sort(load_ms.begin(), load_ms.end());
-  std::printf("model: %s\nload: median %.2f ms, min %.2f ms over %zu loads\n", cli.model.c_str(), load_ms[load_ms.size() / 2],
-              load_ms.front(), load_ms.size());
+  std::printf("model: %s\nload: median %.2f ms, min %.2f ms over %zu loads\n", cli.model.c_str(),
+              load_ms[load_ms.size() / 2], load_ms.front(), load_ms.size());
   if (cli.load_only) return 0;
 
   std::map<std::string, Tensor> inputs;
@@ -271,8 +279,8 @@ int cmd_bench(const AotCli& cli) {
       }
       auto it = dims.find(d);
       if (it == dims.end() || !it->second.fixed())
-        fail("input '" + in.name + "' has dim '" + d + "': give its size with --shape " + d + "=N, or the input with --input " +
-             in.name + "=FILE.npy");
+        fail("input '" + in.name + "' has dim '" + d + "': give its size with --shape " + d +
+             "=N, or the input with --input " + in.name + "=FILE.npy");
       shape.push_back(it->second.min);
     }
     inputs.emplace(in.name, Tensor::empty(in.dtype, shape));  // zeros: valid token ids and values alike
@@ -298,9 +306,11 @@ int cmd_bench(const AotCli& cli) {
   };
   double sum = 0;
   for (double t : times) sum += t;
-  std::printf("threads: %d, warm-up: first run %.2f ms (compiles the plan) + %d runs\n", omp_get_max_threads(), first_ms, cli.warmup);
+  std::printf("threads: %d, warm-up: first run %.2f ms (compiles the plan) + %d runs\n", omp_get_max_threads(),
+              first_ms, cli.warmup);
   std::printf("latency over %zu runs: min %.3f ms, p50 %.3f ms, p90 %.3f ms, p99 %.3f ms, max %.3f ms, mean %.3f ms\n",
-              times.size(), times.front(), pct(50), pct(90), pct(99), times.back(), sum / static_cast<double>(times.size()));
+              times.size(), times.front(), pct(50), pct(90), pct(99), times.back(),
+              sum / static_cast<double>(times.size()));
   std::printf("throughput: %.1f inferences/s\n", static_cast<double>(times.size()) * 1000 / wall_ms);
   return 0;
 }
@@ -308,29 +318,43 @@ int cmd_bench(const AotCli& cli) {
 }  // namespace
 
 void add_aot_subcommands(CLI::App& app, AotCli& c) {
-  c.compile = app.add_subcommand("compile", "compile a YAML model ahead of time into a plan file (.kplan) or C++ source");
+  c.compile =
+      app.add_subcommand("compile", "compile a YAML model ahead of time into a plan file (.kplan) or C++ source");
   c.compile->add_option("model", c.model, "model file (.yaml)")->required();
-  c.compile->add_option("-o,--output", c.output, "the plan file to write (--emit plan), or the folder for the C++ files (--emit cpp)")
+  c.compile
+      ->add_option("-o,--output", c.output,
+                   "the plan file to write (--emit plan), or the folder for the C++ files (--emit cpp)")
       ->required();
-  c.compile->add_option("--shape", c.shapes, "bind a symbolic dim: NAME=DIM fixes it, NAME=MIN..MAX bounds it (repeatable)");
-  c.compile->add_option("-O,--opt-level", c.passes.opt_level, "optimization level: 0, 1 or 2 (default)")->check(CLI::Range(0, 2));
+  c.compile->add_option("--shape", c.shapes,
+                        "bind a symbolic dim: NAME=DIM fixes it, NAME=MIN..MAX bounds it (repeatable)");
+  c.compile->add_option("-O,--opt-level", c.passes.opt_level, "optimization level: 0, 1 or 2 (default)")
+      ->check(CLI::Range(0, 2));
   c.compile->add_option("--disable-pass", c.passes.disabled, "do not run this pass (repeatable)");
-  c.compile->add_option("--emit", c.emit, "plan (default): a .kplan file; cpp: NAME.hpp and NAME.cpp in the output folder");
-  c.compile->add_option("--weights", c.weights, "with --emit cpp: embed (default) the plan in the source, or file: write NAME.kplan beside it and read it at run time");
+  c.compile->add_option("--emit", c.emit,
+                        "plan (default): a .kplan file; cpp: NAME.hpp and NAME.cpp in the output folder");
+  c.compile->add_option("--weights", c.weights,
+                        "with --emit cpp: embed (default) the plan in the source, or file: write NAME.kplan beside it "
+                        "and read it at run time");
   c.compile->add_option("--name", c.name, "with --emit cpp: the file stem (default: the model's name)");
-  c.compile->add_option("--class", c.class_name, "with --emit cpp: the class name (default: the model's name in UpperCamelCase)");
+  c.compile->add_option("--class", c.class_name,
+                        "with --emit cpp: the class name (default: the model's name in UpperCamelCase)");
   c.compile->add_option("--namespace", c.ns, "with --emit cpp: the namespace (default kiln_models)");
-  c.compile->add_option("--isa", c.isa, "the instruction set the plan requires (default: this CPU's, as oneDNN sees it)");
-  c.compile->add_option("--depfile", c.depfile, "also write a Makefile-style depfile (the outputs depend on the model and its weights)");
+  c.compile->add_option("--isa", c.isa,
+                        "the instruction set the plan requires (default: this CPU's, as oneDNN sees it)");
+  c.compile->add_option("--depfile", c.depfile,
+                        "also write a Makefile-style depfile (the outputs depend on the model and its weights)");
   c.compile->add_flag("-q,--quiet", c.quiet, "print nothing on success");
 
-  c.inspect = app.add_subcommand("inspect", "describe a plan file: format version, ISA, sizes, shapes, ops, memory plans");
+  c.inspect =
+      app.add_subcommand("inspect", "describe a plan file: format version, ISA, sizes, shapes, ops, memory plans");
   c.inspect->add_option("plan", c.model, "plan file (.kplan)")->required();
   c.inspect->add_flag("--ir", c.ir, "also print the optimized IR with source locations");
 
-  c.bench = app.add_subcommand("bench", "measure load time, latency percentiles and throughput of a model (.yaml or .kplan)");
+  c.bench =
+      app.add_subcommand("bench", "measure load time, latency percentiles and throughput of a model (.yaml or .kplan)");
   c.bench->add_option("model", c.model, "model file (.yaml or .kplan)")->required();
-  c.bench->add_option("-i,--input", c.inputs, "an input as NAME=FILE.npy; inputs not given are zeros shaped by --shape");
+  c.bench->add_option("-i,--input", c.inputs,
+                      "an input as NAME=FILE.npy; inputs not given are zeros shaped by --shape");
   c.bench->add_option("--shape", c.shapes, "size of a symbolic dim for generated inputs: NAME=DIM (repeatable)");
   c.bench->add_option("--warmup", c.warmup, "untimed runs after the first (default 10)")->check(CLI::NonNegativeNumber);
   c.bench->add_option("-r,--runs", c.runs, "timed runs (at least; default 100)")->check(CLI::PositiveNumber);
@@ -338,7 +362,8 @@ void add_aot_subcommands(CLI::App& app, AotCli& c) {
   c.bench->add_option("--load-runs", c.load_runs, "load the model this many times and report the median (default 1)")
       ->check(CLI::PositiveNumber);
   c.bench->add_flag("--load-only", c.load_only, "only measure loading");
-  c.bench->add_option("-O,--opt-level", c.passes.opt_level, "optimization level for .yaml models (default 2)")->check(CLI::Range(0, 2));
+  c.bench->add_option("-O,--opt-level", c.passes.opt_level, "optimization level for .yaml models (default 2)")
+      ->check(CLI::Range(0, 2));
 }
 
 int run_aot_subcommand(const AotCli& cli) {

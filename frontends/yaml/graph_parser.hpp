@@ -33,7 +33,7 @@ struct BlockDef {
 struct Scope {
   std::map<std::string, Value*> values;
   std::map<std::string, std::string> params;
-  std::string prefix;  // prepended to the names of values created in this scope
+  std::string prefix;     // prepended to the names of values created in this scope
   std::string called_at;  // location of the block call that made this scope ("" at the top level)
   int depth = 0;
 };
@@ -61,7 +61,8 @@ class Parser : public NodeReader {
 
   // ---- weights and value names ----
   Value* weight_value(const YAML::Node& where, const std::string& name);
-  void claim_name(const YAML::Node& where, const std::string& name, const std::string& what, const Scope* scope = nullptr);
+  void claim_name(const YAML::Node& where, const std::string& name, const std::string& what,
+                  const Scope* scope = nullptr);
   std::string weights_name() const;
 
   // ---- inputs, outputs ----
@@ -82,7 +83,7 @@ class Parser : public NodeReader {
   void parse_block_call(const YAML::Node& n, Scope& scope);
   void check_expansion(const YAML::Node& n, const std::string& name, std::int64_t repeat);
   std::map<std::string, std::pair<std::string, YAML::Node>> block_params(const YAML::Node& n, const std::string& name,
-                                                                          const BlockDef& def) const;
+                                                                         const BlockDef& def) const;
   std::int64_t block_nodes(const std::string& name);
 
   std::string base_dir_;

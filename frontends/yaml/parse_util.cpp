@@ -38,7 +38,9 @@ YAML::Node NodeReader::load(const std::string& text) const {
   return root;
 }
 
-SourceLoc NodeReader::loc(const YAML::Node& n) const { return SourceLoc{file_, n.Mark().line + 1, n.Mark().column + 1}; }
+SourceLoc NodeReader::loc(const YAML::Node& n) const {
+  return SourceLoc{file_, n.Mark().line + 1, n.Mark().column + 1};
+}
 
 void NodeReader::error(const YAML::Node& n, const std::string& message) const {
   if (n.Mark().is_null()) fail_at(SourceLoc{file_, 0, 0}, message);
@@ -52,7 +54,8 @@ YAML::Node NodeReader::require(const YAML::Node& map, const char* key, const YAM
 }
 
 std::string NodeReader::scalar(const YAML::Node& n, const std::string& what) const {
-  if (!n.IsScalar()) error(n, "expected " + what + " (a scalar), got a " + (n.IsSequence() ? "list" : n.IsMap() ? "mapping" : "null"));
+  if (!n.IsScalar())
+    error(n, "expected " + what + " (a scalar), got a " + (n.IsSequence() ? "list" : n.IsMap() ? "mapping" : "null"));
   return n.Scalar();
 }
 
@@ -73,13 +76,14 @@ std::vector<std::string> NodeReader::names(const YAML::Node& n, const std::strin
   return out;
 }
 
-void NodeReader::check_keys(const YAML::Node& map, const std::vector<std::string>& allowed, const std::string& where) const {
+void NodeReader::check_keys(const YAML::Node& map, const std::vector<std::string>& allowed,
+                            const std::string& where) const {
   const bool top = where.empty();
   for (const auto& kv : map) {
     std::string key = scalar(kv.first, top ? "a top-level key" : "a key");
     if (std::find(allowed.begin(), allowed.end(), key) != allowed.end()) continue;
-    error(kv.first, (top ? "unknown top-level key '" + key + "'" : "unknown key '" + key + "' in " + where) + " (expected " +
-                        (allowed.size() > 6 ? "one of: " : "") + join(allowed) + ")");
+    error(kv.first, (top ? "unknown top-level key '" + key + "'" : "unknown key '" + key + "' in " + where) +
+                        " (expected " + (allowed.size() > 6 ? "one of: " : "") + join(allowed) + ")");
   }
 }
 

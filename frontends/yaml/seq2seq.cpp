@@ -40,17 +40,20 @@ YAML::Node declared_at(const YAML::Node& map, const std::string& name) {
 
 class Seq2SeqParser : public NodeReader {
  public:
-  Seq2SeqParser(const std::string& filename, std::string base_dir) : NodeReader(filename), graphs_(filename, std::move(base_dir)) {}
+  Seq2SeqParser(const std::string& filename, std::string base_dir)
+      : NodeReader(filename), graphs_(filename, std::move(base_dir)) {}
 
   std::unique_ptr<Seq2SeqSpec> parse(const std::string& text) {
     const YAML::Node root = load(text);
     if (!root.IsMap())
-      fail_at(SourceLoc{file_, 1, 1}, "expected a mapping with keys kiln, weights, tokenizer, encoder, decoder, generate");
+      fail_at(SourceLoc{file_, 1, 1},
+              "expected a mapping with keys kiln, weights, tokenizer, encoder, decoder, generate");
     // The keys of a plain model get their own message; the first key that is wrong either way is reported.
     for (const auto& kv : root) {
       std::string key = scalar(kv.first, "a top-level key");
       if (key == "inputs" || key == "outputs" || key == "nodes")
-        error(kv.first, "a sequence-to-sequence model declares '" + key + "' inside its 'encoder' and 'decoder' sections, not at the top level");
+        error(kv.first, "a sequence-to-sequence model declares '" + key +
+                            "' inside its 'encoder' and 'decoder' sections, not at the top level");
       if (std::find(kTopKeys.begin(), kTopKeys.end(), key) == kTopKeys.end()) break;
     }
     check_keys(root, kTopKeys, "");
@@ -81,10 +84,8 @@ class Seq2SeqParser : public NodeReader {
   std::unique_ptr<Graph> parse_section(const YAML::Node& sec, const std::string& name, States* states) {
     const std::string section = name.substr(name.rfind('.') + 1);
     if (!sec.IsMap()) error(sec, "'" + section + "' must be a mapping with inputs, outputs and nodes");
-    if (states)
-      check_keys(sec, {"inputs", "outputs", "nodes", "state", "doc"}, "'" + section + "'");
-    else
-      check_keys(sec, {"inputs", "outputs", "nodes", "doc"}, "'" + section + "'");
+    if (states) check_keys(sec, {"inputs", "outputs", "nodes", "state", "doc"}, "'" + section + "'");
+    else check_keys(sec, {"inputs", "outputs", "nodes", "doc"}, "'" + section + "'");
     graphs_.begin_graph(name);
     Scope top;
     graphs_.parse_body(sec, top);
@@ -108,14 +109,16 @@ class Seq2SeqParser : public NodeReader {
     else if (kind == "carry") s.kind = StateSpec::Kind::Carry;
     else error(st["kind"], "unknown state kind '" + kind + "' (expected cache or carry)");
     if (st["init"]) {
-      if (s.kind != StateSpec::Kind::Carry) error(st["init"], "'init' applies to carry state only (a cache starts empty)");
+      if (s.kind != StateSpec::Kind::Carry)
+        error(st["init"], "'init' applies to carry state only (a cache starts empty)");
       s.init = scalar(st["init"], "an encoder output name or 'zeros'");
       if (s.init == "zeros") s.init.clear();
     }
     Graph& graph = graphs_.graph();
     if (!find_input(graph, s.input)) error(st["in"], "state input '" + s.input + "' is not a decoder input");
     auto out = top.values.find(s.output);
-    if (out == top.values.end()) error(st["out"], "state output '" + s.output + "' is not a value computed by the decoder");
+    if (out == top.values.end())
+      error(st["out"], "state output '" + s.output + "' is not a value computed by the decoder");
     for (const auto& [other, w] : states)
       if (other.input == s.input) error(st["in"], "decoder input '" + s.input + "' is declared as state twice");
     if (!graph.is_output(out->second)) graph.outputs.push_back(out->second);
@@ -128,7 +131,8 @@ class Seq2SeqParser : public NodeReader {
     std::string kind = scalar(require(t, "kind", t), "a tokenizer kind");
     if (kind != "characters") error(t["kind"], "unknown tokenizer kind '" + kind + "' (expected characters)");
     const YAML::Node vocab = require(t, "vocab", t);
-    if (!vocab.IsSequence() || vocab.size() == 0) error(vocab, "'vocab' must be a non-empty list of token strings (id = position)");
+    if (!vocab.IsSequence() || vocab.size() == 0)
+      error(vocab, "'vocab' must be a non-empty list of token strings (id = position)");
     std::set<std::string> seen;
     for (const auto& v : vocab) {
       std::string tok = scalar(v, "a token string");
@@ -140,8 +144,9 @@ class Seq2SeqParser : public NodeReader {
 
   void parse_generate(const YAML::Node& g, Seq2SeqSpec& spec) const {
     if (!g.IsMap()) error(g, "'generate' must be a mapping");
-    check_keys(g, {"source", "token", "step", "cache_rows", "scores", "start_token", "end_token", "pad_token", "max_length",
-                   "strategy", "beam_width", "length_penalty", "doc"},
+    check_keys(g,
+               {"source", "token", "step", "cache_rows", "scores", "start_token", "end_token", "pad_token",
+                "max_length", "strategy", "beam_width", "length_penalty", "doc"},
                "'generate'");
     GenerateSpec& gen = spec.generate;
     gen.source = scalar(require(g, "source", g), "an encoder input name");
@@ -154,14 +159,16 @@ class Seq2SeqParser : public NodeReader {
       const YAML::Node n = require(g, key, g);
       std::int64_t id = int_of(n, std::string("'") + key + "'");
       if (id < 0 || id >= vocab)
-        error(n, std::string("'") + key + "' = " + std::to_string(id) + " is not a token id of the tokenizer (0.." + std::to_string(vocab - 1) + ")");
+        error(n, std::string("'") + key + "' = " + std::to_string(id) + " is not a token id of the tokenizer (0.." +
+                     std::to_string(vocab - 1) + ")");
       return id;
     };
     gen.start_token = token_id("start_token");
     gen.end_token = token_id("end_token");
     gen.pad_token = g["pad_token"] ? token_id("pad_token") : 0;
     gen.max_length = int_of(require(g, "max_length", g), "'max_length'");
-    if (gen.max_length < 1 || gen.max_length > 65536) error(g["max_length"], "'max_length' must be between 1 and 65536");
+    if (gen.max_length < 1 || gen.max_length > 65536)
+      error(g["max_length"], "'max_length' must be between 1 and 65536");
     if (g["strategy"]) {
       gen.strategy = scalar(g["strategy"], "a strategy");
       if (gen.strategy != "greedy" && gen.strategy != "beam")
@@ -175,7 +182,8 @@ class Seq2SeqParser : public NodeReader {
       try {
         gen.length_penalty = g["length_penalty"].as<double>();
       } catch (const YAML::Exception&) {
-        error(g["length_penalty"], "expected 'length_penalty' to be a number, got '" + scalar(g["length_penalty"], "a number") + "'");
+        error(g["length_penalty"],
+              "expected 'length_penalty' to be a number, got '" + scalar(g["length_penalty"], "a number") + "'");
       }
     }
   }
@@ -191,7 +199,8 @@ class Seq2SeqParser : public NodeReader {
     const Value* src = find_input(e, gen.source);
     if (!src) error(where("source"), "'source' = '" + gen.source + "' is not an encoder input");
     if ((src->type.dtype != DType::i64 && src->type.dtype != DType::i32) || src->type.rank() != 2)
-      error(where("source"), "encoder input '" + gen.source + "' must be token ids i64[batch,len], got " + src->type.str());
+      error(where("source"),
+            "encoder input '" + gen.source + "' must be token ids i64[batch,len], got " + src->type.str());
     const Value* tok = find_input(d, gen.token);
     if (!tok) error(where("token"), "'token' = '" + gen.token + "' is not a decoder input");
     if (tok->type.dtype != DType::i64 || tok->type.rank() != 2 || !tok->type.shape[1].is(1))
@@ -204,16 +213,18 @@ class Seq2SeqParser : public NodeReader {
       const Value* rows = find_input(d, gen.cache_rows);
       if (!rows) error(where("cache_rows"), "'cache_rows' = '" + gen.cache_rows + "' is not a decoder input");
       if (rows->type.dtype != DType::i64 || rows->type.rank() != 2)
-        error(where("cache_rows"), "decoder input '" + gen.cache_rows + "' must be i64[batch,L], got " + rows->type.str());
+        error(where("cache_rows"),
+              "decoder input '" + gen.cache_rows + "' must be i64[batch,L], got " + rows->type.str());
     }
     const Value* scores = find_output(d, gen.scores);
     if (!scores) error(where("scores"), "'scores' = '" + gen.scores + "' is not a decoder output");
     if (scores->type.dtype != DType::f32 || scores->type.rank() != 2)
-      error(where("scores"), "decoder output '" + gen.scores + "' must be f32[batch,vocab] log-probabilities, got " + scores->type.str());
+      error(where("scores"), "decoder output '" + gen.scores + "' must be f32[batch,vocab] log-probabilities, got " +
+                                 scores->type.str());
     const Dim& v = scores->type.shape[1];
     if (v.concrete() && v.value != static_cast<std::int64_t>(spec.vocab.size()))
-      error(where("scores"), "decoder output '" + gen.scores + "' scores " + v.str() + " tokens but the tokenizer has " +
-                                 std::to_string(spec.vocab.size()));
+      error(where("scores"), "decoder output '" + gen.scores + "' scores " + v.str() +
+                                 " tokens but the tokenizer has " + std::to_string(spec.vocab.size()));
   }
 
   // Part 2: each state's input and output agree (cache: [batch,L,...] and [batch,1,...]; carry: same type).
@@ -229,21 +240,25 @@ class Seq2SeqParser : public NodeReader {
         bool ok = a.size() >= 3 && b.size() == a.size() && !a[1].concrete() && b[1].is(1) && a[0] == b[0];
         for (std::size_t i = 2; ok && i < a.size(); ++i) ok = a[i].concrete() && a[i] == b[i];
         if (!ok || in->type.dtype != out->type.dtype)
-          error(st, "cache state: expected input [batch,L,...] (L a symbol: the runtime sets it to the maximum length) and output "
-                    "[batch,1,...] with the same concrete trailing dims, got input '" + s.input + "' " + in->type.str() +
-                    " and output '" + s.output + "' " + out->type.str());
+          error(st,
+                "cache state: expected input [batch,L,...] (L a symbol: the runtime sets it to the maximum length) and "
+                "output "
+                "[batch,1,...] with the same concrete trailing dims, got input '" +
+                    s.input + "' " + in->type.str() + " and output '" + s.output + "' " + out->type.str());
       } else {
         if (in->type.dtype != out->type.dtype || a.size() != b.size() || a.empty())
-          error(st, "carry state: input '" + s.input + "' " + in->type.str() + " and output '" + s.output + "' " + out->type.str() +
-                    " must have the same type, batch first");
+          error(st, "carry state: input '" + s.input + "' " + in->type.str() + " and output '" + s.output + "' " +
+                        out->type.str() + " must have the same type, batch first");
         for (std::size_t i = 1; i < a.size(); ++i)
           if (!a[i].concrete() || a[i] != b[i])
-            error(st, "carry state '" + s.input + "': dims after the batch must be concrete and equal, got " + in->type.str() + " and " + out->type.str());
+            error(st, "carry state '" + s.input + "': dims after the batch must be concrete and equal, got " +
+                          in->type.str() + " and " + out->type.str());
         if (!s.init.empty()) {
           const Value* init = find_output(e, s.init);
           if (!init) error(st["init"], "'init' = '" + s.init + "' is not an encoder output");
           if (init->type.dtype != in->type.dtype || init->type.rank() != in->type.rank())
-            error(st["init"], "encoder output '" + s.init + "' " + init->type.str() + " cannot start state '" + s.input + "' " + in->type.str());
+            error(st["init"], "encoder output '" + s.init + "' " + init->type.str() + " cannot start state '" +
+                                  s.input + "' " + in->type.str());
         }
       }
     }
@@ -265,14 +280,16 @@ class Seq2SeqParser : public NodeReader {
       const YAML::Node at = declared_at(inputs, in->name);
       const Value* from = find_output(e, in->name);
       if (!from)
-        error(at, "decoder input '" + in->name + "' is fed by nothing: it must be an encoder output of the same name, a state "
-                  "input, or generate's token, step or cache_rows");
+        error(at, "decoder input '" + in->name +
+                      "' is fed by nothing: it must be an encoder output of the same name, a state "
+                      "input, or generate's token, step or cache_rows");
       if (from->type.dtype != in->type.dtype || from->type.rank() != in->type.rank() || from->type.rank() < 1)
-        error(at, "decoder input '" + in->name + "' " + in->type.str() + " does not match encoder output " + from->type.str());
+        error(at, "decoder input '" + in->name + "' " + in->type.str() + " does not match encoder output " +
+                      from->type.str());
     }
   }
 
-  Parser graphs_;              // reads the encoder and decoder; holds the weights and blocks they share
+  Parser graphs_;             // reads the encoder and decoder; holds the weights and blocks they share
   YAML::Node generate_node_;  // the 'generate' section, for locations in cross-checks
 };
 
@@ -282,7 +299,8 @@ class Seq2SeqParser : public NodeReader {
 
 namespace kiln {
 
-std::unique_ptr<Seq2SeqSpec> parse_yaml_seq2seq(const std::string& text, const std::string& filename, const std::string& base_dir) {
+std::unique_ptr<Seq2SeqSpec> parse_yaml_seq2seq(const std::string& text, const std::string& filename,
+                                                const std::string& base_dir) {
   return yaml_detail::Seq2SeqParser(filename, base_dir).parse(text);
 }
 

@@ -34,8 +34,11 @@ Parser::Parser(std::string filename, std::string base_dir, std::shared_ptr<Weigh
 std::unique_ptr<Graph> Parser::parse(const std::string& text) {
   const YAML::Node root = load(text);
   if (!root.IsMap())
-    fail_at(SourceLoc{file_, 1, 1}, std::string("expected a mapping with keys kiln, name, inputs, outputs, nodes, got ") +
-                                        (root.IsSequence() ? "a list" : root.IsScalar() ? "a scalar" : "an empty document"));
+    fail_at(SourceLoc{file_, 1, 1},
+            std::string("expected a mapping with keys kiln, name, inputs, outputs, nodes, got ") +
+                (root.IsSequence() ? "a list"
+                 : root.IsScalar() ? "a scalar"
+                                   : "an empty document"));
   for (const auto& kv : root) {
     std::string key = kv.first.IsScalar() ? kv.first.Scalar() : std::string();
     if (key == "encoder" || key == "decoder" || key == "generate")
@@ -137,7 +140,9 @@ void Parser::claim_name(const YAML::Node& where, const std::string& name, const 
                      (name.find('/') != std::string::npos ? "; give each call of a block a distinct 'name'" : ""));
 }
 
-std::string Parser::weights_name() const { return weights_ ? "'" + weights_->path() + "'" : "the weights file (none is named: add 'weights:')"; }
+std::string Parser::weights_name() const {
+  return weights_ ? "'" + weights_->path() + "'" : "the weights file (none is named: add 'weights:')";
+}
 
 void Parser::parse_inputs(const YAML::Node& inputs, Scope& scope) {
   if (!inputs.IsMap()) error(inputs, "'inputs' must map each input name to {dtype, shape}");
@@ -158,7 +163,8 @@ TensorType Parser::input_type(const std::string& name, const YAML::Node& spec) {
   check_keys(spec, {"dtype", "shape"}, "input '" + name + "'");
   std::string dt = scalar(require(spec, "dtype", spec), "a dtype");
   TensorType type;
-  if (!parse_dtype(dt, &type.dtype)) error(spec["dtype"], "unknown dtype '" + dt + "' (expected f32, f16, bf16, f64, i64, i32, i8, u8 or bool)");
+  if (!parse_dtype(dt, &type.dtype))
+    error(spec["dtype"], "unknown dtype '" + dt + "' (expected f32, f16, bf16, f64, i64, i32, i8, u8 or bool)");
   const YAML::Node shape = require(spec, "shape", spec);
   if (!shape.IsSequence()) error(shape, "the shape of input '" + name + "' must be a list of dims");
   for (const auto& d : shape) {
@@ -169,8 +175,7 @@ TensorType Parser::input_type(const std::string& name, const YAML::Node& spec) {
       std::int64_t v = -1;
       try {
         v = d.as<std::int64_t>();
-      } catch (const YAML::Exception&) {
-      }
+      } catch (const YAML::Exception&) {}
       if (v < 0) error(d, "expected a dim: a non-negative integer or a symbol name such as 'batch', got '" + s + "'");
       type.shape.push_back(Dim::of(v));
     }
@@ -220,12 +225,14 @@ Value* Parser::lookup(const YAML::Node& where, const std::string& name, const Sc
   if (it != scope.values.end()) return it->second;
   if (Value* w = weight_value(where, name)) return w;
   if (Value* c = literal(name)) return c;
-  error(where, "undefined value '" + name + "' (not an input, an earlier output, or a weight in " + weights_name() + ")");
+  error(where,
+        "undefined value '" + name + "' (not an input, an earlier output, or a weight in " + weights_name() + ")");
 }
 
 // A number in `in` is a scalar f32 constant (rank 0), created once per spelling.
 Value* Parser::literal(const std::string& text) {
-  if (text.empty() || !(std::isdigit(static_cast<unsigned char>(text[0])) || text[0] == '-' || text[0] == '+' || text[0] == '.'))
+  if (text.empty() ||
+      !(std::isdigit(static_cast<unsigned char>(text[0])) || text[0] == '-' || text[0] == '+' || text[0] == '.'))
     return nullptr;
   char* end = nullptr;
   double v = std::strtod(text.c_str(), &end);
@@ -258,7 +265,8 @@ void Parser::parse_node(const YAML::Node& n, Scope& scope) {
   }
   std::vector<std::string> outs = names(require(n, "out", n), "'out'");
   if (static_cast<int>(outs.size()) != schema->num_outputs)
-    error(n["out"], op + " has " + std::to_string(schema->num_outputs) + " output(s), 'out' names " + std::to_string(outs.size()));
+    error(n["out"], op + " has " + std::to_string(schema->num_outputs) + " output(s), 'out' names " +
+                        std::to_string(outs.size()));
   std::string node_name = n["name"] ? substitute(n["name"], scalar(n["name"], "a node name"), scope) : outs[0];
   std::string label = op + " '" + scope.prefix + node_name + "'";
 
@@ -269,9 +277,10 @@ void Parser::parse_node(const YAML::Node& n, Scope& scope) {
   for (const auto& o : outs) {
     Value* v = graph_->add_value(scope.prefix + o, TensorType{});
     define(n["out"], scope, o, v);
-    claim_name(n["out"], v->name,
-               "value '" + v->name + "'" + (scope.called_at.empty() ? "" : " (in the block call at " + scope.called_at + ")"),
-               &scope);
+    claim_name(
+        n["out"], v->name,
+        "value '" + v->name + "'" + (scope.called_at.empty() ? "" : " (in the block call at " + scope.called_at + ")"),
+        &scope);
     outputs.push_back(v);
   }
   graph_->add_node(op, scope.prefix + node_name, std::move(inputs), std::move(outputs), std::move(attrs), loc(n));
@@ -297,32 +306,36 @@ std::vector<Value*> Parser::node_inputs(const YAML::Node& n, const OpSchema& sch
     for (std::size_t i = 0; i < schema.inputs.size(); ++i)
       if (schema.inputs[i].weight.empty()) act.push_back(i);
     if (ins.size() > act.size())
-      error(n["in"], label + ": takes " + std::to_string(act.size()) + " input(s) besides its weights, 'in' names " + std::to_string(ins.size()));
+      error(n["in"], label + ": takes " + std::to_string(act.size()) + " input(s) besides its weights, 'in' names " +
+                         std::to_string(ins.size()));
     for (; next < ins.size(); ++next) inputs[act[next]] = lookup(ins[next].second, ins[next].first, scope);
     for (std::size_t i = 0; i < schema.inputs.size(); ++i) {
       const InputSpec& spec = schema.inputs[i];
       if (spec.weight.empty()) continue;
       std::string wname = prefix + "." + spec.weight;
       Value* w = weight_value(n["weights"], wname);
-      if (!w && !spec.optional)
-        error(n["weights"], label + ": missing weight '" + wname + "' in " + weights_name());
+      if (!w && !spec.optional) error(n["weights"], label + ": missing weight '" + wname + "' in " + weights_name());
       inputs[i] = w;
     }
   } else {
     if (schema.variadic && ins.size() > inputs.size()) inputs.resize(ins.size(), nullptr);  // the last input repeats
     if (ins.size() > inputs.size())
-      error(n["in"], label + ": takes at most " + std::to_string(schema.inputs.size()) + " input(s), 'in' names " + std::to_string(ins.size()));
+      error(n["in"], label + ": takes at most " + std::to_string(schema.inputs.size()) + " input(s), 'in' names " +
+                         std::to_string(ins.size()));
     for (; next < ins.size(); ++next) inputs[next] = lookup(ins[next].second, ins[next].first, scope);
   }
   for (std::size_t i = 0; i < schema.inputs.size(); ++i)
     if (!inputs[i] && !schema.inputs[i].optional)
       error(n, label + ": missing input '" + schema.inputs[i].name + "'" +
-                   (schema.inputs[i].weight.empty() ? "" : " (a weight: give 'weights: PREFIX' for PREFIX." + schema.inputs[i].weight + ")"));
+                   (schema.inputs[i].weight.empty()
+                        ? ""
+                        : " (a weight: give 'weights: PREFIX' for PREFIX." + schema.inputs[i].weight + ")"));
   return inputs;
 }
 
 // Every key of node `n` that is not part of the node syntax is an attribute, typed by the schema.
-AttrMap Parser::node_attrs(const YAML::Node& n, const OpSchema& schema, const std::string& label, const Scope& scope) const {
+AttrMap Parser::node_attrs(const YAML::Node& n, const OpSchema& schema, const std::string& label,
+                           const Scope& scope) const {
   AttrMap attrs;
   static const std::set<std::string> reserved = {"op", "in", "out", "name", "weights", "doc"};
   for (const auto& kv : n) {
@@ -345,7 +358,10 @@ Attr Parser::attribute(const YAML::Node& v, const AttrSpec& spec, const std::str
     error(v, label + ": attribute '" + spec.name + "' expects " + attr_type_name(spec.type) + ", got " + got);
   };
   auto text = [&](const YAML::Node& s) {
-    return s.IsScalar() ? "'" + s.Scalar() + "'" : std::string(s.IsSequence() ? "a list" : s.IsMap() ? "a mapping" : "null");
+    return s.IsScalar() ? "'" + s.Scalar() + "'"
+                        : std::string(s.IsSequence() ? "a list"
+                                      : s.IsMap()    ? "a mapping"
+                                                     : "null");
   };
   try {
     switch (spec.type) {
@@ -365,7 +381,8 @@ Attr Parser::attribute(const YAML::Node& v, const AttrSpec& spec, const std::str
         if (!v.IsSequence()) mistyped(text(v));
         std::vector<std::int64_t> out;
         for (const auto& e : v) {
-          if (!e.IsScalar() || !YAML::convert<std::int64_t>::decode(e, out.emplace_back())) mistyped("a list holding " + text(e));
+          if (!e.IsScalar() || !YAML::convert<std::int64_t>::decode(e, out.emplace_back()))
+            mistyped("a list holding " + text(e));
         }
         return out;
       }
@@ -373,13 +390,13 @@ Attr Parser::attribute(const YAML::Node& v, const AttrSpec& spec, const std::str
         if (!v.IsSequence()) mistyped(text(v));
         std::vector<double> out;
         for (const auto& e : v) {
-          if (!e.IsScalar() || !YAML::convert<double>::decode(e, out.emplace_back())) mistyped("a list holding " + text(e));
+          if (!e.IsScalar() || !YAML::convert<double>::decode(e, out.emplace_back()))
+            mistyped("a list holding " + text(e));
         }
         return out;
       }
     }
-  } catch (const YAML::BadConversion&) {
-  }
+  } catch (const YAML::BadConversion&) {}
   error(v, label + ": attribute '" + spec.name + "' expects " + attr_type_name(spec.type) + ", got " + text(v));
 }
 
@@ -389,25 +406,32 @@ void Parser::parse_block_call(const YAML::Node& n, Scope& scope) {
   if (it == blocks_.end()) {
     std::vector<std::string> known;
     for (const auto& [k, v] : blocks_) known.push_back(k);
-    error(n["block"], "unknown block '" + name + "'" + (known.empty() ? " (the model defines no blocks)" : " (defined: " + join(known) + ")"));
+    error(n["block"], "unknown block '" + name + "'" +
+                          (known.empty() ? " (the model defines no blocks)" : " (defined: " + join(known) + ")"));
   }
   const BlockDef& def = it->second;
-  if (scope.depth >= kMaxBlockDepth) error(n, "blocks nest deeper than " + std::to_string(kMaxBlockDepth) + " levels (a block that calls itself?)");
+  if (scope.depth >= kMaxBlockDepth)
+    error(n, "blocks nest deeper than " + std::to_string(kMaxBlockDepth) + " levels (a block that calls itself?)");
   std::int64_t repeat = n["repeat"] ? int_of(n["repeat"], "'repeat'") : 1;
-  if (repeat < 1 || repeat > kMaxRepeat) error(n["repeat"], "'repeat' must be between 1 and " + std::to_string(kMaxRepeat));
+  if (repeat < 1 || repeat > kMaxRepeat)
+    error(n["repeat"], "'repeat' must be between 1 and " + std::to_string(kMaxRepeat));
   check_expansion(n, name, repeat);
   if (repeat > 1 && def.args.size() != def.returns.size())
     error(n["repeat"], "block '" + name + "' is repeated, so it must return as many values as it takes (" +
-                           std::to_string(def.args.size()) + " args, " + std::to_string(def.returns.size()) + " returns)");
+                           std::to_string(def.args.size()) + " args, " + std::to_string(def.returns.size()) +
+                           " returns)");
   std::vector<std::pair<std::string, YAML::Node>> ins;
   if (!n["in"]) error(n, "block call needs 'in'");
-  for (const auto& i : n["in"].IsSequence() ? n["in"] : YAML::Node(YAML::NodeType::Sequence)) ins.emplace_back(substitute(i, scalar(i, "an input name"), scope), i);
+  for (const auto& i : n["in"].IsSequence() ? n["in"] : YAML::Node(YAML::NodeType::Sequence))
+    ins.emplace_back(substitute(i, scalar(i, "an input name"), scope), i);
   if (n["in"].IsScalar()) ins.emplace_back(substitute(n["in"], n["in"].Scalar(), scope), n["in"]);
   if (ins.size() != def.args.size())
-    error(n["in"], "block '" + name + "' takes " + std::to_string(def.args.size()) + " input(s) (" + join(def.args) + "), 'in' names " + std::to_string(ins.size()));
+    error(n["in"], "block '" + name + "' takes " + std::to_string(def.args.size()) + " input(s) (" + join(def.args) +
+                       "), 'in' names " + std::to_string(ins.size()));
   std::vector<std::string> outs = names(require(n, "out", n), "'out'");
   if (outs.size() != def.returns.size())
-    error(n["out"], "block '" + name + "' returns " + std::to_string(def.returns.size()) + " value(s) (" + join(def.returns) + "), 'out' names " + std::to_string(outs.size()));
+    error(n["out"], "block '" + name + "' returns " + std::to_string(def.returns.size()) + " value(s) (" +
+                        join(def.returns) + "), 'out' names " + std::to_string(outs.size()));
 
   const auto given = block_params(n, name, def);
   std::string call = n["name"] ? scalar(n["name"], "a call name") : name;
@@ -431,7 +455,8 @@ void Parser::parse_block_call(const YAML::Node& n, Scope& scope) {
     current.clear();
     for (const auto& r : def.returns) {
       auto rv = inner.values.find(r);
-      if (rv == inner.values.end()) error(def.where, "block '" + name + "' returns '" + r + "', which none of its nodes defines");
+      if (rv == inner.values.end())
+        error(def.where, "block '" + name + "' returns '" + r + "', which none of its nodes defines");
       current.push_back(rv->second);
     }
   }
@@ -454,14 +479,15 @@ void Parser::check_expansion(const YAML::Node& n, const std::string& name, std::
   const auto before = static_cast<std::int64_t>(graph_->nodes().size());
   if (total > kMaxNodes - before)
     error(n, "block call '" + name + "' expands to " +
-                 (total == checked::kMaxSize ? "more than " + std::to_string(total) : std::to_string(total)) + " nodes (" +
-                 std::to_string(repeat) + " x " + std::to_string(each) + "), more than the " + std::to_string(kMaxNodes) +
-                 " nodes a model may have" +
+                 (total == checked::kMaxSize ? "more than " + std::to_string(total) : std::to_string(total)) +
+                 " nodes (" + std::to_string(repeat) + " x " + std::to_string(each) + "), more than the " +
+                 std::to_string(kMaxNodes) + " nodes a model may have" +
                  (before > 0 ? " (with the " + std::to_string(before) + " before it)" : std::string()));
 }
 
 // The params of a block call, each with its node: every key that is not part of the call syntax.
-std::map<std::string, std::pair<std::string, YAML::Node>> Parser::block_params(const YAML::Node& n, const std::string& name,
+std::map<std::string, std::pair<std::string, YAML::Node>> Parser::block_params(const YAML::Node& n,
+                                                                               const std::string& name,
                                                                                const BlockDef& def) const {
   std::map<std::string, std::pair<std::string, YAML::Node>> given;
   static const std::set<std::string> reserved = {"block", "in", "out", "name", "repeat", "doc"};
@@ -469,7 +495,8 @@ std::map<std::string, std::pair<std::string, YAML::Node>> Parser::block_params(c
     std::string key = scalar(kv.first, "a key");
     if (reserved.count(key)) continue;
     if (std::find(def.params.begin(), def.params.end(), key) == def.params.end())
-      error(kv.first, "block '" + name + "' has no parameter '" + key + "'" + (def.params.empty() ? "" : " (its params: " + join(def.params) + ")"));
+      error(kv.first, "block '" + name + "' has no parameter '" + key + "'" +
+                          (def.params.empty() ? "" : " (its params: " + join(def.params) + ")"));
     given[key] = {scalar(kv.second, "a parameter value"), kv.second};
   }
   for (const auto& p : def.params)
@@ -504,7 +531,8 @@ std::int64_t Parser::block_nodes(const std::string& name) {
 
 namespace kiln {
 
-std::unique_ptr<Graph> parse_yaml_model(const std::string& text, const std::string& filename, const std::string& base_dir) {
+std::unique_ptr<Graph> parse_yaml_model(const std::string& text, const std::string& filename,
+                                        const std::string& base_dir) {
   return yaml_detail::Parser(filename, base_dir).parse(text);
 }
 

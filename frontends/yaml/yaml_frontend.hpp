@@ -13,7 +13,8 @@ namespace kiln {
 std::unique_ptr<Graph> load_yaml_model(const std::string& path);
 
 /// Parses model text; `filename` is used in messages, `base_dir` to find the weights file.
-std::unique_ptr<Graph> parse_yaml_model(const std::string& text, const std::string& filename, const std::string& base_dir);
+std::unique_ptr<Graph> parse_yaml_model(const std::string& text, const std::string& filename,
+                                        const std::string& base_dir);
 
 class WeightsFile;
 /// Parses model text with weights already loaded (e.g. from memory): the model's `weights:` key, if any,

@@ -58,12 +58,12 @@ class Seq2SeqModel {
 
 /// Options for one generate call; zero / empty fields take the model file's `generate` defaults.
 struct GenerateOptions {
-  std::string strategy;         ///< "greedy" or "beam"
-  int beam_width = 0;           ///< beams per source (beam search)
-  double length_penalty = -1;   ///< beam search ranks hypotheses by score / length^length_penalty (< 0: the model's)
-  int max_length = 0;           ///< tokens generated at most per source, the end token included
-  int n_best = 1;               ///< hypotheses returned per source (at most beam_width)
-  bool stop_at_end = true;      ///< false: ignore the end token and always generate max_length tokens (benchmarks)
+  std::string strategy;        ///< "greedy" or "beam"
+  int beam_width = 0;          ///< beams per source (beam search)
+  double length_penalty = -1;  ///< beam search ranks hypotheses by score / length^length_penalty (< 0: the model's)
+  int max_length = 0;          ///< tokens generated at most per source, the end token included
+  int n_best = 1;              ///< hypotheses returned per source (at most beam_width)
+  bool stop_at_end = true;     ///< false: ignore the end token and always generate max_length tokens (benchmarks)
 };
 
 /// One output sequence.

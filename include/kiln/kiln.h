@@ -44,7 +44,14 @@ typedef enum kiln_status {
 
 /** Element types; values match kiln::DType. */
 typedef enum kiln_dtype {
-  KILN_F32 = 0, KILN_F16 = 1, KILN_BF16 = 2, KILN_F64 = 3, KILN_I64 = 4, KILN_I32 = 5, KILN_I8 = 6, KILN_U8 = 7,
+  KILN_F32 = 0,
+  KILN_F16 = 1,
+  KILN_BF16 = 2,
+  KILN_F64 = 3,
+  KILN_I64 = 4,
+  KILN_I32 = 5,
+  KILN_I8 = 6,
+  KILN_U8 = 7,
   KILN_BOOL = 8
 } kiln_dtype;
 
@@ -59,7 +66,7 @@ typedef struct kiln_session kiln_session; /* opaque */
 
 /** A tensor in caller memory, described for one call. Kiln copies nothing and keeps nothing. */
 typedef struct kiln_tensor {
-  const char* name;     /* input/output name as declared by the model; read during the call only */
+  const char* name; /* input/output name as declared by the model; read during the call only */
   kiln_dtype dtype;
   int32_t rank;         /* 0..KILN_MAX_RANK */
   const int64_t* shape; /* `rank` dims; read during the call only */

@@ -52,12 +52,12 @@ struct SessionOptions {
 
 /// Memory a session holds, as reported by Session::memory().
 struct MemoryStats {
-  std::size_t weight_bytes = 0;  ///< the model's weights, shared by every session of the model (not per session)
-  std::size_t arena_bytes = 0;   ///< activation arenas held now (every plan instance, idle or running)
+  std::size_t weight_bytes = 0;      ///< the model's weights, shared by every session of the model (not per session)
+  std::size_t arena_bytes = 0;       ///< activation arenas held now (every plan instance, idle or running)
   std::size_t peak_arena_bytes = 0;  ///< highest arena_bytes so far
-  std::size_t plans = 0;         ///< input-shape sets with a compiled plan now (<= max_plans)
-  std::size_t contexts = 0;      ///< plan instances now (one per shape set per concurrently running call)
-  std::size_t memory_limit = 0;  ///< the cap (0: none)
+  std::size_t plans = 0;             ///< input-shape sets with a compiled plan now (<= max_plans)
+  std::size_t contexts = 0;          ///< plan instances now (one per shape set per concurrently running call)
+  std::size_t memory_limit = 0;      ///< the cap (0: none)
 };
 
 /// Options for loading a model.
@@ -140,7 +140,8 @@ class Session {
   /// request `inputs[i]` exactly as `run(inputs[i], outputs[i])` would. In throughput mode up to
   /// max_concurrent_runs() requests run at once, each on one thread; in latency mode one after another,
   /// each on all threads. When requests fail, all the others still run, then the first error is thrown.
-  void run_many(const std::vector<std::map<std::string, Tensor>>& inputs, std::vector<std::map<std::string, Tensor>>& outputs);
+  void run_many(const std::vector<std::map<std::string, Tensor>>& inputs,
+                std::vector<std::map<std::string, Tensor>>& outputs);
 
   /// The shape of every output for these inputs (their data is not read), compiling the plan if needed.
   std::map<std::string, std::vector<std::int64_t>> output_shapes(const std::map<std::string, Tensor>& inputs);

@@ -42,7 +42,9 @@ class Tensor {
   bool defined() const { return data_ != nullptr || numel() == 0; }
   void* data() const { return data_; }
   template <class T>
-  T* data_as() const { return static_cast<T*>(data_); }
+  T* data_as() const {
+    return static_cast<T*>(data_);
+  }
 
  private:
   DType dtype_ = DType::f32;
