@@ -53,6 +53,12 @@ class Progress {
     cv_.notify_all();
     thread_.join();
     current_ = nullptr;
+    // A compile past the threshold always says so, even when it ended before the thread woke up to print
+    // (a busy machine): the last stage, then the total.
+    if (!shown_ && ms_since(t0_) >= after_ms_) {
+      std::fprintf(stderr, "kilnc: %s: %s (%.1f s)\n", what_.c_str(), stage_.c_str(), ms_since(t0_) / 1000);
+      shown_ = true;
+    }
     if (shown_)
       std::fprintf(stderr, "%skilnc: %s: done in %.1f s\n", tty_ ? "\r\033[K" : "", what_.c_str(),
                    ms_since(t0_) / 1000);
