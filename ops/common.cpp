@@ -1,5 +1,7 @@
 #include "ops/common.hpp"
 
+#include <oneapi/dnnl/dnnl_debug.h>
+
 namespace kiln {
 
 int normalize_axis(const ShapeCtx& ctx, std::int64_t axis, int rank, const char* attr) {
@@ -106,6 +108,39 @@ dnnl::memory::desc md_of(const TensorType& t) {
 std::size_t buffer_bytes(const TensorType& t) {
   if (t.layout.empty()) return static_cast<std::size_t>(numel_of(t.shape)) * dtype_size(t.dtype);
   return md_of(t).get_size();
+}
+
+namespace {
+
+constexpr const char* kDnnlLayoutPrefix = "dnnl:";
+
+/// The desc of `dims` in format tag `tag`, or nullopt when the tag does not fit their rank.
+std::optional<dnnl::memory::desc> desc_of_tag(const dnnl::memory::dims& dims, dnnl::memory::data_type type, int tag) {
+  try {
+    return dnnl::memory::desc(dims, type, static_cast<dnnl::memory::format_tag>(tag));
+  } catch (const dnnl::error&) {
+    return std::nullopt;
+  }
+}
+
+}  // namespace
+
+std::string dnnl_layout_name(const dnnl::memory::desc& md) {
+  const dnnl::memory::dims dims = md.dims();
+  for (int tag = dnnl_format_tag_any + 1; tag < dnnl_format_tag_last; ++tag)
+    if (auto d = desc_of_tag(dims, md.data_type(), tag); d && *d == md)
+      return kDnnlLayoutPrefix + std::string(dnnl_fmt_tag2str(static_cast<dnnl_format_tag_t>(tag)));
+  return {};
+}
+
+std::optional<dnnl::memory::desc> dnnl_layout_desc(const std::string& name, const dnnl::memory::dims& dims,
+                                                   dnnl::memory::data_type type) {
+  const std::string prefix = kDnnlLayoutPrefix;
+  if (name.compare(0, prefix.size(), prefix) != 0) return std::nullopt;
+  for (int tag = dnnl_format_tag_any + 1; tag < dnnl_format_tag_last; ++tag)
+    if (name.compare(prefix.size(), std::string::npos, dnnl_fmt_tag2str(static_cast<dnnl_format_tag_t>(tag))) == 0)
+      return desc_of_tag(dims, type, tag);
+  return std::nullopt;
 }
 
 std::string layout_of_first_input(const Node& node) {

@@ -3,6 +3,7 @@
 // primitives whose buffers are bound by position (node input i, output j, scratch offset).
 
 #include <functional>
+#include <optional>
 #include <unordered_map>
 #include <utility>
 #include <vector>
@@ -34,6 +35,12 @@ dnnl::memory::desc plain_md(const TensorType& t);
 dnnl::memory::desc md_of(const TensorType& t);
 /// Bytes a buffer of this type takes in its layout (blocked layouts pad).
 std::size_t buffer_bytes(const TensorType& t);
+/// The layout name a packed weight constant carries for oneDNN's format `md` ("dnnl:ABcd8b8a": oneDNN's
+/// name of the format tag whose desc of md's dims equals md), or "" when no format tag describes it.
+std::string dnnl_layout_name(const dnnl::memory::desc& md);
+/// The desc of `dims` in the layout dnnl_layout_name named, or nullopt when `name` is not such a name.
+std::optional<dnnl::memory::desc> dnnl_layout_desc(const std::string& name, const dnnl::memory::dims& dims,
+                                                   dnnl::memory::data_type type);
 /// Whether `layout` names a layout Kiln knows for tensors of `rank`; `known` lists them when not.
 bool valid_layout(const std::string& layout, int rank, std::string* known);
 /// Layout-preserving ops (elementwise): the layout of input 0, when every input has the same shape.

@@ -7,8 +7,9 @@
 // channels than one block reads plain nchw and writes blocked (oneDNN has a jit kernel for that).
 // Kernel: one oneDNN convolution; the residual is a `sum` post-op (dst holds the residual when the
 // plan computes the output in the residual's buffer, else the kernel copies it there first); the
-// activation an eltwise post-op. Weights are reordered once, when the kernel is created, into the
-// blocked format the primitive asks for (OIhw8i8o, ...), and kept by the kernel.
+// activation an eltwise post-op. Weights are reordered once, at compile time, by the pack-weights pass into
+// the blocked format the primitive reads (a constant of layout "dnnl:<format tag>", e.g. dnnl:ABcd8b8a),
+// which every plan binds in place.
 
 #include <cstring>
 
@@ -117,9 +118,12 @@ class ConvKernel : public Kernel {
   std::size_t residual_bytes_;
 };
 
-std::unique_ptr<Kernel> make(const KernelCtx& ctx) {
-  const Node& n = ctx.node;
-  auto w = dims_of(ctx.in[kWeight].shape);
+/// The node's convolution primitive for concrete input and output types (src, dst, weight, bias, residual
+/// as the node has them). Its weights desc says the format oneDNN reads the weights in.
+dnnl::convolution_forward::primitive_desc conv_pd(const Node& n, const TensorType& src_t, const TensorType& dst_t,
+                                                  const TensorType& weight_t, bool has_bias, bool has_residual,
+                                                  const dnnl::engine& engine) {
+  auto w = dims_of(weight_t.shape);
   const std::int64_t groups = n.attr_int("groups");
   std::vector<std::int64_t> wdims =
       groups == 1 ? w : std::vector<std::int64_t>{groups, w[0] / groups, w[1], w[2], w[3]};
@@ -128,13 +132,13 @@ std::unique_ptr<Kernel> make(const KernelCtx& ctx) {
   auto p = n.attr_ints("padding");
   if (p.size() == 2) p = {p[0], p[1], p[0], p[1]};
 
-  auto src = md_of(ctx.in[kSrc]);
-  auto dst = md_of(ctx.out[0]);
+  auto src = md_of(src_t);
+  auto dst = md_of(dst_t);
   dnnl::memory::desc wei_any(to_dnnl(wdims), dnnl::memory::data_type::f32, dnnl::memory::format_tag::any);
   auto bias = plain_md({w[0]});
 
   dnnl::post_ops ops;
-  if (ctx.has(kResidual)) ops.append_sum(1.0f);
+  if (has_residual) ops.append_sum(1.0f);
   if (const ActivationDef* a = find_activation(n.attr_string("activation"))) {
     Eltwise e = *eltwise_of(*a, activation_params(*a, n, true));
     ops.append_eltwise(1.0f, e.alg, e.alpha, e.beta);
@@ -145,29 +149,91 @@ std::unique_ptr<Kernel> make(const KernelCtx& ctx) {
   dnnl::memory::dims strides = {st[0], st[1]}, dilates = {dl[0] - 1, dl[1] - 1}, pad_l = {p[0], p[1]},
                      pad_r = {p[2], p[3]};
   auto desc =
-      ctx.has(kBias)
+      has_bias
           ? dnnl::convolution_forward::desc(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct,
                                             src, wei_any, bias, dst, strides, dilates, pad_l, pad_r)
           : dnnl::convolution_forward::desc(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct,
                                             src, wei_any, dst, strides, dilates, pad_l, pad_r);
-  dnnl::convolution_forward::primitive_desc pd(desc, attr, ctx.engine);
+  return {desc, attr, engine};
+}
 
-  // Weights into the primitive's format, once.
+std::unique_ptr<Kernel> make(const KernelCtx& ctx) {
+  const Node& n = ctx.node;
+  const auto pd = conv_pd(n, ctx.in[kSrc], ctx.out[0], ctx.in[kWeight], ctx.has(kBias), ctx.has(kResidual), ctx.engine);
+  const dnnl::memory::desc want = pd.weights_desc();
   const ConstData* data = ctx.constant(kWeight);
   if (!data) n.fail("expected weight to be a constant");
-  dnnl::memory user(plain_md(wdims), ctx.engine, const_cast<void*>(data->data));
-  dnnl::memory packed(pd.weights_desc(), ctx.engine);
-  dnnl::stream stream(ctx.engine);
-  dnnl::reorder(user, packed).execute(stream, user, packed);
-  stream.wait();
 
   auto kernel = std::make_unique<DnnlKernel>(ctx.engine);
   int s = kernel->add(pd);
-  kernel->input(s, DNNL_ARG_SRC, src, kSrc);
-  kernel->fixed(s, DNNL_ARG_WEIGHTS, packed);
-  if (ctx.has(kBias)) kernel->input(s, DNNL_ARG_BIAS, bias, kBias);
-  kernel->output(s, DNNL_ARG_DST, dst, 0);
+  kernel->input(s, DNNL_ARG_SRC, md_of(ctx.in[kSrc]), kSrc);
+  // Weights in the primitive's format: in place when they are in it (the pack-weights pass packed them, see
+  // pack below, or it reads them plain), else a private copy reordered now.
+  const std::string& layout = ctx.in[kWeight].layout;
+  dnnl::memory::desc have = plain_md(want.dims());
+  if (!layout.empty()) {
+    const auto named = dnnl_layout_desc(layout, want.dims(), dnnl::memory::data_type::f32);
+    if (!named) n.fail("weight is in layout " + layout + ", which is not a oneDNN weights format");
+    have = *named;
+  }
+  if (data->bytes < have.get_size())  // a plan file's bytes are checked here
+    n.fail("weight in layout " + (layout.empty() ? std::string("plain") : layout) + " holds " +
+           std::to_string(data->bytes) + " bytes; expected " + std::to_string(have.get_size()));
+  if (have == want) {
+    kernel->input(s, DNNL_ARG_WEIGHTS, want, kWeight);
+  } else {
+    dnnl::memory user(have, ctx.engine, const_cast<void*>(data->data));
+    dnnl::memory packed(want, ctx.engine);
+    dnnl::stream stream(ctx.engine);
+    dnnl::reorder(user, packed).execute(stream, user, packed);
+    stream.wait();
+    kernel->fixed(s, DNNL_ARG_WEIGHTS, packed);
+    kernel->add_packed_weight_bytes(want.get_size());
+  }
+  if (ctx.has(kBias)) kernel->input(s, DNNL_ARG_BIAS, plain_md({ctx.in[kWeight].shape[0].value}), kBias);
+  kernel->output(s, DNNL_ARG_DST, md_of(ctx.out[0]), 0);
   return std::make_unique<ConvKernel>(std::move(kernel), ctx.has(kResidual) ? buffer_bytes(ctx.out[0]) : 0);
+}
+
+// The pack rule (OpSchema::pack): the weights in the format oneDNN reads them in for a representative
+// shape of the node (symbolic dims at 1 for the batch, 32 elsewhere), named after its format tag. A plan
+// whose primitive wants another format (other spatial sizes can change oneDNN's choice) reorders a private
+// copy from the packed one.
+void pack(PackCtx& ctx) {
+  const Node& n = ctx.node();
+  const Value* w = n.inputs[kWeight];
+  if (!w || !w->is_constant() || !w->type.plain() || w->type.dtype != DType::f32 || !is_concrete(w->type.shape)) return;
+  // src with its symbolic dims bound (batch 1, the rest 32); the output follows from the shape rule. The
+  // residual, when there is one, has the output's shape.
+  TensorType src = n.inputs[kSrc]->type;
+  for (std::size_t i = 0; i < src.shape.size(); ++i)
+    if (!src.shape[i].concrete()) src.shape[i] = Dim::of(i == 0 ? 1 : 32);
+  std::vector<const TensorType*> in;
+  for (std::size_t i = 0; i < n.inputs.size(); ++i)
+    in.push_back(i == kSrc ? &src : (i == kResidual || !n.inputs[i]) ? nullptr : &n.inputs[i]->type);
+  dnnl::memory::desc want;
+  try {
+    const TensorType out = n.schema->infer(ShapeCtx(n, in)).at(0);
+    want = conv_pd(n, src, out, w->type, n.inputs.size() > kBias && n.inputs[kBias],
+                   n.inputs.size() > kResidual && n.inputs[kResidual], detail::cpu_engine())
+               .weights_desc();
+  } catch (const std::exception& e) {
+    ctx.keep(kWeight, std::string("no representative shape to ask oneDNN with (") + e.what() + ")");
+    return;
+  }
+  const std::string name = dnnl_layout_name(want);
+  if (name.empty() || want == plain_md(want.dims())) return;  // nothing to pack: plain, or unnamed
+  TensorType type = w->type;
+  type.layout = name;
+  const std::size_t bytes = want.get_size();
+  const void* weights = w->constant.data;
+  ctx.replace({PackedInput{kWeight, type, 0, bytes}}, bytes, [weights, want](void* out) {
+    dnnl::memory user(plain_md(want.dims()), detail::cpu_engine(), const_cast<void*>(weights));
+    dnnl::memory packed(want, detail::cpu_engine(), out);
+    dnnl::stream stream(detail::cpu_engine());
+    dnnl::reorder(user, packed).execute(stream, user, packed);
+    stream.wait();
+  });
 }
 
 std::vector<AttrSpec> conv_attrs() {
@@ -197,6 +263,7 @@ const OpSchema& op_conv2d() {
       .layout = required,
       .preferred_layout = preferred,
       .post_ops = {.activations = conv_accepts, .residual = kResidual, .activation_first = false},
+      .pack = pack,
   };
   return s;
 }

@@ -5,6 +5,7 @@
 // several nodes the same way is packed once. Weights nothing else reads any more are dropped.
 //   %y = linear(%x, %w) : (f32[8,64], f32[256,64])   ->   %y = linear(%x, %w.panels16) : (f32[8,64], f32[256,64]{panels16})
 
+#include <cctype>
 #include <cstdlib>
 #include <cstring>
 #include <map>
@@ -14,6 +15,13 @@
 
 namespace kiln {
 namespace {
+
+// A layout name as part of a value name: "dnnl:ABcd8b8a" -> "dnnl_ABcd8b8a".
+std::string name_part(std::string layout) {
+  for (char& ch : layout)
+    if (!std::isalnum(static_cast<unsigned char>(ch)) && ch != '_') ch = '_';
+  return layout;
+}
 
 class PackWeights : public Pass {
  public:
@@ -67,7 +75,7 @@ class PackWeights : public Pass {
           const PackedInput& p = parts[i];
           const Value* src = n_.inputs[p.input];
           ConstData c{static_cast<const char*>(data) + p.offset, i == 0 ? bytes - p.offset : p.bytes, owner};
-          it->second.push_back(g_.add_constant(src->name + "." + p.type.layout, p.type, std::move(c)));
+          it->second.push_back(g_.add_constant(src->name + "." + name_part(p.type.layout), p.type, std::move(c)));
         }
       }
       std::string what;

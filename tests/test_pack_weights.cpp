@@ -154,3 +154,27 @@ TEST_CASE("pack-weights: packed weights also run where oneDNN runs the products 
 }
 
 }  // namespace
+
+namespace {
+
+TEST_CASE("pack-weights: conv2d weights are packed at compile time, and plans of two shapes bind them in place") {
+  const std::string dir = kiln::test::source_path("examples/resnet_tiny/");
+  kiln::Model model = kiln::Model::load(dir + "resnet_tiny.yaml");
+  int convs = 0;
+  for (const auto& n : model.impl()->graph->nodes()) {
+    if (n->op != "conv2d") continue;
+    ++convs;
+    const std::string& layout = n->inputs[1]->type.layout;  // plain, or the oneDNN format it is packed in
+    CHECK_MESSAGE((layout.empty() || layout.rfind("dnnl:", 0) == 0), n->label() << ": " << layout);
+  }
+  CHECK(convs > 0);
+  kiln::Session session(model);
+  for (const char* image : {"image_b1_odd", "image_b2"}) {
+    const auto x = kiln::read_npy(dir + image + ".npy");
+    // No kernel holds a private copy of its weights (describe() would list their bytes).
+    CHECK_FALSE(kiln::test::contains(session.explain({{"image", x}}), "packed weights:"));
+  }
+  CHECK(session.plan_count() == 2);
+}
+
+}  // namespace
