@@ -573,11 +573,17 @@ double const_scalar(Importer& im, const OnnxNode& n, const ConstTensor& c, const
 
 int rank_of(Value* v) { return v->type.rank(); }
 
+// Every input of the node, in order (each required).
+std::vector<Value*> all_inputs(Importer& im, const OnnxNode& n) {
+  std::vector<Value*> ins;
+  ins.reserve(static_cast<std::size_t>(n.proto.input_size()));
+  for (int i = 0; i < n.proto.input_size(); ++i) ins.push_back(im.input(n, i));
+  return ins;
+}
+
 void map_same(Importer& im, const OnnxNode& n, const std::string& op) {
   im.only_attrs(n, {});
-  std::vector<Value*> ins;
-  for (int i = 0; i < n.proto.input_size(); ++i) ins.push_back(im.input(n, i));
-  im.emit(n, op, std::move(ins), {});
+  im.emit(n, op, all_inputs(im, n), {});
 }
 
 void map_add(Importer& im, const OnnxNode& n) { map_same(im, n, "add"); }
@@ -745,10 +751,8 @@ void map_flatten(Importer& im, const OnnxNode& n) {
 
 void map_concat(Importer& im, const OnnxNode& n) {
   im.only_attrs(n, {"axis"});
-  std::vector<Value*> ins;
-  for (int i = 0; i < n.proto.input_size(); ++i) ins.push_back(im.input(n, i));
   if (!im.attr(n, "axis")) im.fail(n, "expected attribute 'axis'");
-  im.emit(n, "concat", std::move(ins), {{"axis", im.attr_int(n, "axis", 1)}});
+  im.emit(n, "concat", all_inputs(im, n), {{"axis", im.attr_int(n, "axis", 1)}});
 }
 
 void map_layer_norm(Importer& im, const OnnxNode& n) {
