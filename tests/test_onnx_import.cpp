@@ -255,3 +255,49 @@ TEST_CASE("onnx error: an unknown model extension names .onnx among those expect
   INFO(e);
   CHECK(contains(e, "expected .yaml, .yml, .onnx or .kplan"));
 }
+
+TEST_CASE("onnx: a Constant node's value_ints is Reshape's shape, and Flatten at axis 0 is a reshape") {
+  kiln::test::TempDir dir;
+  onnx::ModelProto m = model_with(13);
+  auto* c = add_node(m, "Constant", "shape", {}, {"s"});
+  auto* a = c->add_attribute();
+  a->set_name("value_ints");
+  a->set_type(onnx::AttributeProto_AttributeType_INTS);
+  a->add_ints(0);
+  a->add_ints(2);
+  a->add_ints(-1);
+  add_node(m, "Reshape", "split", {"x", "s"}, {"r"});
+  add_node(m, "Flatten", "flat", {"r"}, {"y"})->add_attribute()->CopyFrom([] {
+    onnx::AttributeProto axis;
+    axis.set_name("axis");
+    axis.set_type(onnx::AttributeProto_AttributeType_INT);
+    axis.set_i(0);
+    return axis;
+  }());
+  const std::string path = save(dir, "reshape.onnx", m);
+  kiln::LoadOptions o0;
+  o0.opt_level = 0;
+  const std::string ir = kiln::Model::load(path, o0).ir();
+  INFO(ir);
+  CHECK(contains(ir, "%r = reshape(%x) {shape=[0,2,-1]} : (f32[batch,4]) -> f32[batch,2,2]"));
+  CHECK(contains(ir, "%y = reshape(%r) {shape=[1,-1]}"));
+  kiln::Model model = kiln::Model::load(path);
+  kiln::Session session(model);
+  kiln::Tensor x = kiln::Tensor::from_f32({2, 4}, {1, 2, 3, 4, 5, 6, 7, 8});
+  kiln::Tensor y = session.run({{"x", x}}).at("y");
+  REQUIRE(y.shape() == std::vector<std::int64_t>{1, 8});
+  CHECK(y.data_as<float>()[7] == 8.0f);
+}
+
+TEST_CASE("onnx error: a graph input whose size overflows") {
+  kiln::test::TempDir dir;
+  onnx::ModelProto m = model_with(13);
+  auto* shape = m.mutable_graph()->mutable_input(0)->mutable_type()->mutable_tensor_type()->mutable_shape();
+  shape->mutable_dim(1)->set_dim_value(std::int64_t{1} << 40);
+  shape->add_dim()->set_dim_value(std::int64_t{1} << 40);
+  add_node(m, "Relu", "act", {"x"}, {"y"});
+  const std::string path = save(dir, "huge.onnx", m);
+  std::string e = error_of([&] { kiln::Model::load(path); });
+  INFO(e);
+  CHECK(contains(e, path + ": error: graph input 'x': shape [batch,1099511627776,1099511627776] is too large"));
+}

@@ -318,10 +318,16 @@ class Importer {
   void read_model() {
     std::ifstream in(path_, std::ios::binary);
     if (!in) fail_file("cannot open the file (" + std::string(std::strerror(errno)) + ")");
-    if (!model_.ParseFromIstream(&in))
+    std::error_code ec;
+    const auto size = std::filesystem::file_size(path_, ec);
+    if (!model_.ParseFromIstream(&in)) {
+      if (!ec && size > (std::uintmax_t{2} << 30))  // protobuf's limit for one message
+        fail_file("cannot parse the file: at " + std::to_string(size) +
+                  " bytes it exceeds protobuf's 2 GiB limit (store the weights as external data)");
       fail_file(
           "cannot parse the file as an ONNX model (a serialized onnx.ModelProto): truncated, or not an "
           "ONNX file");
+    }
     if (!model_.has_graph()) fail_file("not an ONNX model: it has no graph (expected an onnx.ModelProto)");
   }
 
@@ -428,6 +434,13 @@ class Importer {
         }
         type.shape.push_back(Dim::symbol(it->second));
       }
+      // Concrete dims whose product overflows would make every later size computation overflow.
+      std::vector<std::int64_t> dims;
+      for (const Dim& d : type.shape)
+        if (d.concrete()) dims.push_back(d.value);
+      if (!checked::tensor_bytes(dims, dtype_size(type.dtype)))
+        fail_file(what + ": shape " + shape_str(type.shape) + " is too large: its size in bytes exceeds " +
+                  std::to_string(checked::kMaxSize));
       Value* v = graph_->add_value(value_name(in.name()), type);
       graph_->inputs.push_back(v);
       values_.emplace(in.name(), v);
@@ -806,8 +819,10 @@ void map_conv(Importer& im, const OnnxNode& n) {
 }
 
 void map_batch_norm(Importer& im, const OnnxNode& n) {
-  im.only_attrs(n, {"epsilon", "momentum", "training_mode"});
+  im.only_attrs(n, {"epsilon", "momentum", "spatial", "training_mode"});
   if (im.attr_int(n, "training_mode", 0) != 0) im.fail(n, "expected training_mode 0 (Kiln runs inference only)");
+  // Opsets 7 and 8: spatial = 0 keeps statistics per (channel, position); 1, the default, per channel.
+  if (im.attr_int(n, "spatial", 1) != 1) im.fail(n, "expected spatial 1 (statistics per channel)");
   im.emit(n, "batch_norm", {im.input(n, 0), im.input(n, 1), im.input(n, 2), im.input(n, 3), im.input(n, 4)},
           {{"eps", im.attr_float(n, "epsilon", 1e-5)}});
 }
@@ -896,12 +911,12 @@ const std::vector<OpRow>& op_table() {
       {"Reshape", kMinOpset, kMaxOpset, map_reshape},
       {"Identity", kMinOpset, kMaxOpset, map_identity},
       {"Dropout", kMinOpset, kMaxOpset, map_dropout},
-      {"Flatten", 9, kMaxOpset, map_flatten},
+      {"Flatten", kMinOpset, kMaxOpset, map_flatten},
       {"Concat", kMinOpset, kMaxOpset, map_concat},
       {"LayerNormalization", 17, kMaxOpset, map_layer_norm},
       {"Conv", kMinOpset, kMaxOpset, map_conv},
-      {"BatchNormalization", 9, kMaxOpset, map_batch_norm},
-      {"MaxPool", 8, kMaxOpset, map_max_pool},
+      {"BatchNormalization", kMinOpset, kMaxOpset, map_batch_norm},
+      {"MaxPool", kMinOpset, kMaxOpset, map_max_pool},
       {"AveragePool", kMinOpset, kMaxOpset, map_avg_pool},
       {"GlobalAveragePool", 1, kMaxOpset, map_global_avg_pool},  // unchanged since opset 1
       {"Constant", 9, kMaxOpset, map_constant},
