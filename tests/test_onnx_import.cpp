@@ -301,3 +301,14 @@ TEST_CASE("onnx error: a graph input whose size overflows") {
   INFO(e);
   CHECK(contains(e, path + ": error: graph input 'x': shape [batch,1099511627776,1099511627776] is too large"));
 }
+
+TEST_CASE("onnx error: an initializer whose dims promise more data than it holds") {
+  kiln::test::TempDir dir;
+  onnx::ModelProto m = model_with(13);
+  add_initializer(m, "W", {std::int64_t{1} << 30, 1024}, {1.0f, 2.0f});  // 4 TiB promised, 8 bytes held
+  add_node(m, "MatMul", "fc", {"x", "W"}, {"y"});
+  const std::string path = save(dir, "promise.onnx", m);
+  std::string e = error_of([&] { kiln::Model::load(path); });
+  INFO(e);
+  CHECK(contains(e, path + ": error: initializer 'W': float_data holds 2 values, expected 1099511627776"));
+}

@@ -104,10 +104,11 @@ std::string onnx_type_name(int t) {
              : "type " + std::to_string(t);
 }
 
+/// A 64-byte aligned buffer for `bytes` that the caller fills; the padding after them is zeroed.
 std::shared_ptr<void> aligned_buffer(std::size_t bytes) {
   void* mem = std::aligned_alloc(64, std::max<std::size_t>((bytes + 63) / 64 * 64, 64));
   if (!mem) throw std::bad_alloc();
-  std::memset(mem, 0, std::max<std::size_t>((bytes + 63) / 64 * 64, 64));
+  std::memset(static_cast<unsigned char*>(mem) + bytes, 0, std::max<std::size_t>((bytes + 63) / 64 * 64, 64) - bytes);
   return std::shared_ptr<void>(mem, [](void* p) { std::free(p); });
 }
 
@@ -481,8 +482,12 @@ ConstTensor Importer::read_tensor(const onnx::TensorProto& t, const std::string&
   if (!bytes_opt) fail_file(what + ": its size in bytes exceeds " + std::to_string(checked::kMaxSize));
   const auto bytes = static_cast<std::size_t>(*bytes_opt);
   const auto n = static_cast<std::size_t>(c.numel());
-  std::shared_ptr<void> buf = aligned_buffer(bytes);
-  auto* out = static_cast<unsigned char*>(buf.get());
+  // Allocated only once the source is known to hold the bytes: dims may promise more than the file has.
+  std::shared_ptr<void> buf;
+  auto alloc = [&] {
+    buf = aligned_buffer(bytes);
+    return static_cast<unsigned char*>(buf.get());
+  };
   auto expect_count = [&](std::size_t got, const char* field) {
     if (got != n)
       fail_file(what + ": " + field + " holds " + std::to_string(got) + " values, expected " + std::to_string(n) +
@@ -516,8 +521,10 @@ ConstTensor Importer::read_tensor(const onnx::TensorProto& t, const std::string&
     if (ec) fail_file(what + ": cannot open external data file '" + file.string() + "' (" + ec.message() + ")");
     auto end = checked::add_u64(offset, bytes);
     if (!end || *end > size)
-      fail_file(what + ": external data [" + std::to_string(offset) + ", " + std::to_string(offset + bytes) +
-                ") lies outside '" + file.string() + "' of " + std::to_string(size) + " bytes");
+      fail_file(what + ": external data [" + std::to_string(offset) + ", " +
+                (end ? std::to_string(*end) : "past 2^63") + ") lies outside '" + file.string() + "' of " +
+                std::to_string(size) + " bytes");
+    unsigned char* out = alloc();
     std::ifstream in(file, std::ios::binary);
     in.seekg(static_cast<std::streamoff>(offset));
     if (!in.read(reinterpret_cast<char*>(out), static_cast<std::streamsize>(bytes)))
@@ -526,27 +533,29 @@ ConstTensor Importer::read_tensor(const onnx::TensorProto& t, const std::string&
     if (t.raw_data().size() != bytes)
       fail_file(what + ": raw_data holds " + std::to_string(t.raw_data().size()) + " bytes, expected " +
                 std::to_string(bytes) + " for " + std::string(dtype_name(c.dtype)) + shape_str(concrete_shape(c.dims)));
-    std::memcpy(out, t.raw_data().data(), bytes);
+    std::memcpy(alloc(), t.raw_data().data(), bytes);
   } else {
+    // memcpy from an empty repeated field would read a null pointer: zero-sized tensors copy nothing.
     switch (c.dtype) {
       case DType::f32:
         expect_count(static_cast<std::size_t>(t.float_data_size()), "float_data");
-        std::memcpy(out, t.float_data().data(), bytes);
+        if (bytes) std::memcpy(alloc(), t.float_data().data(), bytes);
         break;
       case DType::f64:
         expect_count(static_cast<std::size_t>(t.double_data_size()), "double_data");
-        std::memcpy(out, t.double_data().data(), bytes);
+        if (bytes) std::memcpy(alloc(), t.double_data().data(), bytes);
         break;
       case DType::i64:
         expect_count(static_cast<std::size_t>(t.int64_data_size()), "int64_data");
-        std::memcpy(out, t.int64_data().data(), bytes);
+        if (bytes) std::memcpy(alloc(), t.int64_data().data(), bytes);
         break;
       case DType::i32:
         expect_count(static_cast<std::size_t>(t.int32_data_size()), "int32_data");
-        std::memcpy(out, t.int32_data().data(), bytes);
+        if (bytes) std::memcpy(alloc(), t.int32_data().data(), bytes);
         break;
-      default:  // int8, uint8, bool: one value per int32; float16, bfloat16: the bits in the low 16
+      default: {  // int8, uint8, bool: one value per int32; float16, bfloat16: the bits in the low 16
         expect_count(static_cast<std::size_t>(t.int32_data_size()), "int32_data");
+        unsigned char* out = alloc();
         for (std::size_t i = 0; i < n; ++i) {
           const auto v = static_cast<std::uint32_t>(t.int32_data(static_cast<int>(i)));
           if (esize == 1) out[i] = static_cast<unsigned char>(v);
@@ -555,8 +564,10 @@ ConstTensor Importer::read_tensor(const onnx::TensorProto& t, const std::string&
             std::memcpy(out + 2 * i, &h, 2);
           }
         }
+      }
     }
   }
+  if (!buf) alloc();  // a zero-sized tensor still needs an owner: Value::is_constant() looks for one
   c.data = ConstData{buf.get(), bytes, std::shared_ptr<const void>(buf)};
   return c;
 }
