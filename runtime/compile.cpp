@@ -5,6 +5,7 @@
 #include <cstring>
 #include <map>
 
+#include "frontends/onnx/onnx_frontend.hpp"
 #include "frontends/safetensors.hpp"
 #include "frontends/yaml/yaml_frontend.hpp"
 #include "graph/checked.hpp"
@@ -67,10 +68,11 @@ std::shared_ptr<ModelImpl> compile(CompileRequest request) {
     impl->graph = parse_in_memory(request);
   } else {
     const std::string ext = extension(request.path);
-    if (ext != ".yaml" && ext != ".yml")
+    if (ext == ".onnx") impl->graph = load_onnx_model(request.path);
+    else if (ext == ".yaml" || ext == ".yml") impl->graph = load_yaml_model(request.path);
+    else
       fail_at(SourceLoc{request.path, 0, 0},
-              "unrecognized model file type '" + ext + "' (expected .yaml, .yml or .kplan)");
-    impl->graph = load_yaml_model(request.path);
+              "unrecognized model file type '" + ext + "' (expected .yaml, .yml, .onnx or .kplan)");
   }
   Graph& g = *impl->graph;
   if (!request.dims.empty()) impl->dim_ranges = bind_dims(g, request.dims);

@@ -8,6 +8,8 @@ packages+=(pkg-config libtsan2)  # install_and_embed builds with pkg-config; str
 packages+=(clang-14 libclang-rt-14-dev)  # sanitize_asan / sanitize_fuzz: ASan, UBSan and libFuzzer runtimes
 packages+=(libxxhash-dev nlohmann-json3-dev)  # plan-file checksum (XXH3) and the safetensors JSON header
 packages+=(clang-format-14 clang-tidy-14)  # the style test (tests/style): formatting and lint of the library
+packages+=(libonnx-dev libprotobuf-dev)  # .onnx models: Debian's ONNX library (parser, checker) and protobuf
+packages+=(libonnx-testdata)  # the ONNX backend node tests that the onnx_node_tests case runs (tests/onnx/)
 if [[ "${1:-}" == "--bench" ]]; then
   packages+=(python3 python3-numpy python3-torch libopenblas0-openmp libopencv-dnn-dev)
 fi

@@ -97,6 +97,22 @@ TEST_CASE("kilnc run writes outputs that match PyTorch") {
   CHECK_MESSAGE(err <= 1e-4, "max abs error " << err);
 }
 
+TEST_CASE("kilnc run and compile accept an .onnx model") {
+  TempDir tmp;
+  std::string out_dir = tmp.path("out");
+  Result r = run_kilnc("run tests/fixtures/onnx/mlp_gemm.onnx --input x=tests/fixtures/onnx/x.npy --output-dir " +
+                       quote(out_dir));
+  INFO(r.out);
+  REQUIRE(r.code == 0);
+  kiln::Tensor y = kiln::read_npy(out_dir + "/y.npy");
+  CHECK(max_abs_diff(y, kiln::read_npy(source_path("tests/fixtures/onnx/y.npy"))) <= 1e-5);
+  std::string plan = tmp.path("mlp.kplan");
+  Result c = run_kilnc("compile tests/fixtures/onnx/mlp_gemm.onnx -o " + quote(plan));
+  INFO(c.out);
+  CHECK(c.code == 0);
+  CHECK(fs::exists(plan));
+}
+
 TEST_CASE("kilnc error: missing model file") {
   Result r = run_kilnc("check no/such/model.yaml", true);
   CHECK(r.code != 0);

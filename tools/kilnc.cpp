@@ -260,7 +260,7 @@ int main(int argc, char** argv) {
   std::string model_path;
   bool locations = false;
   auto* check = app.add_subcommand("check", "parse and verify a model, then print its IR");
-  check->add_option("model", model_path, "model file (.yaml or .kplan)")->required();
+  check->add_option("model", model_path, "model file (.yaml, .onnx or .kplan)")->required();
   check->add_flag("--locations", locations, "append each node's source location");
   CompileFlags flags;
   add_compile_flags(check, flags);
@@ -270,7 +270,7 @@ int main(int argc, char** argv) {
   int repeat = 0, warmup = 3;
   std::size_t print_limit = 64;
   auto* run = app.add_subcommand("run", "run a model on inputs read from .npy files and print its outputs");
-  run->add_option("model", model_path, "model file (.yaml or .kplan)")->required();
+  run->add_option("model", model_path, "model file (.yaml, .onnx or .kplan)")->required();
   run->add_option("-i,--input", input_specs, "an input as NAME=FILE.npy (repeat for each input)")->required();
   run->add_option("-o,--output-dir", output_dir, "write each output to DIR/NAME.npy");
   run->add_option("-r,--repeat", repeat, "time this many runs after warm-up and print the median")
@@ -281,7 +281,7 @@ int main(int argc, char** argv) {
 
   int profile_runs = 20;
   auto* profile = app.add_subcommand("profile", "time each node of a model on inputs read from .npy files");
-  profile->add_option("model", model_path, "model file (.yaml)")->required();
+  profile->add_option("model", model_path, "model file (.yaml or .onnx)")->required();
   profile->add_option("-i,--input", input_specs, "an input as NAME=FILE.npy (repeat for each input)")->required();
   profile->add_option("-r,--runs", profile_runs, "timed runs; the table shows each node's median (default 20)")
       ->check(CLI::PositiveNumber);
@@ -291,7 +291,7 @@ int main(int argc, char** argv) {
 
   auto* dot =
       app.add_subcommand("dot", "print the IR as a Graphviz DOT graph (after the passes of -O; -O0: as written)");
-  dot->add_option("model", model_path, "model file (.yaml)")->required();
+  dot->add_option("model", model_path, "model file (.yaml or .onnx)")->required();
   dot->add_option("-O,--opt-level", flags.opt_level, "optimization level: 0, 1 or 2 (default)")
       ->check(CLI::Range(0, 2));
   dot->add_option("--disable-pass", flags.disabled, "do not run this pass (repeatable)");

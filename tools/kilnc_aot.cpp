@@ -108,6 +108,7 @@ std::string shapes_text(const DimRanges& dims) {
 
 // The weights file a YAML model names (for the depfile), resolved as the frontend resolves it.
 std::string weights_of(const std::string& model) {
+  if (fs::path(model).extension() == ".onnx") return {};  // an ONNX model holds its weights
   try {
     YAML::Node root = YAML::LoadFile(model);
     if (!root.IsMap() || !root["weights"] || !root["weights"].IsScalar()) return {};
@@ -136,7 +137,8 @@ int cmd_compile(const AotCli& cli) {
     fail("--weights expects embed or file, got '" + cli.weights + "'");
   auto dot = cli.model.find_last_of('.');
   std::string ext = dot == std::string::npos ? std::string() : cli.model.substr(dot);
-  if (ext != ".yaml" && ext != ".yml") fail(cli.model + ": expected a .yaml model to compile, got '" + ext + "'");
+  if (ext != ".yaml" && ext != ".yml" && ext != ".onnx")
+    fail(cli.model + ": expected a .yaml or .onnx model to compile, got '" + ext + "'");
   KplanInfo info;
   info.isa = host_isa();
   if (!cli.isa.empty() && !parse_isa(cli.isa, &info.isa))
@@ -324,9 +326,9 @@ int cmd_bench(const AotCli& cli) {
 }  // namespace
 
 void add_aot_subcommands(CLI::App& app, AotCli& c) {
-  c.compile =
-      app.add_subcommand("compile", "compile a YAML model ahead of time into a plan file (.kplan) or C++ source");
-  c.compile->add_option("model", c.model, "model file (.yaml)")->required();
+  c.compile = app.add_subcommand("compile",
+                                 "compile a YAML or ONNX model ahead of time into a plan file (.kplan) or C++ source");
+  c.compile->add_option("model", c.model, "model file (.yaml or .onnx)")->required();
   c.compile
       ->add_option("-o,--output", c.output,
                    "the plan file to write (--emit plan), or the folder for the C++ files (--emit cpp)")
@@ -356,9 +358,9 @@ void add_aot_subcommands(CLI::App& app, AotCli& c) {
   c.inspect->add_option("plan", c.model, "plan file (.kplan)")->required();
   c.inspect->add_flag("--ir", c.ir, "also print the optimized IR with source locations");
 
-  c.bench =
-      app.add_subcommand("bench", "measure load time, latency percentiles and throughput of a model (.yaml or .kplan)");
-  c.bench->add_option("model", c.model, "model file (.yaml or .kplan)")->required();
+  c.bench = app.add_subcommand(
+      "bench", "measure load time, latency percentiles and throughput of a model (.yaml, .onnx or .kplan)");
+  c.bench->add_option("model", c.model, "model file (.yaml, .onnx or .kplan)")->required();
   c.bench->add_option("-i,--input", c.inputs,
                       "an input as NAME=FILE.npy; inputs not given are zeros shaped by --shape");
   c.bench->add_option("--shape", c.shapes, "size of a symbolic dim for generated inputs: NAME=DIM (repeatable)");

@@ -98,7 +98,7 @@ const char* kiln_last_error(void);
 /** Kiln's version, "MAJOR.MINOR.PATCH": a static string. */
 const char* kiln_version(void);
 
-/** Loads a model file (.yaml with the weights it names; .kplan where supported). `path` is read during
+/** Loads a model file (.yaml with the weights it names, .onnx; .kplan where supported). `path` is read during
  *  the call only. On success *out is a new handle to free with kiln_model_free. */
 kiln_status kiln_model_load(const char* path, kiln_model** out);
 

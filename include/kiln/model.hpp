@@ -79,7 +79,8 @@ class Model {
   /// Wraps an already compiled model (used by tools inside Kiln).
   explicit Model(std::shared_ptr<const detail::ModelImpl> impl) : impl_(std::move(impl)) {}
 
-  /// Loads a `.yaml` model file and the weights file it names, or a `.kplan` plan file compiled by
+  /// Loads a `.yaml` model file and the weights file it names, an `.onnx` model (docs/onnx.md), or a
+  /// `.kplan` plan file compiled by
   /// `kilnc compile` (memory-mapped; `options` then do not apply: the passes ran at compile time).
   /// Throws kiln::Error with file, line and column on any problem in either file.
   static Model load(const std::string& path, const LoadOptions& options = {});
