@@ -125,6 +125,12 @@ std::optional<dnnl::memory::desc> desc_of_tag(const dnnl::memory::dims& dims, dn
 
 }  // namespace
 
+void reorder_into(const dnnl::memory& src, const dnnl::memory& dst) {
+  dnnl::stream stream(detail::cpu_engine());
+  dnnl::reorder(src, dst).execute(stream, const_cast<dnnl::memory&>(src), const_cast<dnnl::memory&>(dst));
+  stream.wait();
+}
+
 std::string dnnl_layout_name(const dnnl::memory::desc& md) {
   const dnnl::memory::dims dims = md.dims();
   for (int tag = dnnl_format_tag_any + 1; tag < dnnl_format_tag_last; ++tag)

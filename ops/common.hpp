@@ -38,6 +38,9 @@ std::size_t buffer_bytes(const TensorType& t);
 /// The layout name a packed weight constant carries for oneDNN's format `md` ("dnnl:ABcd8b8a": oneDNN's
 /// name of the format tag whose desc of md's dims equals md), or "" when no format tag describes it.
 std::string dnnl_layout_name(const dnnl::memory::desc& md);
+/// Copies `src` into `dst` (another layout of the same tensor) with a oneDNN reorder on the CPU engine, now.
+/// For weights converted once, at compile time or when a kernel is made; never on a run.
+void reorder_into(const dnnl::memory& src, const dnnl::memory& dst);
 /// The desc of `dims` in the layout dnnl_layout_name named, or nullopt when `name` is not such a name.
 std::optional<dnnl::memory::desc> dnnl_layout_desc(const std::string& name, const dnnl::memory::dims& dims,
                                                    dnnl::memory::data_type type);

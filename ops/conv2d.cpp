@@ -182,11 +182,8 @@ std::unique_ptr<Kernel> make(const KernelCtx& ctx) {
   if (have == want) {
     kernel->input(s, DNNL_ARG_WEIGHTS, want, kWeight);
   } else {
-    dnnl::memory user(have, ctx.engine, const_cast<void*>(data->data));
     dnnl::memory packed(want, ctx.engine);
-    dnnl::stream stream(ctx.engine);
-    dnnl::reorder(user, packed).execute(stream, user, packed);
-    stream.wait();
+    reorder_into(dnnl::memory(have, ctx.engine, const_cast<void*>(data->data)), packed);
     kernel->fixed(s, DNNL_ARG_WEIGHTS, packed);
     kernel->add_packed_weight_bytes(want.get_size());
   }
@@ -228,11 +225,8 @@ void pack(PackCtx& ctx) {
   const std::size_t bytes = want.get_size();
   const void* weights = w->constant.data;
   ctx.replace({PackedInput{kWeight, type, 0, bytes}}, bytes, [weights, want](void* out) {
-    dnnl::memory user(plain_md(want.dims()), detail::cpu_engine(), const_cast<void*>(weights));
-    dnnl::memory packed(want, detail::cpu_engine(), out);
-    dnnl::stream stream(detail::cpu_engine());
-    dnnl::reorder(user, packed).execute(stream, user, packed);
-    stream.wait();
+    reorder_into(dnnl::memory(plain_md(want.dims()), detail::cpu_engine(), const_cast<void*>(weights)),
+                 dnnl::memory(want, detail::cpu_engine(), out));
   });
 }
 

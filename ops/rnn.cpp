@@ -188,29 +188,8 @@ dnnl::memory::desc arg_desc(const dnnl::primitive_desc& pd, int arg) {
   return pd.query_md(dnnl::query::exec_arg_md, arg);
 }
 
-// The weight layouts oneDNN's f32 RNN primitives read (ldigo for its gemm path, ldgOi32o for brgemm), by the
-// names a packed constant's type carries.
-struct GateLayout {
-  const char* name;
-  dnnl::memory::format_tag tag;
-};
-const GateLayout kGateLayouts[] = {{"ldigo", dnnl::memory::format_tag::ldigo},
-                                   {"ldgOi32o", dnnl::memory::format_tag::ldgOi32o}};
-
-/// The name of `want` (a weights desc of dims `dims`) in kGateLayouts, or null when it is none of them.
-const GateLayout* gate_layout_of(const dnnl::memory::desc& want, const dnnl::memory::dims& dims) {
-  for (const auto& l : kGateLayouts)
-    if (dnnl::memory::desc(dims, dnnl::memory::data_type::f32, l.tag) == want) return &l;
-  return nullptr;
-}
-const GateLayout* gate_layout_named(const std::string& name) {
-  for (const auto& l : kGateLayouts)
-    if (name == l.name) return &l;
-  return nullptr;
-}
-
-// Weights reach oneDNN in its gate order and the layout its primitive reads (ldigo, or ldgOi32o where it
-// runs brgemm). The pack-weights pass does that once, at compile time (pack_rnn): per layer, the weight_ih of
+// Weights reach oneDNN in its gate order and the layout its primitive reads (ldigo for its gemm path, a blocked
+// one such as ldgOi32o where it runs brgemm), named as every packed oneDNN weight is (dnnl_layout_name). The pack-weights pass does that once, at compile time (pack_rnn): per layer, the weight_ih of
 // both directions become one buffer in that layout (the forward input's constant holds all of it, the
 // reverse one is a view of its second half), likewise weight_hh, and a kernel binds them in place. A kernel
 // made from the weights as written (-O0), or whose primitive wants another layout than the pass found for
@@ -227,15 +206,8 @@ void to_gate_major(const Cell& c, const float* w, std::int64_t cols, std::int64_
     }
 }
 
-/// Reorders `src` into a new memory in `want` on the CPU engine.
-void reorder_into(const dnnl::memory& src, const dnnl::memory& dst) {
-  dnnl::stream stream(detail::cpu_engine());
-  dnnl::reorder(src, dst).execute(stream, const_cast<dnnl::memory&>(src), const_cast<dnnl::memory&>(dst));
-  stream.wait();
-}
-
 /// The pack rule (OpSchema::pack): weight_ih and weight_hh of each layer, both directions in one buffer, in
-/// the layout a one-step, batch-1 primitive of the node reads (ldigo where that layout has no name here).
+/// the layout a one-step, batch-1 primitive of the node reads (ldigo where that layout has no format tag).
 void pack_rnn(PackCtx& ctx, const Cell& c) {
   using tag = dnnl::memory::format_tag;
   using dt = dnnl::memory::data_type;
@@ -256,10 +228,12 @@ void pack_rnn(PackCtx& ctx, const Cell& c) {
     for (int which : {kWih, kWhh}) {
       const std::int64_t cols = which == kWih ? in_ch : h;
       const dnnl::memory::dims dims = {1, dirs, cols, g, h};
-      const GateLayout* layout =
-          gate_layout_of(arg_desc(pd, which == kWih ? DNNL_ARG_WEIGHTS_LAYER : DNNL_ARG_WEIGHTS_ITER), dims);
-      if (!layout) layout = &kGateLayouts[0];  // ldigo: kernels ask oneDNN to read that (see make)
-      const dnnl::memory::desc packed_md(dims, dt::f32, layout->tag);
+      dnnl::memory::desc packed_md = arg_desc(pd, which == kWih ? DNNL_ARG_WEIGHTS_LAYER : DNNL_ARG_WEIGHTS_ITER);
+      std::string layout = dnnl_layout_name(packed_md);
+      if (layout.empty()) {  // no format tag names it: ldigo, which kernels ask oneDNN to read (see make)
+        packed_md = dnnl::memory::desc(dims, dt::f32, tag::ldigo);
+        layout = dnnl_layout_name(packed_md);
+      }
       const std::size_t total = packed_md.get_size(), per = total / static_cast<std::size_t>(dirs);
       std::vector<PackedInput> parts;
       std::vector<const float*> sources;
@@ -268,7 +242,7 @@ void pack_rnn(PackCtx& ctx, const Cell& c) {
         const Value* v = node.inputs.at(i);
         if (!v || !v->is_constant() || !v->type.plain() || v->type.rank() != 2 || !is_concrete(v->type.shape)) return;
         TensorType type = v->type;
-        type.layout = layout->name;
+        type.layout = layout;
         parts.push_back(PackedInput{i, type, static_cast<std::size_t>(d) * per, per});
         sources.push_back(static_cast<const float*>(v->constant.data));
       }
@@ -306,9 +280,9 @@ void bind_weights(RnnKernel& kernel, const KernelCtx& ctx, const Cell& c, int s,
   dnnl::memory src;
   std::vector<float> ldigo;
   if (!layout.empty()) {
-    const GateLayout* named = gate_layout_named(layout);
-    if (!named) ctx.node.fail(name(weights[0]) + " is in layout " + layout + "; expected plain, ldigo or ldgOi32o");
-    const dnnl::memory::desc packed_md(dims, dt::f32, named->tag);
+    const auto named = dnnl_layout_desc(layout, dims, dt::f32);
+    if (!named) ctx.node.fail(name(weights[0]) + " is in layout " + layout + ", which is not a oneDNN weights format");
+    const dnnl::memory::desc& packed_md = *named;
     const ConstData* data = ctx.constant(static_cast<std::size_t>(weights[0]));
     if (!data) ctx.node.fail(name(weights[0]) + " must be a constant (a weight from the file)");
     if (data->bytes < packed_md.get_size())  // a plan file's bytes are checked here
@@ -347,9 +321,8 @@ namespace {
 /// a named layout; nullopt for weights as written.
 std::optional<dnnl::memory::desc> packed_desc(const KernelCtx& ctx, const Cell& c, int first, std::int64_t dirs,
                                               std::int64_t cols, std::int64_t h) {
-  const GateLayout* named = gate_layout_named(ctx.in[static_cast<std::size_t>(first)].layout);
-  if (!named) return std::nullopt;
-  return dnnl::memory::desc({1, dirs, cols, c.gates, h}, dnnl::memory::data_type::f32, named->tag);
+  return dnnl_layout_desc(ctx.in[static_cast<std::size_t>(first)].layout, {1, dirs, cols, c.gates, h},
+                          dnnl::memory::data_type::f32);
 }
 
 std::unique_ptr<Kernel> make(const KernelCtx& ctx, const Cell& c) {
@@ -384,7 +357,7 @@ std::unique_ptr<Kernel> make(const KernelCtx& ctx, const Cell& c) {
     auto bias_md = dnnl::memory::desc({1, dirs, gb, h}, dt::f32, tag::ldgo);
     auto pd = layer_pd(c, ctx.engine, dirs, in_ch, h, src, dst, state_md, has_state);
     // Weights the pack-weights pass packed for another shape's choice of layout: ask oneDNN to read them as
-    // they are (it can, for the layouts named in kGateLayouts), so that plans of every shape share them.
+    // they are (it can, for the layouts pack_rnn picks), so that plans of every shape share them.
     const auto wl_packed = packed_desc(ctx, c, weight_index(c, l, 0, kWih), dirs, in_ch, h);
     const auto wi_packed = packed_desc(ctx, c, weight_index(c, l, 0, kWhh), dirs, h, h);
     if ((wl_packed && *wl_packed != arg_desc(pd, DNNL_ARG_WEIGHTS_LAYER)) ||
