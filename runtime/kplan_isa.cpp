@@ -37,6 +37,12 @@ std::string isa_name(std::uint32_t isa) {
   return buf;
 }
 
+std::vector<std::uint32_t> known_isas() {
+  std::vector<std::uint32_t> out;
+  for (const auto& entry : kIsas) out.push_back(static_cast<std::uint32_t>(entry.second));
+  return out;
+}
+
 bool parse_isa(const std::string& name, std::uint32_t* out) {
   for (const auto& [n, bits] : kIsas)
     if (name == n) {

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace kiln {
 
@@ -11,6 +12,8 @@ namespace kiln {
 std::uint32_t host_isa();
 /// "avx2", "avx512_core", ... (or the bits in hex when unknown).
 std::string isa_name(std::uint32_t isa);
+/// Every instruction set isa_name names, as dnnl_cpu_isa_t bits, from the oldest to the newest.
+std::vector<std::uint32_t> known_isas();
 /// Parses an ISA name as `isa_name` prints it; false when unknown.
 bool parse_isa(const std::string& name, std::uint32_t* out);
 
