@@ -1,6 +1,8 @@
 #include "graph/graph.hpp"
 
 #include <algorithm>
+#include <cstdlib>
+#include <cstring>
 #include <map>
 #include <set>
 #include <sstream>
@@ -9,6 +11,14 @@
 #include "graph/schema.hpp"
 
 namespace kiln {
+
+std::shared_ptr<void> allocate_constant_bytes(std::size_t bytes) {
+  const std::size_t size = std::max<std::size_t>((bytes + 63) / 64 * 64, 64);
+  void* p = std::aligned_alloc(64, size);
+  if (!p) return nullptr;
+  std::memset(static_cast<unsigned char*>(p) + bytes, 0, size - bytes);
+  return std::shared_ptr<void>(p, [](void* q) { std::free(q); });
+}
 
 // ---- Node ----
 

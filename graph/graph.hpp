@@ -21,6 +21,11 @@ struct ConstData {
   std::shared_ptr<const void> owner;
 };
 
+/// A buffer for a constant that a pass or a frontend computes: `bytes` (at least 64) bytes, 64-byte aligned so
+/// that kernels and plan files can use it as they use mapped weights; the padding after `bytes` is zeroed, the
+/// caller fills the rest. Null when memory runs out (the caller says what it was making).
+std::shared_ptr<void> allocate_constant_bytes(std::size_t bytes);
+
 /// One tensor in the graph.
 class Value {
  public:

@@ -1,16 +1,14 @@
 #include "ops/evaluate.hpp"
 
-#include <cstdlib>
-
 #include "ops/op.hpp"
 
 namespace kiln {
 namespace {
 
 std::shared_ptr<void> aligned_buffer(const Node& node, std::size_t bytes) {
-  void* p = std::aligned_alloc(64, std::max<std::size_t>((bytes + 63) / 64 * 64, 64));
+  std::shared_ptr<void> p = allocate_constant_bytes(bytes);
   if (!p) node.fail("out of memory while folding a constant");
-  return std::shared_ptr<void>(p, [](void* q) { std::free(q); });
+  return p;
 }
 
 }  // namespace

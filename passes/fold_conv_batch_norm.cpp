@@ -14,11 +14,10 @@ namespace {
 
 // A new f32 constant of `n` floats owned by the graph's constant.
 Value* new_constant(Graph& g, const std::string& name, const Shape& shape, std::size_t n, float** data) {
-  void* p = std::aligned_alloc(64, (n * sizeof(float) + 63) / 64 * 64);
-  if (!p) fail("out of memory folding batch_norm into '" + name + "'");
-  std::shared_ptr<const void> owner(p, [](const void* q) { std::free(const_cast<void*>(q)); });
-  *data = static_cast<float*>(p);
-  return g.add_constant(name, TensorType{DType::f32, shape}, ConstData{p, n * sizeof(float), owner});
+  const std::shared_ptr<void> owner = allocate_constant_bytes(n * sizeof(float));
+  if (!owner) fail("out of memory folding batch_norm into '" + name + "'");
+  *data = static_cast<float*>(owner.get());
+  return g.add_constant(name, TensorType{DType::f32, shape}, ConstData{owner.get(), n * sizeof(float), owner});
 }
 
 const float* floats(const Value* v) { return v ? static_cast<const float*>(v->constant.data) : nullptr; }

@@ -163,9 +163,9 @@ class FuseAttention : public Pass {
   static Value* pack(Graph& g, const std::string& name, Value* const parts[3], std::vector<Dim> shape) {
     std::size_t bytes = 0;
     for (int i = 0; i < 3; ++i) bytes += parts[i]->constant.bytes;
-    void* p = std::aligned_alloc(64, (bytes + 63) / 64 * 64);
-    if (!p) fail("out of memory packing attention weights");
-    std::shared_ptr<const void> owner(p, [](const void* q) { std::free(const_cast<void*>(q)); });
+    const std::shared_ptr<void> owner = allocate_constant_bytes(bytes);
+    if (!owner) fail("out of memory packing attention weights");
+    void* p = owner.get();
     std::size_t at = 0;
     for (int i = 0; i < 3; ++i) {
       std::memcpy(static_cast<char*>(p) + at, parts[i]->constant.data, parts[i]->constant.bytes);

@@ -6,7 +6,6 @@
 //   %y = linear(%x, %w) : (f32[8,64], f32[256,64])   ->   %y = linear(%x, %w.panels16) : (f32[8,64], f32[256,64]{panels16})
 
 #include <cctype>
-#include <cstdlib>
 #include <cstring>
 #include <map>
 
@@ -66,9 +65,9 @@ class PackWeights : public Pass {
       }
       auto [it, fresh] = made_.try_emplace(key);
       if (fresh) {
-        void* data = std::aligned_alloc(64, std::max<std::size_t>((bytes + 63) / 64 * 64, 64));
-        if (!data) n_.fail("out of memory packing weights (" + std::to_string(bytes) + " bytes)");
-        std::shared_ptr<const void> owner(data, [](const void* p) { std::free(const_cast<void*>(p)); });
+        const std::shared_ptr<void> owner = allocate_constant_bytes(bytes);
+        if (!owner) n_.fail("out of memory packing weights (" + std::to_string(bytes) + " bytes)");
+        void* data = owner.get();
         std::memset(data, 0, bytes);
         fill(data);
         for (std::size_t i = 0; i < parts.size(); ++i) {

@@ -33,12 +33,12 @@ class PrepackMatmulWeights : public Pass {
       }
       const std::int64_t k = w->type.shape[0].value, n = w->type.shape[1].value;
       std::size_t bytes = static_cast<std::size_t>(k * n) * sizeof(float);
-      auto* packed = static_cast<float*>(std::aligned_alloc(64, std::max<std::size_t>((bytes + 63) / 64 * 64, 64)));
-      if (!packed) mm->fail("out of memory packing weights");
+      const std::shared_ptr<void> owner = allocate_constant_bytes(bytes);
+      if (!owner) mm->fail("out of memory packing weights");
+      auto* packed = static_cast<float*>(owner.get());
       const auto* src = static_cast<const float*>(w->constant.data);
       for (std::int64_t i = 0; i < k; ++i)
         for (std::int64_t j = 0; j < n; ++j) packed[j * k + i] = src[i * n + j];
-      std::shared_ptr<const void> owner(packed, [](const void* p) { std::free(const_cast<void*>(p)); });
       Value* wt = g.add_constant(w->name + ".packed", TensorType{DType::f32, {Dim::of(n), Dim::of(k)}},
                                  ConstData{packed, bytes, owner});
       ctx.fired(*mm, "became linear with '" + w->name + "' stored transposed [" + std::to_string(n) + "," +

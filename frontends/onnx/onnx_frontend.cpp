@@ -106,10 +106,9 @@ std::string onnx_type_name(int t) {
 
 /// A 64-byte aligned buffer for `bytes` that the caller fills; the padding after them is zeroed.
 std::shared_ptr<void> aligned_buffer(std::size_t bytes) {
-  void* mem = std::aligned_alloc(64, std::max<std::size_t>((bytes + 63) / 64 * 64, 64));
+  std::shared_ptr<void> mem = allocate_constant_bytes(bytes);
   if (!mem) throw std::bad_alloc();
-  std::memset(static_cast<unsigned char*>(mem) + bytes, 0, std::max<std::size_t>((bytes + 63) / 64 * 64, 64) - bytes);
-  return std::shared_ptr<void>(mem, [](void* p) { std::free(p); });
+  return mem;
 }
 
 class Importer {
