@@ -71,6 +71,7 @@ const std::vector<OpRow>& op_table();
 std::vector<OpRow> math_rows();
 std::vector<OpRow> nn_rows();
 std::vector<OpRow> tensor_rows();
+std::vector<OpRow> rnn_rows();
 
 inline std::string domain_name(const std::string& d) { return d.empty() ? "ai.onnx" : d; }
 inline bool is_default_domain(const std::string& d) { return d.empty() || d == "ai.onnx"; }
@@ -244,6 +245,19 @@ class Importer {
     Value* out = graph_->add_value(unique_name(n.proto.output(0) + "/" + suffix), TensorType{});
     add(n, op, n.name + "/" + suffix, std::move(inputs), {out}, std::move(attrs));
     return out;
+  }
+
+  /// For mappings whose Kiln node has several outputs that are not n's outputs as they are (LSTM's y is
+  /// reshaped, its states transposed): an intermediate value named after the node, ONNX output i as a graph
+  /// value (each defined once), and a Kiln node with those outputs.
+  Value* temp_value(const OnnxNode& n, const std::string& suffix) {
+    return graph_->add_value(unique_name(n.name + "/" + suffix), TensorType{});
+  }
+  Value* output_value(const OnnxNode& n, int i) { return define(n, n.proto.output(i)); }
+  void emit_node(const OnnxNode& n, const std::string& op, const std::string& suffix, std::vector<Value*> inputs,
+                 std::vector<Value*> outputs, AttrMap attrs) {
+    add(n, op, suffix.empty() ? n.name : n.name + "/" + suffix, std::move(inputs), std::move(outputs),
+        std::move(attrs));
   }
 
   /// A new constant the importer computed (a transposed weight, a reshaped bias).
