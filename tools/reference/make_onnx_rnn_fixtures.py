@@ -1,0 +1,151 @@
+#!/usr/bin/env python3
+"""ONNX LSTM and GRU nodes built with onnx.helper, checked against PyTorch's nn.LSTM / nn.GRU.
+
+Run from the repository root (torch 1.13, onnx 1.12):
+
+    /usr/bin/python3 tools/reference/make_onnx_rnn_fixtures.py
+
+It (re)writes, deterministically, tests/fixtures/onnx_rnn/NAME.onnx and NAME.INPUT.npy / NAME.OUTPUT.npy for
+the cases below: what torch.onnx.export never writes (layout = 1, Y and Y_c as graph outputs, initial states
+in layout 1, opset 7) and what the backend node tests lack (bidirectional, GRU with linear_before_reset = 1).
+
+The ONNX weights are random; the reference is PyTorch's layer holding the same weights, moved into
+PyTorch's gate order from ONNX's as the ONNX spec states them (LSTM: ONNX i,o,f,c -> PyTorch i,f,g,o; GRU:
+ONNX z,r,h -> PyTorch r,z,n; B = [Wb, Rb] -> bias_ih, bias_hh), and its outputs are rearranged into ONNX's
+Y [seq, dirs, batch, hidden] (layout 0) or [batch, seq, dirs, hidden] (layout 1).
+"""
+
+import os
+
+import numpy as np
+import onnx
+import torch
+from onnx import TensorProto, helper, numpy_helper
+
+REPO_ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
+OUT_DIR = os.path.join(REPO_ROOT, "tests", "fixtures", "onnx_rnn")
+
+# PyTorch gate block t is ONNX block TORCH_FROM_ONNX[t].
+TORCH_FROM_ONNX = {"LSTM": [0, 2, 3, 1], "GRU": [1, 0, 2]}
+
+# name, op, opset, direction, layout, input size, hidden, batch, seq, bias, initial states, outputs
+CASES = [
+    ("lstm_bi_layout0_states", "LSTM", 14, "bidirectional", 0, 5, 6, 3, 4, True, True, ["Y", "Y_h", "Y_c"]),
+    ("lstm_bi_layout1_states", "LSTM", 14, "bidirectional", 1, 4, 5, 2, 3, True, True, ["Y", "Y_h", "Y_c"]),
+    ("lstm_fwd_opset7_nobias", "LSTM", 7, "forward", 0, 3, 4, 2, 5, False, False, ["Y", "Y_h"]),
+    ("gru_bi_layout1_state", "GRU", 14, "bidirectional", 1, 4, 6, 3, 4, True, True, ["Y", "Y_h"]),
+    ("gru_fwd_opset7", "GRU", 7, "forward", 0, 5, 3, 2, 3, True, False, ["Y_h"]),
+]
+
+
+def torch_order(op, blocks, hidden):
+    """[G*hidden, ...] in ONNX's gate order -> PyTorch's."""
+    parts = [blocks[k * hidden:(k + 1) * hidden] for k in range(len(TORCH_FROM_ONNX[op]))]
+    return np.concatenate([parts[k] for k in TORCH_FROM_ONNX[op]], axis=0)
+
+
+def save(path, array):
+    with open(path, "wb") as f:
+        np.save(f, np.ascontiguousarray(array))
+
+
+def make(case, rng):
+    name, op, opset, direction, layout, features, hidden, batch, seq, bias, states, outputs = case
+    gates = 4 if op == "LSTM" else 3
+    dirs = 2 if direction == "bidirectional" else 1
+    W = rng.uniform(-0.5, 0.5, (dirs, gates * hidden, features)).astype(np.float32)
+    R = rng.uniform(-0.5, 0.5, (dirs, gates * hidden, hidden)).astype(np.float32)
+    B = rng.uniform(-0.5, 0.5, (dirs, 2 * gates * hidden)).astype(np.float32)
+    x_shape = (batch, seq, features) if layout else (seq, batch, features)
+    s_shape = (batch, dirs, hidden) if layout else (dirs, batch, hidden)
+    feeds = {"X": rng.standard_normal(x_shape).astype(np.float32)}
+    if states:
+        feeds["initial_h"] = rng.standard_normal(s_shape).astype(np.float32)
+        if op == "LSTM":
+            feeds["initial_c"] = rng.standard_normal(s_shape).astype(np.float32)
+
+    # The reference: PyTorch's layer, seq-first, states [dirs, batch, hidden].
+    cls = torch.nn.LSTM if op == "LSTM" else torch.nn.GRU
+    layer = cls(features, hidden, bias=bias, bidirectional=dirs == 2)
+    with torch.no_grad():
+        for d in range(dirs):
+            sfx = "_reverse" if d else ""
+            getattr(layer, "weight_ih_l0" + sfx).copy_(torch.from_numpy(torch_order(op, W[d], hidden)))
+            getattr(layer, "weight_hh_l0" + sfx).copy_(torch.from_numpy(torch_order(op, R[d], hidden)))
+            if bias:
+                rows = gates * hidden
+                getattr(layer, "bias_ih_l0" + sfx).copy_(torch.from_numpy(torch_order(op, B[d, :rows], hidden)))
+                getattr(layer, "bias_hh_l0" + sfx).copy_(torch.from_numpy(torch_order(op, B[d, rows:], hidden)))
+        x = torch.from_numpy(feeds["X"])
+        if layout:
+            x = x.transpose(0, 1)
+        st = None
+        if states:
+            h0 = torch.from_numpy(feeds["initial_h"])
+            h0 = h0.transpose(0, 1).contiguous() if layout else h0
+            if op == "LSTM":
+                c0 = torch.from_numpy(feeds["initial_c"])
+                st = (h0, c0.transpose(0, 1).contiguous() if layout else c0)
+            else:
+                st = h0
+        y, hn = layer(x, st)
+        cn = None
+        if op == "LSTM":
+            hn, cn = hn
+    y = y.numpy().reshape(seq, batch, dirs, hidden)  # PyTorch concatenates the directions on the last axis
+    results = {
+        "Y": y.transpose(1, 0, 2, 3) if layout else y.transpose(0, 2, 1, 3),
+        "Y_h": hn.numpy().transpose(1, 0, 2) if layout else hn.numpy(),
+    }
+    if cn is not None:
+        results["Y_c"] = cn.numpy().transpose(1, 0, 2) if layout else cn.numpy()
+
+    # The ONNX model: symbolic batch and seq.
+    dims_x = ["batch", "seq", features] if layout else ["seq", "batch", features]
+    dims_s = ["batch", dirs, hidden] if layout else [dirs, "batch", hidden]
+    dims_y = ["batch", "seq", dirs, hidden] if layout else ["seq", dirs, "batch", hidden]
+    inits = [numpy_helper.from_array(W, "W"), numpy_helper.from_array(R, "R")]
+    node_inputs = ["X", "W", "R", "B" if bias else ""]
+    if bias:
+        inits.append(numpy_helper.from_array(B, "B"))
+    if states:
+        node_inputs += ["", "initial_h"] + (["initial_c"] if op == "LSTM" else [])
+    while node_inputs[-1] == "":
+        node_inputs.pop()
+    all_outputs = ["Y", "Y_h", "Y_c"] if op == "LSTM" else ["Y", "Y_h"]
+    node_outputs = [o if o in outputs else "" for o in all_outputs]
+    while node_outputs[-1] == "":
+        node_outputs.pop()
+    attrs = {"hidden_size": hidden, "direction": direction}
+    if opset >= 14:
+        attrs["layout"] = layout
+    if op == "GRU":
+        attrs["linear_before_reset"] = 1
+    node = helper.make_node(op, node_inputs, node_outputs, name=name, **attrs)
+    graph_inputs = [helper.make_tensor_value_info("X", TensorProto.FLOAT, dims_x)]
+    graph_inputs += [helper.make_tensor_value_info(k, TensorProto.FLOAT, dims_s) for k in feeds if k != "X"]
+    graph_outputs = [
+        helper.make_tensor_value_info(o, TensorProto.FLOAT, dims_y if o == "Y" else dims_s) for o in outputs
+    ]
+    graph = helper.make_graph([node], name, graph_inputs, graph_outputs, inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="kiln")
+    model.ir_version = 7
+    onnx.checker.check_model(model)
+    onnx.save(model, os.path.join(OUT_DIR, name + ".onnx"))
+    for k, v in feeds.items():
+        save(os.path.join(OUT_DIR, f"{name}.{k}.npy"), v)
+    for o in outputs:
+        save(os.path.join(OUT_DIR, f"{name}.{o}.npy"), results[o])
+    print(name, {o: results[o].shape for o in outputs})
+
+
+def main():
+    torch.set_num_threads(1)
+    os.makedirs(OUT_DIR, exist_ok=True)
+    rng = np.random.default_rng(7)
+    for case in CASES:
+        make(case, rng)
+
+
+if __name__ == "__main__":
+    main()
