@@ -26,7 +26,14 @@ Models:
                      h0 [2, batch, 16] -> nn.Linear(32, 6): out [batch, seq, 6], h_n
 
 Each export is checked with onnx.checker, and its ops are printed (the importer's coverage is in docs/onnx.md).
+
+With --bench DIR it instead exports, for bench/bench_onnx.py, the full cnn_models.build() models (default
+widths, all blocks; 700 and 360 KB, so not committed) as DIR/resnet_tiny.onnx and DIR/mobilenet_tiny.onnx
+(dynamic batch, image [batch, 3, 224, 224]), and the two RNN models above as DIR/lstm_tagger.onnx and
+DIR/gru_bi.onnx (dynamic batch and seq).
 """
+
+import argparse
 
 import os
 import sys
@@ -138,8 +145,31 @@ def save(path, array):
         np.save(f, np.ascontiguousarray(array))
 
 
+def export_bench(folder):
+    os.makedirs(folder, exist_ok=True)
+    for name in ("resnet_tiny", "mobilenet_tiny"):
+        path = os.path.join(folder, name + ".onnx")
+        with torch.no_grad():
+            torch.onnx.export(cnn_models.build(name, 1), (torch.randn(1, 3, 224, 224),), path, opset_version=OPSET,
+                              input_names=["image"], output_names=["logits"],
+                              dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}})
+        print(path)
+    for name, builder, make_inputs, output_names, dynamic in MODELS[2:]:
+        path = os.path.join(folder, name + ".onnx")
+        args = tuple(torch.from_numpy(v) for v in make_inputs(np.random.default_rng(0)).values())
+        with torch.no_grad():
+            torch.onnx.export(builder(), args, path, opset_version=OPSET, input_names=list(make_inputs(
+                np.random.default_rng(0))), output_names=output_names, dynamic_axes=dynamic)
+        print(path)
+
+
 def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--bench", metavar="DIR", help="export the full-size models for bench/bench_onnx.py to DIR")
+    args = ap.parse_args()
     torch.set_num_threads(1)
+    if args.bench:
+        return export_bench(args.bench)
     for index, (name, builder, make_inputs, output_names, dynamic) in enumerate(MODELS):
         model = builder()
         rng = np.random.default_rng(100 + index)
