@@ -1,5 +1,6 @@
-// lstm, gru: multi-layer, optionally bidirectional recurrent layers with PyTorch nn.LSTM / nn.GRU weights,
-// on oneDNN's RNN primitives (vanilla_lstm; lbr_gru, the linear-before-reset GRU that nn.GRU computes).
+// lstm, gru, rnn: multi-layer, optionally bidirectional recurrent layers with PyTorch nn.LSTM / nn.GRU /
+// nn.RNN weights, on oneDNN's RNN primitives (vanilla_lstm; lbr_gru, the linear-before-reset GRU that nn.GRU
+// computes, or vanilla_gru with linear_before_reset=false, ONNX's default GRU; vanilla_rnn, tanh or relu).
 //   %y, %h_n, %c_n = lstm(%x, %h0, %c0, %rnn.weight_ih_l0, %rnn.weight_hh_l0, %rnn.bias_ih_l0, %rnn.bias_hh_l0, ...)
 //        {batch_first=true, bidirectional=false, num_layers=1}
 //        : (f32[batch,seq,32], f32[1,batch,64], f32[1,batch,64], f32[256,32], f32[256,64], f32[256], f32[256], ...)
@@ -39,16 +40,38 @@ constexpr int kWeightsPerDir = 4;  // weight_ih, weight_hh, bias_ih, bias_hh
 const char* const kWeightNames[kWeightsPerDir] = {"weight_ih", "weight_hh", "bias_ih", "bias_hh"};
 enum { kWih, kWhh, kBih, kBhh };
 
+enum class Kind { lstm, lbr_gru, gru, rnn };
+
 struct Cell {
   bool lstm;
-  int gates;       // gate rows per hidden unit in PyTorch's weights: 4 (LSTM), 3 (GRU)
-  int bias_gates;  // oneDNN bias rows: 4 for both (lbr_gru keeps a separate bias for the hh part of n)
+  int gates;       // gate rows per hidden unit in PyTorch's weights: 4 (LSTM), 3 (GRU), 1 (RNN)
+  int bias_gates;  // oneDNN bias rows: 4 for LSTM and lbr_gru (which keeps a separate bias for the hh part
+                   // of n), 3 for the GRU that applies the reset before the product, 1 for RNN
   int base;        // index of the first weight input (after src, h0[, c0])
   // oneDNN gate g is PyTorch gate perm[g].
   int perm[4];
+  Kind kind;
+  dnnl::algorithm activation = dnnl::algorithm::eltwise_tanh;  // rnn only
 };
-const Cell kLstm{true, 4, 4, 3, {0, 1, 2, 3}};
-const Cell kGru{false, 3, 4, 2, {1, 0, 2, 0}};
+const Cell kLstm{true, 4, 4, 3, {0, 1, 2, 3}, Kind::lstm};
+const Cell kGru{false, 3, 4, 2, {1, 0, 2, 0}, Kind::lbr_gru};
+const Cell kGruResetBefore{false, 3, 3, 2, {1, 0, 2, 0}, Kind::gru};
+const Cell kRnn{false, 1, 1, 2, {0, 0, 0, 0}, Kind::rnn};
+
+/// The cell a node computes: gru's linear_before_reset and rnn's nonlinearity pick among the variants.
+Cell cell_of(const Node& node, const Cell& base) {
+  if (base.kind == Kind::lbr_gru && !node.attr_bool("linear_before_reset")) return kGruResetBefore;
+  if (base.kind == Kind::rnn) {
+    Cell c = kRnn;
+    const std::string act = node.attr_string("nonlinearity");
+    if (act == "relu") c.activation = dnnl::algorithm::eltwise_relu;
+    else if (act != "tanh") node.fail("attribute 'nonlinearity' must be tanh or relu, got '" + act + "'");
+    return c;
+  }
+  return base;
+}
+
+const char* torch_class(const Cell& c) { return c.kind == Kind::lstm ? "LSTM" : c.kind == Kind::rnn ? "RNN" : "GRU"; }
 
 int weight_index(const Cell& c, std::int64_t layer, std::int64_t dir, int which) {
   return c.base + static_cast<int>((layer * 2 + dir) * kWeightsPerDir) + which;
@@ -70,8 +93,9 @@ std::vector<InputSpec> input_specs(const Cell& c) {
   return in;
 }
 
-std::vector<TensorType> infer(const ShapeCtx& ctx, const Cell& c) {
+std::vector<TensorType> infer(const ShapeCtx& ctx, const Cell& base) {
   const Node& node = ctx.node();
+  const Cell c = cell_of(node, base);
   expect_f32(ctx, 0);
   ctx.expect_rank(0, 3);
   const std::int64_t layers = node.attr_int("num_layers");
@@ -107,7 +131,7 @@ std::vector<TensorType> infer(const ShapeCtx& ctx, const Cell& c) {
       for (int w : {kBih, kBhh})
         if (ctx.has(weight_index(c, l, d, w)) != bias)
           ctx.fail(std::string(bias ? "missing" : "unexpected") + " bias " + weight_name(l, d, w) +
-                   " (biases are all present or all absent, as with nn." + (c.lstm ? "LSTM" : "GRU") + "(bias=...))");
+                   " (biases are all present or all absent, as with nn." + torch_class(c) + "(bias=...))");
 
   const int hh0 = weight_index(c, 0, 0, kWhh);
   if (ctx.in(hh0).rank() != 2)
@@ -150,6 +174,7 @@ std::vector<TensorType> infer(const ShapeCtx& ctx, const Cell& c) {
 
 std::vector<TensorType> infer_lstm(const ShapeCtx& ctx) { return infer(ctx, kLstm); }
 std::vector<TensorType> infer_gru(const ShapeCtx& ctx) { return infer(ctx, kGru); }
+std::vector<TensorType> infer_rnn(const ShapeCtx& ctx) { return infer(ctx, kRnn); }
 
 /// A constant as f32 values (weights are constants when the kernel is made: the shape rule checked them).
 const float* const_f32(const KernelCtx& ctx, int i) {
@@ -180,6 +205,15 @@ dnnl::primitive_desc layer_pd(const Cell& c, const dnnl::engine& engine, std::in
                                   state_md);
     return dnnl::lstm_forward::primitive_desc(desc, user_scratchpad_attr(), engine);
   }
+  if (c.kind == Kind::rnn) {
+    dnnl::vanilla_rnn_forward::desc desc(prop, c.activation, direction, src, src_iter, wl_any, wi_any, bias_md, dst,
+                                         state_md);
+    return dnnl::vanilla_rnn_forward::primitive_desc(desc, user_scratchpad_attr(), engine);
+  }
+  if (c.kind == Kind::gru) {
+    dnnl::gru_forward::desc desc(prop, direction, src, src_iter, wl_any, wi_any, bias_md, dst, state_md);
+    return dnnl::gru_forward::primitive_desc(desc, user_scratchpad_attr(), engine);
+  }
   dnnl::lbr_gru_forward::desc desc(prop, direction, src, src_iter, wl_any, wi_any, bias_md, dst, state_md);
   return dnnl::lbr_gru_forward::primitive_desc(desc, user_scratchpad_attr(), engine);
 }
@@ -208,10 +242,11 @@ void to_gate_major(const Cell& c, const float* w, std::int64_t cols, std::int64_
 
 /// The pack rule (OpSchema::pack): weight_ih and weight_hh of each layer, both directions in one buffer, in
 /// the layout a one-step, batch-1 primitive of the node reads (ldigo where that layout has no format tag).
-void pack_rnn(PackCtx& ctx, const Cell& c) {
+void pack_rnn(PackCtx& ctx, const Cell& base) {
   using tag = dnnl::memory::format_tag;
   using dt = dnnl::memory::data_type;
   const Node& node = ctx.node();
+  const Cell c = cell_of(node, base);
   const std::int64_t layers = node.attr_int("num_layers");
   const std::int64_t dirs = node.attr_bool("bidirectional") ? 2 : 1;
   const Value* x = node.inputs.at(0);
@@ -259,6 +294,7 @@ void pack_rnn(PackCtx& ctx, const Cell& c) {
 
 void pack_lstm(PackCtx& ctx) { pack_rnn(ctx, kLstm); }
 void pack_gru(PackCtx& ctx) { pack_rnn(ctx, kGru); }
+void pack_vanilla_rnn(PackCtx& ctx) { pack_rnn(ctx, kRnn); }
 
 /// A kernel that also holds what it converted itself (private weight copies, the summed biases).
 class RnnKernel : public DnnlKernel {
@@ -325,10 +361,11 @@ std::optional<dnnl::memory::desc> packed_desc(const KernelCtx& ctx, const Cell& 
                           dnnl::memory::data_type::f32);
 }
 
-std::unique_ptr<Kernel> make(const KernelCtx& ctx, const Cell& c) {
+std::unique_ptr<Kernel> make(const KernelCtx& ctx, const Cell& base) {
   using tag = dnnl::memory::format_tag;
   using dt = dnnl::memory::data_type;
   const Node& node = ctx.node;
+  const Cell c = cell_of(node, base);
   const std::int64_t layers = node.attr_int("num_layers");
   const std::int64_t dirs = node.attr_bool("bidirectional") ? 2 : 1;
   const bool batch_first = node.attr_bool("batch_first");
@@ -392,9 +429,9 @@ std::unique_ptr<Kernel> make(const KernelCtx& ctx, const Cell& c) {
       for (std::int64_t gate = 0; gate < g; ++gate)
         for (std::int64_t o = 0; o < h; ++o) {
           std::int64_t at = c.perm[gate] * h + o;
-          dst[gate * h + o] = bih[at] + (c.lstm || gate < 2 ? bhh[at] : 0.f);
+          dst[gate * h + o] = bih[at] + (c.kind != Kind::lbr_gru || gate < 2 ? bhh[at] : 0.f);
         }
-      if (!c.lstm)
+      if (c.kind == Kind::lbr_gru)
         for (std::int64_t o = 0; o < h; ++o) dst[3 * h + o] = bhh[2 * h + o];
     }
     reorder_into(dnnl::memory(bias_md, ctx.engine, summed.data()), bias_mem);
@@ -418,12 +455,27 @@ std::unique_ptr<Kernel> make(const KernelCtx& ctx, const Cell& c) {
 
 std::unique_ptr<Kernel> make_lstm(const KernelCtx& ctx) { return make(ctx, kLstm); }
 std::unique_ptr<Kernel> make_gru(const KernelCtx& ctx) { return make(ctx, kGru); }
+std::unique_ptr<Kernel> make_vanilla_rnn(const KernelCtx& ctx) { return make(ctx, kRnn); }
 
 std::vector<AttrSpec> rnn_attrs() {
   return {AttrSpec{"num_layers", AttrType::Int, Attr{std::int64_t{1}}, "stacked layers, 1..4"},
           AttrSpec{"bidirectional", AttrType::Bool, Attr{false}, "a reverse direction per layer, outputs concatenated"},
           AttrSpec{"batch_first", AttrType::Bool, Attr{true},
                    "src and y are [batch, seq, features] (Kiln's convention); false: [seq, batch, features]"}};
+}
+
+std::vector<AttrSpec> gru_attrs() {
+  auto a = rnn_attrs();
+  a.push_back(AttrSpec{"linear_before_reset", AttrType::Bool, Attr{true},
+                       "nn.GRU's n = tanh(W_in x + b_in + r * (W_hn h + b_hn)); false: the reset applied before the "
+                       "product, n = tanh(W_in x + b_in + W_hn (r * h) + b_hn) (ONNX's default)"});
+  return a;
+}
+
+std::vector<AttrSpec> vanilla_rnn_attrs() {
+  auto a = rnn_attrs();
+  a.push_back(AttrSpec{"nonlinearity", AttrType::String, Attr{std::string("tanh")}, "tanh or relu, as nn.RNN's"});
+  return a;
 }
 
 }  // namespace
@@ -448,10 +500,24 @@ const OpSchema& op_gru() {
       .doc = "nn.GRU: y, h_n = gru(src, h0?) with PyTorch's weight_ih_l{k}[_reverse] etc.",
       .inputs = input_specs(kGru),
       .num_outputs = 2,
-      .attrs = rnn_attrs(),
+      .attrs = gru_attrs(),
       .infer = infer_gru,
       .make_kernel = make_gru,
       .pack = pack_gru,
+  };
+  return s;
+}
+
+const OpSchema& op_rnn() {
+  static const OpSchema s{
+      .name = "rnn",
+      .doc = "nn.RNN: y, h_n = rnn(src, h0?) with PyTorch's weight_ih_l{k}[_reverse] etc. (tanh or relu)",
+      .inputs = input_specs(kRnn),
+      .num_outputs = 2,
+      .attrs = vanilla_rnn_attrs(),
+      .infer = infer_rnn,
+      .make_kernel = make_vanilla_rnn,
+      .pack = pack_vanilla_rnn,
   };
   return s;
 }

@@ -1,4 +1,4 @@
-// ONNX LSTM/GRU import (frontends/onnx/map_rnn.cpp) and models exported by torch.onnx.export:
+// ONNX LSTM/GRU/RNN import (frontends/onnx/map_rnn.cpp) and models exported by torch.onnx.export:
 // - tests/fixtures/onnx_rnn: single LSTM/GRU nodes built with onnx.helper (tools/reference/
 //   make_onnx_rnn_fixtures.py), against PyTorch's nn.LSTM/nn.GRU holding the same weights;
 // - tests/fixtures/onnx_torch/NAME: resnet_tiny, mobilenet_tiny, lstm_tagger, gru_bi exported at opset 14
@@ -134,6 +134,13 @@ TEST_CASE("onnx rnn: a bidirectional GRU in layout 1 with an initial state equal
                             {{"X", 0}, {"initial_h", 0}}, {{"Y", 0}, {"Y_h", 0}}, batch);
 }
 
+TEST_CASE("onnx rnn: RNN (bidirectional Relu in layout 1, Tanh at opset 7) equals PyTorch's nn.RNN") {
+  check_against_reference(rnn_fixture("rnn_relu_bi_layout1_state.onnx"), rnn_fixture("rnn_relu_bi_layout1_state."),
+                          {{"X", 0}, {"initial_h", 0}}, {{"Y", 0}, {"Y_h", 0}});
+  check_against_reference(rnn_fixture("rnn_tanh_fwd_opset7.onnx"), rnn_fixture("rnn_tanh_fwd_opset7."), {{"X", 1}},
+                          {{"Y", 2}, {"Y_h", 1}});
+}
+
 TEST_CASE("onnx rnn: the weights are reordered once at import into PyTorch-layout constants") {
   auto g = kiln::load_onnx_model(rnn_fixture("lstm_bi_layout0_states.onnx"));
   const std::string ir = g->print();
@@ -178,14 +185,27 @@ TEST_CASE("onnx torch: lstm_tagger (Embedding, LSTM with h0/c0, Linear) equals P
 
 // ---- what is refused ----
 
-TEST_CASE("onnx rnn error: GRU with linear_before_reset 0 (ONNX's default)") {
+TEST_CASE("onnx rnn: GRU's linear_before_reset picks Kiln's gru variant, RNN's activations its nonlinearity") {
   std::string path;
+  kiln::test::TempDir dir;
+  onnx::ModelProto m = read_model(rnn_fixture("gru_fwd_opset7.onnx"));
+  set_attr(m.mutable_graph()->mutable_node(0), "linear_before_reset", 0);  // ONNX's default
+  CHECK(contains(kiln::load_onnx_model(save(dir, "gru0.onnx", m))->print(), "linear_before_reset=false"));
+  CHECK(contains(kiln::load_onnx_model(rnn_fixture("gru_fwd_opset7.onnx"))->print(), "linear_before_reset=true"));
+  CHECK(contains(kiln::load_onnx_model(rnn_fixture("rnn_relu_bi_layout1_state.onnx"))->print(),
+                 "nonlinearity=\"relu\""));
   std::string e = rnn_error("gru_fwd_opset7", [](onnx::ModelProto&, onnx::NodeProto* n) {
-    set_attr(n, "linear_before_reset", 0);
+    set_attr(n, "linear_before_reset", 2);
+  }, &path);
+  CHECK(contains(e, path + ":1:0: error: node 'gru_fwd_opset7' (GRU): expected linear_before_reset 0 or 1, got 2"));
+  e = rnn_error("rnn_tanh_fwd_opset7", [](onnx::ModelProto&, onnx::NodeProto* n) {
+    auto* a = n->add_attribute();
+    a->set_name("activations");
+    a->set_type(onnx::AttributeProto_AttributeType_STRINGS);
+    a->add_strings("Sigmoid");
   }, &path);
   INFO(e);
-  CHECK(contains(e, path + ":1:0: error: node 'gru_fwd_opset7' (GRU): linear_before_reset = 0"));
-  CHECK(contains(e, "Kiln's gru computes nn.GRU's form, linear_before_reset = 1"));
+  CHECK(contains(e, "(RNN): expected the default activations (Tanh) or (Relu), got (Sigmoid)"));
 }
 
 TEST_CASE("onnx rnn error: LSTM attributes Kiln does not map (clip, input_forget, direction reverse, "

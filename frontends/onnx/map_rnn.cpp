@@ -1,7 +1,7 @@
-// Recurrent layers: LSTM and GRU onto Kiln's lstm and gru (ops/rnn.cpp), whose weights are PyTorch's
-// nn.LSTM / nn.GRU state_dict. ONNX keeps one tensor per kind for all directions, with other gate orders:
+// Recurrent layers: LSTM, GRU and RNN onto Kiln's lstm, gru and rnn (ops/rnn.cpp), whose weights are
+// PyTorch's nn.LSTM / nn.GRU / nn.RNN state_dict. ONNX keeps one tensor per kind for all directions, with other gate orders:
 //   W [dirs, G*hidden, input], R [dirs, G*hidden, hidden], B [dirs, 2*G*hidden] = [Wb, Rb]
-//   LSTM gates i,o,f,c (PyTorch i,f,g,o); GRU z,r,h (PyTorch r,z,n)
+//   LSTM gates i,o,f,c (PyTorch i,f,g,o); GRU z,r,h (PyTorch r,z,n); RNN one block
 // so each direction's blocks are reordered once here into new constants (`W/l0`, `R/l0_reverse`, ...).
 // Y is [seq, dirs, batch, hidden] (layout 0) or [batch, seq, dirs, hidden] (layout 1) where Kiln's y is
 // [seq, batch, dirs*hidden] or [batch, seq, dirs*hidden]: a reshape (and for layout 0 a transpose) follows.
@@ -17,7 +17,7 @@ namespace {
 struct Recurrent {
   const char* kiln_op;
   int gates;
-  int states;                   // 2 for LSTM (h, c), 1 for GRU
+  int states;                   // 2 for LSTM (h, c), 1 for GRU and RNN
   int torch_from_onnx[4];       // PyTorch gate block t is ONNX block torch_from_onnx[t]
   const char* default_acts[3];  // ONNX's default activations, per direction
   int num_acts;
@@ -25,6 +25,7 @@ struct Recurrent {
 // LSTM: PyTorch i,f,g,o from ONNX i,o,f,c. GRU: PyTorch r,z,n from ONNX z,r,h.
 const Recurrent kLstm{"lstm", 4, 2, {0, 2, 3, 1}, {"Sigmoid", "Tanh", "Tanh"}, 3};
 const Recurrent kGru{"gru", 3, 1, {1, 0, 2, 0}, {"Sigmoid", "Tanh", nullptr}, 2};
+const Recurrent kRnn{"rnn", 1, 1, {0, 0, 0, 0}, {"Tanh", nullptr, nullptr}, 1};
 
 /// A constant f32 weight input of rank `rank`; fails naming it otherwise.
 const ConstTensor& weight(Importer& im, const OnnxNode& n, int i, const char* what, std::size_t rank) {
@@ -58,13 +59,16 @@ Value* reordered(Importer& im, const Recurrent& r, const ConstTensor& c, const s
 }
 
 void map_recurrent(Importer& im, const OnnxNode& n, const Recurrent& r) {
-  const bool lstm = r.states == 2;
+  const bool lstm = r.states == 2, gru = r.gates == 3, rnn = r.gates == 1;
   if (lstm)
     im.only_attrs(n, {"activation_alpha", "activation_beta", "activations", "clip", "direction", "hidden_size",
                       "input_forget", "layout"});
-  else
+  else if (gru)
     im.only_attrs(n, {"activation_alpha", "activation_beta", "activations", "clip", "direction", "hidden_size",
                       "layout", "linear_before_reset"});
+  else
+    im.only_attrs(n,
+                  {"activation_alpha", "activation_beta", "activations", "clip", "direction", "hidden_size", "layout"});
   const std::string direction = im.attr_string(n, "direction", "forward");
   if (direction != "forward" && direction != "reverse" && direction != "bidirectional")
     im.fail(n, "expected direction forward, reverse or bidirectional, got '" + direction + "'");
@@ -77,22 +81,25 @@ void map_recurrent(Importer& im, const OnnxNode& n, const Recurrent& r) {
   if (im.attr(n, "clip")) im.fail(n, "attribute 'clip' (cell clipping) is not supported");
   if (lstm && im.attr_int(n, "input_forget", 0) != 0)
     im.fail(n, "input_forget = 1 (coupled input and forget gates) is not supported");
-  if (!lstm && im.attr_int(n, "linear_before_reset", 0) != 1)
-    im.fail(n,
-            "linear_before_reset = 0 (ONNX's default: the reset gate applied before the hidden projection) is not "
-            "supported; Kiln's gru computes nn.GRU's form, linear_before_reset = 1");
+  const std::int64_t lbr = gru ? im.attr_int(n, "linear_before_reset", 0) : 1;
+  if (lbr != 0 && lbr != 1) im.fail(n, "expected linear_before_reset 0 or 1, got " + std::to_string(lbr));
   for (const char* key : {"activation_alpha", "activation_beta"})
     if (const auto* a = im.attr(n, key); a && a->floats_size() > 0)
       im.fail(n, std::string("attribute '") + key + "' is not supported (only the default activations are)");
   if (const auto* a = im.attr(n, "activations")) {
     if (a->type() != onnx::AttributeProto_AttributeType_STRINGS)
       im.fail(n, "expected attribute 'activations' to be a list of strings");
-    std::string want, got;
-    for (std::int64_t d = 0; d < dirs; ++d)
+    std::string want, got, relu;
+    for (std::int64_t d = 0; d < dirs; ++d) {
       for (int k = 0; k < r.num_acts; ++k) want += (want.empty() ? "" : ", ") + std::string(r.default_acts[k]);
+      relu += relu.empty() ? "Relu" : ", Relu";
+    }
     for (const auto& s : a->strings()) got += (got.empty() ? "" : ", ") + s;
-    if (got != want) im.fail(n, "expected the default activations (" + want + "), got (" + got + ")");
+    if (got != want && !(rnn && got == relu))
+      im.fail(n, "expected the default activations (" + want + ")" + (rnn ? " or (" + relu + ")" : "") + ", got (" +
+                     got + ")");
   }
+  const bool relu = rnn && im.attr(n, "activations") && im.attr(n, "activations")->strings(0) == "Relu";
 
   Value* x = im.input(n, 0);
   if (rank_of(x) != 3) im.fail(n, "expected X of rank 3, got " + x->type.str());
@@ -168,8 +175,10 @@ void map_recurrent(Importer& im, const OnnxNode& n, const Recurrent& r) {
     outs.push_back(wanted(1 + s) && direct_states ? im.output_value(n, 1 + s) : im.temp_value(n, s ? "c_n" : "h_n"));
   for (int i = 1 + r.states; i < n.proto.output_size(); ++i)
     if (wanted(i)) im.fail(n, "unexpected output " + std::to_string(i));
-  im.emit_node(n, r.kiln_op, "", std::move(ins), outs,
-               {{"batch_first", layout == 1}, {"bidirectional", dirs == 2}, {"num_layers", std::int64_t{1}}});
+  AttrMap attrs = {{"batch_first", layout == 1}, {"bidirectional", dirs == 2}, {"num_layers", std::int64_t{1}}};
+  if (gru) attrs["linear_before_reset"] = lbr == 1;
+  if (rnn) attrs["nonlinearity"] = std::string(relu ? "relu" : "tanh");
+  im.emit_node(n, r.kiln_op, "", std::move(ins), outs, std::move(attrs));
 
   if (wanted(0)) {
     const std::vector<std::int64_t> split = {0, 0, dirs, hidden};
@@ -190,6 +199,7 @@ void map_recurrent(Importer& im, const OnnxNode& n, const Recurrent& r) {
 
 void map_lstm(Importer& im, const OnnxNode& n) { map_recurrent(im, n, kLstm); }
 void map_gru(Importer& im, const OnnxNode& n) { map_recurrent(im, n, kGru); }
+void map_rnn(Importer& im, const OnnxNode& n) { map_recurrent(im, n, kRnn); }
 
 }  // namespace
 
@@ -197,6 +207,7 @@ std::vector<OpRow> rnn_rows() {
   return {
       {"LSTM", kMinOpset, kMaxOpset, map_lstm},  // opset 14 added `layout`; 7-13 have none (layout 0)
       {"GRU", kMinOpset, kMaxOpset, map_gru},
+      {"RNN", kMinOpset, kMaxOpset, map_rnn},
   };
 }
 

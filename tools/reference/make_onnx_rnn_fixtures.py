@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""ONNX LSTM and GRU nodes built with onnx.helper, checked against PyTorch's nn.LSTM / nn.GRU.
+"""ONNX LSTM, GRU and RNN nodes built with onnx.helper, checked against PyTorch's nn.LSTM / nn.GRU / nn.RNN.
 
 Run from the repository root (torch 1.13, onnx 1.12):
 
@@ -7,7 +7,8 @@ Run from the repository root (torch 1.13, onnx 1.12):
 
 It (re)writes, deterministically, tests/fixtures/onnx_rnn/NAME.onnx and NAME.INPUT.npy / NAME.OUTPUT.npy for
 the cases below: what torch.onnx.export never writes (layout = 1, Y and Y_c as graph outputs, initial states
-in layout 1, opset 7) and what the backend node tests lack (bidirectional, GRU with linear_before_reset = 1).
+in layout 1, opset 7) and what the backend node tests lack (bidirectional, GRU with linear_before_reset = 1,
+RNN with Relu).
 
 The ONNX weights are random; the reference is PyTorch's layer holding the same weights, moved into
 PyTorch's gate order from ONNX's as the ONNX spec states them (LSTM: ONNX i,o,f,c -> PyTorch i,f,g,o; GRU:
@@ -26,7 +27,7 @@ REPO_ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file_
 OUT_DIR = os.path.join(REPO_ROOT, "tests", "fixtures", "onnx_rnn")
 
 # PyTorch gate block t is ONNX block TORCH_FROM_ONNX[t].
-TORCH_FROM_ONNX = {"LSTM": [0, 2, 3, 1], "GRU": [1, 0, 2]}
+TORCH_FROM_ONNX = {"LSTM": [0, 2, 3, 1], "GRU": [1, 0, 2], "RNN": [0]}
 
 # name, op, opset, direction, layout, input size, hidden, batch, seq, bias, initial states, outputs
 CASES = [
@@ -35,6 +36,8 @@ CASES = [
     ("lstm_fwd_opset7_nobias", "LSTM", 7, "forward", 0, 3, 4, 2, 5, False, False, ["Y", "Y_h"]),
     ("gru_bi_layout1_state", "GRU", 14, "bidirectional", 1, 4, 6, 3, 4, True, True, ["Y", "Y_h"]),
     ("gru_fwd_opset7", "GRU", 7, "forward", 0, 5, 3, 2, 3, True, False, ["Y_h"]),
+    ("rnn_relu_bi_layout1_state", "RNN", 14, "bidirectional", 1, 4, 5, 3, 4, True, True, ["Y", "Y_h"]),
+    ("rnn_tanh_fwd_opset7", "RNN", 7, "forward", 0, 3, 4, 2, 5, True, False, ["Y", "Y_h"]),
 ]
 
 
@@ -51,7 +54,7 @@ def save(path, array):
 
 def make(case, rng):
     name, op, opset, direction, layout, features, hidden, batch, seq, bias, states, outputs = case
-    gates = 4 if op == "LSTM" else 3
+    gates = len(TORCH_FROM_ONNX[op])
     dirs = 2 if direction == "bidirectional" else 1
     W = rng.uniform(-0.5, 0.5, (dirs, gates * hidden, features)).astype(np.float32)
     R = rng.uniform(-0.5, 0.5, (dirs, gates * hidden, hidden)).astype(np.float32)
@@ -65,8 +68,13 @@ def make(case, rng):
             feeds["initial_c"] = rng.standard_normal(s_shape).astype(np.float32)
 
     # The reference: PyTorch's layer, seq-first, states [dirs, batch, hidden].
-    cls = torch.nn.LSTM if op == "LSTM" else torch.nn.GRU
-    layer = cls(features, hidden, bias=bias, bidirectional=dirs == 2)
+    relu = "relu" in name
+    if op == "RNN":
+        layer = torch.nn.RNN(features, hidden, nonlinearity="relu" if relu else "tanh", bias=bias,
+                             bidirectional=dirs == 2)
+    else:
+        cls = torch.nn.LSTM if op == "LSTM" else torch.nn.GRU
+        layer = cls(features, hidden, bias=bias, bidirectional=dirs == 2)
     with torch.no_grad():
         for d in range(dirs):
             sfx = "_reverse" if d else ""
@@ -121,6 +129,8 @@ def make(case, rng):
         attrs["layout"] = layout
     if op == "GRU":
         attrs["linear_before_reset"] = 1
+    if relu:
+        attrs["activations"] = ["Relu"] * dirs
     node = helper.make_node(op, node_inputs, node_outputs, name=name, **attrs)
     graph_inputs = [helper.make_tensor_value_info("X", TensorProto.FLOAT, dims_x)]
     graph_inputs += [helper.make_tensor_value_info(k, TensorProto.FLOAT, dims_s) for k in feeds if k != "X"]
