@@ -143,8 +143,11 @@ void map_recurrent(Importer& im, const OnnxNode& n, const Recurrent& r) {
   std::vector<Value*> states;
   for (int s = 0; s < r.states; ++s) {
     Value* v = im.input(n, 5 + s, false);
-    if (v && layout == 1)
-      v = im.emit_temp(n, "transpose", s ? "c0" : "h0", {v}, {{"perm", std::vector<std::int64_t>{1, 0, 2}}});
+    if (v && layout == 1) {
+      Value* t = im.temp_value(n, s ? "c0" : "h0");
+      im.emit_node(n, "transpose", s ? "c0" : "h0", {v}, {t}, {{"perm", std::vector<std::int64_t>{1, 0, 2}}});
+      v = t;
+    }
     states.push_back(v);
   }
   if (lstm && (states[0] == nullptr) != (states[1] == nullptr))
@@ -185,7 +188,8 @@ void map_recurrent(Importer& im, const OnnxNode& n, const Recurrent& r) {
     if (layout == 1) {
       im.emit_node(n, "reshape", "Y", {outs[0]}, {im.output_value(n, 0)}, {{"shape", split}});
     } else {
-      Value* four = im.emit_temp(n, "reshape", "y4", {outs[0]}, {{"shape", split}});
+      Value* four = im.temp_value(n, "y4");
+      im.emit_node(n, "reshape", "y4", {outs[0]}, {four}, {{"shape", split}});
       im.emit_node(n, "transpose", "Y", {four}, {im.output_value(n, 0)},
                    {{"perm", std::vector<std::int64_t>{0, 2, 1, 3}}});
     }
