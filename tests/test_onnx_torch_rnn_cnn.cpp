@@ -301,3 +301,16 @@ TEST_CASE("onnx rnn error: W of the wrong shape and a hidden_size that differs f
   INFO(e);
   CHECK(contains(e, "(GRU): expected W of shape [1,9,5] ([num_directions, 3*hidden_size, input_size]), got [1,9,4]"));
 }
+
+TEST_CASE("rnn error: a nonlinearity other than tanh or relu names the node") {
+  auto g = kiln::load_onnx_model(rnn_fixture("rnn_tanh_fwd_opset7.onnx"));
+  kiln::Node* rnn = nullptr;
+  for (const auto& node : g->nodes())
+    if (node->op == "rnn") rnn = node.get();
+  REQUIRE(rnn);
+  rnn->attrs["nonlinearity"] = std::string("sigmoid");
+  std::string e = error_of([&] { g->infer_shapes(); });
+  INFO(e);
+  CHECK(contains(e, "rnn_tanh_fwd_opset7.onnx:1:0: error: rnn 'rnn_tanh_fwd_opset7'"));
+  CHECK(contains(e, "attribute 'nonlinearity' must be tanh or relu, got 'sigmoid'"));
+}
