@@ -175,3 +175,8 @@ if __name__ == "__main__":
     put("fuzz_npy", npy("<f4", [3, 2], f32(6), fortran=True))
     put("fuzz_npy", npy("<f4", [4], f32(4), version=2))
     put("fuzz_npy", npy("<i8", [1, 2, 1, 2], bytes(32), version=3))
+
+    # fuzz_onnx: the ONNX fixtures under 32 KB (hand-made models, the onnx.helper LSTM/GRU nodes, torch exports).
+    for path in sorted(glob.glob(os.path.join(ROOT, "tests/fixtures/**/*.onnx"), recursive=True)):
+        if os.path.getsize(path) <= 32 * 1024:
+            put("fuzz_onnx", open(path, "rb").read())
