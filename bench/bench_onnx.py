@@ -214,7 +214,8 @@ def main(argv=None):
                                 ms, version = run_ort(args, path, inputs, t, per_round, ort_out)
                                 ort_ms.append(ms)
                 except RuntimeError as e:
-                    error = str(e).splitlines()[0] + " ... " + str(e).splitlines()[-1] if str(e) else "failed"
+                    lines = [l for l in str(e).splitlines() if l.strip()]
+                    error = lines[-1].strip() if lines else "failed"  # kilnc's error (e.g. the unsupported op)
                 row = dict(model=path, dims=dims, threads=t, ort_version=version)
                 if error:
                     row["error"] = error
@@ -233,9 +234,9 @@ def main(argv=None):
     print("|---|---|---|---|---|---|---|")
     for row in rows:
         dims = " ".join("%s=%d" % kv for kv in row["dims"].items()) or "-"
-        name = os.path.relpath(row["model"], REPO_ROOT) if os.path.isabs(row["model"]) else row["model"]
+        name = row["model"]
         if "error" in row:
-            print("| %s | %s | %d | n/a | n/a | n/a | %s |" % (name, dims, row["threads"], row["error"][:120]))
+            print("| %s | %s | %d | n/a | n/a | n/a | %s |" % (name, dims, row["threads"], row["error"][:160]))
             continue
         print("| %s | %s | %d | %.3f | %.3f | %.2f | %.1e%s |" % (
             name, dims, row["threads"], row["kiln_ms"], row["ort_ms"], row["kiln_ms"] / row["ort_ms"],
