@@ -314,3 +314,19 @@ TEST_CASE("rnn error: a nonlinearity other than tanh or relu names the node") {
   CHECK(contains(e, "rnn_tanh_fwd_opset7.onnx:1:0: error: rnn 'rnn_tanh_fwd_opset7'"));
   CHECK(contains(e, "attribute 'nonlinearity' must be tanh or relu, got 'sigmoid'"));
 }
+
+TEST_CASE("onnx rnn: sequence_lens holding the full (concrete) length everywhere is accepted and changes nothing") {
+  kiln::test::TempDir dir;
+  onnx::ModelProto m = read_model(rnn_fixture("gru_fwd_opset7.onnx"));
+  auto* g = m.mutable_graph();
+  g->mutable_input(0)->mutable_type()->mutable_tensor_type()->mutable_shape()->mutable_dim(0)->set_dim_value(3);
+  auto* s = g->add_initializer();
+  s->set_name("lens");
+  s->set_data_type(onnx::TensorProto_DataType_INT32);
+  s->add_dims(2);
+  s->add_int32_data(3);
+  s->add_int32_data(3);
+  g->mutable_node(0)->add_input("lens");
+  const std::string path = save(dir, "full_lens.onnx", m);
+  check_against_reference(path, rnn_fixture("gru_fwd_opset7."), {{"X", 1}}, {{"Y_h", 1}});
+}
