@@ -330,3 +330,20 @@ TEST_CASE("onnx rnn: sequence_lens holding the full (concrete) length everywhere
   const std::string path = save(dir, "full_lens.onnx", m);
   check_against_reference(path, rnn_fixture("gru_fwd_opset7."), {{"X", 1}}, {{"Y_h", 1}});
 }
+
+TEST_CASE("onnx rnn error: an input size of 0") {
+  std::string path;
+  std::string e = rnn_error("rnn_tanh_fwd_opset7", [](onnx::ModelProto& m, onnx::NodeProto*) {
+    auto* g = m.mutable_graph();
+    g->mutable_input(0)->mutable_type()->mutable_tensor_type()->mutable_shape()->mutable_dim(2)->set_dim_value(0);
+    for (auto& t : *g->mutable_initializer())
+      if (t.name() == "W") {  // [1, 4, 3] -> [1, 4, 0]
+        t.set_dims(2, 0);
+        t.clear_float_data();
+        t.clear_raw_data();
+      }
+  }, &path);
+  INFO(e);
+  CHECK(contains(e, path + ":1:0: error: node 'rnn_tanh_fwd_opset7' (RNN): expected X's last dim (input size) "
+                           "concrete and at least 1, got f32[seq,batch,0]"));
+}

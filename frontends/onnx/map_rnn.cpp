@@ -111,7 +111,8 @@ void map_recurrent(Importer& im, const OnnxNode& n, const Recurrent& r) {
     im.fail(n, "hidden_size " + std::to_string(hs) + " differs from R's " + shape_str(concrete_shape(rr.dims)));
   const std::int64_t rows = r.gates * hidden;
   const Dim features = x->type.shape[2];
-  if (!features.concrete()) im.fail(n, "expected X's last dim (input size) concrete, got " + x->type.str());
+  if (!features.concrete() || features.value < 1)
+    im.fail(n, "expected X's last dim (input size) concrete and at least 1, got " + x->type.str());
   if (w.dims != std::vector<std::int64_t>{dirs, rows, features.value})
     im.fail(n, "expected W of shape " + shape_str(concrete_shape({dirs, rows, features.value})) +
                    " ([num_directions, " + std::to_string(r.gates) + "*hidden_size, input_size]), got " +
