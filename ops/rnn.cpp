@@ -52,6 +52,7 @@ struct Cell {
   int perm[4];
   Kind kind;
   dnnl::algorithm activation = dnnl::algorithm::eltwise_tanh;  // rnn only
+  bool reverse = false;                                        // one direction, last step first (attribute `reverse`)
 };
 const Cell kLstm{true, 4, 4, 3, {0, 1, 2, 3}, Kind::lstm};
 const Cell kGru{false, 3, 4, 2, {1, 0, 2, 0}, Kind::lbr_gru};
@@ -60,15 +61,17 @@ const Cell kRnn{false, 1, 1, 2, {0, 0, 0, 0}, Kind::rnn};
 
 /// The cell a node computes: gru's linear_before_reset and rnn's nonlinearity pick among the variants.
 Cell cell_of(const Node& node, const Cell& base) {
-  if (base.kind == Kind::lbr_gru && !node.attr_bool("linear_before_reset")) return kGruResetBefore;
+  Cell c = base;
+  if (base.kind == Kind::lbr_gru && !node.attr_bool("linear_before_reset")) c = kGruResetBefore;
   if (base.kind == Kind::rnn) {
-    Cell c = kRnn;
     const std::string act = node.attr_string("nonlinearity");
     if (act == "relu") c.activation = dnnl::algorithm::eltwise_relu;
     else if (act != "tanh") node.fail("attribute 'nonlinearity' must be tanh or relu, got '" + act + "'");
-    return c;
   }
-  return base;
+  c.reverse = node.attr_bool("reverse");
+  if (c.reverse && node.attr_bool("bidirectional"))
+    node.fail("attributes 'reverse' and 'bidirectional' exclude each other (bidirectional runs both ways)");
+  return c;
 }
 
 const char* torch_class(const Cell& c) { return c.kind == Kind::lstm ? "LSTM" : c.kind == Kind::rnn ? "RNN" : "GRU"; }
@@ -193,8 +196,9 @@ dnnl::primitive_desc layer_pd(const Cell& c, const dnnl::engine& engine, std::in
                               const std::optional<dnnl::memory::desc>& wi = std::nullopt) {
   using tag = dnnl::memory::format_tag;
   using dt = dnnl::memory::data_type;
-  const auto direction =
-      dirs == 2 ? dnnl::rnn_direction::bidirectional_concat : dnnl::rnn_direction::unidirectional_left2right;
+  const auto direction = dirs == 2 ? dnnl::rnn_direction::bidirectional_concat
+                                   : (c.reverse ? dnnl::rnn_direction::unidirectional_right2left
+                                                : dnnl::rnn_direction::unidirectional_left2right);
   auto wl_any = wl.value_or(dnnl::memory::desc({1, dirs, in_ch, c.gates, h}, dt::f32, tag::any));
   auto wi_any = wi.value_or(dnnl::memory::desc({1, dirs, h, c.gates, h}, dt::f32, tag::any));
   auto bias_md = dnnl::memory::desc({1, dirs, c.bias_gates, h}, dt::f32, tag::ldgo);
@@ -458,10 +462,13 @@ std::unique_ptr<Kernel> make_gru(const KernelCtx& ctx) { return make(ctx, kGru);
 std::unique_ptr<Kernel> make_vanilla_rnn(const KernelCtx& ctx) { return make(ctx, kRnn); }
 
 std::vector<AttrSpec> rnn_attrs() {
-  return {AttrSpec{"num_layers", AttrType::Int, Attr{std::int64_t{1}}, "stacked layers, 1..4"},
-          AttrSpec{"bidirectional", AttrType::Bool, Attr{false}, "a reverse direction per layer, outputs concatenated"},
-          AttrSpec{"batch_first", AttrType::Bool, Attr{true},
-                   "src and y are [batch, seq, features] (Kiln's convention); false: [seq, batch, features]"}};
+  return {
+      AttrSpec{"num_layers", AttrType::Int, Attr{std::int64_t{1}}, "stacked layers, 1..4"},
+      AttrSpec{"bidirectional", AttrType::Bool, Attr{false}, "a reverse direction per layer, outputs concatenated"},
+      AttrSpec{"batch_first", AttrType::Bool, Attr{true},
+               "src and y are [batch, seq, features] (Kiln's convention); false: [seq, batch, features]"},
+      AttrSpec{"reverse", AttrType::Bool, Attr{false},
+               "one direction, from the last step to the first (ONNX's direction=reverse); not with bidirectional"}};
 }
 
 std::vector<AttrSpec> gru_attrs() {

@@ -141,6 +141,16 @@ TEST_CASE("onnx rnn: RNN (bidirectional Relu in layout 1, Tanh at opset 7) equal
                           {{"Y", 2}, {"Y_h", 1}});
 }
 
+TEST_CASE("onnx rnn: direction reverse (LSTM in layout 1 with states, GRU in layout 0) equals PyTorch on the "
+          "reversed sequence") {
+  check_against_reference(rnn_fixture("lstm_reverse_layout1_states.onnx"),
+                          rnn_fixture("lstm_reverse_layout1_states."), {{"X", 0}, {"initial_h", 0}, {"initial_c", 0}},
+                          {{"Y", 0}, {"Y_h", 0}, {"Y_c", 0}});
+  check_against_reference(rnn_fixture("gru_reverse_layout0.onnx"), rnn_fixture("gru_reverse_layout0."), {{"X", 1}},
+                          {{"Y", 2}, {"Y_h", 1}});
+  CHECK(contains(kiln::load_onnx_model(rnn_fixture("gru_reverse_layout0.onnx"))->print(), "reverse=true"));
+}
+
 TEST_CASE("onnx rnn: the weights are reordered once at import into PyTorch-layout constants") {
   auto g = kiln::load_onnx_model(rnn_fixture("lstm_bi_layout0_states.onnx"));
   const std::string ir = g->print();
@@ -223,9 +233,9 @@ TEST_CASE("onnx rnn error: LSTM attributes Kiln does not map (clip, input_forget
   CHECK(contains(e, "(LSTM): input_forget = 1 (coupled input and forget gates) is not supported"));
   e = rnn_error("lstm_fwd_opset7_nobias", [](onnx::ModelProto&, onnx::NodeProto* n) {
     for (auto& a : *n->mutable_attribute())
-      if (a.name() == "direction") a.set_s("reverse");
+      if (a.name() == "direction") a.set_s("backward");
   }, &path);
-  CHECK(contains(e, "(LSTM): direction reverse"));
+  CHECK(contains(e, "(LSTM): expected direction forward, reverse or bidirectional, got 'backward'"));
   e = rnn_error("lstm_fwd_opset7_nobias", [](onnx::ModelProto&, onnx::NodeProto* n) {
     auto* a = n->add_attribute();
     a->set_name("activations");
@@ -346,4 +356,17 @@ TEST_CASE("onnx rnn error: an input size of 0") {
   INFO(e);
   CHECK(contains(e, path + ":1:0: error: node 'rnn_tanh_fwd_opset7' (RNN): expected X's last dim (input size) "
                            "concrete and at least 1, got f32[seq,batch,0]"));
+}
+
+TEST_CASE("rnn error: reverse together with bidirectional names the node") {
+  auto g = kiln::load_onnx_model(rnn_fixture("lstm_bi_layout0_states.onnx"));
+  kiln::Node* lstm = nullptr;
+  for (const auto& node : g->nodes())
+    if (node->op == "lstm") lstm = node.get();
+  REQUIRE(lstm);
+  lstm->attrs["reverse"] = true;
+  std::string e = error_of([&] { g->infer_shapes(); });
+  INFO(e);
+  CHECK(contains(e, "lstm_bi_layout0_states.onnx:1:0: error: lstm 'lstm_bi_layout0_states': attributes 'reverse' "
+                    "and 'bidirectional' exclude each other"));
 }

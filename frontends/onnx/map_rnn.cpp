@@ -72,9 +72,6 @@ void map_recurrent(Importer& im, const OnnxNode& n, const Recurrent& r) {
   const std::string direction = im.attr_string(n, "direction", "forward");
   if (direction != "forward" && direction != "reverse" && direction != "bidirectional")
     im.fail(n, "expected direction forward, reverse or bidirectional, got '" + direction + "'");
-  if (direction == "reverse")
-    im.fail(n, "direction reverse (one direction, running backwards) is not supported: Kiln's " +
-                   std::string(r.kiln_op) + " runs forward, or both ways (bidirectional)");
   const std::int64_t dirs = direction == "bidirectional" ? 2 : 1;
   const std::int64_t layout = im.attr_int(n, "layout", 0);
   if (layout != 0 && layout != 1) im.fail(n, "expected layout 0 or 1, got " + std::to_string(layout));
@@ -179,7 +176,10 @@ void map_recurrent(Importer& im, const OnnxNode& n, const Recurrent& r) {
     outs.push_back(wanted(1 + s) && direct_states ? im.output_value(n, 1 + s) : im.temp_value(n, s ? "c_n" : "h_n"));
   for (int i = 1 + r.states; i < n.proto.output_size(); ++i)
     if (wanted(i)) im.fail(n, "unexpected output " + std::to_string(i));
-  AttrMap attrs = {{"batch_first", layout == 1}, {"bidirectional", dirs == 2}, {"num_layers", std::int64_t{1}}};
+  AttrMap attrs = {{"batch_first", layout == 1},
+                   {"bidirectional", dirs == 2},
+                   {"num_layers", std::int64_t{1}},
+                   {"reverse", direction == "reverse"}};
   if (gru) attrs["linear_before_reset"] = lbr == 1;
   if (rnn) attrs["nonlinearity"] = std::string(relu ? "relu" : "tanh");
   im.emit_node(n, r.kiln_op, "", std::move(ins), outs, std::move(attrs));

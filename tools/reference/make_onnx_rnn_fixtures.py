@@ -7,8 +7,9 @@ Run from the repository root (torch 1.13, onnx 1.12):
 
 It (re)writes, deterministically, tests/fixtures/onnx_rnn/NAME.onnx and NAME.INPUT.npy / NAME.OUTPUT.npy for
 the cases below: what torch.onnx.export never writes (layout = 1, Y and Y_c as graph outputs, initial states
-in layout 1, opset 7) and what the backend node tests lack (bidirectional, GRU with linear_before_reset = 1,
-RNN with Relu).
+in layout 1, opset 7) and what the backend node tests lack (bidirectional, reverse, GRU with
+linear_before_reset = 1, RNN with Relu). PyTorch has no reverse-only layer: the reference for direction =
+reverse runs PyTorch forward on the reversed sequence and reverses its Y back.
 
 The ONNX weights are random; the reference is PyTorch's layer holding the same weights, moved into
 PyTorch's gate order from ONNX's as the ONNX spec states them (LSTM: ONNX i,o,f,c -> PyTorch i,f,g,o; GRU:
@@ -38,6 +39,8 @@ CASES = [
     ("gru_fwd_opset7", "GRU", 7, "forward", 0, 5, 3, 2, 3, True, False, ["Y_h"]),
     ("rnn_relu_bi_layout1_state", "RNN", 14, "bidirectional", 1, 4, 5, 3, 4, True, True, ["Y", "Y_h"]),
     ("rnn_tanh_fwd_opset7", "RNN", 7, "forward", 0, 3, 4, 2, 5, True, False, ["Y", "Y_h"]),
+    ("lstm_reverse_layout1_states", "LSTM", 14, "reverse", 1, 4, 5, 2, 4, True, True, ["Y", "Y_h", "Y_c"]),
+    ("gru_reverse_layout0", "GRU", 14, "reverse", 0, 3, 4, 3, 5, True, False, ["Y", "Y_h"]),
 ]
 
 
@@ -87,6 +90,8 @@ def make(case, rng):
         x = torch.from_numpy(feeds["X"])
         if layout:
             x = x.transpose(0, 1)
+        if direction == "reverse":  # PyTorch has no reverse-only layer: run forward on the reversed sequence
+            x = x.flip(0)
         st = None
         if states:
             h0 = torch.from_numpy(feeds["initial_h"])
@@ -100,6 +105,8 @@ def make(case, rng):
         cn = None
         if op == "LSTM":
             hn, cn = hn
+    if direction == "reverse":
+        y = y.flip(0)  # ONNX's Y is in input order: step t holds the state after reading x[t..seq-1]
     y = y.numpy().reshape(seq, batch, dirs, hidden)  # PyTorch concatenates the directions on the last axis
     results = {
         "Y": y.transpose(1, 0, 2, 3) if layout else y.transpose(0, 2, 1, 3),
