@@ -1,4 +1,4 @@
-// lstm and gru against PyTorch nn.LSTM / nn.GRU outputs written by tools/reference/make_rnn_fixtures.py:
+// lstm, gru and rnn against PyTorch nn.LSTM / nn.GRU / nn.RNN outputs written by tools/reference/make_rnn_fixtures.py:
 // layers 1 and 2, uni- and bidirectional, seq 1 (a decoder step) and seq > 1, with and without initial
 // states, batch_first true and false, no biases. Every output (y, h_n, c_n) is compared.
 // Tolerance 1e-4 (fp32): the script checks PyTorch against a float64 numpy implementation (< 1e-5), and
@@ -57,6 +57,11 @@ TEST_CASE("lstm matches nn.LSTM") {
 TEST_CASE("gru matches nn.GRU") {
   for (const char* name : {"gru_l1_s1_state", "gru_l1_s7", "gru_l2_bi_s5_state", "gru_l2_s4_seqfirst_state", "gru_l1_bi_s1",
                            "gru_l2_s1_state", "gru_l1_nobias_s1_state"})
+    check_fixture(name, false);
+}
+
+TEST_CASE("rnn matches nn.RNN (tanh and relu)") {
+  for (const char* name : {"rnn_tanh_l2_bi_s5_state", "rnn_relu_l1_s4_seqfirst", "rnn_tanh_l1_nobias_s1_state"})
     check_fixture(name, false);
 }
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Generate the fixtures for Kiln's `lstm` and `gru` ops from seeded PyTorch nn.LSTM / nn.GRU layers.
+"""Generate the fixtures for Kiln's `lstm`, `gru` and `rnn` ops from seeded PyTorch nn.LSTM / nn.GRU / nn.RNN layers.
 
 Run from the repository root:
 
@@ -16,7 +16,7 @@ tests/fixtures/rnn/:
 
 Configs cover layers 1 and 2, uni- and bidirectional, seq 1 (a decoder step) and seq > 1, with and
 without initial state, batch_first true and false, and layers without biases; seq 1 with state (the
-decoder step) for 1 and 2 layers, with and without biases.
+decoder step) for 1 and 2 layers, with and without biases; nn.RNN (`rnn`, nonlinearity tanh and relu).
 
 Self-check (the script fails if it does not hold): an independent float64 numpy implementation of the
 PyTorch LSTM/GRU equations (gates i,f,g,o and r,z,n; n = tanh(W_in x + b_in + r * (W_hn h + b_hn));
@@ -53,6 +53,9 @@ CONFIGS = [
     ("gru_l2_bi_s5_state", "gru", 6, 7, 2, True, 2, 5, True, True, True),
     ("gru_l2_s4_seqfirst_state", "gru", 4, 6, 2, False, 3, 4, True, False, True),
     ("gru_l1_bi_s1", "gru", 3, 5, 1, True, 4, 1, False, True, True),
+    ("rnn_tanh_l2_bi_s5_state", "rnn_tanh", 6, 7, 2, True, 2, 5, True, True, True),
+    ("rnn_relu_l1_s4_seqfirst", "rnn_relu", 5, 8, 1, False, 3, 4, False, False, True),
+    ("rnn_tanh_l1_nobias_s1_state", "rnn_tanh", 4, 6, 1, False, 2, 1, True, True, False),
 ]
 
 
@@ -61,7 +64,7 @@ def sigmoid(x):
 
 
 def numpy_rnn(cell, sd, x, h0, c0, layers, dirs, hidden, batch_first):
-    """float64 reference of nn.LSTM / nn.GRU; x is [T, N, C] here."""
+    """float64 reference of nn.LSTM / nn.GRU / nn.RNN (cell rnn_tanh, rnn_relu); x is [T, N, C] here."""
     sd = {k: v.astype(np.float64) for k, v in sd.items()}
     if batch_first:
         x = x.transpose(1, 0, 2)
@@ -83,7 +86,9 @@ def numpy_rnn(cell, sd, x, h0, c0, layers, dirs, hidden, batch_first):
             for t in steps:
                 gi = inp[t] @ w_ih.T + b_ih
                 gh = h @ w_hh.T + b_hh
-                if cell == "lstm":
+                if cell.startswith("rnn"):
+                    h = np.tanh(gi + gh) if cell == "rnn_tanh" else np.maximum(gi + gh, 0.0)
+                elif cell == "lstm":
                     g = gi + gh
                     i, f, gg, o = np.split(g, 4, axis=1)
                     c = sigmoid(f) * c + sigmoid(i) * np.tanh(gg)
@@ -125,8 +130,11 @@ def yaml_for(name, cell, in_size, hidden, layers, bidir, state, batch_first):
     lines.append("nodes:")
     attrs = "num_layers: %d, bidirectional: %s, batch_first: %s" % (
         layers, "true" if bidir else "false", "true" if batch_first else "false")
+    op = cell
+    if cell.startswith("rnn"):
+        op, attrs = "rnn", attrs + ", nonlinearity: " + cell[4:]
     lines.append("  - {op: %s, in: [%s], weights: rnn, %s, out: [%s]}" % (
-        cell, ", ".join(ins), attrs, ", ".join(outs)))
+        op, ", ".join(ins), attrs, ", ".join(outs)))
     return "\n".join(lines) + "\n"
 
 
@@ -135,8 +143,12 @@ def make(cfg):
     seed = sum(ord(ch) for ch in name)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    cls = torch.nn.LSTM if cell == "lstm" else torch.nn.GRU
-    mod = cls(in_size, hidden, num_layers=layers, bidirectional=bidir, batch_first=batch_first, bias=bias).eval()
+    if cell.startswith("rnn"):
+        mod = torch.nn.RNN(in_size, hidden, num_layers=layers, nonlinearity=cell[4:], bidirectional=bidir,
+                           batch_first=batch_first, bias=bias).eval()
+    else:
+        cls = torch.nn.LSTM if cell == "lstm" else torch.nn.GRU
+        mod = cls(in_size, hidden, num_layers=layers, bidirectional=bidir, batch_first=batch_first, bias=bias).eval()
     dirs = 2 if bidir else 1
     x_shape = (batch, seq, in_size) if batch_first else (seq, batch, in_size)
     x = rng.uniform(-1, 1, size=x_shape).astype(np.float32)
