@@ -151,6 +151,13 @@ TEST_CASE("onnx rnn: direction reverse (LSTM in layout 1 with states, GRU in lay
   CHECK(contains(kiln::load_onnx_model(rnn_fixture("gru_reverse_layout0.onnx"))->print(), "reverse=true"));
 }
 
+TEST_CASE("onnx rnn: a bidirectional GRU with linear_before_reset 0 equals a numpy implementation of the spec") {
+  // PyTorch has no such GRU: the reference is float64 numpy of ONNX's equations on the ONNX weights (it
+  // equals the backend node tests' expected outputs to 1.5e-8).
+  check_against_reference(rnn_fixture("gru_lbr0_bi_layout0_state.onnx"), rnn_fixture("gru_lbr0_bi_layout0_state."),
+                          {{"X", 1}, {"initial_h", 1}}, {{"Y", 2}, {"Y_h", 1}});
+}
+
 TEST_CASE("onnx rnn: the weights are reordered once at import into PyTorch-layout constants") {
   auto g = kiln::load_onnx_model(rnn_fixture("lstm_bi_layout0_states.onnx"));
   const std::string ir = g->print();

@@ -9,7 +9,9 @@ It (re)writes, deterministically, tests/fixtures/onnx_rnn/NAME.onnx and NAME.INP
 the cases below: what torch.onnx.export never writes (layout = 1, Y and Y_c as graph outputs, initial states
 in layout 1, opset 7) and what the backend node tests lack (bidirectional, reverse, GRU with
 linear_before_reset = 1, RNN with Relu). PyTorch has no reverse-only layer: the reference for direction =
-reverse runs PyTorch forward on the reversed sequence and reverses its Y back.
+reverse runs PyTorch forward on the reversed sequence and reverses its Y back. For the GRU with
+linear_before_reset = 0, which PyTorch lacks, the reference is a float64 numpy implementation of the ONNX
+spec's equations on the ONNX weights as they are.
 
 The ONNX weights are random; the reference is PyTorch's layer holding the same weights, moved into
 PyTorch's gate order from ONNX's as the ONNX spec states them (LSTM: ONNX i,o,f,c -> PyTorch i,f,g,o; GRU:
@@ -41,7 +43,36 @@ CASES = [
     ("rnn_tanh_fwd_opset7", "RNN", 7, "forward", 0, 3, 4, 2, 5, True, False, ["Y", "Y_h"]),
     ("lstm_reverse_layout1_states", "LSTM", 14, "reverse", 1, 4, 5, 2, 4, True, True, ["Y", "Y_h", "Y_c"]),
     ("gru_reverse_layout0", "GRU", 14, "reverse", 0, 3, 4, 3, 5, True, False, ["Y", "Y_h"]),
+    ("gru_lbr0_bi_layout0_state", "GRU", 14, "bidirectional", 0, 4, 5, 2, 4, True, True, ["Y", "Y_h"]),
 ]
+
+
+def sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def onnx_gru_lbr0(X, W, R, B, h0, direction):
+    """float64 numpy of ONNX's GRU with linear_before_reset = 0, from the ONNX weights as they are (gates
+    z, r, h; the spec's equations), layout 0: X [seq, batch, in], h0 [dirs, batch, hidden]."""
+    seq, hidden = X.shape[0], R.shape[2]
+    ys, hs = [], []
+    for d in range(W.shape[0]):
+        Wz, Wr, Wh = np.split(W[d].astype(np.float64), 3)
+        Rz, Rr, Rh = np.split(R[d].astype(np.float64), 3)
+        Wbz, Wbr, Wbh, Rbz, Rbr, Rbh = np.split(B[d].astype(np.float64), 6)
+        h = h0[d].astype(np.float64)
+        y = np.zeros((seq, X.shape[1], hidden))
+        backwards = direction == "reverse" or (direction == "bidirectional" and d == 1)
+        for t in (range(seq - 1, -1, -1) if backwards else range(seq)):
+            x = X[t].astype(np.float64)
+            z = sigmoid(x @ Wz.T + h @ Rz.T + Wbz + Rbz)
+            r = sigmoid(x @ Wr.T + h @ Rr.T + Wbr + Rbr)
+            hh = np.tanh(x @ Wh.T + (r * h) @ Rh.T + Rbh + Wbh)
+            h = (1 - z) * hh + z * h
+            y[t] = h
+        ys.append(y)
+        hs.append(h)
+    return np.stack(ys, axis=1).astype(np.float32), np.stack(hs).astype(np.float32)
 
 
 def torch_order(op, blocks, hidden):
@@ -112,6 +143,10 @@ def make(case, rng):
         "Y": y.transpose(1, 0, 2, 3) if layout else y.transpose(0, 2, 1, 3),
         "Y_h": hn.numpy().transpose(1, 0, 2) if layout else hn.numpy(),
     }
+    lbr0 = "lbr0" in name  # PyTorch has no such GRU: the reference is the numpy one, from the ONNX weights
+    if lbr0:
+        assert layout == 0 and states and bias
+        results["Y"], results["Y_h"] = onnx_gru_lbr0(feeds["X"], W, R, B, feeds["initial_h"], direction)
     if cn is not None:
         results["Y_c"] = cn.numpy().transpose(1, 0, 2) if layout else cn.numpy()
 
@@ -135,7 +170,7 @@ def make(case, rng):
     if opset >= 14:
         attrs["layout"] = layout
     if op == "GRU":
-        attrs["linear_before_reset"] = 1
+        attrs["linear_before_reset"] = 0 if lbr0 else 1
     if relu:
         attrs["activations"] = ["Relu"] * dirs
     node = helper.make_node(op, node_inputs, node_outputs, name=name, **attrs)
