@@ -23,6 +23,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstring>
 #include <optional>
 
 #include "ops/common.hpp"
@@ -53,11 +54,14 @@ struct Cell {
   Kind kind;
   dnnl::algorithm activation = dnnl::algorithm::eltwise_tanh;  // rnn only
   bool reverse = false;                                        // one direction, last step first (attribute `reverse`)
+  bool peephole = false;                                       // lstm with weight_peephole_l* inputs
 };
 const Cell kLstm{true, 4, 4, 3, {0, 1, 2, 3}, Kind::lstm};
 const Cell kGru{false, 3, 4, 2, {1, 0, 2, 0}, Kind::lbr_gru};
 const Cell kGruResetBefore{false, 3, 3, 2, {1, 0, 2, 0}, Kind::gru};
 const Cell kRnn{false, 1, 1, 2, {0, 0, 0, 0}, Kind::rnn};
+
+int peephole_index(const Cell& c, std::int64_t layer, std::int64_t dir);
 
 /// The cell a node computes: gru's linear_before_reset and rnn's nonlinearity pick among the variants.
 Cell cell_of(const Node& node, const Cell& base) {
@@ -69,6 +73,8 @@ Cell cell_of(const Node& node, const Cell& base) {
     else if (act != "tanh") node.fail("attribute 'nonlinearity' must be tanh or relu, got '" + act + "'");
   }
   c.reverse = node.attr_bool("reverse");
+  const auto first_peephole = static_cast<std::size_t>(peephole_index(c, 0, 0));
+  c.peephole = c.lstm && node.inputs.size() > first_peephole && node.inputs[first_peephole] != nullptr;
   if (c.reverse && node.attr_bool("bidirectional"))
     node.fail("attributes 'reverse' and 'bidirectional' exclude each other (bidirectional runs both ways)");
   return c;
@@ -78,6 +84,15 @@ const char* torch_class(const Cell& c) { return c.kind == Kind::lstm ? "LSTM" : 
 
 int weight_index(const Cell& c, std::int64_t layer, std::int64_t dir, int which) {
   return c.base + static_cast<int>((layer * 2 + dir) * kWeightsPerDir) + which;
+}
+
+/// lstm only: the optional peephole weights of (layer, dir), after every layer's four weights.
+int peephole_index(const Cell& c, std::int64_t layer, std::int64_t dir) {
+  return c.base + kMaxLayers * 2 * kWeightsPerDir + static_cast<int>(layer * 2 + dir);
+}
+
+std::string peephole_name(std::int64_t layer, std::int64_t dir) {
+  return "weight_peephole_l" + std::to_string(layer) + (dir ? "_reverse" : "");
 }
 
 std::string weight_name(int layer, int dir, int which) {
@@ -91,6 +106,12 @@ std::vector<InputSpec> input_specs(const Cell& c) {
     for (int d = 0; d < 2; ++d)
       for (int w = 0; w < kWeightsPerDir; ++w) {
         std::string name = weight_name(l, d, w);
+        in.push_back({name, true, name});
+      }
+  if (c.lstm)
+    for (int l = 0; l < kMaxLayers; ++l)
+      for (int d = 0; d < 2; ++d) {
+        std::string name = peephole_name(l, d);
         in.push_back({name, true, name});
       }
   return in;
@@ -155,6 +176,24 @@ std::vector<TensorType> infer(const ShapeCtx& ctx, const Cell& base) {
         expect_weight_shape(ctx, weight_index(c, l, d, kBhh), {rows});
       }
     }
+  // Peepholes (lstm): [3*hidden] per layer and direction, gates i, f, o; all present or all absent.
+  if (c.lstm)
+    for (int l = 0; l < kMaxLayers; ++l)
+      for (int d = 0; d < 2; ++d) {
+        const int i = peephole_index(c, l, d);
+        const bool used = l < layers && d < dirs;
+        if (ctx.has(i) && !used)
+          ctx.fail("weight " + peephole_name(l, d) + " ('" + node.inputs[static_cast<std::size_t>(i)]->name +
+                   "') is given but the node has num_layers = " + std::to_string(layers) +
+                   ", bidirectional = " + (dirs == 2 ? "true" : "false"));
+        if (used && ctx.has(i) != c.peephole)
+          ctx.fail(std::string(c.peephole ? "missing" : "unexpected") + " weight " + peephole_name(l, d) +
+                   " (peepholes are given for every layer and direction or for none)");
+        if (used && c.peephole) {
+          expect_f32(ctx, i);
+          expect_weight_shape(ctx, i, {Dim::of(3 * hidden.value)});
+        }
+      }
 
   const Shape state = {Dim::of(layers * dirs), batch, hidden};
   const int num_states = c.lstm ? 2 : 1;
@@ -205,8 +244,10 @@ dnnl::primitive_desc layer_pd(const Cell& c, const dnnl::engine& engine, std::in
   auto src_iter = has_state ? state_md : dnnl::memory::desc();
   const auto prop = dnnl::prop_kind::forward_inference;
   if (c.lstm) {
-    dnnl::lstm_forward::desc desc(prop, direction, src, src_iter, src_iter, wl_any, wi_any, bias_md, dst, state_md,
-                                  state_md);
+    const auto peephole_md =
+        c.peephole ? dnnl::memory::desc({1, dirs, 3, h}, dt::f32, tag::ldgo) : dnnl::memory::desc();
+    dnnl::lstm_forward::desc desc(prop, direction, src, src_iter, src_iter, wl_any, wi_any, peephole_md, bias_md, dst,
+                                  state_md, state_md);
     return dnnl::lstm_forward::primitive_desc(desc, user_scratchpad_attr(), engine);
   }
   if (c.kind == Kind::rnn) {
@@ -441,6 +482,14 @@ std::unique_ptr<Kernel> make(const KernelCtx& ctx, const Cell& base) {
     reorder_into(dnnl::memory(bias_md, ctx.engine, summed.data()), bias_mem);
     kernel->held.push_back(bias_mem);
     kernel->fixed(s, DNNL_ARG_BIAS, bias_mem);
+    if (c.peephole) {  // [3*H] per direction, gates i, f, o: oneDNN's ldgo [1, D, 3, H] as it is
+      dnnl::memory peephole_mem(dnnl::memory::desc({1, dirs, 3, h}, dt::f32, tag::ldgo), ctx.engine);
+      auto* dst = static_cast<float*>(peephole_mem.get_data_handle());
+      for (std::int64_t d = 0; d < dirs; ++d)
+        std::memcpy(dst + d * 3 * h, const_f32(ctx, peephole_index(c, l, d)), static_cast<std::size_t>(3 * h) * kF);
+      kernel->held.push_back(peephole_mem);
+      kernel->fixed(s, DNNL_ARG_WEIGHTS_PEEPHOLE, peephole_mem);
+    }
 
     if (l == 0) kernel->input(s, DNNL_ARG_SRC_LAYER, src, 0);
     else kernel->scratch(s, DNNL_ARG_SRC_LAYER, src, between[(l - 1) % 2]);

@@ -158,6 +158,17 @@ TEST_CASE("onnx rnn: a bidirectional GRU with linear_before_reset 0 equals a num
                           {{"X", 1}, {"initial_h", 1}}, {{"Y", 2}, {"Y_h", 1}});
 }
 
+TEST_CASE("onnx rnn: a bidirectional LSTM with peepholes equals a numpy implementation of the spec") {
+  // PyTorch has no peepholes: float64 numpy of ONNX's equations (P = [Pi, Po, Pf]); the same numpy with
+  // P = 0 equals PyTorch, and with the backend test's P equals its expected output.
+  check_against_reference(rnn_fixture("lstm_peephole_bi_layout0_states.onnx"),
+                          rnn_fixture("lstm_peephole_bi_layout0_states."),
+                          {{"X", 1}, {"initial_h", 1}, {"initial_c", 1}}, {{"Y", 2}, {"Y_h", 1}, {"Y_c", 1}});
+  const std::string ir = kiln::load_onnx_model(rnn_fixture("lstm_peephole_bi_layout0_states.onnx"))->print();
+  CHECK(contains(ir, "%P/l0 = const : f32[12]"));
+  CHECK(contains(ir, "%P/l0_reverse = const : f32[12]"));
+}
+
 TEST_CASE("onnx rnn: the weights are reordered once at import into PyTorch-layout constants") {
   auto g = kiln::load_onnx_model(rnn_fixture("lstm_bi_layout0_states.onnx"));
   const std::string ir = g->print();
@@ -253,19 +264,20 @@ TEST_CASE("onnx rnn error: LSTM attributes Kiln does not map (clip, input_forget
   CHECK(contains(e, "expected the default activations (Sigmoid, Tanh, Tanh), got (Sigmoid, Relu, Tanh)"));
 }
 
-TEST_CASE("onnx rnn error: peepholes, computed weights, partial sequence_lens, one LSTM state of two") {
+TEST_CASE("onnx rnn error: peepholes of the wrong size, computed weights, partial sequence_lens, one LSTM state of "
+          "two") {
   std::string path;
-  // P, input 7: three peephole vectors per direction.
+  // P, input 7: three peephole vectors per direction, here 3*6 = 18 wide where hidden is 6... given 17.
   std::string e = rnn_error("lstm_bi_layout0_states", [](onnx::ModelProto& m, onnx::NodeProto* n) {
     auto* p = m.mutable_graph()->add_initializer();
     p->set_name("P");
     p->set_data_type(onnx::TensorProto_DataType_FLOAT);
     p->add_dims(2);
-    p->add_dims(18);
-    for (int i = 0; i < 36; ++i) p->add_float_data(0.f);
+    p->add_dims(17);
+    for (int i = 0; i < 34; ++i) p->add_float_data(0.f);
     n->add_input("P");
   }, &path);
-  CHECK(contains(e, path + ":1:0: error: node 'lstm_bi_layout0_states' (LSTM): peepholes (input P) are not supported"));
+  CHECK(contains(e, path + ":1:0: error: node 'lstm_bi_layout0_states' (LSTM): expected P of shape [2,18], got [2,17]"));
   // W a graph input (computed): Kiln's ops take their weights from the model.
   e = rnn_error("gru_fwd_opset7", [](onnx::ModelProto& m, onnx::NodeProto*) {
     auto* g = m.mutable_graph();
@@ -376,4 +388,18 @@ TEST_CASE("rnn error: reverse together with bidirectional names the node") {
   INFO(e);
   CHECK(contains(e, "lstm_bi_layout0_states.onnx:1:0: error: lstm 'lstm_bi_layout0_states': attributes 'reverse' "
                     "and 'bidirectional' exclude each other"));
+}
+
+TEST_CASE("lstm error: peepholes for some directions only name the missing weight") {
+  auto g = kiln::load_onnx_model(rnn_fixture("lstm_peephole_bi_layout0_states.onnx"));
+  kiln::Node* lstm = nullptr;
+  for (const auto& node : g->nodes())
+    if (node->op == "lstm") lstm = node.get();
+  REQUIRE(lstm);
+  lstm->inputs.pop_back();  // weight_peephole_l0_reverse
+  std::string e = error_of([&] { g->infer_shapes(); });
+  INFO(e);
+  CHECK(contains(e, "lstm_peephole_bi_layout0_states.onnx:1:0: error: lstm 'lstm_peephole_bi_layout0_states': "
+                    "missing weight weight_peephole_l0_reverse (peepholes are given for every layer and direction "
+                    "or for none)"));
 }

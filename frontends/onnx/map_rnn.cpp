@@ -2,6 +2,7 @@
 // PyTorch's nn.LSTM / nn.GRU / nn.RNN state_dict. ONNX keeps one tensor per kind for all directions, with other gate orders:
 //   W [dirs, G*hidden, input], R [dirs, G*hidden, hidden], B [dirs, 2*G*hidden] = [Wb, Rb]
 //   LSTM gates i,o,f,c (PyTorch i,f,g,o); GRU z,r,h (PyTorch r,z,n); RNN one block
+//   P [dirs, 3*hidden] (LSTM peepholes) i,o,f -> Kiln's weight_peephole_l0 i,f,o
 // so each direction's blocks are reordered once here into new constants (`W/l0`, `R/l0_reverse`, ...).
 // Y is [seq, dirs, batch, hidden] (layout 0) or [batch, seq, dirs, hidden] (layout 1) where Kiln's y is
 // [seq, batch, dirs*hidden] or [batch, seq, dirs*hidden]: a reshape (and for layout 0 a transpose) follows.
@@ -41,19 +42,19 @@ const ConstTensor& weight(Importer& im, const OnnxNode& n, int i, const char* wh
   return *c;
 }
 
-/// Rows [from, from + G*hidden) of direction d of `c` (each row `cols` wide), gate blocks put in PyTorch's
-/// order, as a new constant [G*hidden, cols] (cols 0: a bias, [G*hidden]).
-Value* reordered(Importer& im, const Recurrent& r, const ConstTensor& c, const std::string& name, std::int64_t d,
-                 std::int64_t offset, std::int64_t hidden, std::int64_t cols) {
+/// Rows [offset, offset + G*hidden) of direction d of `c` (each row `cols` wide), gate block t taken from
+/// block from[t], as a new constant [G*hidden, cols] (cols 0: a vector, [G*hidden]).
+Value* reordered(Importer& im, int gates, const int* from, const ConstTensor& c, const std::string& name,
+                 std::int64_t d, std::int64_t offset, std::int64_t hidden, std::int64_t cols) {
   const std::int64_t width = cols ? cols : 1, block = hidden * width;
   const std::int64_t per_dir = c.numel() / c.dims[0];
-  const std::size_t bytes = static_cast<std::size_t>(r.gates * block) * sizeof(float);
+  const std::size_t bytes = static_cast<std::size_t>(gates * block) * sizeof(float);
   auto buf = aligned_buffer(bytes);
   const float* src = static_cast<const float*>(c.data.data) + d * per_dir + offset;
-  for (int t = 0; t < r.gates; ++t)
-    std::memcpy(static_cast<float*>(buf.get()) + t * block, src + r.torch_from_onnx[t] * block,
+  for (int t = 0; t < gates; ++t)
+    std::memcpy(static_cast<float*>(buf.get()) + t * block, src + from[t] * block,
                 static_cast<std::size_t>(block) * sizeof(float));
-  Shape shape = cols ? concrete_shape({r.gates * hidden, cols}) : concrete_shape({r.gates * hidden});
+  Shape shape = cols ? concrete_shape({gates * hidden, cols}) : concrete_shape({gates * hidden});
   return im.add_constant(name, TensorType{DType::f32, shape},
                          ConstData{buf.get(), bytes, std::shared_ptr<const void>(buf)});
 }
@@ -135,7 +136,11 @@ void map_recurrent(Importer& im, const OnnxNode& n, const Recurrent& r) {
               "length of X " +
                   x->type.str() + ": Kiln's " + std::string(r.kiln_op) + " has no per-sequence lengths");
   }
-  if (lstm && im.has_input(n, 7)) im.fail(n, "peepholes (input P) are not supported");
+  // P (LSTM): [dirs, 3*hidden], gates i, o, f; Kiln's weight_peephole_l0 is i, f, o.
+  const ConstTensor* p = lstm && im.has_input(n, 7) ? &weight(im, n, 7, "P", 2) : nullptr;
+  if (p && p->dims != std::vector<std::int64_t>{dirs, 3 * hidden})
+    im.fail(n, "expected P of shape " + shape_str(concrete_shape({dirs, 3 * hidden})) + ", got " +
+                   shape_str(concrete_shape(p->dims)));
 
   // Initial states: [dirs, batch, hidden], or [batch, dirs, hidden] with layout 1.
   std::vector<Value*> states;
@@ -155,14 +160,24 @@ void map_recurrent(Importer& im, const OnnxNode& n, const Recurrent& r) {
   ins.insert(ins.end(), states.begin(), states.end());
   for (std::int64_t d = 0; d < dirs; ++d) {
     const std::string suffix = d ? "/l0_reverse" : "/l0";
-    ins.push_back(reordered(im, r, w, n.proto.input(1) + suffix, d, 0, hidden, features.value));
-    ins.push_back(reordered(im, r, rr, n.proto.input(2) + suffix, d, 0, hidden, hidden));
+    ins.push_back(
+        reordered(im, r.gates, r.torch_from_onnx, w, n.proto.input(1) + suffix, d, 0, hidden, features.value));
+    ins.push_back(reordered(im, r.gates, r.torch_from_onnx, rr, n.proto.input(2) + suffix, d, 0, hidden, hidden));
     if (b) {
-      ins.push_back(reordered(im, r, *b, n.proto.input(3) + suffix + "_ih", d, 0, hidden, 0));
-      ins.push_back(reordered(im, r, *b, n.proto.input(3) + suffix + "_hh", d, rows, hidden, 0));
+      ins.push_back(reordered(im, r.gates, r.torch_from_onnx, *b, n.proto.input(3) + suffix + "_ih", d, 0, hidden, 0));
+      ins.push_back(
+          reordered(im, r.gates, r.torch_from_onnx, *b, n.proto.input(3) + suffix + "_hh", d, rows, hidden, 0));
     } else {
       ins.insert(ins.end(), {nullptr, nullptr});
     }
+  }
+  if (p) {  // after the four weights of every layer Kiln's lstm can hold (ops/rnn.cpp: 4 layers, 2 directions)
+    constexpr std::size_t kPeepholeInput = 3 + 4 * 2 * 4;
+    static constexpr int kPeepholeFromOnnx[3] = {0, 2, 1};  // i, f, o from ONNX's i, o, f
+    ins.resize(kPeepholeInput, nullptr);
+    for (std::int64_t d = 0; d < dirs; ++d)
+      ins.push_back(
+          reordered(im, 3, kPeepholeFromOnnx, *p, n.proto.input(7) + (d ? "/l0_reverse" : "/l0"), d, 0, hidden, 0));
   }
   while (ins.back() == nullptr) ins.pop_back();
 

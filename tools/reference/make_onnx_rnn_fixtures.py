@@ -11,7 +11,8 @@ in layout 1, opset 7) and what the backend node tests lack (bidirectional, rever
 linear_before_reset = 1, RNN with Relu). PyTorch has no reverse-only layer: the reference for direction =
 reverse runs PyTorch forward on the reversed sequence and reverses its Y back. For the GRU with
 linear_before_reset = 0, which PyTorch lacks, the reference is a float64 numpy implementation of the ONNX
-spec's equations on the ONNX weights as they are.
+spec's equations on the ONNX weights as they are; likewise for the LSTM with peepholes (P), whose numpy
+reference is first checked with P = 0 against PyTorch.
 
 The ONNX weights are random; the reference is PyTorch's layer holding the same weights, moved into
 PyTorch's gate order from ONNX's as the ONNX spec states them (LSTM: ONNX i,o,f,c -> PyTorch i,f,g,o; GRU:
@@ -44,11 +45,41 @@ CASES = [
     ("lstm_reverse_layout1_states", "LSTM", 14, "reverse", 1, 4, 5, 2, 4, True, True, ["Y", "Y_h", "Y_c"]),
     ("gru_reverse_layout0", "GRU", 14, "reverse", 0, 3, 4, 3, 5, True, False, ["Y", "Y_h"]),
     ("gru_lbr0_bi_layout0_state", "GRU", 14, "bidirectional", 0, 4, 5, 2, 4, True, True, ["Y", "Y_h"]),
+    ("lstm_peephole_bi_layout0_states", "LSTM", 14, "bidirectional", 0, 3, 4, 2, 5, True, True, ["Y", "Y_h", "Y_c"]),
 ]
 
 
 def sigmoid(x):
     return 1.0 / (1.0 + np.exp(-x))
+
+
+def onnx_lstm_peephole(X, W, R, B, P, h0, c0, direction):
+    """float64 numpy of ONNX's LSTM with peepholes, from the ONNX weights as they are (gates i, o, f, c;
+    P = [Pi, Po, Pf]; the spec's equations), layout 0."""
+    seq, hidden = X.shape[0], R.shape[2]
+    ys, hs, cs = [], [], []
+    for d in range(W.shape[0]):
+        Wi, Wo, Wf, Wc = np.split(W[d].astype(np.float64), 4)
+        Ri, Ro, Rf, Rc = np.split(R[d].astype(np.float64), 4)
+        Wbi, Wbo, Wbf, Wbc, Rbi, Rbo, Rbf, Rbc = np.split(B[d].astype(np.float64), 8)
+        Pi, Po, Pf = np.split(P[d].astype(np.float64), 3)
+        h, c = h0[d].astype(np.float64), c0[d].astype(np.float64)
+        y = np.zeros((seq, X.shape[1], hidden))
+        backwards = direction == "reverse" or (direction == "bidirectional" and d == 1)
+        for t in (range(seq - 1, -1, -1) if backwards else range(seq)):
+            x = X[t].astype(np.float64)
+            i = sigmoid(x @ Wi.T + h @ Ri.T + Pi * c + Wbi + Rbi)
+            f = sigmoid(x @ Wf.T + h @ Rf.T + Pf * c + Wbf + Rbf)
+            cc = np.tanh(x @ Wc.T + h @ Rc.T + Wbc + Rbc)
+            c = f * c + i * cc
+            o = sigmoid(x @ Wo.T + h @ Ro.T + Po * c + Wbo + Rbo)
+            h = o * np.tanh(c)
+            y[t] = h
+        ys.append(y)
+        hs.append(h)
+        cs.append(c)
+    return (np.stack(ys, axis=1).astype(np.float32), np.stack(hs).astype(np.float32),
+            np.stack(cs).astype(np.float32))
 
 
 def onnx_gru_lbr0(X, W, R, B, h0, direction):
@@ -143,12 +174,21 @@ def make(case, rng):
         "Y": y.transpose(1, 0, 2, 3) if layout else y.transpose(0, 2, 1, 3),
         "Y_h": hn.numpy().transpose(1, 0, 2) if layout else hn.numpy(),
     }
+    if cn is not None:
+        results["Y_c"] = cn.numpy().transpose(1, 0, 2) if layout else cn.numpy()
     lbr0 = "lbr0" in name  # PyTorch has no such GRU: the reference is the numpy one, from the ONNX weights
     if lbr0:
         assert layout == 0 and states and bias
         results["Y"], results["Y_h"] = onnx_gru_lbr0(feeds["X"], W, R, B, feeds["initial_h"], direction)
-    if cn is not None:
-        results["Y_c"] = cn.numpy().transpose(1, 0, 2) if layout else cn.numpy()
+    P = None
+    if "peephole" in name:  # PyTorch has no peepholes either: numpy of the spec, checked with P = 0 against PyTorch
+        assert layout == 0 and states and bias and op == "LSTM"
+        zero = onnx_lstm_peephole(feeds["X"], W, R, B, np.zeros((dirs, 3 * hidden)), feeds["initial_h"],
+                                  feeds["initial_c"], direction)
+        assert max(np.abs(zero[0] - results["Y"]).max(), np.abs(zero[2] - cn.numpy()).max()) < 1e-5
+        P = rng.uniform(-0.5, 0.5, (dirs, 3 * hidden)).astype(np.float32)
+        results["Y"], results["Y_h"], results["Y_c"] = onnx_lstm_peephole(
+            feeds["X"], W, R, B, P, feeds["initial_h"], feeds["initial_c"], direction)
 
     # The ONNX model: symbolic batch and seq.
     dims_x = ["batch", "seq", features] if layout else ["seq", "batch", features]
@@ -160,6 +200,9 @@ def make(case, rng):
         inits.append(numpy_helper.from_array(B, "B"))
     if states:
         node_inputs += ["", "initial_h"] + (["initial_c"] if op == "LSTM" else [])
+    if P is not None:
+        node_inputs.append("P")
+        inits.append(numpy_helper.from_array(P, "P"))
     while node_inputs[-1] == "":
         node_inputs.pop()
     all_outputs = ["Y", "Y_h", "Y_c"] if op == "LSTM" else ["Y", "Y_h"]
