@@ -253,7 +253,7 @@ class Importer {
   Value* temp_value(const OnnxNode& n, const std::string& suffix) {
     return graph_->add_value(unique_name(n.name + "/" + suffix), TensorType{});
   }
-  Value* output_value(const OnnxNode& n, int i) { return define(n, n.proto.output(i)); }
+  Value* define_output(const OnnxNode& n, int i) { return define(n, n.proto.output(i)); }
   void emit_node(const OnnxNode& n, const std::string& op, const std::string& suffix, std::vector<Value*> inputs,
                  std::vector<Value*> outputs, AttrMap attrs) {
     add(n, op, suffix.empty() ? n.name : n.name + "/" + suffix, std::move(inputs), std::move(outputs),

@@ -188,7 +188,7 @@ void map_recurrent(Importer& im, const OnnxNode& n, const Recurrent& r) {
   std::vector<Value*> outs;
   outs.push_back(im.temp_value(n, "y"));
   for (int s = 0; s < r.states; ++s)
-    outs.push_back(wanted(1 + s) && direct_states ? im.output_value(n, 1 + s) : im.temp_value(n, s ? "c_n" : "h_n"));
+    outs.push_back(wanted(1 + s) && direct_states ? im.define_output(n, 1 + s) : im.temp_value(n, s ? "c_n" : "h_n"));
   for (int i = 1 + r.states; i < n.proto.output_size(); ++i)
     if (wanted(i)) im.fail(n, "unexpected output " + std::to_string(i));
   AttrMap attrs = {{"batch_first", layout == 1},
@@ -202,18 +202,18 @@ void map_recurrent(Importer& im, const OnnxNode& n, const Recurrent& r) {
   if (wanted(0)) {
     const std::vector<std::int64_t> split = {0, 0, dirs, hidden};
     if (layout == 1) {
-      im.emit_node(n, "reshape", "Y", {outs[0]}, {im.output_value(n, 0)}, {{"shape", split}});
+      im.emit_node(n, "reshape", "Y", {outs[0]}, {im.define_output(n, 0)}, {{"shape", split}});
     } else {
       Value* four = im.temp_value(n, "y4");
       im.emit_node(n, "reshape", "y4", {outs[0]}, {four}, {{"shape", split}});
-      im.emit_node(n, "transpose", "Y", {four}, {im.output_value(n, 0)},
+      im.emit_node(n, "transpose", "Y", {four}, {im.define_output(n, 0)},
                    {{"perm", std::vector<std::int64_t>{0, 2, 1, 3}}});
     }
   }
   if (!direct_states)
     for (int s = 0; s < r.states; ++s)
       if (wanted(1 + s))
-        im.emit_node(n, "transpose", s ? "Y_c" : "Y_h", {outs[1 + s]}, {im.output_value(n, 1 + s)},
+        im.emit_node(n, "transpose", s ? "Y_c" : "Y_h", {outs[1 + s]}, {im.define_output(n, 1 + s)},
                      {{"perm", std::vector<std::int64_t>{1, 0, 2}}});
 }
 
