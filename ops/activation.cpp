@@ -3,6 +3,9 @@
 
 #include "graph/activation.hpp"
 
+#include <algorithm>
+#include <cmath>
+
 #include "ops/eltwise.hpp"
 
 namespace kiln {
@@ -20,10 +23,18 @@ constexpr EltArg kP0{0.f, 0}, kP1{0.f, 1};
 
 struct Row {
   ActivationDef def;
-  std::optional<dnnl::algorithm> alg;  // nullopt: oneDNN has none (erf runs a loop of its own)
+  std::optional<dnnl::algorithm> alg;  // nullopt: oneDNN has none; `loop` computes it
   EltArg alpha, beta;
   gemm::Activation gemm = gemm::Activation::None;  // None: Kiln's GEMM epilogue lacks it
+  LoopFn loop = nullptr;                           // for rows without `alg`: f(x, alpha, beta)
 };
+
+float erf_fn(float x, float, float) { return std::erf(x); }
+float log_fn(float x, float, float) { return std::log(x); }
+// ONNX Selu: gamma · (x if x > 0 else alpha · (e^x − 1)).
+float selu_fn(float x, float alpha, float gamma) { return gamma * (x > 0.f ? x : alpha * std::expm1(x)); }
+// ONNX HardSigmoid: max(0, min(1, alpha · x + beta)).
+float hard_sigmoid_fn(float x, float alpha, float beta) { return std::clamp(alpha * x + beta, 0.f, 1.f); }
 
 using A = dnnl::algorithm;
 using G = gemm::Activation;
@@ -86,7 +97,59 @@ const std::vector<Row>& table() {
          A::eltwise_pow,
          {1.f},
          kP0},
-        {{.name = "erf", .op = "erf", .doc = "the error function"}, std::nullopt, {}, {}},
+        {{.name = "erf", .op = "erf", .doc = "the error function"}, std::nullopt, {}, {}, G::None, erf_fn},
+        // ONNX's element-wise math and activations (frontends/onnx/map_math.cpp).
+        {{.name = "abs", .op = "abs", .doc = "|x|"}, A::eltwise_abs, {}, {}},
+        {{.name = "neg", .op = "neg", .doc = "-x"}, A::eltwise_linear, {-1.f}, {0.f}},
+        // oneDNN 2.6's eltwise_log gives log(1) = -1e-6: a loop of std::log instead (ONNX's tests ask 1e-7).
+        {{.name = "log", .op = "log", .doc = "the natural logarithm"}, std::nullopt, {}, {}, G::None, log_fn},
+        {{.name = "reciprocal", .op = "reciprocal", .doc = "1 / x"}, A::eltwise_pow, {1.f}, {-1.f}},
+        {{.name = "leaky_relu",
+          .op = "leaky_relu",
+          .doc = "x if x >= 0 else alpha * x (nn.LeakyReLU)",
+          .params = {{"alpha", 0.01, "the slope for x < 0"}},
+          .post_op = true},
+         A::eltwise_relu,
+         kP0,
+         {}},
+        {{.name = "elu",
+          .op = "elu",
+          .doc = "x if x > 0 else alpha * (e^x - 1) (nn.ELU)",
+          .params = {{"alpha", 1.0, "the scale of the negative part"}},
+          .post_op = true},
+         A::eltwise_elu,
+         kP0,
+         {}},
+        {{.name = "selu",
+          .op = "selu",
+          .doc = "gamma * (x if x > 0 else alpha * (e^x - 1)) (nn.SELU with the defaults)",
+          .params = {{"alpha", 1.6732632423543772, "the scale of the negative part"},
+                     {"gamma", 1.0507009873554805, "the scale of the result"}}},
+         std::nullopt,
+         {},
+         {},
+         G::None,
+         selu_fn},
+        {{.name = "hard_sigmoid",
+          .op = "hard_sigmoid",
+          .doc = "max(0, min(1, alpha * x + beta)) (ONNX HardSigmoid; nn.Hardsigmoid: alpha 1/6)",
+          .params = {{"alpha", 0.2, "the slope"}, {"beta", 0.5, "the offset"}}},
+         std::nullopt,
+         {},
+         {},
+         G::None,
+         hard_sigmoid_fn},
+        {{.name = "hard_swish",
+          .op = "hard_swish",
+          .doc = "x * max(0, min(1, x / 6 + 1/2)) (nn.Hardswish)",
+          .post_op = true},
+         A::eltwise_hardswish,
+         {},
+         {}},
+        {{.name = "softplus", .op = "softplus", .doc = "log(1 + e^x) (nn.Softplus with beta 1)", .post_op = true},
+         A::eltwise_soft_relu,
+         {},
+         {}},
     };
     for (Row& row : r) row.def.gemm_epilogue = row.gemm != G::None;
     return r;
@@ -141,6 +204,13 @@ std::optional<Eltwise> eltwise_of(const ActivationDef& a, const std::vector<doub
   const Row& r = row_of(a);
   if (!r.alg) return std::nullopt;
   return Eltwise{*r.alg, r.alpha.of(params), r.beta.of(params)};
+}
+
+LoopActivation loop_of(const ActivationDef& a, const std::vector<double>& params) {
+  const Row& r = row_of(a);
+  if (!r.loop) fail(std::string("activation '") + a.name + "' has no loop of Kiln's (oneDNN computes it)");
+  auto param = [&](std::size_t i) { return i < params.size() ? static_cast<float>(params[i]) : 0.f; };
+  return LoopActivation{r.loop, param(0), param(1)};
 }
 
 gemm::Activation gemm_activation(const ActivationDef* a) { return a ? row_of(*a).gemm : G::None; }

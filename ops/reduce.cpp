@@ -1,6 +1,8 @@
-// reduce_mean, reduce_sum over `axes` (torch.mean / torch.sum with dim=axes, keepdim=keepdims).
+// reduce_mean, reduce_sum, reduce_max, reduce_min over `axes` (torch.mean / sum / amax / amin with dim=axes,
+// keepdim=keepdims).
 //   %pooled = reduce_mean(%x) {axes=[1], keepdims=false} : (f32[batch,seq,64]) -> f32[batch,64]
 
+#include <algorithm>
 #include <set>
 
 #include <tbb/parallel_for.h>
@@ -37,19 +39,33 @@ std::vector<TensorType> infer(const ShapeCtx& ctx) {
 // Kiln sums rows with a vectorized loop instead.
 class ContiguousReduceKernel : public Kernel {
  public:
-  ContiguousReduceKernel(std::int64_t outer, std::int64_t reduced, std::int64_t inner, bool mean)
+  enum class Kind : std::uint8_t { Sum, Max, Min };
+  ContiguousReduceKernel(std::int64_t outer, std::int64_t reduced, std::int64_t inner, bool mean, Kind kind)
       : outer_(outer),
         reduced_(reduced),
         inner_(inner),
-        scale_(mean && reduced ? 1.0f / static_cast<float>(reduced) : 1.0f) {}
+        scale_(mean && reduced ? 1.0f / static_cast<float>(reduced) : 1.0f),
+        kind_(kind) {}
 
   void execute(dnnl::stream&, const KernelArgs& args) override {
     const auto* x = static_cast<const float*>(args.in[0]);
     auto* y = static_cast<float*>(args.out[0]);
     const std::int64_t inner = inner_, reduced = reduced_;
+    const Kind kind = kind_;
     auto body = [&](std::int64_t o) {
       float* dst = y + o * inner;
       const float* src = x + o * reduced * inner;
+      if (kind != Kind::Sum) {  // max, min: from the first row on (reduced >= 1: oneDNN takes the rest)
+        for (std::int64_t j = 0; j < inner; ++j) dst[j] = src[j];
+        for (std::int64_t r = 1; r < reduced; ++r) {
+          const float* row = src + r * inner;
+          if (kind == Kind::Max)
+            for (std::int64_t j = 0; j < inner; ++j) dst[j] = std::max(dst[j], row[j]);
+          else
+            for (std::int64_t j = 0; j < inner; ++j) dst[j] = std::min(dst[j], row[j]);
+        }
+        return;
+      }
       for (std::int64_t j = 0; j < inner; ++j) dst[j] = 0.f;
       for (std::int64_t r = 0; r < reduced; ++r) {
         const float* row = src + r * inner;
@@ -70,7 +86,15 @@ class ContiguousReduceKernel : public Kernel {
  private:
   std::int64_t outer_, reduced_, inner_;
   float scale_;
+  Kind kind_;
 };
+
+dnnl::algorithm algorithm_of(const std::string& op) {
+  return op == "reduce_mean"  ? dnnl::algorithm::reduction_mean
+         : op == "reduce_max" ? dnnl::algorithm::reduction_max
+         : op == "reduce_min" ? dnnl::algorithm::reduction_min
+                              : dnnl::algorithm::reduction_sum;
+}
 
 std::unique_ptr<Kernel> make(const KernelCtx& ctx) {
   auto src_dims = dims_of(ctx.in[0].shape);
@@ -78,11 +102,16 @@ std::unique_ptr<Kernel> make(const KernelCtx& ctx) {
     std::set<std::int64_t> axes;
     for (auto a : ctx.node.attr_ints("axes")) axes.insert(a < 0 ? a + static_cast<std::int64_t>(src_dims.size()) : a);
     bool contiguous = *axes.rbegin() - *axes.begin() + 1 == static_cast<std::int64_t>(axes.size());
-    if (contiguous && *axes.rbegin() + 1 < static_cast<std::int64_t>(src_dims.size())) {
+    std::int64_t reduced_count = 1;
+    for (auto a : axes) reduced_count *= src_dims[static_cast<std::size_t>(a)];
+    if (contiguous && *axes.rbegin() + 1 < static_cast<std::int64_t>(src_dims.size()) &&
+        (reduced_count > 0 || ctx.node.op == "reduce_sum" || ctx.node.op == "reduce_mean")) {
       std::int64_t outer = 1, reduced = 1, inner = 1;
       for (std::int64_t i = 0; i < static_cast<std::int64_t>(src_dims.size()); ++i)
         (i < *axes.begin() ? outer : i <= *axes.rbegin() ? reduced : inner) *= src_dims[i];
-      return std::make_unique<ContiguousReduceKernel>(outer, reduced, inner, ctx.node.op == "reduce_mean");
+      using K = ContiguousReduceKernel::Kind;
+      const K kind = ctx.node.op == "reduce_max" ? K::Max : ctx.node.op == "reduce_min" ? K::Min : K::Sum;
+      return std::make_unique<ContiguousReduceKernel>(outer, reduced, inner, ctx.node.op == "reduce_mean", kind);
     }
   }
   auto dst_dims = src_dims;
@@ -98,7 +127,7 @@ std::unique_ptr<Kernel> make(const KernelCtx& ctx) {
     kernel->output(s, DNNL_ARG_TO, dst, 0);
     return kernel;
   }
-  auto alg = ctx.node.op == "reduce_mean" ? dnnl::algorithm::reduction_mean : dnnl::algorithm::reduction_sum;
+  auto alg = algorithm_of(ctx.node.op);
   dnnl::reduction::primitive_desc pd(dnnl::reduction::desc(alg, src, dst, 0.f, 0.f), user_scratchpad_attr(),
                                      ctx.engine);
   int s = kernel->add(pd);
@@ -127,6 +156,14 @@ const OpSchema& op_reduce_mean() {
 }
 const OpSchema& op_reduce_sum() {
   static const OpSchema s = reduce_schema("reduce_sum", "sum over `axes`");
+  return s;
+}
+const OpSchema& op_reduce_max() {
+  static const OpSchema s = reduce_schema("reduce_max", "maximum over `axes`");
+  return s;
+}
+const OpSchema& op_reduce_min() {
+  static const OpSchema s = reduce_schema("reduce_min", "minimum over `axes`");
   return s;
 }
 

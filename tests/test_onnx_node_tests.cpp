@@ -36,7 +36,7 @@ bool parse_file(const fs::path& path, Proto* out) {
   return in && out->ParseFromIstream(&in);
 }
 
-// A TensorProto as a Kiln tensor (f32, i64, i32, bool); throws on anything else.
+// A TensorProto as a Kiln tensor (f32, f64, i64, i32, i8, u8, bool); throws on anything else.
 kiln::Tensor tensor_of(const onnx::TensorProto& t, const std::string& what) {
   kiln::DType dt{};
   switch (t.data_type()) {
@@ -44,6 +44,9 @@ kiln::Tensor tensor_of(const onnx::TensorProto& t, const std::string& what) {
     case onnx::TensorProto_DataType_INT64: dt = kiln::DType::i64; break;
     case onnx::TensorProto_DataType_INT32: dt = kiln::DType::i32; break;
     case onnx::TensorProto_DataType_BOOL: dt = kiln::DType::boolean; break;
+    case onnx::TensorProto_DataType_DOUBLE: dt = kiln::DType::f64; break;
+    case onnx::TensorProto_DataType_INT8: dt = kiln::DType::i8; break;
+    case onnx::TensorProto_DataType_UINT8: dt = kiln::DType::u8; break;
     default: throw std::runtime_error(what + ": element type " + std::to_string(t.data_type()) + " not handled");
   }
   std::vector<std::int64_t> dims(t.dims().begin(), t.dims().end());
@@ -56,6 +59,14 @@ kiln::Tensor tensor_of(const onnx::TensorProto& t, const std::string& what) {
     std::memcpy(out.data(), t.float_data().data(), bytes);
   } else if (dt == kiln::DType::i64 && static_cast<std::size_t>(t.int64_data_size()) * 8 == bytes) {
     std::memcpy(out.data(), t.int64_data().data(), bytes);
+  } else if (dt == kiln::DType::f64 && static_cast<std::size_t>(t.double_data_size()) * 8 == bytes) {
+    std::memcpy(out.data(), t.double_data().data(), bytes);
+  } else if ((dt == kiln::DType::i32 || dt == kiln::DType::boolean) &&
+             static_cast<std::size_t>(t.int32_data_size()) * kiln::dtype_size(dt) == bytes) {
+    for (int i = 0; i < t.int32_data_size(); ++i) {
+      if (dt == kiln::DType::i32) out.data_as<std::int32_t>()[i] = t.int32_data(i);
+      else out.data_as<std::uint8_t>()[i] = static_cast<std::uint8_t>(t.int32_data(i) != 0);
+    }
   } else {
     throw std::runtime_error(what + ": typed data not handled");
   }
@@ -66,7 +77,26 @@ kiln::Tensor tensor_of(const onnx::TensorProto& t, const std::string& what) {
 std::string compare(const kiln::Tensor& got, const kiln::Tensor& want, const std::string& name) {
   if (got.shape() != want.shape())
     return name + ": shape " + kiln::shape_to_string(got.shape()) + ", expected " + kiln::shape_to_string(want.shape());
-  if (want.dtype() != kiln::DType::f32 || got.dtype() != kiln::DType::f32) return name + ": expected f32 outputs";
+  if (got.dtype() != want.dtype())
+    return name + ": type " + std::string(kiln::dtype_name(got.dtype())) + ", expected " +
+           std::string(kiln::dtype_name(want.dtype()));
+  // Integers and bools exactly (bools as truth values); f64 at the same tolerances as f32.
+  for (std::int64_t i = 0; i < want.numel() && want.dtype() != kiln::DType::f32; ++i) {
+    double x = 0, y = 0;
+    switch (want.dtype()) {
+      case kiln::DType::i64: x = static_cast<double>(got.data_as<std::int64_t>()[i]), y = static_cast<double>(want.data_as<std::int64_t>()[i]); break;
+      case kiln::DType::i32: x = got.data_as<std::int32_t>()[i], y = want.data_as<std::int32_t>()[i]; break;
+      case kiln::DType::i8: x = got.data_as<std::int8_t>()[i], y = want.data_as<std::int8_t>()[i]; break;
+      case kiln::DType::u8: x = got.data_as<std::uint8_t>()[i], y = want.data_as<std::uint8_t>()[i]; break;
+      case kiln::DType::boolean: x = got.data_as<std::uint8_t>()[i] != 0, y = want.data_as<std::uint8_t>()[i] != 0; break;
+      case kiln::DType::f64: x = got.data_as<double>()[i], y = want.data_as<double>()[i]; break;
+      default: return name + ": output type " + std::string(kiln::dtype_name(want.dtype())) + " not compared";
+    }
+    const bool close = want.dtype() == kiln::DType::f64 ? std::fabs(x - y) <= 1e-7 + 1e-3 * std::fabs(y) : x == y;
+    if (!close && !(std::isnan(x) && std::isnan(y)))
+      return name + "[" + std::to_string(i) + "] = " + std::to_string(x) + ", expected " + std::to_string(y);
+  }
+  if (want.dtype() != kiln::DType::f32) return {};
   const float* a = got.data_as<float>();
   const float* b = want.data_as<float>();
   for (std::int64_t i = 0; i < want.numel(); ++i) {

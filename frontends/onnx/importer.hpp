@@ -71,6 +71,7 @@ const std::vector<OpRow>& op_table();
 std::vector<OpRow> math_rows();
 std::vector<OpRow> nn_rows();
 std::vector<OpRow> tensor_rows();
+std::vector<OpRow> logic_rows();
 
 inline std::string domain_name(const std::string& d) { return d.empty() ? "ai.onnx" : d; }
 inline bool is_default_domain(const std::string& d) { return d.empty() || d == "ai.onnx"; }

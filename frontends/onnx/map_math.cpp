@@ -1,7 +1,8 @@
-// Element-wise math and activations: ONNX ops onto Kiln's binary and unary ops.
+// Element-wise math, activations and reductions: ONNX ops onto Kiln's binary, unary and reduce ops.
 
 #include <algorithm>
 #include <cstring>
+#include <limits>
 
 #include "frontends/onnx/importer.hpp"
 
@@ -23,27 +24,193 @@ void map_tanh(Importer& im, const OnnxNode& n) { map_same(im, n, "tanh"); }
 void map_exp(Importer& im, const OnnxNode& n) { map_same(im, n, "exp"); }
 void map_sqrt(Importer& im, const OnnxNode& n) { map_same(im, n, "sqrt"); }
 void map_erf(Importer& im, const OnnxNode& n) { map_same(im, n, "erf"); }
+void map_abs(Importer& im, const OnnxNode& n) { map_same(im, n, "abs"); }
+void map_neg(Importer& im, const OnnxNode& n) { map_same(im, n, "neg"); }
+void map_log(Importer& im, const OnnxNode& n) { map_same(im, n, "log"); }
+void map_reciprocal(Importer& im, const OnnxNode& n) { map_same(im, n, "reciprocal"); }
+void map_softplus(Importer& im, const OnnxNode& n) { map_same(im, n, "softplus"); }
+void map_hard_swish(Importer& im, const OnnxNode& n) { map_same(im, n, "hard_swish"); }
+void map_prelu(Importer& im, const OnnxNode& n) { map_same(im, n, "prelu"); }
 
+// An activation with float attributes: each ONNX attribute (with ONNX's default) onto the Kiln attribute.
+void map_params(Importer& im, const OnnxNode& n, const std::string& op,
+                std::initializer_list<std::pair<const char*, double>> params) {
+  std::vector<std::string_view> names;
+  for (const auto& p : params) names.emplace_back(p.first);
+  for (const auto& a : n.proto.attribute())
+    if (std::find(names.begin(), names.end(), a.name()) == names.end()) {
+      std::string known;
+      for (auto k : names) known += (known.empty() ? "" : ", ") + std::string(k);
+      im.fail(n, "attribute '" + a.name() + "' is not supported (this importer reads: " + known + ")");
+    }
+  AttrMap attrs;
+  for (const auto& [name, dflt] : params) attrs[name] = im.attr_float(n, name, dflt);
+  im.emit(n, op, {im.input(n, 0)}, std::move(attrs));
+}
+
+void map_leaky_relu(Importer& im, const OnnxNode& n) { map_params(im, n, "leaky_relu", {{"alpha", 0.01}}); }
+void map_elu(Importer& im, const OnnxNode& n) { map_params(im, n, "elu", {{"alpha", 1.0}}); }
+// ONNX's defaults, as float32 (the spec gives them to float precision).
+void map_selu(Importer& im, const OnnxNode& n) {
+  map_params(im, n, "selu", {{"alpha", 1.67326319217681884765625}, {"gamma", 1.05070102214813232421875}});
+}
+void map_hard_sigmoid(Importer& im, const OnnxNode& n) {
+  map_params(im, n, "hard_sigmoid", {{"alpha", 0.2}, {"beta", 0.5}});
+}
+
+// Clip: min/max attributes before opset 11 (defaults: no bound), optional constant inputs from 11.
+void map_clip(Importer& im, const OnnxNode& n) {
+  constexpr double kInf = std::numeric_limits<double>::infinity();
+  double lo = -kInf, hi = kInf;
+  if (n.opset < 11) {
+    im.only_attrs(n, {"min", "max"});
+    lo = im.attr_float(n, "min", -kInf);
+    hi = im.attr_float(n, "max", kInf);
+  } else {
+    im.only_attrs(n, {});
+    for (int i : {1, 2}) {
+      if (!im.has_input(n, i)) continue;
+      const ConstTensor* c = im.constant(n, i);
+      const char* what = i == 1 ? "min" : "max";
+      if (!c)
+        im.fail(n, std::string("expected input ") + std::to_string(i) + " (" + what +
+                       ") to be a constant (Kiln's clip takes its bounds as attributes)");
+      (i == 1 ? lo : hi) = const_scalar(im, n, *c, std::string("input ") + std::to_string(i) + " (" + what + ")");
+    }
+  }
+  Value* x = im.input(n, 0);
+  if (x->type.dtype != DType::f32) im.fail(n, "expected input 0 of type f32, got " + x->type.str());
+  if (!(lo <= hi)) im.fail(n, "expected min <= max, got min = " + std::to_string(lo) + ", max = " + std::to_string(hi));
+  im.emit(n, "clip", {x}, {{"min", lo}, {"max", hi}});
+}
+
+// Sum, Mean, Max, Min: variadic, broadcasting; a chain of Kiln's binary op (one input: the identity).
+Value* fold_inputs(Importer& im, const OnnxNode& n, const std::string& op, bool last_is_output) {
+  std::vector<Value*> ins = all_inputs(im, n);
+  if (ins.empty()) im.fail(n, "expected at least one input");
+  if (ins.size() == 1) {
+    if (last_is_output) im.emit(n, "dropout", {ins[0]}, {{"p", 0.0}});
+    return ins[0];
+  }
+  Value* acc = ins[0];
+  for (std::size_t i = 1; i < ins.size(); ++i) {
+    if (last_is_output && i + 1 == ins.size()) {
+      im.emit(n, op, {acc, ins[i]}, {});
+      return nullptr;
+    }
+    acc = im.emit_temp(n, op, op + std::to_string(i), {acc, ins[i]}, {});
+  }
+  return acc;
+}
+
+void map_sum(Importer& im, const OnnxNode& n) {
+  im.only_attrs(n, {});
+  fold_inputs(im, n, "add", true);
+}
+void map_max(Importer& im, const OnnxNode& n) {
+  im.only_attrs(n, {});
+  fold_inputs(im, n, "max", true);
+}
+void map_min(Importer& im, const OnnxNode& n) {
+  im.only_attrs(n, {});
+  fold_inputs(im, n, "min", true);
+}
+
+void map_mean(Importer& im, const OnnxNode& n) {
+  im.only_attrs(n, {});
+  if (n.proto.input_size() == 1) return void(fold_inputs(im, n, "add", true));
+  Value* sum = fold_inputs(im, n, "add", false);
+  if (sum->type.dtype != DType::f32) im.fail(n, "expected inputs of type f32, got " + sum->type.str());
+  auto buf = aligned_buffer(sizeof(float));
+  const auto count = static_cast<float>(n.proto.input_size());
+  std::memcpy(buf.get(), &count, sizeof(float));
+  Value* c = im.add_constant(n.proto.output(0) + "/count", TensorType{DType::f32, {}},
+                             ConstData{buf.get(), sizeof(float), std::shared_ptr<const void>(buf)});
+  im.emit(n, "div", {sum, c}, {});
+}
+
+// Pow: a constant one-value exponent on an f32 base is Kiln's pow (an eltwise, and what fuse-gelu's tanh
+// form matches); any other exponent (a tensor, computed, or an integer base) is pow_tensor.
 void map_pow(Importer& im, const OnnxNode& n) {
   im.only_attrs(n, {});
   Value* x = im.input(n, 0);
   const ConstTensor* y = im.constant(n, 1);
-  if (!y) im.fail(n, "expected a constant exponent (Kiln's pow takes the exponent as an attribute)");
-  if (static_cast<int>(y->dims.size()) > rank_of(x))
-    im.fail(n, "expected an exponent of rank at most the base's " + std::to_string(rank_of(x)));
-  im.emit(n, "pow", {x}, {{"exponent", const_scalar(im, n, *y, "the exponent")}});
+  if (y && y->numel() == 1 && x->type.dtype == DType::f32 && static_cast<int>(y->dims.size()) <= rank_of(x) &&
+      (y->dtype == DType::f32 || y->dtype == DType::f64 || y->dtype == DType::i64 || y->dtype == DType::i32))
+    return im.emit(n, "pow", {x}, {{"exponent", const_scalar(im, n, *y, "the exponent")}});
+  im.emit(n, "pow_tensor", {x, im.input(n, 1)}, {});
 }
+
+// ---- reductions ----
+
+// The axes to reduce, from the attribute (ReduceMean/Max/Min, ReduceSum before 13) or the constant input 1
+// (ReduceSum from 13). Empty: every axis, or none (the identity) with noop_with_empty_axes = 1.
+void map_reduce(Importer& im, const OnnxNode& n, const std::string& op, bool axes_input) {
+  if (axes_input) im.only_attrs(n, {"keepdims", "noop_with_empty_axes"});
+  else im.only_attrs(n, {"axes", "keepdims"});
+  Value* x = im.input(n, 0);
+  std::vector<std::int64_t> axes;
+  if (axes_input) {
+    if (im.has_input(n, 1)) {
+      const ConstTensor* c = im.constant(n, 1);
+      if (!c) im.fail(n, "expected input 1 (axes) to be a constant (Kiln reduces over axes known at load time)");
+      axes = const_ints(im, n, *c, "input 1 (axes)");
+    }
+  } else {
+    axes = im.attr_ints(n, "axes");
+  }
+  const std::int64_t keepdims = im.attr_int(n, "keepdims", 1);
+  if (keepdims != 0 && keepdims != 1) im.fail(n, "expected keepdims 0 or 1, got " + std::to_string(keepdims));
+  if (axes.empty()) {
+    const std::int64_t noop = axes_input ? im.attr_int(n, "noop_with_empty_axes", 0) : 0;
+    if (noop != 0 && noop != 1) im.fail(n, "expected noop_with_empty_axes 0 or 1, got " + std::to_string(noop));
+    if (noop || rank_of(x) == 0) return im.emit(n, "dropout", {x}, {{"p", 0.0}});
+    for (int i = 0; i < rank_of(x); ++i) axes.push_back(i);
+  }
+  im.emit(n, op, {x}, {{"axes", axes}, {"keepdims", keepdims == 1}});
+}
+
+void map_reduce_mean(Importer& im, const OnnxNode& n) { map_reduce(im, n, "reduce_mean", false); }
+void map_reduce_max(Importer& im, const OnnxNode& n) { map_reduce(im, n, "reduce_max", false); }
+void map_reduce_min(Importer& im, const OnnxNode& n) { map_reduce(im, n, "reduce_min", false); }
+void map_reduce_sum(Importer& im, const OnnxNode& n) { map_reduce(im, n, "reduce_sum", n.opset >= 13); }
 
 }  // namespace
 
 std::vector<OpRow> math_rows() {
   return {
-      {"Add", kMinOpset, kMaxOpset, map_add},   {"Sub", kMinOpset, kMaxOpset, map_sub},
-      {"Mul", kMinOpset, kMaxOpset, map_mul},   {"Div", kMinOpset, kMaxOpset, map_div},
-      {"Relu", kMinOpset, kMaxOpset, map_relu}, {"Sigmoid", kMinOpset, kMaxOpset, map_sigmoid},
-      {"Tanh", kMinOpset, kMaxOpset, map_tanh}, {"Exp", kMinOpset, kMaxOpset, map_exp},
-      {"Sqrt", kMinOpset, kMaxOpset, map_sqrt}, {"Erf", 9, kMaxOpset, map_erf},
+      {"Add", kMinOpset, kMaxOpset, map_add},
+      {"Sub", kMinOpset, kMaxOpset, map_sub},
+      {"Mul", kMinOpset, kMaxOpset, map_mul},
+      {"Div", kMinOpset, kMaxOpset, map_div},
+      {"Relu", kMinOpset, kMaxOpset, map_relu},
+      {"Sigmoid", kMinOpset, kMaxOpset, map_sigmoid},
+      {"Tanh", kMinOpset, kMaxOpset, map_tanh},
+      {"Exp", kMinOpset, kMaxOpset, map_exp},
+      {"Sqrt", kMinOpset, kMaxOpset, map_sqrt},
+      {"Erf", 9, kMaxOpset, map_erf},
       {"Pow", kMinOpset, kMaxOpset, map_pow},
+      // Unchanged since opset 6 (which dropped the legacy consumed_inputs attribute) but for new types.
+      {"Abs", 6, kMaxOpset, map_abs},
+      {"Neg", 6, kMaxOpset, map_neg},
+      {"Log", 6, kMaxOpset, map_log},
+      {"Reciprocal", 6, kMaxOpset, map_reciprocal},
+      {"LeakyRelu", 6, kMaxOpset, map_leaky_relu},
+      {"Elu", 6, kMaxOpset, map_elu},
+      {"Selu", 6, kMaxOpset, map_selu},
+      {"HardSigmoid", 6, kMaxOpset, map_hard_sigmoid},
+      {"HardSwish", 14, kMaxOpset, map_hard_swish},
+      {"Softplus", 1, kMaxOpset, map_softplus},
+      {"PRelu", 7, kMaxOpset, map_prelu},  // 7: the slope broadcasts to X (NumPy, unidirectional)
+      {"Clip", 6, kMaxOpset, map_clip},    // 6-10: attributes; 11-17: inputs
+      {"Sum", 8, kMaxOpset, map_sum},      // 8: NumPy broadcasting
+      {"Mean", 8, kMaxOpset, map_mean},
+      {"Max", 8, kMaxOpset, map_max},
+      {"Min", 8, kMaxOpset, map_min},
+      {"ReduceMean", 1, kMaxOpset, map_reduce_mean},  // 18 moves axes to an input
+      {"ReduceMax", 1, kMaxOpset, map_reduce_max},
+      {"ReduceMin", 1, kMaxOpset, map_reduce_min},
+      {"ReduceSum", 1, kMaxOpset, map_reduce_sum},  // 13: axes an input, noop_with_empty_axes
   };
 }
 

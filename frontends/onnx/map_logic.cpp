@@ -1,0 +1,56 @@
+// Comparisons, logic, Where and Cast: the ONNX ops on masks and ids (bool, int64) onto Kiln's typed ops.
+
+#include "frontends/onnx/importer.hpp"
+
+namespace kiln::onnx_import {
+namespace {
+
+void map_plain(Importer& im, const OnnxNode& n, const std::string& op) {
+  im.only_attrs(n, {});
+  im.emit(n, op, all_inputs(im, n), {});
+}
+
+void map_equal(Importer& im, const OnnxNode& n) { map_plain(im, n, "equal"); }
+void map_less(Importer& im, const OnnxNode& n) { map_plain(im, n, "less"); }
+void map_less_equal(Importer& im, const OnnxNode& n) { map_plain(im, n, "less_equal"); }
+void map_greater(Importer& im, const OnnxNode& n) { map_plain(im, n, "greater"); }
+void map_greater_equal(Importer& im, const OnnxNode& n) { map_plain(im, n, "greater_equal"); }
+void map_and(Importer& im, const OnnxNode& n) { map_plain(im, n, "logical_and"); }
+void map_or(Importer& im, const OnnxNode& n) { map_plain(im, n, "logical_or"); }
+void map_xor(Importer& im, const OnnxNode& n) { map_plain(im, n, "logical_xor"); }
+void map_not(Importer& im, const OnnxNode& n) { map_plain(im, n, "logical_not"); }
+void map_where(Importer& im, const OnnxNode& n) { map_plain(im, n, "where"); }
+
+// Cast (opset 6 on: `to` is a TensorProto data type) onto Kiln's cast between the types its kernels hold.
+void map_cast(Importer& im, const OnnxNode& n) {
+  im.only_attrs(n, {"to"});
+  if (!im.attr(n, "to")) im.fail(n, "expected attribute 'to'");
+  const auto to = static_cast<int>(im.attr_int(n, "to", 0));
+  DType t{};
+  const bool ok = dtype_of(to, &t) && t != DType::f16 && t != DType::bf16;
+  if (!ok)
+    im.fail(n, "Cast to " + onnx_type_name(to) +
+                   " is not supported (expected to = FLOAT, DOUBLE, INT64, INT32, INT8, UINT8 or BOOL)");
+  im.emit(n, "cast", {im.input(n, 0)}, {{"to", std::string(dtype_name(t))}});
+}
+
+}  // namespace
+
+std::vector<OpRow> logic_rows() {
+  return {
+      // Equal from 7 (broadcasting; 11 adds float types), Less and Greater from 7 (9 adds integer types).
+      {"Equal", 7, kMaxOpset, map_equal},
+      {"Less", 7, kMaxOpset, map_less},
+      {"LessOrEqual", 12, kMaxOpset, map_less_equal},
+      {"Greater", 7, kMaxOpset, map_greater},
+      {"GreaterOrEqual", 12, kMaxOpset, map_greater_equal},
+      {"And", 7, kMaxOpset, map_and},
+      {"Or", 7, kMaxOpset, map_or},
+      {"Xor", 7, kMaxOpset, map_xor},
+      {"Not", 1, kMaxOpset, map_not},
+      {"Where", 9, kMaxOpset, map_where},
+      {"Cast", 6, kMaxOpset, map_cast},  // 6: `to` an integer (1-5: a string)
+  };
+}
+
+}  // namespace kiln::onnx_import
