@@ -31,7 +31,7 @@ struct LoopActivation {
 /// The values of a's parameters on `node`: a unary node's own attributes (clip's min, max), or, for an op
 /// that folded `a` in (`folded`), its <activation>_<param> attributes (conv2d's clip_min, clip_max).
 std::vector<double> activation_params(const ActivationDef& a, const Node& node, bool folded);
-/// oneDNN's eltwise computing `a` with those parameter values; nullopt where oneDNN has none (erf).
+/// oneDNN's eltwise computing `a` with those parameter values; nullopt where oneDNN has none (erf, selu, ...: loop_of).
 std::optional<Eltwise> eltwise_of(const ActivationDef& a, const std::vector<double>& params);
 /// The loop computing `a` where eltwise_of gives nullopt; fails for the others.
 LoopActivation loop_of(const ActivationDef& a, const std::vector<double>& params);
