@@ -203,11 +203,11 @@ std::vector<TensorType> infer_cast(const ShapeCtx& ctx) {
 // Float to integer truncates toward zero; NaN gives 0 and values outside the target's range its nearest
 // bound (C++ leaves both undefined); integers narrow by wrapping. Anything to bool: non-zero (NaN included)
 // is true. bool and u8 share a C++ type, so flags tell them apart.
-template <class To, bool kToBool, class From, bool kFromBool>
+template <class To, bool ToBool, class From, bool FromBool>
 To convert(From x) {
-  if constexpr (kToBool) {
+  if constexpr (ToBool) {
     return x != From(0);
-  } else if constexpr (kFromBool) {
+  } else if constexpr (FromBool) {
     return static_cast<To>(x != 0);
   } else if constexpr (std::is_floating_point_v<From> && std::is_integral_v<To>) {
     if (std::isnan(x)) return 0;
@@ -219,7 +219,7 @@ To convert(From x) {
   }
 }
 
-template <class To, bool kToBool, class From, bool kFromBool>
+template <class To, bool ToBool, class From, bool FromBool>
 class CastKernel : public Kernel {
  public:
   explicit CastKernel(std::int64_t n)
@@ -228,7 +228,7 @@ class CastKernel : public Kernel {
     const auto* x = static_cast<const From*>(args.in[0]);
     auto* y = static_cast<To*>(args.out[0]);
     bc_.for_each([&](const std::int64_t*, const std::int64_t*, std::int64_t d, std::int64_t n) {
-      for (std::int64_t j = d; j < d + n; ++j) y[j] = convert<To, kToBool, From, kFromBool>(x[j]);
+      for (std::int64_t j = d; j < d + n; ++j) y[j] = convert<To, ToBool, From, FromBool>(x[j]);
     });
   }
   std::string impl() const override { return "kiln:cast"; }
@@ -237,16 +237,16 @@ class CastKernel : public Kernel {
   Broadcast bc_;  // one flat operand: the parallel split
 };
 
-template <class From, bool kFromBool>
+template <class From, bool FromBool>
 std::unique_ptr<Kernel> cast_from(DType to, std::int64_t n) {
   switch (to) {
-    case DType::f32: return std::make_unique<CastKernel<float, false, From, kFromBool>>(n);
-    case DType::f64: return std::make_unique<CastKernel<double, false, From, kFromBool>>(n);
-    case DType::i64: return std::make_unique<CastKernel<std::int64_t, false, From, kFromBool>>(n);
-    case DType::i32: return std::make_unique<CastKernel<std::int32_t, false, From, kFromBool>>(n);
-    case DType::i8: return std::make_unique<CastKernel<std::int8_t, false, From, kFromBool>>(n);
-    case DType::u8: return std::make_unique<CastKernel<std::uint8_t, false, From, kFromBool>>(n);
-    default: return std::make_unique<CastKernel<Bool, true, From, kFromBool>>(n);
+    case DType::f32: return std::make_unique<CastKernel<float, false, From, FromBool>>(n);
+    case DType::f64: return std::make_unique<CastKernel<double, false, From, FromBool>>(n);
+    case DType::i64: return std::make_unique<CastKernel<std::int64_t, false, From, FromBool>>(n);
+    case DType::i32: return std::make_unique<CastKernel<std::int32_t, false, From, FromBool>>(n);
+    case DType::i8: return std::make_unique<CastKernel<std::int8_t, false, From, FromBool>>(n);
+    case DType::u8: return std::make_unique<CastKernel<std::uint8_t, false, From, FromBool>>(n);
+    default: return std::make_unique<CastKernel<Bool, true, From, FromBool>>(n);
   }
 }
 

@@ -3,7 +3,9 @@
 //   %pooled = reduce_mean(%x) {axes=[1], keepdims=false} : (f32[batch,seq,64]) -> f32[batch,64]
 
 #include <algorithm>
+#include <limits>
 #include <set>
+#include <type_traits>
 
 #include <tbb/parallel_for.h>
 
@@ -23,7 +25,11 @@ std::set<int> reduced_axes(const ShapeCtx& ctx) {
 }
 
 std::vector<TensorType> infer(const ShapeCtx& ctx) {
-  expect_f32(ctx, 0);
+  const DType t = ctx.in(0).dtype;
+  // Integer sums, maxima and minima (masks and ids in exported graphs) run a loop of their own.
+  if (t != DType::f32 && (ctx.node().op == "reduce_mean" || (t != DType::i64 && t != DType::i32)))
+    ctx.fail("expected input 0 of type " + std::string(ctx.node().op == "reduce_mean" ? "f32" : "f32, i64 or i32") +
+             ", got " + ctx.in(0).str());
   auto axes = reduced_axes(ctx);
   bool keep = ctx.node().attr_bool("keepdims");
   Shape out;
@@ -31,7 +37,7 @@ std::vector<TensorType> infer(const ShapeCtx& ctx) {
     if (!axes.count(i)) out.push_back(ctx.in(0).shape[i]);
     else if (keep) out.push_back(Dim::of(1));
   }
-  return {TensorType{DType::f32, out}};
+  return {TensorType{t, out}};
 }
 
 // Reduction over one contiguous run of axes, viewed as [outer, reduced, inner]: oneDNN 2.6 takes its
@@ -96,8 +102,59 @@ dnnl::algorithm algorithm_of(const std::string& op) {
                               : dnnl::algorithm::reduction_sum;
 }
 
+// reduce_sum, reduce_max, reduce_min over i64 or i32: one pass over the input, each element into its output
+// element (integer reductions in exported graphs are small: mask lengths, id maxima).
+template <class T>
+class IntReduceKernel : public Kernel {
+ public:
+  IntReduceKernel(std::vector<std::int64_t> dims, const std::set<std::int64_t>& axes, const std::string& op)
+      : dims_(std::move(dims)), out_strides_(dims_.size(), 0) {
+    std::int64_t stride = 1;
+    for (std::size_t i = dims_.size(); i-- > 0;) {
+      if (!axes.count(static_cast<std::int64_t>(i))) {
+        out_strides_[i] = stride;
+        stride *= dims_[i];
+      }
+    }
+    out_count_ = stride;
+    kind_ = op == "reduce_max" ? 1 : op == "reduce_min" ? 2 : 0;
+  }
+  void execute(dnnl::stream&, const KernelArgs& args) override {
+    const auto* x = static_cast<const T*>(args.in[0]);
+    auto* y = static_cast<T*>(args.out[0]);
+    const T init = kind_ == 1 ? std::numeric_limits<T>::lowest() : kind_ == 2 ? std::numeric_limits<T>::max() : T{0};
+    std::fill(y, y + out_count_, init);
+    std::int64_t total = 1;
+    for (auto d : dims_) total *= d;
+    for (std::int64_t i = 0; i < total; ++i) {
+      std::int64_t rem = i, o = 0;
+      for (std::size_t d = dims_.size(); d-- > 0;) {
+        o += (rem % dims_[d]) * out_strides_[d];
+        rem /= dims_[d];
+      }
+      using U = std::make_unsigned_t<T>;  // sums wrap instead of overflowing
+      y[o] = kind_ == 1   ? std::max(y[o], x[i])
+             : kind_ == 2 ? std::min(y[o], x[i])
+                          : static_cast<T>(static_cast<U>(y[o]) + static_cast<U>(x[i]));
+    }
+  }
+  std::string impl() const override { return "kiln:int_reduce"; }
+
+ private:
+  std::vector<std::int64_t> dims_, out_strides_;
+  std::int64_t out_count_ = 1;
+  int kind_ = 0;
+};
+
 std::unique_ptr<Kernel> make(const KernelCtx& ctx) {
   auto src_dims = dims_of(ctx.in[0].shape);
+  if (ctx.in[0].dtype != DType::f32) {
+    std::set<std::int64_t> axes;
+    for (auto a : ctx.node.attr_ints("axes")) axes.insert(a < 0 ? a + static_cast<std::int64_t>(src_dims.size()) : a);
+    if (ctx.in[0].dtype == DType::i64)
+      return std::make_unique<IntReduceKernel<std::int64_t>>(src_dims, axes, ctx.node.op);
+    return std::make_unique<IntReduceKernel<std::int32_t>>(src_dims, axes, ctx.node.op);
+  }
   {
     std::set<std::int64_t> axes;
     for (auto a : ctx.node.attr_ints("axes")) axes.insert(a < 0 ? a + static_cast<std::int64_t>(src_dims.size()) : a);

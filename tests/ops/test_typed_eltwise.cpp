@@ -315,3 +315,34 @@ TEST_CASE("reduce_max and reduce_min: contiguous middle axes (Kiln's loop) and o
         CHECK(wrong == 0);
       }
 }
+
+TEST_CASE("reduce_sum, reduce_max and reduce_min over i64 and i32, and reduce_mean refusing integers") {
+  // [2,3,4] with values i*7 mod 24 - 11: sums and extrema per kept index, computed here.
+  Dims shape = {2, 3, 4};
+  std::vector<std::int64_t> v(24);
+  for (std::size_t i = 0; i < v.size(); ++i) v[i] = static_cast<std::int64_t>((i * 7) % 24) - 11;
+  Tensor x = make<std::int64_t>(DType::i64, shape, v);
+  OpResult sum = run_op("reduce_sum", {in(x)}, {{"axes", Dims{1}}, {"keepdims", false}});
+  OpResult mx = run_op("reduce_max", {in(x)}, {{"axes", Dims{0, -1}}, {"keepdims", true}});
+  REQUIRE(sum.out.dtype() == DType::i64);
+  REQUIRE(sum.out.shape() == Dims{2, 4});
+  REQUIRE(mx.out.shape() == Dims{1, 3, 1});
+  for (int i = 0; i < 2; ++i)
+    for (int k = 0; k < 4; ++k) {
+      std::int64_t want = 0;
+      for (int j = 0; j < 3; ++j) want += v[static_cast<std::size_t>((i * 3 + j) * 4 + k)];
+      CHECK(sum.out.data_as<std::int64_t>()[i * 4 + k] == want);
+    }
+  for (int j = 0; j < 3; ++j) {
+    std::int64_t want = std::numeric_limits<std::int64_t>::lowest();
+    for (int i = 0; i < 2; ++i)
+      for (int k = 0; k < 4; ++k) want = std::max(want, v[static_cast<std::size_t>((i * 3 + j) * 4 + k)]);
+    CHECK(mx.out.data_as<std::int64_t>()[j] == want);
+  }
+  Tensor x32 = make<std::int32_t>(DType::i32, {3}, {4, -9, 2});
+  OpResult mn = run_op("reduce_min", {in(x32)}, {{"axes", Dims{0}}, {"keepdims", false}});
+  CHECK(mn.out.dtype() == DType::i32);
+  CHECK(mn.out.data_as<std::int32_t>()[0] == -9);
+  CHECK(contains(error_of([&] { run_op("reduce_mean", {in(x)}, {{"axes", Dims{0}}}); }),
+                 "expected input 0 of type f32, got i64[2,3,4]"));
+}
