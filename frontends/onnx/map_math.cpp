@@ -58,30 +58,52 @@ void map_hard_sigmoid(Importer& im, const OnnxNode& n) {
   map_params(im, n, "hard_sigmoid", {{"alpha", 0.2}, {"beta", 0.5}});
 }
 
-// Clip: min/max attributes before opset 11 (defaults: no bound), optional constant inputs from 11.
+// Clip: min/max attributes before opset 11 (defaults: no bound), optional inputs from 11. An f32 input with
+// constant bounds, min <= max, is Kiln's clip (an eltwise that folds into a conv); anything else (a
+// computed bound, integer data, min > max) is max(x, min) then min(·, max), which is ONNX's definition.
+Value* scalar_f32(Importer& im, const OnnxNode& n, const std::string& suffix, double v) {
+  auto buf = aligned_buffer(sizeof(float));
+  const auto f = static_cast<float>(v);
+  std::memcpy(buf.get(), &f, sizeof(float));
+  return im.add_constant(n.proto.output(0) + "/" + suffix, TensorType{DType::f32, {}},
+                         ConstData{buf.get(), sizeof(float), std::shared_ptr<const void>(buf)});
+}
+
 void map_clip(Importer& im, const OnnxNode& n) {
   constexpr double kInf = std::numeric_limits<double>::infinity();
-  double lo = -kInf, hi = kInf;
+  Value* x = im.input(n, 0);
+  Value* bound[2] = {nullptr, nullptr};  // min, max as values (for the max/min form)
+  double value[2] = {-kInf, kInf};
+  bool constant = true, has[2] = {false, false};
   if (n.opset < 11) {
     im.only_attrs(n, {"min", "max"});
-    lo = im.attr_float(n, "min", -kInf);
-    hi = im.attr_float(n, "max", kInf);
+    for (int i : {0, 1}) {
+      const char* name = i == 0 ? "min" : "max";
+      if (!im.attr(n, name)) continue;
+      value[i] = im.attr_float(n, name, value[i]);
+      has[i] = true;
+    }
   } else {
     im.only_attrs(n, {});
-    for (int i : {1, 2}) {
-      if (!im.has_input(n, i)) continue;
-      const ConstTensor* c = im.constant(n, i);
-      const char* what = i == 1 ? "min" : "max";
-      if (!c)
-        im.fail(n, std::string("expected input ") + std::to_string(i) + " (" + what +
-                       ") to be a constant (Kiln's clip takes its bounds as attributes)");
-      (i == 1 ? lo : hi) = const_scalar(im, n, *c, std::string("input ") + std::to_string(i) + " (" + what + ")");
+    for (int i : {0, 1}) {
+      if (!im.has_input(n, i + 1)) continue;
+      bound[i] = im.input(n, i + 1);
+      if (const ConstTensor* c = im.constant(n, i + 1); c && c->numel() == 1 && c->dtype == DType::f32)
+        value[i] = const_scalar(im, n, *c, i == 0 ? "min" : "max");
+      else constant = false;
     }
   }
-  Value* x = im.input(n, 0);
-  if (x->type.dtype != DType::f32) im.fail(n, "expected input 0 of type f32, got " + x->type.str());
-  if (!(lo <= hi)) im.fail(n, "expected min <= max, got min = " + std::to_string(lo) + ", max = " + std::to_string(hi));
-  im.emit(n, "clip", {x}, {{"min", lo}, {"max", hi}});
+  if (constant && x->type.dtype == DType::f32 && value[0] <= value[1])
+    return im.emit(n, "clip", {x}, {{"min", value[0]}, {"max", value[1]}});
+  for (int i : {0, 1})  // attribute bounds (before opset 11) as constants
+    if (has[i]) bound[i] = scalar_f32(im, n, i == 0 ? "min" : "max", value[i]);
+  if (!bound[0] && !bound[1]) return im.emit(n, "dropout", {x}, {{"p", 0.0}});
+  Value* lower = x;
+  if (bound[0]) {
+    if (!bound[1]) return im.emit(n, "max", {x, bound[0]}, {});
+    lower = im.emit_temp(n, "max", "lower", {x, bound[0]}, {});
+  }
+  im.emit(n, "min", {lower, bound[1]}, {});
 }
 
 // Sum, Mean, Max, Min: variadic, broadcasting; a chain of Kiln's binary op (one input: the identity).
@@ -121,12 +143,7 @@ void map_mean(Importer& im, const OnnxNode& n) {
   if (n.proto.input_size() == 1) return void(fold_inputs(im, n, "add", true));
   Value* sum = fold_inputs(im, n, "add", false);
   if (sum->type.dtype != DType::f32) im.fail(n, "expected inputs of type f32, got " + sum->type.str());
-  auto buf = aligned_buffer(sizeof(float));
-  const auto count = static_cast<float>(n.proto.input_size());
-  std::memcpy(buf.get(), &count, sizeof(float));
-  Value* c = im.add_constant(n.proto.output(0) + "/count", TensorType{DType::f32, {}},
-                             ConstData{buf.get(), sizeof(float), std::shared_ptr<const void>(buf)});
-  im.emit(n, "div", {sum, c}, {});
+  im.emit(n, "div", {sum, scalar_f32(im, n, "count", static_cast<double>(n.proto.input_size()))}, {});
 }
 
 // Pow: a constant one-value exponent on an f32 base is Kiln's pow (an eltwise, and what fuse-gelu's tanh
