@@ -148,10 +148,13 @@ TEST_CASE("onnx math: an attention mask from int64 ids (Equal, Not, Cast, Where,
   add_node(m, "Where", "fill", {"m", "neg", "scores"}, {"masked"});
   add_node(m, "Not", "not_pad", {"m"}, {"k"});
   set_int(add_node(m, "Cast", "to_float", {"k"}, {"keep"}), "to", kF32);
+  set_int(add_node(m, "Cast", "long", {"ids"}, {"ids64"}), "to", kI64);  // already int64: a view
   add_node(m, "ReduceSum", "count", {"keep", "axes"}, {"lengths"});
-  add_node(m, "Sub", "shift", {"ids", "one"}, {"shifted"});
+  add_node(m, "Sub", "shift", {"ids64", "one"}, {"shifted"});
   kiln::test::TempDir dir;
   kiln::Model model = kiln::Model::load(save(dir, "mask.onnx", m));
+  CHECK(contains(model.ir(), "%keep = cast(%k) {to=\"f32\"}"));
+  CHECK_FALSE(contains(model.ir(), "ids64"));  // the int64-to-int64 Cast was removed
   const std::vector<std::int64_t> ids = {5, 7, 0, 0, 0, 3, 4, 2, 9, 0};
   std::vector<float> scores(10);
   for (std::size_t i = 0; i < scores.size(); ++i) scores[i] = static_cast<float>(i) * 0.5f;

@@ -31,7 +31,11 @@ void map_cast(Importer& im, const OnnxNode& n) {
   if (!ok)
     im.fail(n, "Cast to " + onnx_type_name(to) +
                    " is not supported (expected to = FLOAT, DOUBLE, INT64, INT32, INT8, UINT8 or BOOL)");
-  im.emit(n, "cast", {im.input(n, 0)}, {{"to", std::string(dtype_name(t))}});
+  Value* x = im.input(n, 0);
+  // A cast to the type x already has (torch exports many: .long() of int64 ids) is a view, which the
+  // remove-noops pass removes.
+  if (x->type.dtype == t) return im.emit(n, "dropout", {x}, {{"p", 0.0}});
+  im.emit(n, "cast", {x}, {{"to", std::string(dtype_name(t))}});
 }
 
 }  // namespace
