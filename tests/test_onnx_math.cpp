@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "frontends/onnx/onnx_frontend.hpp"
+#include "runtime/npy.hpp"
 #include "test_util.hpp"
 
 using kiln::test::contains;
@@ -98,6 +99,25 @@ kiln::LoadOptions level(int o) {
 }
 
 }  // namespace
+
+TEST_CASE("onnx math: a PyTorch export using the element-wise, mask and reduction ops equals PyTorch's outputs") {
+  // tools/reference/make_onnx_math_fixture.py: torch.onnx.export (opset 14) of a module with an int64
+  // padding mask (Equal, Not, Cast, Where), the activations, Clip, ReduceSum/Max/Mean, Max, Log, Reciprocal
+  // and a bool output (Greater, LessOrEqual, And).
+  const std::string dir = kiln::test::source_path("tests/fixtures/onnx/math/");
+  for (int o : {0, 2}) {
+    INFO("-O", o);
+    kiln::Model model = kiln::Model::load(dir + "model.onnx", level(o));
+    kiln::Session session(model);
+    auto out = session.run({{"ids", kiln::read_npy(dir + "ids.npy")}, {"x", kiln::read_npy(dir + "x.npy")}});
+    CHECK(kiln::test::max_abs_diff(out.at("a"), kiln::read_npy(dir + "a.npy")) <= 1e-5);
+    CHECK(kiln::test::max_abs_diff(out.at("b"), kiln::read_npy(dir + "b.npy")) <= 1e-5);
+    kiln::Tensor c = kiln::read_npy(dir + "c.npy");
+    REQUIRE(out.at("c").dtype() == kiln::DType::boolean);
+    REQUIRE(out.at("c").shape() == c.shape());
+    CHECK(std::memcmp(out.at("c").data(), c.data(), c.bytes()) == 0);
+  }
+}
 
 TEST_CASE("onnx math: torch's GELU as Div, Erf, Add, Mul, Mul fuses into one gelu at -O2 and equals the formula") {
   // What torch.onnx.export writes for nn.GELU() before opset 20: x * 0.5 * (1 + erf(x / sqrt(2))) in this order.
