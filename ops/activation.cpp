@@ -31,6 +31,28 @@ struct Row {
 
 float erf_fn(float x, float, float) { return std::erf(x); }
 float log_fn(float x, float, float) { return std::log(x); }
+// ONNX's other element-wise functions: loops of the C library's (exact where ONNX's tests ask 1e-7).
+float sin_fn(float x, float, float) { return std::sin(x); }
+float cos_fn(float x, float, float) { return std::cos(x); }
+float tan_fn(float x, float, float) { return std::tan(x); }
+float asin_fn(float x, float, float) { return std::asin(x); }
+float acos_fn(float x, float, float) { return std::acos(x); }
+float atan_fn(float x, float, float) { return std::atan(x); }
+float sinh_fn(float x, float, float) { return std::sinh(x); }
+float cosh_fn(float x, float, float) { return std::cosh(x); }
+float asinh_fn(float x, float, float) { return std::asinh(x); }
+float acosh_fn(float x, float, float) { return std::acosh(x); }
+float atanh_fn(float x, float, float) { return std::atanh(x); }
+float floor_fn(float x, float, float) { return std::floor(x); }
+float ceil_fn(float x, float, float) { return std::ceil(x); }
+float round_fn(float x, float, float) { return std::nearbyint(x); }  // halves to even (the default mode)
+float sign_fn(float x, float, float) { return x > 0.f ? 1.f : x < 0.f ? -1.f : x; }  // 0 and NaN kept
+float softsign_fn(float x, float, float) { return x / (1.f + std::fabs(x)); }
+// ONNX Celu: max(0, x) + min(0, alpha · (e^(x/alpha) − 1)).
+float celu_fn(float x, float alpha, float) { return std::max(0.f, x) + std::min(0.f, alpha * std::expm1(x / alpha)); }
+float thresholded_relu_fn(float x, float alpha, float) { return x > alpha ? x : 0.f; }
+// ONNX Shrink: x + bias below -lambd, x - bias above lambd, else 0.
+float shrink_fn(float x, float lambd, float bias) { return x < -lambd ? x + bias : x > lambd ? x - bias : 0.f; }
 // ONNX Selu: gamma · (x if x > 0 else alpha · (e^x − 1)).
 float selu_fn(float x, float alpha, float gamma) { return gamma * (x > 0.f ? x : alpha * std::expm1(x)); }
 // ONNX HardSigmoid: max(0, min(1, alpha · x + beta)).
@@ -150,6 +172,60 @@ const std::vector<Row>& table() {
          A::eltwise_soft_relu,
          {},
          {}},
+        {{.name = "sin", .op = "sin", .doc = "sin(x)"}, std::nullopt, {}, {}, G::None, sin_fn},
+        {{.name = "cos", .op = "cos", .doc = "cos(x)"}, std::nullopt, {}, {}, G::None, cos_fn},
+        {{.name = "tan", .op = "tan", .doc = "tan(x)"}, std::nullopt, {}, {}, G::None, tan_fn},
+        {{.name = "asin", .op = "asin", .doc = "asin(x)"}, std::nullopt, {}, {}, G::None, asin_fn},
+        {{.name = "acos", .op = "acos", .doc = "acos(x)"}, std::nullopt, {}, {}, G::None, acos_fn},
+        {{.name = "atan", .op = "atan", .doc = "atan(x)"}, std::nullopt, {}, {}, G::None, atan_fn},
+        {{.name = "sinh", .op = "sinh", .doc = "sinh(x)"}, std::nullopt, {}, {}, G::None, sinh_fn},
+        {{.name = "cosh", .op = "cosh", .doc = "cosh(x)"}, std::nullopt, {}, {}, G::None, cosh_fn},
+        {{.name = "asinh", .op = "asinh", .doc = "asinh(x)"}, std::nullopt, {}, {}, G::None, asinh_fn},
+        {{.name = "acosh", .op = "acosh", .doc = "acosh(x)"}, std::nullopt, {}, {}, G::None, acosh_fn},
+        {{.name = "atanh", .op = "atanh", .doc = "atanh(x)"}, std::nullopt, {}, {}, G::None, atanh_fn},
+        {{.name = "floor", .op = "floor", .doc = "the largest integer <= x"}, std::nullopt, {}, {}, G::None, floor_fn},
+        {{.name = "ceil", .op = "ceil", .doc = "the smallest integer >= x"}, std::nullopt, {}, {}, G::None, ceil_fn},
+        {{.name = "round", .op = "round", .doc = "x rounded to the nearest integer, halves to even"},
+         std::nullopt,
+         {},
+         {},
+         G::None,
+         round_fn},
+        {{.name = "sign", .op = "sign", .doc = "-1, 0 or 1 by the sign of x"}, std::nullopt, {}, {}, G::None, sign_fn},
+        {{.name = "softsign", .op = "softsign", .doc = "x / (1 + |x|) (nn.Softsign)"},
+         std::nullopt,
+         {},
+         {},
+         G::None,
+         softsign_fn},
+        {{.name = "celu",
+          .op = "celu",
+          .doc = "max(0, x) + min(0, alpha * (e^(x/alpha) - 1)) (nn.CELU)",
+          .params = {{"alpha", 1.0, "the scale"}}},
+         std::nullopt,
+         {},
+         {},
+         G::None,
+         celu_fn},
+        {{.name = "thresholded_relu",
+          .op = "thresholded_relu",
+          .doc = "x if x > alpha else 0",
+          .params = {{"alpha", 1.0, "the threshold"}}},
+         std::nullopt,
+         {},
+         {},
+         G::None,
+         thresholded_relu_fn},
+        {{.name = "shrink",
+          .op = "shrink",
+          .doc = "x + bias if x < -lambd, x - bias if x > lambd, else 0 (nn.Hardshrink, nn.Softshrink)",
+          .params = {{"lambd", 0.5, "the threshold"}, {"bias", 0.0, "the shift"}}},
+         std::nullopt,
+         {},
+         {},
+         G::None,
+         shrink_fn},
+
     };
     for (Row& row : r) row.def.gemm_epilogue = row.gemm != G::None;
     return r;

@@ -16,7 +16,7 @@
 namespace kiln {
 namespace {
 
-enum class BinOp : std::uint8_t { Add, Sub, Mul, Div, Min, Max, Prelu, Pow };
+enum class BinOp : std::uint8_t { Add, Sub, Mul, Div, Min, Max, Prelu, Pow, ModFloor, ModTrunc };
 
 // The dtypes each op computes in: f32 for all; prelu f32 only; pow_tensor f32, i64, i32; the others also
 // f64, i64, i32, i8 and u8 (a loop).
@@ -67,6 +67,26 @@ T int_pow(T x, std::int64_t n) {
   return static_cast<T>(r);
 }
 
+// mod: the remainder of x / z with the sign of z (floor: Python's %, ONNX Mod's fmod = 0) or of x (trunc: C's
+// fmod, fmod = 1). Integers by zero give 0, as div does.
+template <bool Floor, class T>
+T mod(T x, T z) {
+  T r;
+  if constexpr (std::is_floating_point_v<T>) {
+    r = std::fmod(x, z);
+  } else {
+    if (z == 0) return 0;
+    if constexpr (std::is_signed_v<T>) {
+      if (z == -1) return 0;  // INT_MIN % -1 would trap
+    }
+    r = static_cast<T>(x % z);
+  }
+  if constexpr (Floor && std::is_signed_v<T>) {
+    if (r != 0 && ((r < 0) != (z < 0))) r = static_cast<T>(r + z);
+  }
+  return r;
+}
+
 template <BinOp Op, class T>
 struct Fn {
   T operator()(T x, T z) const {
@@ -80,6 +100,8 @@ struct Fn {
     else if constexpr (Op == BinOp::Div) {
       if constexpr (std::is_floating_point_v<T>) return x / z;
       else return int_div(x, z);
+    } else if constexpr (Op == BinOp::ModFloor || Op == BinOp::ModTrunc) {
+      return mod<Op == BinOp::ModFloor>(x, z);
     } else if constexpr (Op == BinOp::Min) return z < x ? z : x;
     else if constexpr (Op == BinOp::Max) return z > x ? z : x;
     else return x < 0 ? x * z : x;  // Prelu
@@ -216,6 +238,11 @@ OpSchema binary_schema(const char* name, const char* doc, InferFn infer, KernelF
                   .layout = layouts ? layout_of_first_input : nullptr};
 }
 
+std::unique_ptr<Kernel> make_mod(const KernelCtx& ctx) {
+  return ctx.node.attr_bool("fmod") ? loop_kernel<BinOp::ModTrunc>(ctx, "kiln:mod_loop")
+                                    : loop_kernel<BinOp::ModFloor>(ctx, "kiln:mod_loop");
+}
+
 }  // namespace
 
 const OpSchema& op_add() {
@@ -252,6 +279,16 @@ const OpSchema& op_pow_tensor() {
   static const OpSchema s =
       binary_schema("pow_tensor", "a ** b elementwise, broadcast, in a's type (a, b: f32, i64 or i32)",
                     infer<BinOp::Pow>, make_pow, false);
+  return s;
+}
+
+const OpSchema& op_mod() {
+  static const OpSchema s = [] {
+    OpSchema o = binary_schema("mod", "the remainder of a / b, broadcast: with b's sign (Python's %), or a's (fmod)",
+                               infer<BinOp::ModFloor>, make_mod, false);
+    o.attrs = {AttrSpec{"fmod", AttrType::Bool, Attr{false}, "C's fmod: the remainder takes a's sign"}};
+    return o;
+  }();
   return s;
 }
 

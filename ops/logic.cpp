@@ -132,6 +132,48 @@ class NotKernel : public Kernel {
 
 std::unique_ptr<Kernel> make_not(const KernelCtx& ctx) { return std::make_unique<NotKernel>(broadcast_of(ctx)); }
 
+// ---- is_nan, is_inf ----
+
+std::vector<TensorType> infer_float_test(const ShapeCtx& ctx) {
+  expect_one_of(ctx, 0, {DType::f32, DType::f64});
+  return {TensorType{DType::boolean, ctx.in(0).shape}};
+}
+
+template <class T>
+class FloatTestKernel : public Kernel {
+ public:
+  FloatTestKernel(std::int64_t n, bool nan, bool pos, bool neg)
+      : bc_(std::vector<std::vector<std::int64_t>>{std::vector<std::int64_t>{n}}, {n}),
+        nan_(nan),
+        pos_(pos),
+        neg_(neg) {}
+  void execute(dnnl::stream&, const KernelArgs& args) override {
+    const auto* x = static_cast<const T*>(args.in[0]);
+    auto* y = static_cast<Bool*>(args.out[0]);
+    const bool nan = nan_, pos = pos_, neg = neg_;
+    bc_.for_each([&](const std::int64_t*, const std::int64_t*, std::int64_t d, std::int64_t n) {
+      for (std::int64_t j = d; j < d + n; ++j) {
+        const T v = x[j];
+        y[j] = nan ? std::isnan(v) : std::isinf(v) && (v > 0 ? pos : neg);
+      }
+    });
+  }
+  std::string impl() const override { return "kiln:float_test"; }
+
+ private:
+  Broadcast bc_;
+  bool nan_, pos_, neg_;
+};
+
+std::unique_ptr<Kernel> make_float_test(const KernelCtx& ctx) {
+  const bool nan = ctx.node.op == "is_nan";
+  const bool pos = !nan && ctx.node.attr_bool("detect_positive");
+  const bool neg = !nan && ctx.node.attr_bool("detect_negative");
+  const std::int64_t n = numel_of(ctx.in[0].shape);
+  if (ctx.in[0].dtype == DType::f64) return std::make_unique<FloatTestKernel<double>>(n, nan, pos, neg);
+  return std::make_unique<FloatTestKernel<float>>(n, nan, pos, neg);
+}
+
 // ---- where(cond, x, y) ----
 
 std::vector<TensorType> infer_where(const ShapeCtx& ctx) {
@@ -305,6 +347,21 @@ const OpSchema& op_logical_xor() {
 }
 const OpSchema& op_logical_not() {
   static const OpSchema s = schema("logical_not", "not a (bool)", {{"a"}}, infer_logic, make_not, {0});
+  return s;
+}
+const OpSchema& op_is_nan() {
+  static const OpSchema s =
+      schema("is_nan", "whether src is NaN (f32, f64) -> bool", {{"src"}}, infer_float_test, make_float_test);
+  return s;
+}
+const OpSchema& op_is_inf() {
+  static const OpSchema s = [] {
+    OpSchema o = schema("is_inf", "whether src is +inf or -inf (f32, f64) -> bool", {{"src"}}, infer_float_test,
+                        make_float_test);
+    o.attrs = {AttrSpec{"detect_positive", AttrType::Bool, Attr{true}, "true for +inf"},
+               AttrSpec{"detect_negative", AttrType::Bool, Attr{true}, "true for -inf"}};
+    return o;
+  }();
   return s;
 }
 const OpSchema& op_where() {

@@ -420,7 +420,7 @@ TEST_CASE("onnx math errors: Max of float16, Mean of int64, a PRelu slope larger
   CHECK(contains(e, "i64"));
 }
 
-TEST_CASE("onnx math errors: reductions with computed axes or keepdims other than 0 and 1, HardSwish before 14") {
+TEST_CASE("onnx math errors: reductions with computed axes or keepdims other than 0 and 1, HardSwish before 14, Mod with fmod 2") {
   std::string e = model_error(13, {{"x", kF32, {-1, 4}}, {"axes", kI64, {1}}}, kF32,
                               [](onnx::ModelProto& m) { add_node(m, "ReduceSum", "s", {"x", "axes"}, {"y"}); });
   CHECK(contains(e, "bad.onnx:1:0: error: node 's' (ReduceSum): expected input 1 (axes) to be a constant (Kiln "
@@ -431,4 +431,7 @@ TEST_CASE("onnx math errors: reductions with computed axes or keepdims other tha
   e = model_error(13, {{"x", kF32, {-1, 4}}}, kF32,
                   [](onnx::ModelProto& m) { add_node(m, "HardSwish", "hs", {"x"}, {"y"}); });
   CHECK(contains(e, "bad.onnx:1:0: node 'hs': HardSwish (domain ai.onnx, opset 13; supported in opsets 14 to 17)"));
+  e = model_error(13, {{"a", kI64, {-1, 4}}}, kI64,
+                  [](onnx::ModelProto& m) { set_int(add_node(m, "Mod", "md", {"a", "a"}, {"y"}), "fmod", 2); });
+  CHECK(contains(e, "bad.onnx:1:0: error: node 'md' (Mod): expected fmod 0 or 1, got 2"));
 }

@@ -20,6 +20,14 @@ void map_or(Importer& im, const OnnxNode& n) { map_plain(im, n, "logical_or"); }
 void map_xor(Importer& im, const OnnxNode& n) { map_plain(im, n, "logical_xor"); }
 void map_not(Importer& im, const OnnxNode& n) { map_plain(im, n, "logical_not"); }
 void map_where(Importer& im, const OnnxNode& n) { map_plain(im, n, "where"); }
+void map_is_nan(Importer& im, const OnnxNode& n) { map_plain(im, n, "is_nan"); }
+
+void map_is_inf(Importer& im, const OnnxNode& n) {
+  im.only_attrs(n, {"detect_positive", "detect_negative"});
+  im.emit(n, "is_inf", {im.input(n, 0)},
+          {{"detect_positive", im.attr_int(n, "detect_positive", 1) != 0},
+           {"detect_negative", im.attr_int(n, "detect_negative", 1) != 0}});
+}
 
 // Cast (opset 6 on: `to` is a TensorProto data type) onto Kiln's cast between the types its kernels hold.
 void map_cast(Importer& im, const OnnxNode& n) {
@@ -54,6 +62,8 @@ std::vector<OpRow> logic_rows() {
       {"Not", 1, kMaxOpset, map_not},
       {"Where", 9, kMaxOpset, map_where},
       {"Cast", 6, kMaxOpset, map_cast},  // 6: `to` an integer (1-5: a string)
+      {"IsNaN", 9, kMaxOpset, map_is_nan},
+      {"IsInf", 10, kMaxOpset, map_is_inf},
   };
 }
 

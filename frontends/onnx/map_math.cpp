@@ -31,6 +31,26 @@ void map_reciprocal(Importer& im, const OnnxNode& n) { map_same(im, n, "reciproc
 void map_softplus(Importer& im, const OnnxNode& n) { map_same(im, n, "softplus"); }
 void map_hard_swish(Importer& im, const OnnxNode& n) { map_same(im, n, "hard_swish"); }
 void map_prelu(Importer& im, const OnnxNode& n) { map_same(im, n, "prelu"); }
+// ONNX's other element-wise functions, one Kiln op each (a loop of the C library's function).
+#define KILN_ONNX_SAME(fn, op) \
+  void fn(Importer& im, const OnnxNode& n) { map_same(im, n, op); }
+KILN_ONNX_SAME(map_sin, "sin")
+KILN_ONNX_SAME(map_cos, "cos")
+KILN_ONNX_SAME(map_tan, "tan")
+KILN_ONNX_SAME(map_asin, "asin")
+KILN_ONNX_SAME(map_acos, "acos")
+KILN_ONNX_SAME(map_atan, "atan")
+KILN_ONNX_SAME(map_sinh, "sinh")
+KILN_ONNX_SAME(map_cosh, "cosh")
+KILN_ONNX_SAME(map_asinh, "asinh")
+KILN_ONNX_SAME(map_acosh, "acosh")
+KILN_ONNX_SAME(map_atanh, "atanh")
+KILN_ONNX_SAME(map_floor, "floor")
+KILN_ONNX_SAME(map_ceil, "ceil")
+KILN_ONNX_SAME(map_round, "round")
+KILN_ONNX_SAME(map_sign, "sign")
+KILN_ONNX_SAME(map_softsign, "softsign")
+#undef KILN_ONNX_SAME
 
 // An activation with float attributes: each ONNX attribute (with ONNX's default) onto the Kiln attribute.
 void map_params(Importer& im, const OnnxNode& n, const std::string& op,
@@ -54,6 +74,18 @@ void map_elu(Importer& im, const OnnxNode& n) { map_params(im, n, "elu", {{"alph
 void map_selu(Importer& im, const OnnxNode& n) {
   map_params(im, n, "selu", {{"alpha", 1.67326319217681884765625}, {"gamma", 1.05070102214813232421875}});
 }
+void map_celu(Importer& im, const OnnxNode& n) { map_params(im, n, "celu", {{"alpha", 1.0}}); }
+void map_thresholded_relu(Importer& im, const OnnxNode& n) { map_params(im, n, "thresholded_relu", {{"alpha", 1.0}}); }
+void map_shrink(Importer& im, const OnnxNode& n) { map_params(im, n, "shrink", {{"lambd", 0.5}, {"bias", 0.0}}); }
+
+// Mod: fmod 0 (the default: the remainder takes the divisor's sign, integers only in ONNX) or 1 (C's fmod).
+void map_mod(Importer& im, const OnnxNode& n) {
+  im.only_attrs(n, {"fmod"});
+  const std::int64_t fmod = im.attr_int(n, "fmod", 0);
+  if (fmod != 0 && fmod != 1) im.fail(n, "expected fmod 0 or 1, got " + std::to_string(fmod));
+  im.emit(n, "mod", {im.input(n, 0), im.input(n, 1)}, {{"fmod", fmod == 1}});
+}
+
 void map_hard_sigmoid(Importer& im, const OnnxNode& n) {
   map_params(im, n, "hard_sigmoid", {{"alpha", 0.2}, {"beta", 0.5}});
 }
@@ -228,6 +260,26 @@ std::vector<OpRow> math_rows() {
       {"ReduceMax", 1, kMaxOpset, map_reduce_max},
       {"ReduceMin", 1, kMaxOpset, map_reduce_min},
       {"ReduceSum", 1, kMaxOpset, map_reduce_sum},  // 13: axes an input, noop_with_empty_axes
+      {"Sin", 7, kMaxOpset, map_sin},
+      {"Cos", 7, kMaxOpset, map_cos},
+      {"Tan", 7, kMaxOpset, map_tan},
+      {"Asin", 7, kMaxOpset, map_asin},
+      {"Acos", 7, kMaxOpset, map_acos},
+      {"Atan", 7, kMaxOpset, map_atan},
+      {"Sinh", 9, kMaxOpset, map_sinh},
+      {"Cosh", 9, kMaxOpset, map_cosh},
+      {"Asinh", 9, kMaxOpset, map_asinh},
+      {"Acosh", 9, kMaxOpset, map_acosh},
+      {"Atanh", 9, kMaxOpset, map_atanh},
+      {"Floor", 6, kMaxOpset, map_floor},
+      {"Ceil", 6, kMaxOpset, map_ceil},
+      {"Round", 11, kMaxOpset, map_round},
+      {"Sign", 9, kMaxOpset, map_sign},
+      {"Softsign", 1, kMaxOpset, map_softsign},
+      {"Celu", 12, kMaxOpset, map_celu},
+      {"ThresholdedRelu", 10, kMaxOpset, map_thresholded_relu},
+      {"Shrink", 9, kMaxOpset, map_shrink},
+      {"Mod", 10, kMaxOpset, map_mod},
   };
 }
 

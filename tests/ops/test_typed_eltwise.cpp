@@ -346,3 +346,30 @@ TEST_CASE("reduce_sum, reduce_max and reduce_min over i64 and i32, and reduce_me
   CHECK(contains(error_of([&] { run_op("reduce_mean", {in(x)}, {{"axes", Dims{0}}}); }),
                  "expected input 0 of type f32, got i64[2,3,4]"));
 }
+
+TEST_CASE("mod takes the divisor's sign (Python's %) or the dividend's (fmod), and by zero gives 0") {
+  using I = std::int64_t;
+  Tensor a = make<I>(DType::i64, {6}, {7, -7, 7, -7, 5, std::numeric_limits<I>::min()});
+  Tensor b = make<I>(DType::i64, {6}, {3, 3, -3, -3, 0, -1});
+  OpResult r = run_op("mod", {in(a), in(b)});
+  CHECK(same_bytes(r.out, make<I>(DType::i64, {6}, {1, 2, -2, -1, 0, 0})));
+  r = run_op("mod", {in(a), in(b)}, {{"fmod", true}});
+  CHECK(same_bytes(r.out, make<I>(DType::i64, {6}, {1, -1, 1, -1, 0, 0})));
+  Tensor fa = make<float>(DType::f32, {2}, {-7.5f, 7.5f});
+  Tensor fb = make<float>(DType::f32, {1}, {2.f});
+  r = run_op("mod", {in(fa), in(fb)}, {{"fmod", true}});
+  CHECK(same_bytes(r.out, make<float>(DType::f32, {2}, {-1.5f, 1.5f})));
+  r = run_op("mod", {in(fa), in(fb)});
+  CHECK(same_bytes(r.out, make<float>(DType::f32, {2}, {0.5f, 1.5f})));
+}
+
+TEST_CASE("is_nan and is_inf give bool, is_inf by sign") {
+  const float inf = std::numeric_limits<float>::infinity();
+  Tensor x = make<float>(DType::f32, {4}, {1.f, inf, -inf, std::numeric_limits<float>::quiet_NaN()});
+  CHECK(same_bytes(run_op("is_nan", {in(x)}).out, make<std::uint8_t>(DType::boolean, {4}, {0, 0, 0, 1})));
+  CHECK(same_bytes(run_op("is_inf", {in(x)}).out, make<std::uint8_t>(DType::boolean, {4}, {0, 1, 1, 0})));
+  CHECK(same_bytes(run_op("is_inf", {in(x)}, {{"detect_positive", false}}).out,
+                   make<std::uint8_t>(DType::boolean, {4}, {0, 0, 1, 0})));
+  CHECK(contains(error_of([&] { run_op("is_nan", {in(make<std::int64_t>(DType::i64, {1}, {1}))}); }),
+                 "expected input 0 of type f32, f64, got i64[1]"));
+}
