@@ -26,8 +26,14 @@ struct Row {
   std::optional<dnnl::algorithm> alg;  // nullopt: oneDNN has none; `loop` computes it
   EltArg alpha, beta;
   gemm::Activation gemm = gemm::Activation::None;  // None: Kiln's GEMM epilogue lacks it
-  LoopFn loop = nullptr;                           // for rows without `alg`: f(x, alpha, beta)
+  LoopFn loop = nullptr;                           // for rows without `alg`: over<f>, y = f(x, alpha, beta)
 };
+
+// A row's loop: f inlined into a loop over a run of elements (vectorized where the compiler can).
+template <float (*F)(float, float, float)>
+void over(const float* x, float* y, std::int64_t n, float alpha, float beta) {
+  for (std::int64_t i = 0; i < n; ++i) y[i] = F(x[i], alpha, beta);
+}
 
 float erf_fn(float x, float, float) { return std::erf(x); }
 float log_fn(float x, float, float) { return std::log(x); }
@@ -119,12 +125,12 @@ const std::vector<Row>& table() {
          A::eltwise_pow,
          {1.f},
          kP0},
-        {{.name = "erf", .op = "erf", .doc = "the error function"}, std::nullopt, {}, {}, G::None, erf_fn},
+        {{.name = "erf", .op = "erf", .doc = "the error function"}, std::nullopt, {}, {}, G::None, over<erf_fn>},
         // ONNX's element-wise math and activations (frontends/onnx/map_math.cpp).
         {{.name = "abs", .op = "abs", .doc = "|x|"}, A::eltwise_abs, {}, {}},
         {{.name = "neg", .op = "neg", .doc = "-x"}, A::eltwise_linear, {-1.f}, {0.f}},
         // oneDNN 2.6's eltwise_log gives log(1) = -1e-6: a loop of std::log instead (ONNX's tests ask 1e-7).
-        {{.name = "log", .op = "log", .doc = "the natural logarithm"}, std::nullopt, {}, {}, G::None, log_fn},
+        {{.name = "log", .op = "log", .doc = "the natural logarithm"}, std::nullopt, {}, {}, G::None, over<log_fn>},
         {{.name = "reciprocal", .op = "reciprocal", .doc = "1 / x"}, A::eltwise_pow, {1.f}, {-1.f}},
         {{.name = "leaky_relu",
           .op = "leaky_relu",
@@ -151,7 +157,7 @@ const std::vector<Row>& table() {
          {},
          {},
          G::None,
-         selu_fn},
+         over<selu_fn>},
         {{.name = "hard_sigmoid",
           .op = "hard_sigmoid",
           .doc = "max(0, min(1, alpha * x + beta)) (ONNX HardSigmoid; nn.Hardsigmoid: alpha 1/6)",
@@ -160,7 +166,7 @@ const std::vector<Row>& table() {
          {},
          {},
          G::None,
-         hard_sigmoid_fn},
+         over<hard_sigmoid_fn>},
         {{.name = "hard_swish",
           .op = "hard_swish",
           .doc = "x * max(0, min(1, x / 6 + 1/2)) (nn.Hardswish)",
@@ -172,32 +178,47 @@ const std::vector<Row>& table() {
          A::eltwise_soft_relu,
          {},
          {}},
-        {{.name = "sin", .op = "sin", .doc = "sin(x)"}, std::nullopt, {}, {}, G::None, sin_fn},
-        {{.name = "cos", .op = "cos", .doc = "cos(x)"}, std::nullopt, {}, {}, G::None, cos_fn},
-        {{.name = "tan", .op = "tan", .doc = "tan(x)"}, std::nullopt, {}, {}, G::None, tan_fn},
-        {{.name = "asin", .op = "asin", .doc = "asin(x)"}, std::nullopt, {}, {}, G::None, asin_fn},
-        {{.name = "acos", .op = "acos", .doc = "acos(x)"}, std::nullopt, {}, {}, G::None, acos_fn},
-        {{.name = "atan", .op = "atan", .doc = "atan(x)"}, std::nullopt, {}, {}, G::None, atan_fn},
-        {{.name = "sinh", .op = "sinh", .doc = "sinh(x)"}, std::nullopt, {}, {}, G::None, sinh_fn},
-        {{.name = "cosh", .op = "cosh", .doc = "cosh(x)"}, std::nullopt, {}, {}, G::None, cosh_fn},
-        {{.name = "asinh", .op = "asinh", .doc = "asinh(x)"}, std::nullopt, {}, {}, G::None, asinh_fn},
-        {{.name = "acosh", .op = "acosh", .doc = "acosh(x)"}, std::nullopt, {}, {}, G::None, acosh_fn},
-        {{.name = "atanh", .op = "atanh", .doc = "atanh(x)"}, std::nullopt, {}, {}, G::None, atanh_fn},
-        {{.name = "floor", .op = "floor", .doc = "the largest integer <= x"}, std::nullopt, {}, {}, G::None, floor_fn},
-        {{.name = "ceil", .op = "ceil", .doc = "the smallest integer >= x"}, std::nullopt, {}, {}, G::None, ceil_fn},
+        {{.name = "sin", .op = "sin", .doc = "sin(x)"}, std::nullopt, {}, {}, G::None, over<sin_fn>},
+        {{.name = "cos", .op = "cos", .doc = "cos(x)"}, std::nullopt, {}, {}, G::None, over<cos_fn>},
+        {{.name = "tan", .op = "tan", .doc = "tan(x)"}, std::nullopt, {}, {}, G::None, over<tan_fn>},
+        {{.name = "asin", .op = "asin", .doc = "asin(x)"}, std::nullopt, {}, {}, G::None, over<asin_fn>},
+        {{.name = "acos", .op = "acos", .doc = "acos(x)"}, std::nullopt, {}, {}, G::None, over<acos_fn>},
+        {{.name = "atan", .op = "atan", .doc = "atan(x)"}, std::nullopt, {}, {}, G::None, over<atan_fn>},
+        {{.name = "sinh", .op = "sinh", .doc = "sinh(x)"}, std::nullopt, {}, {}, G::None, over<sinh_fn>},
+        {{.name = "cosh", .op = "cosh", .doc = "cosh(x)"}, std::nullopt, {}, {}, G::None, over<cosh_fn>},
+        {{.name = "asinh", .op = "asinh", .doc = "asinh(x)"}, std::nullopt, {}, {}, G::None, over<asinh_fn>},
+        {{.name = "acosh", .op = "acosh", .doc = "acosh(x)"}, std::nullopt, {}, {}, G::None, over<acosh_fn>},
+        {{.name = "atanh", .op = "atanh", .doc = "atanh(x)"}, std::nullopt, {}, {}, G::None, over<atanh_fn>},
+        {{.name = "floor", .op = "floor", .doc = "the largest integer <= x"},
+         std::nullopt,
+         {},
+         {},
+         G::None,
+         over<floor_fn>},
+        {{.name = "ceil", .op = "ceil", .doc = "the smallest integer >= x"},
+         std::nullopt,
+         {},
+         {},
+         G::None,
+         over<ceil_fn>},
         {{.name = "round", .op = "round", .doc = "x rounded to the nearest integer, halves to even"},
          std::nullopt,
          {},
          {},
          G::None,
-         round_fn},
-        {{.name = "sign", .op = "sign", .doc = "-1, 0 or 1 by the sign of x"}, std::nullopt, {}, {}, G::None, sign_fn},
+         over<round_fn>},
+        {{.name = "sign", .op = "sign", .doc = "-1, 0 or 1 by the sign of x"},
+         std::nullopt,
+         {},
+         {},
+         G::None,
+         over<sign_fn>},
         {{.name = "softsign", .op = "softsign", .doc = "x / (1 + |x|) (nn.Softsign)"},
          std::nullopt,
          {},
          {},
          G::None,
-         softsign_fn},
+         over<softsign_fn>},
         {{.name = "celu",
           .op = "celu",
           .doc = "max(0, x) + min(0, alpha * (e^(x/alpha) - 1)) (nn.CELU)",
@@ -206,7 +227,7 @@ const std::vector<Row>& table() {
          {},
          {},
          G::None,
-         celu_fn},
+         over<celu_fn>},
         {{.name = "thresholded_relu",
           .op = "thresholded_relu",
           .doc = "x if x > alpha else 0",
@@ -215,7 +236,7 @@ const std::vector<Row>& table() {
          {},
          {},
          G::None,
-         thresholded_relu_fn},
+         over<thresholded_relu_fn>},
         {{.name = "shrink",
           .op = "shrink",
           .doc = "x + bias if x < -lambd, x - bias if x > lambd, else 0 (nn.Hardshrink, nn.Softshrink)",
@@ -224,7 +245,7 @@ const std::vector<Row>& table() {
          {},
          {},
          G::None,
-         shrink_fn},
+         over<shrink_fn>},
 
     };
     for (Row& row : r) row.def.gemm_epilogue = row.gemm != G::None;

@@ -20,9 +20,9 @@ struct Eltwise {
   float alpha = 0.f, beta = 0.f;
 };
 
-/// An activation oneDNN lacks (erf, selu, hard_sigmoid), computed by a loop of Kiln's: f(x, alpha, beta)
-/// with alpha, beta its first two parameters.
-using LoopFn = float (*)(float x, float alpha, float beta);
+/// An activation oneDNN lacks (erf, selu, hard_sigmoid, ...), computed by a loop of Kiln's over n elements:
+/// y[i] = f(x[i], alpha, beta) with alpha, beta its first two parameters.
+using LoopFn = void (*)(const float* x, float* y, std::int64_t n, float alpha, float beta);
 struct LoopActivation {
   LoopFn fn;
   float alpha = 0.f, beta = 0.f;

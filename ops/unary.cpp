@@ -51,9 +51,7 @@ class LoopKernel : public Kernel {
     const auto* x = static_cast<const float*>(args.in[0]);
     auto* y = static_cast<float*>(args.out[0]);
     const LoopActivation f = f_;
-    auto body = [&](std::int64_t b, std::int64_t e) {
-      for (std::int64_t i = b; i < e; ++i) y[i] = f.fn(x[i], f.alpha, f.beta);
-    };
+    auto body = [&](std::int64_t b, std::int64_t e) { f.fn(x + b, y + b, e - b, f.alpha, f.beta); };
     if (n_ < 16384) return body(0, n_);
     tbb::parallel_for(tbb::blocked_range<std::int64_t>(0, n_, 4096),
                       [&](const tbb::blocked_range<std::int64_t>& r) { body(r.begin(), r.end()); });
