@@ -217,3 +217,24 @@ TEST_CASE("kilnc dot prints the graph before or after the passes") {
   CHECK(contains(o0.out, "relu 'encoder_layer.0/h1'"));
   CHECK(o0.out.back() == '\n');
 }
+
+TEST_CASE("kilnc run prints and writes bool and integer outputs, and runs a plan file of an ONNX model with them") {
+  TempDir tmp;
+  const std::string inputs = " --input ids=tests/fixtures/onnx/math/ids.npy --input x=tests/fixtures/onnx/math/x.npy";
+  std::string plan = tmp.path("math.kplan");
+  Result c = run_kilnc("compile tests/fixtures/onnx/math/model.onnx -o " + quote(plan));
+  INFO(c.out);
+  REQUIRE(c.code == 0);
+  std::string out_dir = tmp.path("out");
+  Result r = run_kilnc("run " + quote(plan) + inputs + " --output-dir " + quote(out_dir));
+  INFO(r.out);
+  REQUIRE(r.code == 0);
+  CHECK(contains(r.out, "c: bool[2,5,1]\n  true\n  false\n"));  // ids 5, 3: (ids > 3) & (ids <= 7)
+  kiln::Tensor c_npy = kiln::read_npy(out_dir + "/c.npy");
+  kiln::Tensor want = kiln::read_npy(source_path("tests/fixtures/onnx/math/c.npy"));
+  REQUIRE(c_npy.dtype() == kiln::DType::boolean);
+  REQUIRE(c_npy.numel() == want.numel());
+  for (std::int64_t i = 0; i < want.numel(); ++i) CHECK(c_npy.data_as<std::uint8_t>()[i] == want.data_as<std::uint8_t>()[i]);
+  CHECK(max_abs_diff(kiln::read_npy(out_dir + "/a.npy"), kiln::read_npy(source_path("tests/fixtures/onnx/math/a.npy"))) <=
+        1e-5);
+}

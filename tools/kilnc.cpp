@@ -69,6 +69,10 @@ void print_values(const std::string& name, const kiln::Tensor& t, std::size_t li
       case kiln::DType::f32: std::printf("%.6f", static_cast<double>(t.data_as<float>()[i])); break;
       case kiln::DType::i64: std::printf("%lld", static_cast<long long>(t.data_as<std::int64_t>()[i])); break;
       case kiln::DType::i32: std::printf("%d", t.data_as<std::int32_t>()[i]); break;
+      case kiln::DType::f64: std::printf("%.6f", t.data_as<double>()[i]); break;
+      case kiln::DType::i8: std::printf("%d", t.data_as<std::int8_t>()[i]); break;
+      case kiln::DType::u8: std::printf("%d", t.data_as<std::uint8_t>()[i]); break;
+      case kiln::DType::boolean: std::printf("%s", t.data_as<std::uint8_t>()[i] ? "true" : "false"); break;
       default: std::printf("?"); break;
     }
     std::printf((i + 1) % row == 0 || i + 1 == shown ? "\n" : " ");
