@@ -121,7 +121,11 @@ struct PowFn {
       if (!(v < static_cast<double>(std::numeric_limits<T>::max()))) return std::numeric_limits<T>::max();
       return static_cast<T>(v);
     } else if constexpr (std::is_integral_v<E>) {
-      return static_cast<float>(std::pow(static_cast<double>(x), static_cast<double>(y)));
+      const double v = std::pow(static_cast<double>(x), static_cast<double>(y));
+      constexpr double kMax = std::numeric_limits<float>::max();  // beyond it the cast is undefined: ±inf
+      return v > kMax    ? std::numeric_limits<float>::infinity()
+             : v < -kMax ? -std::numeric_limits<float>::infinity()
+                         : static_cast<float>(v);
     } else {
       return std::pow(x, y);
     }

@@ -251,6 +251,12 @@ To convert(From x) {
     return x != From(0);
   } else if constexpr (FromBool) {
     return static_cast<To>(x != 0);
+  } else if constexpr (std::is_same_v<From, double> && std::is_same_v<To, float>) {
+    // Beyond float's range the C++ cast is undefined: ±inf, as IEEE rounding gives (NaN stays NaN).
+    constexpr double kMax = std::numeric_limits<float>::max();
+    if (x > kMax) return std::numeric_limits<float>::infinity();
+    if (x < -kMax) return -std::numeric_limits<float>::infinity();
+    return static_cast<float>(x);
   } else if constexpr (std::is_floating_point_v<From> && std::is_integral_v<To>) {
     if (std::isnan(x)) return 0;
     if (x <= static_cast<From>(std::numeric_limits<To>::min())) return std::numeric_limits<To>::min();

@@ -209,6 +209,10 @@ TEST_CASE("cast converts between f32, f64, i64, i32, u8 and bool: truncating, sa
   Tensor i = make<std::int64_t>(DType::i64, {3}, {-1, 256, 3});
   r = run_op("cast", {in(i)}, {{"to", std::string("u8")}});
   CHECK(same_bytes(r.out, make<std::uint8_t>(DType::u8, {3}, {255, 0, 3})));  // wraps, as C++ and NumPy
+  Tensor d = make<double>(DType::f64, {3}, {1e300, -1e300, 1.5});
+  r = run_op("cast", {in(d)}, {{"to", std::string("f32")}});  // beyond float's range: ±inf
+  CHECK(same_bytes(r.out, make<float>(DType::f32, {3}, {std::numeric_limits<float>::infinity(),
+                                                        -std::numeric_limits<float>::infinity(), 1.5f})));
   r = run_op("cast", {in(i)}, {{"to", std::string("f64")}});
   CHECK(same_bytes(r.out, make<double>(DType::f64, {3}, {-1.0, 256.0, 3.0})));
 }
