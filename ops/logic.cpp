@@ -203,16 +203,30 @@ class WhereKernel : public Kernel {
       const T* xx = x + off[1];
       const T* zz = z + off[2];
       T* out = y + d;
-      if (step[0] == 1 && step[1] == 1 && step[2] == 1) {
-        for (std::int64_t j = 0; j < n; ++j) out[j] = cc[j] ? xx[j] : zz[j];
-      } else {
-        for (std::int64_t j = 0; j < n; ++j) out[j] = cc[j * step[0]] ? xx[j * step[1]] : zz[j * step[2]];
+      // Steps of 0 and 1 (a mask broadcast over rows, a scalar fill value) get loops with constant steps.
+      const int pattern =
+          (step[0] <= 1 && step[1] <= 1 && step[2] <= 1) ? static_cast<int>(step[0] * 4 + step[1] * 2 + step[2]) : -1;
+      switch (pattern) {
+        case 7: return run<1, 1, 1>(cc, xx, zz, out, n);
+        case 6: return run<1, 1, 0>(cc, xx, zz, out, n);
+        case 5: return run<1, 0, 1>(cc, xx, zz, out, n);
+        case 4: return run<1, 0, 0>(cc, xx, zz, out, n);
+        case 3: return run<0, 1, 1>(cc, xx, zz, out, n);
+        case 2: return run<0, 1, 0>(cc, xx, zz, out, n);
+        case 1: return run<0, 0, 1>(cc, xx, zz, out, n);
+        case 0: return run<0, 0, 0>(cc, xx, zz, out, n);
+        default:
+          for (std::int64_t j = 0; j < n; ++j) out[j] = cc[j * step[0]] ? xx[j * step[1]] : zz[j * step[2]];
       }
     });
   }
   std::string impl() const override { return "kiln:where"; }
 
  private:
+  template <int C, int X, int Y>
+  static void run(const Bool* c, const T* x, const T* y, T* out, std::int64_t n) {
+    for (std::int64_t j = 0; j < n; ++j) out[j] = c[j * C] ? x[j * X] : y[j * Y];
+  }
   Broadcast bc_;
 };
 

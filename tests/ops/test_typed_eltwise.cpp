@@ -165,7 +165,12 @@ TEST_CASE("where selects with three-way broadcasting, for 4- and 8-byte and bool
   Rng rng = make_rng(43);
   using B = std::uint8_t;
   const std::vector<std::array<Dims, 3>> shapes = {
-      {Dims{2, 1, 4}, Dims{3, 1}, Dims{}}, {Dims{5}, Dims{5}, Dims{5}}, {Dims{64, 1, 1, 128}, Dims{}, Dims{64, 4, 8, 128}}};
+      {Dims{2, 1, 4}, Dims{3, 1}, Dims{}},          {Dims{5}, Dims{5}, Dims{5}},
+      {Dims{64, 1, 1, 128}, Dims{}, Dims{64, 4, 8, 128}}, {Dims{1}, Dims{4}, Dims{3, 4}},
+      {Dims{2, 1}, Dims{2, 3}, Dims{}},             {Dims{3, 1}, Dims{}, Dims{3, 2}},
+      {Dims{3, 4}, Dims{3, 1}, Dims{1, 4}},         {Dims{3, 1}, Dims{1, 1}, Dims{1}},
+      {Dims{2, 3, 5}, Dims{1, 3, 1}, Dims{2, 1, 5}}, {Dims{3, 4}, Dims{3, 4}, Dims{3, 1}},
+      {Dims{3, 1, 1}, Dims{1, 2, 1}, Dims{}}};  // every pattern of run steps 0 and 1, flat and by rows
   for (const auto& s : shapes) {
     Tensor c = random_ints<B>(rng, DType::boolean, s[0], 0, 1);
     Tensor x = random_f32(rng, s[1]), y = random_f32(rng, s[2]);
