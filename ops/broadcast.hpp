@@ -4,6 +4,7 @@
 // in sub/div). A Broadcast is made once per kernel (strides of every operand, 0 along broadcast dims);
 // running it allocates nothing and splits the work over TBB threads when there is enough of it.
 
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <vector>
@@ -20,28 +21,42 @@ class Broadcast {
   static constexpr std::int64_t kSerial = 32768;
 
   /// Operands' dims (any rank up to out's: aligned on the right) and the output's dims.
-  Broadcast(const std::vector<std::vector<std::int64_t>>& inputs, std::vector<std::int64_t> out)
-      : out_(std::move(out)), n_(inputs.size()) {
+  Broadcast(const std::vector<std::vector<std::int64_t>>& inputs, const std::vector<std::int64_t>& out)
+      : n_(inputs.size()) {
+    // Align every operand to the output's rank, then drop dims of size 1 and merge neighbours that every
+    // operand either spans in full or broadcasts (fewer, longer dims: cheaper row walks, longer runs).
+    const std::size_t r0 = out.size();
+    std::vector<std::vector<std::int64_t>> dims(n_, std::vector<std::int64_t>(r0, 1));
+    for (std::size_t k = 0; k < n_; ++k)
+      for (std::size_t i = 0; i < inputs[k].size(); ++i) dims[k][r0 - inputs[k].size() + i] = inputs[k][i];
+    std::vector<std::vector<std::int64_t>> merged(n_);
+    for (std::size_t i = 0; i < r0; ++i) {
+      if (out[i] == 1) continue;
+      bool join = !out_.empty();
+      for (std::size_t k = 0; k < n_ && join; ++k) join = (dims[k][i] == 1) == (merged[k].back() == 1);
+      if (join) {
+        out_.back() *= out[i];
+        for (std::size_t k = 0; k < n_; ++k) merged[k].back() *= dims[k][i];
+      } else {
+        out_.push_back(out[i]);
+        for (std::size_t k = 0; k < n_; ++k) merged[k].push_back(dims[k][i]);
+      }
+    }
     const std::size_t r = out_.size();
     inner_ = r ? out_.back() : 1;
     total_ = 1;
-    for (auto d : out_) total_ *= d;
+    for (auto d : out) total_ *= d;
     rows_ = inner_ ? total_ / inner_ : 0;
-    flat_ = true;
+    flat_ = r <= 1;  // one dim: every operand is full or one value
     for (std::size_t k = 0; k < n_; ++k) {
-      std::vector<std::int64_t> dims(r, 1);
-      const auto& in = inputs[k];
-      for (std::size_t i = 0; i < in.size(); ++i) dims[r - in.size() + i] = in[i];
-      std::vector<std::int64_t>& s = strides_[k];
-      s.assign(r, 0);
-      std::int64_t stride = 1, numel = 1;
+      std::vector<std::int64_t>& st = strides_[k];
+      st.assign(r, 0);
+      std::int64_t stride = 1;
       for (std::size_t i = r; i-- > 0;) {
-        s[i] = dims[i] == 1 ? 0 : stride;
-        stride *= dims[i];
+        st[i] = merged[k][i] == 1 ? 0 : stride;
+        stride *= merged[k][i];
       }
-      for (auto d : dims) numel *= d;
-      flat_step_[k] = numel == 1 ? 0 : 1;
-      if (numel != 1 && numel != total_) flat_ = false;  // broadcast along some dims only: row by row
+      flat_step_[k] = r == 0 || merged[k].back() == 1 ? 0 : 1;
     }
   }
 
@@ -63,19 +78,40 @@ class Broadcast {
                         [&](const tbb::blocked_range<std::int64_t>& b) { run(b.begin(), b.end()); });
       return;
     }
-    const std::size_t r = out_.size();
+    const std::size_t r = out_.size();  // >= 2 here
     std::array<std::int64_t, kMaxInputs> step{};
     for (std::size_t k = 0; k < n_; ++k) step[k] = strides_[k][r - 1];
     auto rows = [&](std::int64_t begin, std::int64_t end) {
-      for (std::int64_t row = begin; row < end; ++row) {
-        std::array<std::int64_t, kMaxInputs> off{};
-        std::int64_t rem = row;
-        for (std::size_t d = r - 1; d-- > 0;) {
-          const std::int64_t idx = rem % out_[d];
-          rem /= out_[d];
-          for (std::size_t k = 0; k < n_; ++k) off[k] += idx * strides_[k][d];
+      if (r - 1 > kMaxRank) {  // rare: many alternating broadcast dims; each row's offsets from its index
+        for (std::int64_t row = begin; row < end; ++row) {
+          std::array<std::int64_t, kMaxInputs> off{};
+          std::int64_t rem = row;
+          for (std::size_t d = r - 1; d-- > 0;) {
+            const std::int64_t i = rem % out_[d];
+            rem /= out_[d];
+            for (std::size_t k = 0; k < n_; ++k) off[k] += i * strides_[k][d];
+          }
+          f(off.data(), step.data(), row * inner_, inner_);
         }
+        return;
+      }
+      // The row's index over the outer dims and each operand's offset, found once and then stepped.
+      std::array<std::int64_t, kMaxRank> idx{};
+      std::array<std::int64_t, kMaxInputs> off{};
+      std::int64_t rem = begin;
+      for (std::size_t d = r - 1; d-- > 0;) {
+        idx[d] = rem % out_[d];
+        rem /= out_[d];
+        for (std::size_t k = 0; k < n_; ++k) off[k] += idx[d] * strides_[k][d];
+      }
+      for (std::int64_t row = begin; row < end; ++row) {
         f(off.data(), step.data(), row * inner_, inner_);
+        for (std::size_t d = r - 1; d-- > 0;) {
+          for (std::size_t k = 0; k < n_; ++k) off[k] += strides_[k][d];
+          if (++idx[d] < out_[d]) break;
+          for (std::size_t k = 0; k < n_; ++k) off[k] -= strides_[k][d] * out_[d];
+          idx[d] = 0;
+        }
       }
     };
     if (total_ < kSerial) return rows(0, rows_);
@@ -85,6 +121,8 @@ class Broadcast {
   }
 
  private:
+  // Outer dims (after merging) a row walk steps through; more take the slower per-row path.
+  static constexpr std::size_t kMaxRank = 16;
   std::vector<std::int64_t> out_;
   std::size_t n_;
   std::array<std::vector<std::int64_t>, kMaxInputs> strides_;
