@@ -382,3 +382,18 @@ TEST_CASE("is_nan and is_inf give bool, is_inf by sign") {
   CHECK(contains(error_of([&] { run_op("is_nan", {in(make<std::int64_t>(DType::i64, {1}, {1}))}); }),
                  "expected input 0 of type f32, f64, got i64[1]"));
 }
+
+TEST_CASE("broadcast loops: 18 dims alternating between the operands (the per-row path past 16 outer dims)") {
+  Rng rng = make_rng(47);
+  Dims sa, sb;
+  for (int i = 0; i < 18; ++i) {
+    sa.push_back(i % 2 ? 1 : 2);
+    sb.push_back(i % 2 ? 2 : 1);
+  }
+  Tensor a = random_ints<std::int64_t>(rng, DType::i64, sa, -50, 50);
+  Tensor b = random_ints<std::int64_t>(rng, DType::i64, sb, -50, 50);
+  using I = std::int64_t;
+  check_exact<I, I>("sub", a, b, DType::i64, [](I x, I y) { return x - y; });
+  Tensor fa = random_f32(rng, sa), fb = random_f32(rng, sb);
+  check_exact<float, std::uint8_t>("less", fa, fb, DType::boolean, [](float x, float y) { return x < y; });
+}
