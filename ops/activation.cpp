@@ -5,18 +5,28 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 
 #include "ops/eltwise.hpp"
 
 namespace kiln {
 namespace {
 
+// A parameter (a double attribute, from any model file) as the float kernels take: beyond float's range the
+// C++ conversion is undefined, so it saturates to ±inf.
+float to_float(double v) {
+  constexpr double kMax = std::numeric_limits<float>::max();
+  return v > kMax    ? std::numeric_limits<float>::infinity()
+         : v < -kMax ? -std::numeric_limits<float>::infinity()
+                     : static_cast<float>(v);
+}
+
 // alpha or beta of a oneDNN eltwise: a constant, or parameter `param` of the activation.
 struct EltArg {
   float value = 0.f;
   int param = -1;
   float of(const std::vector<double>& params) const {
-    return param < 0 ? value : static_cast<float>(params.at(static_cast<std::size_t>(param)));
+    return param < 0 ? value : to_float(params.at(static_cast<std::size_t>(param)));
   }
 };
 constexpr EltArg kP0{0.f, 0}, kP1{0.f, 1};
@@ -306,7 +316,7 @@ std::optional<Eltwise> eltwise_of(const ActivationDef& a, const std::vector<doub
 LoopActivation loop_of(const ActivationDef& a, const std::vector<double>& params) {
   const Row& r = row_of(a);
   if (!r.loop) fail(std::string("activation '") + a.name + "' has no loop of Kiln's (oneDNN computes it)");
-  auto param = [&](std::size_t i) { return i < params.size() ? static_cast<float>(params[i]) : 0.f; };
+  auto param = [&](std::size_t i) { return i < params.size() ? to_float(params[i]) : 0.f; };
   return LoopActivation{r.loop, param(0), param(1)};
 }
 
