@@ -1,5 +1,5 @@
-// reduce_mean, reduce_sum, reduce_max, reduce_min over `axes` (torch.mean / sum / amax / amin with dim=axes,
-// keepdim=keepdims).
+// reduce_mean, reduce_sum, reduce_max, reduce_min, reduce_prod over `axes` (torch.mean / sum / amax / amin /
+// prod with dim=axes, keepdim=keepdims).
 //   %pooled = reduce_mean(%x) {axes=[1], keepdims=false} : (f32[batch,seq,64]) -> f32[batch,64]
 
 #include <algorithm>
@@ -45,7 +45,7 @@ std::vector<TensorType> infer(const ShapeCtx& ctx) {
 // Kiln sums rows with a vectorized loop instead.
 class ContiguousReduceKernel : public Kernel {
  public:
-  enum class Kind : std::uint8_t { Sum, Max, Min };
+  enum class Kind : std::uint8_t { Sum, Max, Min, Prod };
   ContiguousReduceKernel(std::int64_t outer, std::int64_t reduced, std::int64_t inner, bool mean, Kind kind)
       : outer_(outer),
         reduced_(reduced),
@@ -61,14 +61,16 @@ class ContiguousReduceKernel : public Kernel {
     auto body = [&](std::int64_t o) {
       float* dst = y + o * inner;
       const float* src = x + o * reduced * inner;
-      if (kind != Kind::Sum) {  // max, min: from the first row on (reduced >= 1: oneDNN takes the rest)
+      if (kind != Kind::Sum) {  // max, min, prod: from the first row on (reduced >= 1: oneDNN takes the rest)
         for (std::int64_t j = 0; j < inner; ++j) dst[j] = src[j];
         for (std::int64_t r = 1; r < reduced; ++r) {
           const float* row = src + r * inner;
           if (kind == Kind::Max)
             for (std::int64_t j = 0; j < inner; ++j) dst[j] = std::max(dst[j], row[j]);
-          else
+          else if (kind == Kind::Min)
             for (std::int64_t j = 0; j < inner; ++j) dst[j] = std::min(dst[j], row[j]);
+          else
+            for (std::int64_t j = 0; j < inner; ++j) dst[j] *= row[j];
         }
         return;
       }
@@ -96,10 +98,11 @@ class ContiguousReduceKernel : public Kernel {
 };
 
 dnnl::algorithm algorithm_of(const std::string& op) {
-  return op == "reduce_mean"  ? dnnl::algorithm::reduction_mean
-         : op == "reduce_max" ? dnnl::algorithm::reduction_max
-         : op == "reduce_min" ? dnnl::algorithm::reduction_min
-                              : dnnl::algorithm::reduction_sum;
+  return op == "reduce_mean"   ? dnnl::algorithm::reduction_mean
+         : op == "reduce_max"  ? dnnl::algorithm::reduction_max
+         : op == "reduce_min"  ? dnnl::algorithm::reduction_min
+         : op == "reduce_prod" ? dnnl::algorithm::reduction_mul
+                               : dnnl::algorithm::reduction_sum;
 }
 
 // reduce_sum, reduce_max, reduce_min over i64 or i32: one pass over the input, each element into its output
@@ -117,12 +120,14 @@ class IntReduceKernel : public Kernel {
       }
     }
     out_count_ = stride;
-    kind_ = op == "reduce_max" ? 1 : op == "reduce_min" ? 2 : 0;
+    kind_ = op == "reduce_max" ? 1 : op == "reduce_min" ? 2 : op == "reduce_prod" ? 3 : 0;
   }
   void execute(dnnl::stream&, const KernelArgs& args) override {
     const auto* x = static_cast<const T*>(args.in[0]);
     auto* y = static_cast<T*>(args.out[0]);
-    const T init = kind_ == 1 ? std::numeric_limits<T>::lowest() : kind_ == 2 ? std::numeric_limits<T>::max() : T{0};
+    const T init = kind_ == 1   ? std::numeric_limits<T>::lowest()
+                   : kind_ == 2 ? std::numeric_limits<T>::max()
+                                : T{kind_ == 3 ? 1 : 0};
     std::fill(y, y + out_count_, init);
     std::int64_t total = 1;
     for (auto d : dims_) total *= d;
@@ -135,6 +140,7 @@ class IntReduceKernel : public Kernel {
       using U = std::make_unsigned_t<T>;  // sums wrap instead of overflowing
       y[o] = kind_ == 1   ? std::max(y[o], x[i])
              : kind_ == 2 ? std::min(y[o], x[i])
+             : kind_ == 3 ? static_cast<T>(static_cast<U>(y[o]) * static_cast<U>(x[i]))
                           : static_cast<T>(static_cast<U>(y[o]) + static_cast<U>(x[i]));
     }
   }
@@ -167,7 +173,10 @@ std::unique_ptr<Kernel> make(const KernelCtx& ctx) {
       for (std::int64_t i = 0; i < static_cast<std::int64_t>(src_dims.size()); ++i)
         (i < *axes.begin() ? outer : i <= *axes.rbegin() ? reduced : inner) *= src_dims[i];
       using K = ContiguousReduceKernel::Kind;
-      const K kind = ctx.node.op == "reduce_max" ? K::Max : ctx.node.op == "reduce_min" ? K::Min : K::Sum;
+      const K kind = ctx.node.op == "reduce_max"    ? K::Max
+                     : ctx.node.op == "reduce_min"  ? K::Min
+                     : ctx.node.op == "reduce_prod" ? K::Prod
+                                                    : K::Sum;
       return std::make_unique<ContiguousReduceKernel>(outer, reduced, inner, ctx.node.op == "reduce_mean", kind);
     }
   }
@@ -221,6 +230,10 @@ const OpSchema& op_reduce_max() {
 }
 const OpSchema& op_reduce_min() {
   static const OpSchema s = reduce_schema("reduce_min", "minimum over `axes`");
+  return s;
+}
+const OpSchema& op_reduce_prod() {
+  static const OpSchema s = reduce_schema("reduce_prod", "product over `axes`");
   return s;
 }
 

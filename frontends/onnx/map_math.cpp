@@ -194,7 +194,10 @@ void map_pow(Importer& im, const OnnxNode& n) {
 
 // The axes to reduce, from the attribute (ReduceMean/Max/Min, ReduceSum before 13) or the constant input 1
 // (ReduceSum from 13). Empty: every axis, or none (the identity) with noop_with_empty_axes = 1.
-void map_reduce(Importer& im, const OnnxNode& n, const std::string& op, bool axes_input) {
+// `pre` (abs, square, exp) before the reduction and `post` (sqrt, log) after it make ReduceL1, ReduceL2,
+// ReduceSumSquare, ReduceLogSum and ReduceLogSumExp from reduce_sum, as ONNX defines them.
+void map_reduce(Importer& im, const OnnxNode& n, const std::string& op, bool axes_input, const char* pre = nullptr,
+                const char* post = nullptr) {
   if (axes_input) im.only_attrs(n, {"keepdims", "noop_with_empty_axes"});
   else im.only_attrs(n, {"axes", "keepdims"});
   Value* x = im.input(n, 0);
@@ -210,19 +213,41 @@ void map_reduce(Importer& im, const OnnxNode& n, const std::string& op, bool axe
   }
   const std::int64_t keepdims = im.attr_int(n, "keepdims", 1);
   if (keepdims != 0 && keepdims != 1) im.fail(n, "expected keepdims 0 or 1, got " + std::to_string(keepdims));
+  bool reduce = true;
   if (axes.empty()) {
     const std::int64_t noop = axes_input ? im.attr_int(n, "noop_with_empty_axes", 0) : 0;
     if (noop != 0 && noop != 1) im.fail(n, "expected noop_with_empty_axes 0 or 1, got " + std::to_string(noop));
-    if (noop || rank_of(x) == 0) return im.emit(n, "dropout", {x}, {{"p", 0.0}});
+    reduce = !noop && rank_of(x) > 0;
     for (int i = 0; i < rank_of(x); ++i) axes.push_back(i);
   }
-  im.emit(n, op, {x}, {{"axes", axes}, {"keepdims", keepdims == 1}});
+  struct Step {
+    std::string op;
+    AttrMap attrs;
+    bool square = false;
+  };
+  std::vector<Step> steps;
+  if (pre) steps.push_back({std::string(pre) == "square" ? "mul" : pre, {}, std::string(pre) == "square"});
+  if (reduce) steps.push_back({op, {{"axes", axes}, {"keepdims", keepdims == 1}}});
+  if (post) steps.push_back({post, {}});
+  if (steps.empty()) return im.emit(n, "dropout", {x}, {{"p", 0.0}});
+  Value* v = x;
+  for (std::size_t i = 0; i < steps.size(); ++i) {
+    std::vector<Value*> ins = steps[i].square ? std::vector<Value*>{v, v} : std::vector<Value*>{v};
+    if (i + 1 == steps.size()) im.emit(n, steps[i].op, ins, steps[i].attrs);
+    else v = im.emit_temp(n, steps[i].op, steps[i].op, ins, steps[i].attrs);
+  }
 }
 
 void map_reduce_mean(Importer& im, const OnnxNode& n) { map_reduce(im, n, "reduce_mean", false); }
 void map_reduce_max(Importer& im, const OnnxNode& n) { map_reduce(im, n, "reduce_max", false); }
 void map_reduce_min(Importer& im, const OnnxNode& n) { map_reduce(im, n, "reduce_min", false); }
 void map_reduce_sum(Importer& im, const OnnxNode& n) { map_reduce(im, n, "reduce_sum", n.opset >= 13); }
+void map_reduce_prod(Importer& im, const OnnxNode& n) { map_reduce(im, n, "reduce_prod", false); }
+void map_reduce_l1(Importer& im, const OnnxNode& n) { map_reduce(im, n, "reduce_sum", false, "abs"); }
+void map_reduce_l2(Importer& im, const OnnxNode& n) { map_reduce(im, n, "reduce_sum", false, "square", "sqrt"); }
+void map_reduce_sum_square(Importer& im, const OnnxNode& n) { map_reduce(im, n, "reduce_sum", false, "square"); }
+void map_reduce_log_sum(Importer& im, const OnnxNode& n) { map_reduce(im, n, "reduce_sum", false, nullptr, "log"); }
+void map_reduce_log_sum_exp(Importer& im, const OnnxNode& n) { map_reduce(im, n, "reduce_sum", false, "exp", "log"); }
 
 }  // namespace
 
@@ -260,6 +285,12 @@ std::vector<OpRow> math_rows() {
       {"ReduceMax", 1, kMaxOpset, map_reduce_max},
       {"ReduceMin", 1, kMaxOpset, map_reduce_min},
       {"ReduceSum", 1, kMaxOpset, map_reduce_sum},  // 13: axes an input, noop_with_empty_axes
+      {"ReduceProd", 1, kMaxOpset, map_reduce_prod},
+      {"ReduceL1", 1, kMaxOpset, map_reduce_l1},
+      {"ReduceL2", 1, kMaxOpset, map_reduce_l2},
+      {"ReduceSumSquare", 1, kMaxOpset, map_reduce_sum_square},
+      {"ReduceLogSum", 1, kMaxOpset, map_reduce_log_sum},
+      {"ReduceLogSumExp", 1, kMaxOpset, map_reduce_log_sum_exp},
       {"Sin", 7, kMaxOpset, map_sin},
       {"Cos", 7, kMaxOpset, map_cos},
       {"Tan", 7, kMaxOpset, map_tan},

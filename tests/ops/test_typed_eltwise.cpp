@@ -397,3 +397,24 @@ TEST_CASE("broadcast loops: 18 dims alternating between the operands (the per-ro
   Tensor fa = random_f32(rng, sa), fb = random_f32(rng, sb);
   check_exact<float, std::uint8_t>("less", fa, fb, DType::boolean, [](float x, float y) { return x < y; });
 }
+
+TEST_CASE("reduce_prod over middle axes (Kiln's loop), the last axis (oneDNN) and i64") {
+  std::vector<float> v(24);
+  for (std::size_t i = 0; i < v.size(); ++i) v[i] = 0.5f + 0.1f * static_cast<float>(i % 7);
+  Tensor x = make<float>(DType::f32, {2, 3, 4}, v);
+  for (const Dims& axes : {Dims{1}, Dims{-1}, Dims{0, 1, 2}}) {
+    OpResult r = run_op("reduce_prod", {in(x)}, {{"axes", axes}, {"keepdims", true}});
+    INFO(dims_str(axes), " ", r.impl);
+    const int rank = 3;
+    Dims shape = {2, 3, 4}, kept = shape;
+    for (auto a : axes) kept[a < 0 ? a + rank : a] = 1;
+    std::vector<double> want(static_cast<std::size_t>(r.out.numel()), 1.0);
+    for (std::int64_t i = 0; i < 24; ++i) want[static_cast<std::size_t>(offset_of(i, shape, kept))] *= v[static_cast<std::size_t>(i)];
+    double err = 0;
+    for (std::size_t i = 0; i < want.size(); ++i) err = std::max(err, std::fabs(r.out.data_as<float>()[i] - want[i]) / want[i]);
+    CHECK(err <= 1e-5);
+  }
+  Tensor xi = make<std::int64_t>(DType::i64, {2, 3}, {1, 2, 3, -4, 5, 6});
+  OpResult r = run_op("reduce_prod", {in(xi)}, {{"axes", Dims{1}}, {"keepdims", false}});
+  CHECK(same_bytes(r.out, make<std::int64_t>(DType::i64, {2}, {6, -120})));
+}
