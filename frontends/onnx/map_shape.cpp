@@ -142,6 +142,8 @@ bool fold_shape(Importer& im, const OnnxNode& n) {
     im.note_dims_of(v);
   } else if (const IntValue* k = im.known(n, 0)) {
     for (auto d : k->dims) dims.push_back(Dim::of(d));
+  } else if (const ConstTensor* c = im.constant(n, 0)) {
+    dims = concrete_shape(c->dims);
   } else {
     return false;
   }
