@@ -323,6 +323,25 @@ TEST_CASE("onnx error: a Gather index out of range, on data and on a shape value
   }
 }
 
+TEST_CASE("onnx error: a Gather index past a symbolic dim fails when the plan is made for that shape") {
+  kiln::test::TempDir dir;
+  onnx::ModelProto m = model_with(13, {"batch", "seq"});
+  add_ints(m, "five", {}, {5});
+  add_node(m, "Gather", "pick", {"x", "five"}, {"y"});
+  set_int_attr(m.mutable_graph()->mutable_node(0), "axis", 1);
+  const std::string path = save(dir, "late.onnx", m);
+  kiln::Model model = kiln::Model::load(path);  // seq is symbolic: index 5 may be in range
+  kiln::Session session(model);
+  std::vector<float> data(2 * 6);
+  for (std::size_t i = 0; i < data.size(); ++i) data[i] = static_cast<float>(i);
+  kiln::Tensor y = session.run({{"x", kiln::Tensor::from_f32({2, 6}, data)}}).at("y");
+  REQUIRE(y.shape() == std::vector<std::int64_t>{2});
+  CHECK(y.data_as<float>()[1] == 11.0f);
+  const std::string e = error_of([&] { session.run({{"x", kiln::Tensor::from_f32({2, 3}, {0, 1, 2, 3, 4, 5})}}); });
+  INFO(e);
+  CHECK(contains(e, "late.onnx:1:0: error: gather 'pick': index 5 is out of range for axis 1 of f32[2,3]"));
+}
+
 TEST_CASE("onnx error: Squeeze of a dim that is not 1, and of a symbolic dim") {
   kiln::test::TempDir dir;
   for (std::int64_t axis : {1, 0}) {
