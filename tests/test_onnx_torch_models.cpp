@@ -24,19 +24,30 @@ std::string torch_fixture(const std::string& model, const std::string& file) {
   return source_path("tests/fixtures/onnx_torch/" + model + "/" + file);
 }
 
-// Kiln's outputs against PyTorch's for the fixture sizes b2_s7 and b3_s12 (one session: the plan is made
-// per shape from the same symbolic graph). ≤ 1e-5: the sums are over 64..128 terms of O(1) values.
-void check_against_torch(const std::string& name, std::initializer_list<std::string> outputs) {
-  kiln::Model model = kiln::Model::load(torch_fixture(name, "model.onnx"));
+void check_against_torch_at(const std::string& name, std::initializer_list<std::string> outputs,
+                            const kiln::LoadOptions& options) {
+  kiln::Model model = kiln::Model::load(torch_fixture(name, "model.onnx"), options);
   kiln::Session session(model);
   for (const std::string size : {"b2_s7", "b3_s12"}) {
     auto out = session.run({{"tokens", kiln::read_npy(torch_fixture(name, "tokens_" + size + ".npy"))}});
     for (const auto& o : outputs) {
-      INFO(name << " " << o << " " << size);
+      INFO(name << " " << o << " " << size << " -O" << options.opt_level);
       kiln::Tensor expected = kiln::read_npy(torch_fixture(name, o + "_" + size + ".npy"));
       REQUIRE(out.at(o).shape() == expected.shape());
       CHECK(kiln::test::max_abs_diff(out.at(o), expected) <= 1e-5);
     }
+  }
+}
+
+// Kiln's outputs against PyTorch's for the fixture sizes b2_s7 and b3_s12 (one session: the plan is made
+// per shape from the same symbolic graph). ≤ 1e-5: the sums are over 64..128 terms of O(1) values.
+// At -O2 (attention, layer norm, GELU fused) and -O0 (every imported node runs: slice, reshape_dims, gather,
+// positions, ...).
+void check_against_torch(const std::string& name, std::initializer_list<std::string> outputs) {
+  for (int level : {2, 0}) {
+    kiln::LoadOptions options;
+    options.opt_level = level;
+    check_against_torch_at(name, outputs, options);
   }
 }
 
