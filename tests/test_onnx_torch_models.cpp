@@ -235,6 +235,82 @@ TEST_CASE("onnx: Reshape to a shape built from Shape, Gather, Unsqueeze and Conc
   }
 }
 
+TEST_CASE("onnx: Shape with start and end, Size, Div, Slice and Cast of shapes, Range and ConstantOfShape fold") {
+  kiln::test::TempDir dir;
+  onnx::ModelProto m = model_with(15, {"batch", "seq", "4"});
+  auto node = [&](const std::string& op, const std::string& name, std::initializer_list<std::string> ins,
+                  const std::string& out) { return add_node(m, op, name, ins, {out}); };
+  node("Shape", "shape", {"x"}, "s");                          // [batch,seq,4]
+  set_int_attr(node("Shape", "tail", {"x"}, "tail"), "start", 1);  // [seq,4]
+  set_int_attr(node("Shape", "head", {"x"}, "head"), "end", -2);   // [batch]
+  node("Size", "size", {"x"}, "n");                            // 4*batch*seq
+  add_ints(m, "four", {}, {4});
+  node("Div", "per_row", {"n", "four"}, "bs");  // batch*seq
+  add_ints(m, "ax0", {1}, {0});
+  node("Unsqueeze", "u", {"bs", "ax0"}, "bs1");
+  add_ints(m, "minus1", {1}, {-1});
+  add_ints(m, "big", {1}, {100});
+  node("Slice", "last", {"s", "minus1", "big"}, "last");  // [4]
+  set_int_attr(node("Cast", "to32", {"last"}, "l32"), "to", onnx::TensorProto_DataType_INT32);
+  set_int_attr(node("Cast", "to64", {"l32"}, "l64"), "to", onnx::TensorProto_DataType_INT64);
+  set_int_attr(node("Concat", "rows", {"bs1", "l64"}, "t"), "axis", 0);  // [batch*seq,4]
+  node("Reshape", "flat", {"x", "t"}, "r");
+  add_ints(m, "zero", {}, {0});
+  add_ints(m, "one", {}, {1});
+  node("Range", "iota", {"zero", "four", "one"}, "idx");  // [0,1,2,3]
+  set_int_attr(node("Gather", "cols", {"r", "idx"}, "g"), "axis", 1);
+  set_int_attr(node("Concat", "back", {"head", "tail"}, "t2"), "axis", 0);  // [batch,seq,4]
+  node("Reshape", "unflat", {"g", "t2"}, "y");
+  const std::string path = save(dir, "fold15.onnx", m);
+  kiln::LoadOptions o0;
+  o0.opt_level = 0;
+  const std::string ir = kiln::Model::load(path, o0).ir();
+  INFO(ir);
+  CHECK(contains(ir, "%r = reshape(%x) {shape=[-1,4]} : (f32[batch,seq,4]) -> f32[batch*seq,4]"));
+  CHECK(contains(ir, "%g = gather(%r) {axis=1, indices=[0,1,2,3], scalar=false}"));
+  // batch comes from x's axis 0; seq is inferred.
+  CHECK(contains(ir, "%y = reshape_dims(%g, %x) {dims=[0,1,0], shape=[0,-1,4]} : (f32[batch*seq,4], f32[batch,seq,4]) "
+                     "-> f32[batch,seq,4]"));
+  kiln::Model model = kiln::Model::load(path);
+  kiln::Session session(model);
+  std::vector<float> data(2 * 3 * 4);
+  for (std::size_t i = 0; i < data.size(); ++i) data[i] = static_cast<float>(i) * 0.5f;
+  kiln::Tensor x = kiln::Tensor::from_f32({2, 3, 4}, data);
+  kiln::Tensor y = session.run({{"x", x}}).at("y");
+  REQUIRE(y.shape() == std::vector<std::int64_t>{2, 3, 4});
+  CHECK(kiln::test::max_abs_diff(y, x) == 0.0);
+}
+
+TEST_CASE("onnx: Slice, Unsqueeze and Squeeze with attributes before opset 10 and 13") {
+  kiln::test::TempDir dir;
+  onnx::ModelProto m = model_with(9, {"batch", "6"});
+  auto* sl = add_node(m, "Slice", "cut", {"x"}, {"c"});
+  set_ints_attr(sl, "starts", {-1});
+  set_ints_attr(sl, "ends", {-100});  // clamped: a negative step walks back to the start
+  set_ints_attr(sl, "axes", {1});
+  set_ints_attr(add_node(m, "Unsqueeze", "u", {"x"}, {"u"}), "axes", {0});
+  set_ints_attr(add_node(m, "Squeeze", "sq", {"u"}, {"q"}), "axes", {0});
+  auto* s2 = add_node(m, "Slice", "pair", {"q"}, {"y"});
+  set_ints_attr(s2, "starts", {1});
+  set_ints_attr(s2, "ends", {3});
+  set_ints_attr(s2, "axes", {1});
+  const std::string path = save(dir, "opset9.onnx", m);
+  kiln::LoadOptions o0;
+  o0.opt_level = 0;
+  const std::string ir = kiln::Model::load(path, o0).ir();
+  INFO(ir);
+  // Opset 9's Slice has no steps: step 1, so [-1, -100) is empty.
+  CHECK(contains(ir, "%c = slice(%x) {axes=[1], ends=[-100], starts=[-1], steps=[1]} : (f32[batch,6]) -> f32[batch,0]"));
+  CHECK(contains(ir, "%u = unsqueeze(%x) {axes=[0]} : (f32[batch,6]) -> f32[1,batch,6]"));
+  CHECK(contains(ir, "%q = squeeze(%u) {axes=[0]} : (f32[1,batch,6]) -> f32[batch,6]"));
+  kiln::Model model = kiln::Model::load(path);
+  kiln::Session session(model);
+  kiln::Tensor y = session.run({{"x", kiln::Tensor::from_f32({1, 6}, {0, 1, 2, 3, 4, 5})}}).at("y");
+  REQUIRE(y.shape() == std::vector<std::int64_t>{1, 2});
+  CHECK(y.data_as<float>()[0] == 1.0f);
+  CHECK(y.data_as<float>()[1] == 2.0f);
+}
+
 TEST_CASE("onnx: Gather with a scalar index, Squeeze, Unsqueeze, Slice and Expand on data") {
   kiln::test::TempDir dir;
   onnx::ModelProto m = model_with(13, {"batch", "3", "4"});
