@@ -26,11 +26,14 @@ Window window(std::int64_t dim, std::int64_t start, std::int64_t end, std::int64
   if (step > 0) {
     w.start = norm(start, 0, dim);
     const std::int64_t e = norm(end, 0, dim);
-    w.count = e > w.start ? (e - w.start + step - 1) / step : 0;
+    w.count = e > w.start ? (e - w.start - 1) / step + 1 : 0;  // no overflow for any step
   } else {
     w.start = norm(start, -1, dim - 1);
     const std::int64_t e = norm(end, -1, dim - 1);
-    w.count = w.start > e ? (w.start - e + (-step) - 1) / (-step) : 0;
+    w.count =
+        w.start > e
+            ? static_cast<std::int64_t>((static_cast<__int128>(w.start) - e - 1) / -static_cast<__int128>(step) + 1)
+            : 0;
   }
   return w;
 }

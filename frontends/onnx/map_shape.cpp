@@ -24,8 +24,8 @@ DimProduct DimProduct::of(const Dim& d) {
   while (true) {
     const std::size_t star = d.sym.find('*', start);
     std::string f = d.sym.substr(start, star == std::string::npos ? std::string::npos : star - start);
-    if (!f.empty() && std::all_of(f.begin(), f.end(), [](char c) { return c >= '0' && c <= '9'; }))
-      p.coef *= std::stoll(f);
+    if (!f.empty() && f.size() < 19 && std::all_of(f.begin(), f.end(), [](char c) { return c >= '0' && c <= '9'; }))
+      p.coef = __builtin_mul_overflow(p.coef, std::stoll(f), &p.coef) ? 0 : p.coef;  // 0: matches nothing real
     else p.syms.push_back(f);
     if (star == std::string::npos) break;
     start = star + 1;
@@ -88,17 +88,22 @@ Dim arith(Importer& im, const OnnxNode& n, const Dim& a, const Dim& b) {
                                   : "/") +
                    " " + b.str() + " at import: " + why);
   };
+  std::int64_t r = 0;
   if (a.concrete() && b.concrete()) {
-    if (op == "Add") return Dim::of(a.value + b.value);
-    if (op == "Sub") return Dim::of(a.value - b.value);
-    if (op == "Mul") return Dim::of(a.value * b.value);
-    if (b.value == 0) refuse("division by zero");
-    // ONNX's integer Div truncates (C semantics).
-    return Dim::of(a.value / b.value);
+    bool overflow = false;
+    if (op == "Add") overflow = __builtin_add_overflow(a.value, b.value, &r);
+    else if (op == "Sub") overflow = __builtin_sub_overflow(a.value, b.value, &r);
+    else if (op == "Mul") overflow = __builtin_mul_overflow(a.value, b.value, &r);
+    else if (b.value == 0) refuse("division by zero");
+    else if (b.value == -1 && a.value == std::numeric_limits<std::int64_t>::min()) overflow = true;
+    else r = a.value / b.value;  // ONNX's integer Div truncates (C semantics)
+    if (overflow) refuse("the result overflows int64");
+    return Dim::of(r);
   }
   DimProduct pa = DimProduct::of(a), pb = DimProduct::of(b);
   if (op == "Mul") {
-    DimProduct p{pa.coef * pb.coef, pa.syms};
+    if (__builtin_mul_overflow(pa.coef, pb.coef, &r)) refuse("the result overflows int64");
+    DimProduct p{r, pa.syms};
     p.syms.insert(p.syms.end(), pb.syms.begin(), pb.syms.end());
     std::sort(p.syms.begin(), p.syms.end());
     return p.dim();
@@ -380,7 +385,8 @@ bool fold_reshape(Importer& im, const OnnxNode& n) {
       d = x->dims[i];
     }
     if (d == -1) infer_at = static_cast<std::int64_t>(i);
-    else known *= d;
+    else if (d < 0 || __builtin_mul_overflow(known, d, &known))
+      im.fail(n, "cannot reshape a shape value to " + s->str());
     out.dims.push_back(d);
   }
   const auto total = static_cast<std::int64_t>(x->elems.size());
@@ -448,10 +454,12 @@ bool fold_range(Importer& im, const OnnxNode& n) {
     if (v->elems.size() != 1 || !v->dims.empty()) im.fail(n, "expected scalar start, limit and delta");
   const std::int64_t s = start->elems[0].value, l = limit->elems[0].value, d = delta->elems[0].value;
   if (d == 0) im.fail(n, "delta is 0");
-  const std::int64_t count = std::max<std::int64_t>(0, (l - s + d + (d > 0 ? -1 : 1)) / d);
-  if (count > Importer::kMaxKnownElems)
-    im.fail(n, "a range of " + std::to_string(count) + " elements is larger than import-time values may be (" +
-                   std::to_string(Importer::kMaxKnownElems) + ")");
+  const auto span = static_cast<__int128>(l) - s + d + (d > 0 ? -1 : 1);
+  const auto count128 = std::max<__int128>(0, span / d);
+  if (count128 > Importer::kMaxKnownElems)
+    im.fail(n, "a range of more than " + std::to_string(Importer::kMaxKnownElems) +
+                   " elements is larger than import-time values may be");
+  const auto count = static_cast<std::int64_t>(count128);
   IntValue out{{count}, {}, start->dtype};
   for (std::int64_t i = 0; i < count; ++i) out.elems.push_back(Dim::of(s + i * d));
   im.define_known(n, 0, std::move(out));
