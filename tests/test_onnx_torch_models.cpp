@@ -386,6 +386,16 @@ TEST_CASE("onnx error: a shape value reaching a kernel as data names the node") 
   CHECK(contains(e, "used here as tensor data"));
 }
 
+TEST_CASE("onnx error: a graph output that folds at import (a shape) is refused") {
+  kiln::test::TempDir dir;
+  onnx::ModelProto m = model_with(13);
+  add_node(m, "Shape", "shape", {"x"}, {"y"});
+  const std::string e = load_error(dir, m);
+  INFO(e);
+  CHECK(contains(e, "bad.onnx: error: graph output 'y' is a constant or a shape known at import (expected a value "
+                    "the model computes)"));
+}
+
 TEST_CASE("onnx error: a Gather index out of range, on data and on a shape value") {
   kiln::test::TempDir dir;
   {
