@@ -281,6 +281,47 @@ TEST_CASE("onnx: Shape with start and end, Size, Div, Slice and Cast of shapes, 
   CHECK(kiln::test::max_abs_diff(y, x) == 0.0);
 }
 
+// torch's export of x.reshape(0-copying target): Where(Equal(t, 0), Shape(x), t).
+TEST_CASE("onnx: Equal and Where on shape values fold (a 0 in the target replaced by the input's dim)") {
+  kiln::test::TempDir dir;
+  onnx::ModelProto m = model_with(13, {"batch", "seq", "4"});
+  add_node(m, "Shape", "shape", {"x"}, {"s"});
+  add_ints(m, "t", {3}, {0, -1, 2});
+  add_ints(m, "zero", {}, {0});
+  add_node(m, "Equal", "is_zero", {"t", "zero"}, {"z"});
+  add_node(m, "Where", "pick", {"z", "s", "t"}, {"target"});
+  add_node(m, "Reshape", "split", {"x", "target"}, {"y"});
+  const std::string path = save(dir, "where.onnx", m);
+  kiln::LoadOptions o0;
+  o0.opt_level = 0;
+  const std::string ir = kiln::Model::load(path, o0).ir();
+  INFO(ir);
+  CHECK(contains(ir, "%y = reshape(%x) {shape=[0,-1,2]} : (f32[batch,seq,4]) -> f32[batch,2*seq,2]"));
+}
+
+TEST_CASE("onnx error: Equal whose answer depends on the binding, and Equal on data") {
+  kiln::test::TempDir dir;
+  {
+    onnx::ModelProto m = model_with(13);
+    add_node(m, "Shape", "shape", {"x"}, {"s"});
+    add_ints(m, "t", {2}, {1, 4});
+    add_node(m, "Equal", "same", {"s", "t"}, {"z"});
+    add_node(m, "Relu", "use", {"x"}, {"y"});
+    const std::string e = load_error(dir, m);
+    INFO(e);
+    CHECK(contains(e, "bad.onnx:2:0: error: node 'same' (Equal): cannot decide at import whether batch equals 1 (the "
+                      "answer depends on the shape binding)"));
+  }
+  {
+    onnx::ModelProto m = model_with(13);
+    add_node(m, "Equal", "data", {"x", "x"}, {"y"});
+    const std::string e = load_error(dir, m);
+    INFO(e);
+    CHECK(contains(e, "bad.onnx:1:0: error: node 'data' (Equal): Kiln folds Equal only on shapes and integer "
+                      "constants known at import"));
+  }
+}
+
 TEST_CASE("onnx: Slice, Unsqueeze and Squeeze with attributes before opset 10 and 13") {
   kiln::test::TempDir dir;
   onnx::ModelProto m = model_with(9, {"batch", "6"});

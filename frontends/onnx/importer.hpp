@@ -105,6 +105,9 @@ std::vector<OpRow> interim_rows();  // map_reduce_interim.cpp: goes when map_mat
 /// Folds node `n` at import when it computes an IntValue from IntValues (map_shape.cpp); false when the
 /// node must be mapped onto Kiln ops instead.
 bool fold_node(Importer& im, const OnnxNode& n);
+/// Ops the importer folds on shape values but does not map on data (Equal, Where): consulted after the op
+/// table, so a family that maps them on data takes precedence, and not claimed in onnx_supported_ops().
+const std::vector<OpRow>& fold_only_rows();
 
 inline std::string domain_name(const std::string& d) { return d.empty() ? "ai.onnx" : d; }
 inline bool is_default_domain(const std::string& d) { return d.empty() || d == "ai.onnx"; }
@@ -449,6 +452,8 @@ class Importer {
   const OpRow* row_of(const OnnxNode& n) const {
     if (!is_default_domain(n.proto.domain())) return nullptr;
     for (const auto& r : op_table())
+      if (r.op == n.op() && n.opset >= r.min_opset && n.opset <= r.max_opset) return &r;
+    for (const auto& r : fold_only_rows())
       if (r.op == n.op() && n.opset >= r.min_opset && n.opset <= r.max_opset) return &r;
     return nullptr;
   }

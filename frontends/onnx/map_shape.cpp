@@ -498,7 +498,19 @@ void map_range(Importer& im, const OnnxNode& n) {
   im.emit(n, "positions", {source}, {{"axis", std::int64_t{axis}}});
 }
 
+// Equal and Where that did not fold: their inputs are data.
+void map_fold_only(Importer& im, const OnnxNode& n) {
+  im.fail(n, "Kiln folds " + n.op() +
+                 " only on shapes and integer constants known at import; here an input is computed from data at "
+                 "run time");
+}
+
 }  // namespace
+
+const std::vector<OpRow>& fold_only_rows() {
+  static const std::vector<OpRow> rows{{"Equal", 11, kMaxOpset, map_fold_only}, {"Where", 9, kMaxOpset, map_fold_only}};
+  return rows;
+}
 
 bool fold_node(Importer& im, const OnnxNode& n) {
   if (!is_default_domain(n.proto.domain())) return false;
