@@ -437,6 +437,36 @@ TEST_CASE("onnx error: a graph output that folds at import (a shape) is refused"
                     "the model computes)"));
 }
 
+// Found by random models: an empty shape value broadcast against one element, and Expand to a negative dim.
+TEST_CASE("onnx error: an empty shape value in arithmetic, and Expand to a negative dim, fail cleanly") {
+  kiln::test::TempDir dir;
+  {
+    onnx::ModelProto m = model_with(13, {"batch", "3", "4"});
+    add_node(m, "Shape", "shape", {"x"}, {"s"});
+    add_ints(m, "none", {0}, {});
+    add_node(m, "Gather", "pick", {"s", "none"}, {"e"});  // []
+    add_ints(m, "two", {1}, {2});
+    add_node(m, "Sub", "minus", {"e", "two"}, {"d"});  // [] - [2] = []
+    add_ints(m, "tail", {2}, {-1, 4});
+    set_int_attr(add_node(m, "Concat", "target", {"d", "tail"}, {"t"}), "axis", 0);
+    add_node(m, "Reshape", "flat", {"x", "t"}, {"y"});
+    const std::string path = save(dir, "empty.onnx", m);
+    kiln::LoadOptions o0;
+    o0.opt_level = 0;
+    const std::string ir = kiln::Model::load(path, o0).ir();
+    INFO(ir);
+    CHECK(contains(ir, "%y = reshape(%x) {shape=[-1,4]}"));
+  }
+  {
+    onnx::ModelProto m = model_with(13, {"batch", "3", "1"});
+    add_ints(m, "neg", {1}, {-1});
+    add_node(m, "Expand", "grow", {"x", "neg"}, {"y"});
+    const std::string e = load_error(dir, m);
+    INFO(e);
+    CHECK(contains(e, "bad.onnx:1:0: error: node 'grow' (Expand): the shape [-1] has a negative dim"));
+  }
+}
+
 TEST_CASE("onnx error: a Gather index out of range, on data and on a shape value") {
   kiln::test::TempDir dir;
   {

@@ -132,9 +132,9 @@ template <typename F>
 bool elementwise(const IntValue& a, const IntValue& b, IntValue* out, F f) {
   const std::size_t na = a.elems.size(), nb = b.elems.size();
   if (na != nb && na != 1 && nb != 1) return false;
-  out->dims = na >= nb ? a.dims : b.dims;
+  const std::size_t count = na == 1 ? nb : na;  // one element broadcasts, also onto none
+  out->dims = na == 1 && nb != 1 ? b.dims : a.dims;
   if (na == nb && a.dims.size() < b.dims.size()) out->dims = b.dims;
-  const std::size_t count = std::max(na, nb);
   for (std::size_t k = 0; k < count; ++k) out->elems.push_back(f(a.elems[na == 1 ? 0 : k], b.elems[nb == 1 ? 0 : k]));
   return true;
 }
@@ -276,7 +276,7 @@ bool fold_slice(Importer& im, const OnnxNode& n) {
   norm_axis(im, n, axes[0], 1);
   const auto dim = static_cast<std::int64_t>(x->elems.size());
   const std::int64_t step = steps[0];
-  if (step == 0) im.fail(n, "step 0");
+  if (step == 0) im.fail(n, "step 0 (expected a non-zero step)");
   auto clampi = [&](std::int64_t v, std::int64_t lo, std::int64_t hi) {
     if (v < 0) v += dim;
     return std::clamp(v, lo, hi);
@@ -357,15 +357,16 @@ bool fold_where(Importer& im, const OnnxNode& n) {
   out.dtype = x->dtype;
   auto fail_size = [&] { im.fail(n, "condition and shape values differ in size (expected equal, or one element)"); };
   if (!elementwise(*x, *y, &sel, [](const Dim& p, const Dim&) { return p; })) fail_size();
-  const std::size_t count = std::max(c->elems.size(), sel.elems.size());
-  if ((c->elems.size() != count && c->elems.size() != 1)) fail_size();
+  const std::size_t nc = c->elems.size(), ns = sel.elems.size();
+  if (nc != ns && nc != 1 && ns != 1) fail_size();
+  const std::size_t count = nc == 1 ? ns : nc;
   for (std::size_t k = 0; k < count; ++k) {
     const Dim& cond = c->elems[c->elems.size() == 1 ? 0 : k];
     const bool pick_x = cond.value != 0;
     const IntValue* from = pick_x ? x : y;
     out.elems.push_back(from->elems[from->elems.size() == 1 ? 0 : k]);
   }
-  out.dims = c->elems.size() == count ? c->dims : sel.dims;
+  out.dims = nc == count && (ns != count || c->dims.size() >= sel.dims.size()) ? c->dims : sel.dims;
   im.define_known(n, 0, std::move(out));
   return true;
 }

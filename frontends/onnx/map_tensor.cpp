@@ -230,6 +230,7 @@ void map_expand(Importer& im, const OnnxNode& n) {
     const int xi = i - (r - rank_of(x)), si = i - (r - static_cast<int>(s->elems.size()));
     const Dim d = xi >= 0 ? x->type.shape[static_cast<std::size_t>(xi)] : Dim::of(1);
     const Dim t = si >= 0 ? s->elems[static_cast<std::size_t>(si)] : Dim::of(1);
+    if (t.concrete() && t.value < 0) im.fail(n, "the shape " + s->str() + " has a negative dim");
     if (t.is(1) || same_dim(t, d)) {
       zeros.push_back(1);
     } else if (d.is(1) && t.concrete()) {
