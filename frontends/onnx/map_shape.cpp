@@ -428,7 +428,8 @@ bool fold_constant_of_shape(Importer& im, const OnnxNode& n) {
   }
   const std::size_t esize = dtype_size(fill.dtype);
   auto bytes = checked::tensor_bytes(dims, esize);
-  if (!bytes) im.fail(n, "shape " + s->str() + " is too large");
+  if (!bytes || *bytes > (std::int64_t{1} << 30))
+    im.fail(n, "shape " + s->str() + " is too large for a constant made at import (more than 1 GiB)");
   if (is_int(fill.dtype) && numel_of_dims(dims) <= Importer::kMaxKnownElems) {
     const std::int64_t v = fill.dtype == DType::i64 ? *static_cast<const std::int64_t*>(fill.data.data)
                                                     : *static_cast<const std::int32_t*>(fill.data.data);

@@ -103,14 +103,12 @@ void map_slice(Importer& im, const OnnxNode& n) {
     if (!v)
       im.fail(n, std::string("the ") + what + " (input " + std::to_string(i) +
                      ") are computed from data at run time (expected constants or shapes computed at import)");
-    for (const Dim& d : v->elems) out->push_back(d.concrete() ? d.value : -2);
-    for (std::size_t k = 0; k < v->elems.size(); ++k)
-      if (!v->elems[k].concrete()) {
-        if (!is_end)
-          im.fail(
-              n, std::string("the ") + what + " " + v->str() + " hold a symbolic dim (expected concrete " + what + ")");
-        (*out)[k] = -2;  // resolved below against the axis
-      }
+    for (const Dim& d : v->elems) {
+      if (!d.concrete() && !is_end)
+        im.fail(n,
+                std::string("the ") + what + " " + v->str() + " hold a symbolic dim (expected concrete " + what + ")");
+      out->push_back(d.concrete() ? d.value : 0);  // a symbolic end is resolved below against its axis
+    }
   };
   std::vector<Dim> sym_ends;
   if (n.opset < 10) {
@@ -244,13 +242,13 @@ void map_expand(Importer& im, const OnnxNode& n) {
   }
   if (identity) return im.emit(n, "dropout", {x}, {{"p", 0.0}});
   if (x->type.dtype != DType::f32) im.fail(n, "expected f32 data to broadcast, got " + x->type.str());
-  std::int64_t count = 1;
-  for (auto z : zeros) count *= z;
-  auto buf = aligned_buffer(static_cast<std::size_t>(count) * 4);
-  std::memset(buf.get(), 0, static_cast<std::size_t>(count) * 4);
-  Value* z =
-      im.add_constant(n.proto.output(0) + "/zeros", TensorType{DType::f32, concrete_shape(zeros)},
-                      ConstData{buf.get(), static_cast<std::size_t>(count) * 4, std::shared_ptr<const void>(buf)});
+  const auto bytes = checked::tensor_bytes(zeros, 4);
+  if (!bytes || *bytes > (std::int64_t{1} << 30))
+    im.fail(n, "expanding to " + s->str() + " needs a broadcast constant of more than 1 GiB");
+  auto buf = aligned_buffer(static_cast<std::size_t>(*bytes));
+  std::memset(buf.get(), 0, static_cast<std::size_t>(*bytes));
+  Value* z = im.add_constant(n.proto.output(0) + "/zeros", TensorType{DType::f32, concrete_shape(zeros)},
+                             ConstData{buf.get(), static_cast<std::size_t>(*bytes), std::shared_ptr<const void>(buf)});
   im.emit(n, "add", {x, z}, {});
 }
 
