@@ -163,12 +163,29 @@ void map_gather(Importer& im, const OnnxNode& n) {
   const IntValue* idx = im.known(n, 1);
   if (!idx) im.fail(n, "expected indices (input 1)");
   if (!idx->concrete()) im.fail(n, "indices " + idx->str() + " are symbolic (expected concrete indices)");
-  if (idx->dims.size() > 1)
-    im.fail(n, "indices of rank " + std::to_string(idx->dims.size()) + " (expected a scalar or a 1-D list)");
   std::vector<std::int64_t> list;
   for (const Dim& d : idx->elems) list.push_back(d.value);
   Value* x = im.input(n, 0);
-  im.emit(n, "gather", {x}, {{"axis", axis}, {"indices", list}, {"scalar", idx->dims.empty()}});
+  if (idx->dims.size() <= 1)
+    return im.emit(n, "gather", {x}, {{"axis", axis}, {"indices", list}, {"scalar", idx->dims.empty()}});
+  // Indices of rank >= 2: a gather of the flat list, then a reshape splitting that axis into the indices'
+  // dims (the dims after it must be concrete, but one).
+  const int r = rank_of(x);
+  const std::int64_t a = axis < 0 ? axis + r : axis;
+  if (a < 0 || a >= r) im.fail(n, "axis " + std::to_string(axis) + " is outside " + x->type.str());
+  Value* flat = im.emit_temp(n, "gather", "flat", {x}, {{"axis", a}, {"indices", list}, {"scalar", false}});
+  std::vector<std::int64_t> shape(static_cast<std::size_t>(a), 0);
+  shape.insert(shape.end(), idx->dims.begin(), idx->dims.end());
+  bool inferred = false;
+  for (int i = static_cast<int>(a) + 1; i < r; ++i) {
+    const Dim& d = x->type.shape[static_cast<std::size_t>(i)];
+    if (!d.concrete() && inferred)
+      im.fail(n, "indices of rank " + std::to_string(idx->dims.size()) + " need the dims after the axis of " +
+                     x->type.str() + " concrete but one");
+    inferred = inferred || !d.concrete();
+    shape.push_back(d.concrete() ? d.value : -1);
+  }
+  im.emit(n, "reshape", {flat}, {{"shape", shape}});
 }
 
 std::vector<std::int64_t> axes_input(Importer& im, const OnnxNode& n, bool* given) {
