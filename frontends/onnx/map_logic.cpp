@@ -39,6 +39,17 @@ void map_cast(Importer& im, const OnnxNode& n) {
   if (!ok)
     im.fail(n, "Cast to " + onnx_type_name(to) +
                    " is not supported (expected to = FLOAT, DOUBLE, INT64, INT32, INT8, UINT8 or BOOL)");
+  // A concrete integer value known at import (a constant, or a shape value folded by map_shape.cpp) cast to
+  // float stays a constant, so that mappings needing constants downstream (Reshape, Pow, Clip) see one.
+  if (const IntValue* k = im.known(n, 0); k && t == DType::f32 && k->concrete()) {
+    ConstTensor c;
+    c.dims = k->dims;
+    auto buf = aligned_buffer(k->elems.size() * sizeof(float));
+    for (std::size_t i = 0; i < k->elems.size(); ++i)
+      static_cast<float*>(buf.get())[i] = static_cast<float>(k->elems[i].value);
+    c.data = ConstData{buf.get(), k->elems.size() * sizeof(float), std::shared_ptr<const void>(buf)};
+    return im.define_constant(n, std::move(c));
+  }
   Value* x = im.input(n, 0);
   // A cast to the type x already has (torch exports many: .long() of int64 ids) is a view, which the
   // remove-noops pass removes.

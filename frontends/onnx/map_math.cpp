@@ -102,34 +102,34 @@ Value* scalar_f32(Importer& im, const OnnxNode& n, const std::string& suffix, do
 }
 
 void map_clip(Importer& im, const OnnxNode& n) {
-  constexpr double kInf = std::numeric_limits<double>::infinity();
   Value* x = im.input(n, 0);
-  Value* bound[2] = {nullptr, nullptr};  // min, max as values (for the max/min form)
-  double value[2] = {-kInf, kInf};
-  bool constant = true, has[2] = {false, false};
-  if (n.opset < 11) {
-    im.only_attrs(n, {"min", "max"});
-    for (int i : {0, 1}) {
-      const char* name = i == 0 ? "min" : "max";
-      if (!im.attr(n, name)) continue;
-      value[i] = im.attr_float(n, name, value[i]);
-      has[i] = true;
-    }
-  } else {
-    im.only_attrs(n, {});
-    for (int i : {0, 1}) {
-      if (!im.has_input(n, i + 1)) continue;
-      bound[i] = im.input(n, i + 1);
-      if (const ConstTensor* c = im.constant(n, i + 1); c && c->numel() == 1 && c->dtype == DType::f32)
-        value[i] = const_scalar(im, n, *c, i == 0 ? "min" : "max");
-      else constant = false;
+  bool has[2] = {false, false}, known[2] = {false, false};
+  double value[2] = {0, 0};
+  for (int i : {0, 1}) {
+    const char* name = i == 0 ? "min" : "max";
+    if (n.opset < 11) {
+      if (i == 0) im.only_attrs(n, {"min", "max"});
+      has[i] = known[i] = im.attr(n, name) != nullptr;
+      if (has[i]) value[i] = im.attr_float(n, name, 0.0);
+    } else {
+      if (i == 0) im.only_attrs(n, {});
+      has[i] = im.has_input(n, i + 1);
+      if (const ConstTensor* c = im.constant(n, i + 1); c && c->numel() == 1 && c->dtype == DType::f32) {
+        known[i] = true;
+        value[i] = const_scalar(im, n, *c, name);
+      }
     }
   }
-  if (constant && x->type.dtype == DType::f32 && value[0] <= value[1])
+  const bool f32 = x->type.dtype == DType::f32;
+  if (has[0] && has[1] && known[0] && known[1] && f32 && value[0] <= value[1])
     return im.emit(n, "clip", {x}, {{"min", value[0]}, {"max", value[1]}});
-  for (int i : {0, 1})  // attribute bounds (before opset 11) as constants
-    if (has[i]) bound[i] = scalar_f32(im, n, i == 0 ? "min" : "max", value[i]);
-  if (!bound[0] && !bound[1]) return im.emit(n, "dropout", {x}, {{"p", 0.0}});
+  if (has[0] && !has[1] && known[0] && f32 && value[0] == 0.0) return im.emit(n, "relu", {x}, {});  // clamp(min=0)
+  if (!has[0] && !has[1]) return im.emit(n, "dropout", {x}, {{"p", 0.0}});
+  // One bound, computed bounds, integer data or min > max: max(x, min) then min(., max). (No infinite
+  // attribute stands in for an absent bound: model files could not spell it.)
+  Value* bound[2] = {nullptr, nullptr};
+  for (int i : {0, 1})
+    if (has[i]) bound[i] = n.opset < 11 ? scalar_f32(im, n, i == 0 ? "min" : "max", value[i]) : im.input(n, i + 1);
   Value* lower = x;
   if (bound[0]) {
     if (!bound[1]) return im.emit(n, "max", {x, bound[0]}, {});
