@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cstring>
-#include <limits>
 
 #include "frontends/onnx/importer.hpp"
 
@@ -90,9 +89,7 @@ void map_hard_sigmoid(Importer& im, const OnnxNode& n) {
   map_params(im, n, "hard_sigmoid", {{"alpha", 0.2}, {"beta", 0.5}});
 }
 
-// Clip: min/max attributes before opset 11 (defaults: no bound), optional inputs from 11. An f32 input with
-// constant bounds, min <= max, is Kiln's clip (an eltwise that folds into a conv); anything else (a
-// computed bound, integer data, min > max) is max(x, min) then min(·, max), which is ONNX's definition.
+// A one-value f32 constant computed here (Clip's attribute bounds, Mean's count).
 Value* scalar_f32(Importer& im, const OnnxNode& n, const std::string& suffix, double v) {
   auto buf = aligned_buffer(sizeof(float));
   const auto f = static_cast<float>(v);
@@ -101,6 +98,10 @@ Value* scalar_f32(Importer& im, const OnnxNode& n, const std::string& suffix, do
                          ConstData{buf.get(), sizeof(float), std::shared_ptr<const void>(buf)});
 }
 
+// Clip: min/max attributes before opset 11 (absent: no bound), optional inputs from 11. An f32 input with
+// both bounds constant, min <= max, is Kiln's clip (an eltwise that folds into a conv), min 0 alone relu;
+// anything else (one bound, a computed bound, integer data, min > max) is max(x, min) then min(·, max),
+// which is ONNX's definition.
 void map_clip(Importer& im, const OnnxNode& n) {
   Value* x = im.input(n, 0);
   bool has[2] = {false, false}, known[2] = {false, false};
