@@ -244,7 +244,8 @@ TEST_CASE("onnx math: Clip reads min/max attributes before opset 11 and constant
   add_io(m, false, "y", kF32, {-1, 4});
   add_f32(m, "hi", {}, {0.5f});
   add_node(m, "Clip", "c", {"x", "", "hi"}, {"y"});
-  kiln::Model model = kiln::Model::load(save(dir, "clip13.onnx", m));
+  kiln::Model model = kiln::Model::load(save(dir, "clip13.onnx", m), level(0));
+  CHECK(contains(model.ir(), "%y = min(%x, %hi)"));  // one bound: no infinite attribute stands in for the other
   std::vector<float> xs = {-1e30f, -2.f, 0.25f, 3.f};
   kiln::Session session(model);
   auto y = session.run({{"x", kiln::Tensor::view(kiln::DType::f32, {1, 4}, xs.data())}}).at("y");
@@ -252,6 +253,16 @@ TEST_CASE("onnx math: Clip reads min/max attributes before opset 11 and constant
   CHECK(y.data_as<float>()[1] == -2.f);
   CHECK(y.data_as<float>()[2] == 0.25f);
   CHECK(y.data_as<float>()[3] == 0.5f);
+}
+
+TEST_CASE("onnx math: Clip with min 0 alone is relu (torch.clamp(min=0)), which folds into a producer") {
+  onnx::ModelProto m = empty_model(13);
+  add_io(m, true, "x", kF32, {-1, 4});
+  add_io(m, false, "y", kF32, {-1, 4});
+  add_f32(m, "zero", {}, {0.f});
+  add_node(m, "Clip", "c", {"x", "zero"}, {"y"});
+  kiln::test::TempDir dir;
+  CHECK(contains(kiln::Model::load(save(dir, "clamp0.onnx", m), level(0)).ir(), "%y = relu(%x)"));
 }
 
 TEST_CASE("onnx math: Clip with a computed bound, on int64, or with min above max is max(x, min) then min(., max)") {
