@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <type_traits>
 
@@ -243,8 +244,81 @@ std::unique_ptr<Kernel> make_where(const KernelCtx& ctx) {
 
 // ---- cast ----
 
-constexpr std::initializer_list<DType> kCastTypes = {DType::f32, DType::f64, DType::i64,    DType::i32,
-                                                     DType::i8,  DType::u8,  DType::boolean};
+constexpr std::initializer_list<DType> kCastTypes = {DType::f32, DType::f64, DType::f16, DType::bf16,   DType::i64,
+                                                     DType::i32, DType::i8,  DType::u8,  DType::boolean};
+
+// float16 and bfloat16 as their bits; conversions go through float (IEEE, rounding to nearest even).
+struct Half {
+  std::uint16_t bits;
+};
+struct BHalf {
+  std::uint16_t bits;
+};
+
+float half_to_float(std::uint16_t h) {
+  const std::uint32_t sign = static_cast<std::uint32_t>(h & 0x8000u) << 16;
+  const std::uint32_t exp = (h >> 10) & 0x1fu;
+  std::uint32_t mant = h & 0x3ffu;
+  std::uint32_t x = 0;
+  if (exp == 0x1f) {
+    x = sign | 0x7f800000u | (mant << 13);  // inf, NaN
+  } else if (exp == 0) {
+    if (mant == 0) {
+      x = sign;
+    } else {  // subnormal: normalized into float's range
+      std::uint32_t e = 113;
+      while (!(mant & 0x400u)) {
+        mant <<= 1;
+        --e;
+      }
+      x = sign | (e << 23) | ((mant & 0x3ffu) << 13);
+    }
+  } else {
+    x = sign | ((exp + 112) << 23) | (mant << 13);
+  }
+  float f = 0;
+  std::memcpy(&f, &x, sizeof f);
+  return f;
+}
+
+std::uint16_t float_to_half(float f) {
+  std::uint32_t x = 0;
+  std::memcpy(&x, &f, sizeof x);
+  const auto sign = static_cast<std::uint16_t>((x >> 16) & 0x8000u);
+  const std::uint32_t exp = (x >> 23) & 0xffu;
+  std::uint32_t mant = x & 0x7fffffu;
+  if (exp == 0xff) return static_cast<std::uint16_t>(sign | 0x7c00u | (mant ? 0x200u | (mant >> 13) : 0u));
+  const int e = static_cast<int>(exp) - 127 + 15;
+  if (e >= 0x1f) return static_cast<std::uint16_t>(sign | 0x7c00u);  // overflow: inf
+  if (e <= 0) {                                                      // a subnormal half, or zero
+    if (e < -10) return sign;
+    mant |= 0x800000u;
+    const auto shift = static_cast<std::uint32_t>(14 - e);
+    std::uint32_t h = mant >> shift;
+    const std::uint32_t rem = mant & ((1u << shift) - 1), halfway = 1u << (shift - 1);
+    if (rem > halfway || (rem == halfway && (h & 1u))) ++h;
+    return static_cast<std::uint16_t>(sign | h);
+  }
+  std::uint32_t h = (static_cast<std::uint32_t>(e) << 10) | (mant >> 13);
+  const std::uint32_t rem = mant & 0x1fffu;
+  if (rem > 0x1000u || (rem == 0x1000u && (h & 1u))) ++h;  // a carry into the exponent is right (up to inf)
+  return static_cast<std::uint16_t>(sign | h);
+}
+
+float bhalf_to_float(std::uint16_t h) {
+  const std::uint32_t x = static_cast<std::uint32_t>(h) << 16;
+  float f = 0;
+  std::memcpy(&f, &x, sizeof f);
+  return f;
+}
+
+std::uint16_t float_to_bhalf(float f) {
+  std::uint32_t x = 0;
+  std::memcpy(&x, &f, sizeof x);
+  if (std::isnan(f)) return static_cast<std::uint16_t>((x >> 16) | 0x40u);  // stays a NaN
+  x += 0x7fffu + ((x >> 16) & 1u);
+  return static_cast<std::uint16_t>(x >> 16);
+}
 
 DType cast_target(const ShapeCtx& ctx) {
   const std::string& to = ctx.node().attr_string("to");
@@ -264,7 +338,15 @@ std::vector<TensorType> infer_cast(const ShapeCtx& ctx) {
 // is true. bool and u8 share a C++ type, so flags tell them apart.
 template <class To, bool ToBool, class From, bool FromBool>
 To convert(From x) {
-  if constexpr (ToBool) {
+  if constexpr (std::is_same_v<From, Half>) {
+    return convert<To, ToBool, float, false>(half_to_float(x.bits));
+  } else if constexpr (std::is_same_v<From, BHalf>) {
+    return convert<To, ToBool, float, false>(bhalf_to_float(x.bits));
+  } else if constexpr (std::is_same_v<To, Half>) {
+    return Half{float_to_half(convert<float, false, From, FromBool>(x))};
+  } else if constexpr (std::is_same_v<To, BHalf>) {
+    return BHalf{float_to_bhalf(convert<float, false, From, FromBool>(x))};
+  } else if constexpr (ToBool) {
     return x != From(0);
   } else if constexpr (FromBool) {
     return static_cast<To>(x != 0);
@@ -307,6 +389,8 @@ std::unique_ptr<Kernel> cast_from(DType to, std::int64_t n) {
   switch (to) {
     case DType::f32: return std::make_unique<CastKernel<float, false, From, FromBool>>(n);
     case DType::f64: return std::make_unique<CastKernel<double, false, From, FromBool>>(n);
+    case DType::f16: return std::make_unique<CastKernel<Half, false, From, FromBool>>(n);
+    case DType::bf16: return std::make_unique<CastKernel<BHalf, false, From, FromBool>>(n);
     case DType::i64: return std::make_unique<CastKernel<std::int64_t, false, From, FromBool>>(n);
     case DType::i32: return std::make_unique<CastKernel<std::int32_t, false, From, FromBool>>(n);
     case DType::i8: return std::make_unique<CastKernel<std::int8_t, false, From, FromBool>>(n);
@@ -321,6 +405,8 @@ std::unique_ptr<Kernel> make_cast(const KernelCtx& ctx) {
   switch (ctx.in[0].dtype) {
     case DType::f32: return cast_from<float, false>(to, n);
     case DType::f64: return cast_from<double, false>(to, n);
+    case DType::f16: return cast_from<Half, false>(to, n);
+    case DType::bf16: return cast_from<BHalf, false>(to, n);
     case DType::i64: return cast_from<std::int64_t, false>(to, n);
     case DType::i32: return cast_from<std::int32_t, false>(to, n);
     case DType::i8: return cast_from<std::int8_t, false>(to, n);

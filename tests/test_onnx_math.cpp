@@ -387,17 +387,43 @@ std::string model_error(int opset, const std::vector<std::tuple<std::string, int
 
 }  // namespace
 
-TEST_CASE("onnx math errors: Cast to a type Kiln lacks, and Cast of a float16 input") {
-  std::string e = model_error(13, {{"x", kF32, {-1, 4}}}, onnx::TensorProto_DataType_FLOAT16, [](onnx::ModelProto& m) {
-    set_int(add_node(m, "Cast", "c", {"x"}, {"y"}), "to", onnx::TensorProto_DataType_FLOAT16);
-  });
-  CHECK(contains(e, "bad.onnx:1:0: error: node 'c' (Cast): Cast to FLOAT16 is not supported (expected to = FLOAT, "
-                    "DOUBLE, INT64, INT32, INT8, UINT8 or BOOL)"));
-  e = model_error(13, {{"x", onnx::TensorProto_DataType_FLOAT16, {-1, 4}}}, kF32, [](onnx::ModelProto& m) {
-    set_int(add_node(m, "Cast", "c", {"x"}, {"y"}), "to", kF32);
-  });
-  CHECK(contains(e, "bad.onnx:1:0: error: cast 'c': expected input 0 of type f32, f64, i64, i32, i8, u8, bool, got "
-                    "f16[batch,4]"));
+TEST_CASE("onnx math errors: Cast to a type Kiln lacks (uint16, string)") {
+  for (int to : {onnx::TensorProto_DataType_UINT16, onnx::TensorProto_DataType_STRING}) {
+    std::string e = model_error(13, {{"x", kF32, {-1, 4}}}, to, [to](onnx::ModelProto& m) {
+      set_int(add_node(m, "Cast", "c", {"x"}, {"y"}), "to", to);
+    });
+    CHECK(contains(e, "bad.onnx:1:0: error: node 'c' (Cast): Cast to " +
+                          std::string(to == onnx::TensorProto_DataType_UINT16 ? "UINT16" : "STRING") +
+                          " is not supported (expected to = FLOAT, DOUBLE, FLOAT16, BFLOAT16, INT64, INT32, INT8, "
+                          "UINT8 or BOOL)"));
+  }
+}
+
+TEST_CASE("onnx math: a float16 input cast to float and back, and to bfloat16") {
+  onnx::ModelProto m = empty_model(13);
+  add_io(m, true, "h", onnx::TensorProto_DataType_FLOAT16, {-1, 4});
+  add_io(m, false, "f", kF32, {-1, 4});
+  add_io(m, false, "h2", onnx::TensorProto_DataType_FLOAT16, {-1, 4});
+  add_io(m, false, "b", onnx::TensorProto_DataType_BFLOAT16, {-1, 4});
+  set_int(add_node(m, "Cast", "to_f32", {"h"}, {"f"}), "to", kF32);
+  set_int(add_node(m, "Cast", "to_f16", {"f"}, {"h2"}), "to", onnx::TensorProto_DataType_FLOAT16);
+  set_int(add_node(m, "Cast", "to_bf16", {"f"}, {"b"}), "to", onnx::TensorProto_DataType_BFLOAT16);
+  kiln::test::TempDir dir;
+  kiln::Model model = kiln::Model::load(save(dir, "half.onnx", m));
+  // 1.0, -2.5, the smallest subnormal (2^-24), +inf as IEEE half bits.
+  std::vector<std::uint16_t> h = {0x3c00, 0xc100, 0x0001, 0x7c00};
+  kiln::Session session(model);
+  auto out = session.run({{"h", kiln::Tensor::view(kiln::DType::f16, {1, 4}, h.data())}});
+  const float* f = out.at("f").data_as<float>();
+  CHECK(f[0] == 1.f);
+  CHECK(f[1] == -2.5f);
+  CHECK(f[2] == std::ldexp(1.f, -24));
+  CHECK(std::isinf(f[3]));
+  REQUIRE(out.at("h2").dtype() == kiln::DType::f16);
+  for (int i = 0; i < 4; ++i) CHECK(out.at("h2").data_as<std::uint16_t>()[i] == h[static_cast<std::size_t>(i)]);
+  REQUIRE(out.at("b").dtype() == kiln::DType::bf16);
+  CHECK(out.at("b").data_as<std::uint16_t>()[0] == 0x3f80);  // 1.0
+  CHECK(out.at("b").data_as<std::uint16_t>()[1] == 0xc020);  // -2.5
 }
 
 TEST_CASE("onnx math errors: comparisons, logic and Where on the wrong types") {

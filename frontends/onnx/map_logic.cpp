@@ -35,10 +35,10 @@ void map_cast(Importer& im, const OnnxNode& n) {
   if (!im.attr(n, "to")) im.fail(n, "expected attribute 'to'");
   const auto to = static_cast<int>(im.attr_int(n, "to", 0));
   DType t{};
-  const bool ok = dtype_of(to, &t) && t != DType::f16 && t != DType::bf16;
-  if (!ok)
+  if (!dtype_of(to, &t))
     im.fail(n, "Cast to " + onnx_type_name(to) +
-                   " is not supported (expected to = FLOAT, DOUBLE, INT64, INT32, INT8, UINT8 or BOOL)");
+                   " is not supported (expected to = FLOAT, DOUBLE, FLOAT16, BFLOAT16, INT64, INT32, INT8, UINT8 or "
+                   "BOOL)");
   // A concrete integer value known at import (a constant, or a shape value folded by map_shape.cpp) cast to
   // float stays a constant, so that mappings needing constants downstream (Reshape, Pow, Clip) see one.
   if (const IntValue* k = im.known(n, 0); k && t == DType::f32 && k->concrete()) {

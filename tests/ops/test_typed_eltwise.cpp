@@ -157,8 +157,8 @@ TEST_CASE("comparison and logic shape rules refuse mixed or wrong types, naming 
   CHECK(contains(error_of([&] { run_op("where", {in(make<std::uint8_t>(DType::boolean, {2}, {1, 0})), in(i), in(f)}); }),
                  "expected x and y (inputs 1 and 2) of one type, got i64[2] and f32[2]"));
   CHECK(contains(error_of([&] { run_op("add", {in(i), in(f)}); }), "expected both inputs of one type, got i64[2] and f32[2]"));
-  CHECK(contains(error_of([&] { run_op("cast", {in(f)}, {{"to", std::string("f16")}}); }),
-                 "attribute 'to' must be one of f32, f64, i64, i32, i8, u8, bool, got \"f16\""));
+  CHECK(contains(error_of([&] { run_op("cast", {in(f)}, {{"to", std::string("u16")}}); }),
+                 "attribute 'to' must be one of f32, f64, f16, bf16, i64, i32, i8, u8, bool, got \"u16\""));
 }
 
 TEST_CASE("where selects with three-way broadcasting, for 4- and 8-byte and bool values") {
@@ -417,4 +417,38 @@ TEST_CASE("reduce_prod over middle axes (Kiln's loop), the last axis (oneDNN) an
   Tensor xi = make<std::int64_t>(DType::i64, {2, 3}, {1, 2, 3, -4, 5, 6});
   OpResult r = run_op("reduce_prod", {in(xi)}, {{"axes", Dims{1}}, {"keepdims", false}});
   CHECK(same_bytes(r.out, make<std::int64_t>(DType::i64, {2}, {6, -120})));
+}
+
+TEST_CASE("cast to float16 and bfloat16 rounds to nearest even, overflows to inf, keeps NaN and subnormals") {
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  // 1 + 2^-11 is halfway between two halves: even (1.0); 1 + 3*2^-11 rounds up; 65520 overflows half;
+  // 2^-25 * 1.5 rounds to the smallest subnormal; 2^-26 to zero.
+  Tensor x = make<float>(DType::f32, {7}, {1.f + std::ldexp(1.f, -11), 1.f + 3 * std::ldexp(1.f, -11), 65520.f, nan,
+                                           1.5f * std::ldexp(1.f, -25), std::ldexp(1.f, -26), -0.f});
+  OpResult r = run_op("cast", {in(x)}, {{"to", std::string("f16")}});
+  REQUIRE(r.out.dtype() == DType::f16);
+  const auto* h = r.out.data_as<std::uint16_t>();
+  CHECK(h[0] == 0x3c00);
+  CHECK(h[1] == 0x3c02);
+  CHECK(h[2] == 0x7c00);
+  CHECK(((h[3] & 0x7c00) == 0x7c00 && (h[3] & 0x3ff) != 0));  // a NaN
+  CHECK(h[4] == 0x0001);
+  CHECK(h[5] == 0x0000);
+  CHECK(h[6] == 0x8000);
+  // bfloat16: 1 + 2^-8 is halfway: even (1.0); 1 + 3*2^-8 rounds up to 1 + 2^-6.
+  Tensor y = make<float>(DType::f32, {2}, {1.f + std::ldexp(1.f, -8), 1.f + 3 * std::ldexp(1.f, -8)});
+  r = run_op("cast", {in(y)}, {{"to", std::string("bf16")}});
+  CHECK(r.out.data_as<std::uint16_t>()[0] == 0x3f80);
+  CHECK(r.out.data_as<std::uint16_t>()[1] == 0x3f82);
+  // And back: every half bit pattern that is a number converts exactly (f16 -> f32 -> f16 is the identity).
+  Tensor all = Tensor::empty(DType::f16, {65536});
+  for (int i = 0; i < 65536; ++i) all.data_as<std::uint16_t>()[i] = static_cast<std::uint16_t>(i);
+  Tensor f = run_op("cast", {in(all)}, {{"to", std::string("f32")}}).out;
+  Tensor back = run_op("cast", {in(f)}, {{"to", std::string("f16")}}).out;
+  int wrong = 0;
+  for (int i = 0; i < 65536; ++i) {
+    const bool is_nan = (i & 0x7c00) == 0x7c00 && (i & 0x3ff) != 0;
+    if (!is_nan && back.data_as<std::uint16_t>()[i] != i) ++wrong;
+  }
+  CHECK(wrong == 0);
 }
