@@ -1,5 +1,5 @@
-// max_pool, avg_pool, global_avg_pool over [N, C, H, W] (nn.MaxPool2d, nn.AvgPool2d, and
-// nn.AdaptiveAvgPool2d(1), which keeps the 1x1 spatial dims).
+// max_pool, avg_pool, global_avg_pool, global_max_pool over [N, C, H, W] (nn.MaxPool2d, nn.AvgPool2d,
+// and nn.AdaptiveAvgPool2d(1) / nn.AdaptiveMaxPool2d(1), which keep the 1x1 spatial dims).
 //   %p = max_pool(%x) {kernel=[3,3], stride=[2,2], padding=[1,1]} : (f32[batch,16,h,w]) -> f32[batch,16,(h-1)/2+1,(w-1)/2+1]
 //   %g = global_avg_pool(%x) : (f32[batch,64,7,7]) -> f32[batch,64,1,1]
 // Max pooling ignores padding (PyTorch pads with -inf); avg_pool counts padded zeros unless
@@ -11,7 +11,7 @@
 namespace kiln {
 namespace {
 
-bool is_global(const Node& n) { return n.op == "global_avg_pool"; }
+bool is_global(const Node& n) { return n.op == "global_avg_pool" || n.op == "global_max_pool"; }
 
 std::vector<TensorType> infer(const ShapeCtx& ctx) {
   expect_nchw(ctx, 0);
@@ -38,6 +38,7 @@ std::unique_ptr<Kernel> make(const KernelCtx& ctx) {
   dnnl::algorithm alg = dnnl::algorithm::pooling_avg_include_padding;
   if (is_global(n)) {
     k = st = {x[2], x[3]};
+    if (n.op == "global_max_pool") alg = dnnl::algorithm::pooling_max;
   } else {
     k = to_dnnl(n.attr_ints("kernel"));
     st = n.attr_ints("stride").empty() ? k : to_dnnl(n.attr_ints("stride"));
@@ -98,6 +99,16 @@ const OpSchema& op_avg_pool() {
 const OpSchema& op_global_avg_pool() {
   static const OpSchema s{.name = "global_avg_pool",
                           .doc = "mean over H and W, keeping them as 1x1 (nn.AdaptiveAvgPool2d(1))",
+                          .inputs = {{"src"}},
+                          .infer = infer,
+                          .make_kernel = make,
+                          .layout = layout_of_src};
+  return s;
+}
+
+const OpSchema& op_global_max_pool() {
+  static const OpSchema s{.name = "global_max_pool",
+                          .doc = "max over H and W, keeping them as 1x1 (nn.AdaptiveMaxPool2d(1))",
                           .inputs = {{"src"}},
                           .infer = infer,
                           .make_kernel = make,

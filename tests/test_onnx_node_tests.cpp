@@ -36,11 +36,12 @@ bool parse_file(const fs::path& path, Proto* out) {
   return in && out->ParseFromIstream(&in);
 }
 
-// A TensorProto as a Kiln tensor (f32, i64, i32, bool); throws on anything else.
+// A TensorProto as a Kiln tensor (f32, f64, i64, i32, bool); throws on anything else.
 kiln::Tensor tensor_of(const onnx::TensorProto& t, const std::string& what) {
   kiln::DType dt{};
   switch (t.data_type()) {
     case onnx::TensorProto_DataType_FLOAT: dt = kiln::DType::f32; break;
+    case onnx::TensorProto_DataType_DOUBLE: dt = kiln::DType::f64; break;
     case onnx::TensorProto_DataType_INT64: dt = kiln::DType::i64; break;
     case onnx::TensorProto_DataType_INT32: dt = kiln::DType::i32; break;
     case onnx::TensorProto_DataType_BOOL: dt = kiln::DType::boolean; break;
@@ -56,23 +57,43 @@ kiln::Tensor tensor_of(const onnx::TensorProto& t, const std::string& what) {
     std::memcpy(out.data(), t.float_data().data(), bytes);
   } else if (dt == kiln::DType::i64 && static_cast<std::size_t>(t.int64_data_size()) * 8 == bytes) {
     std::memcpy(out.data(), t.int64_data().data(), bytes);
+  } else if (dt == kiln::DType::f64 && static_cast<std::size_t>(t.double_data_size()) * 8 == bytes) {
+    std::memcpy(out.data(), t.double_data().data(), bytes);
+  } else if (dt == kiln::DType::i32 && static_cast<std::size_t>(t.int32_data_size()) * 4 == bytes) {
+    std::memcpy(out.data(), t.int32_data().data(), bytes);
   } else {
     throw std::runtime_error(what + ": typed data not handled");
   }
   return out;
 }
 
-// ONNX's backend default tolerances (onnx/backend/test/case/node: rtol 1e-3, atol 1e-7).
+// ONNX's backend default tolerances (onnx/backend/test/case/node: rtol 1e-3, atol 1e-7) for floats; integer
+// and bool outputs (ArgMax, TopK's indices, integer data moved by Pad, Trilu, ...) must be equal.
+template <class T>
+double value_at(const kiln::Tensor& t, std::int64_t i) {
+  return static_cast<double>(t.data_as<T>()[i]);
+}
+double value_of(const kiln::Tensor& t, std::int64_t i) {
+  switch (t.dtype()) {
+    case kiln::DType::f32: return value_at<float>(t, i);
+    case kiln::DType::f64: return value_at<double>(t, i);
+    case kiln::DType::i64: return value_at<std::int64_t>(t, i);
+    case kiln::DType::i32: return value_at<std::int32_t>(t, i);
+    default: return value_at<std::uint8_t>(t, i);  // bool
+  }
+}
 std::string compare(const kiln::Tensor& got, const kiln::Tensor& want, const std::string& name) {
   if (got.shape() != want.shape())
     return name + ": shape " + kiln::shape_to_string(got.shape()) + ", expected " + kiln::shape_to_string(want.shape());
-  if (want.dtype() != kiln::DType::f32 || got.dtype() != kiln::DType::f32) return name + ": expected f32 outputs";
-  const float* a = got.data_as<float>();
-  const float* b = want.data_as<float>();
+  if (got.dtype() != want.dtype())
+    return name + ": dtype " + std::string(kiln::dtype_name(got.dtype())) + ", expected " +
+           std::string(kiln::dtype_name(want.dtype()));
+  const bool exact = want.dtype() != kiln::DType::f32 && want.dtype() != kiln::DType::f64;
   for (std::int64_t i = 0; i < want.numel(); ++i) {
-    const bool both_nan = std::isnan(a[i]) && std::isnan(b[i]);
-    if (!both_nan && !(std::fabs(a[i] - b[i]) <= 1e-7 + 1e-3 * std::fabs(b[i])))
-      return name + "[" + std::to_string(i) + "] = " + std::to_string(a[i]) + ", expected " + std::to_string(b[i]);
+    const double a = value_of(got, i), b = value_of(want, i);
+    const bool both_nan = std::isnan(a) && std::isnan(b);
+    if (!both_nan && !(exact ? a == b : std::fabs(a - b) <= 1e-7 + 1e-3 * std::fabs(b)))
+      return name + "[" + std::to_string(i) + "] = " + std::to_string(a) + ", expected " + std::to_string(b);
   }
   return {};
 }

@@ -172,6 +172,144 @@ void map_global_avg_pool(Importer& im, const OnnxNode& n) {
   im.emit(n, "global_avg_pool", {input_nchw(im, n)}, {});
 }
 
+void map_global_max_pool(Importer& im, const OnnxNode& n) {
+  im.only_attrs(n, {});
+  im.emit(n, "global_max_pool", {input_nchw(im, n)}, {});
+}
+
+// InstanceNormalization (unchanged since opset 6): scale and B per channel, epsilon.
+void map_instance_norm(Importer& im, const OnnxNode& n) {
+  im.only_attrs(n, {"epsilon"});
+  Value* x = im.input(n, 0);
+  if (rank_of(x) < 3) im.fail(n, "expected an input of rank >= 3 [N,C,...], got " + x->type.str());
+  im.emit(n, "instance_norm", {x, im.input(n, 1), im.input(n, 2)}, {{"eps", im.attr_float(n, "epsilon", 1e-5)}});
+}
+
+// An integer input that must be a constant (TopK's K, CumSum's axis, Trilu's k, Pad's pads, ...).
+std::vector<std::int64_t> const_input_ints(Importer& im, const OnnxNode& n, int i, const std::string& what) {
+  const ConstTensor* c = im.constant(n, i);
+  if (!c) im.fail(n, "expected " + what + " (input " + std::to_string(i) + ") to be a constant");
+  return const_ints(im, n, *c, what);
+}
+
+std::int64_t const_input_int(Importer& im, const OnnxNode& n, int i, const std::string& what) {
+  auto v = const_input_ints(im, n, i, what);
+  if (v.size() != 1) im.fail(n, "expected " + what + " to hold one value, got " + std::to_string(v.size()));
+  return v[0];
+}
+
+// ArgMax: axis (default 0), keepdims (default 1), select_last_index (opset 12 on).
+void map_argmax(Importer& im, const OnnxNode& n) {
+  im.only_attrs(n, {"axis", "keepdims", "select_last_index"});
+  im.emit(n, "argmax", {im.input(n, 0)},
+          {{"axis", im.attr_int(n, "axis", 0)},
+           {"keepdims", im.attr_int(n, "keepdims", 1) != 0},
+           {"select_last_index", im.attr_int(n, "select_last_index", 0) != 0}});
+}
+
+// TopK: k an attribute before opset 10, a constant input from 10; largest and sorted from 11. Kiln's
+// topk always sorts, which is one of the orders sorted = 0 allows.
+void map_topk(Importer& im, const OnnxNode& n) {
+  im.only_attrs(n, {"axis", "k", "largest", "sorted"});
+  const std::int64_t k = n.opset < 10 ? im.attr_int(n, "k", 0) : const_input_int(im, n, 1, "K");
+  im.emit(n, "topk", {im.input(n, 0)},
+          {{"k", k}, {"axis", im.attr_int(n, "axis", -1)}, {"largest", im.attr_int(n, "largest", 1) != 0}});
+}
+
+// CumSum: axis a constant input; exclusive, reverse.
+void map_cumsum(Importer& im, const OnnxNode& n) {
+  im.only_attrs(n, {"exclusive", "reverse"});
+  im.emit(n, "cumsum", {im.input(n, 0)},
+          {{"axis", const_input_int(im, n, 1, "axis")},
+           {"exclusive", im.attr_int(n, "exclusive", 0) != 0},
+           {"reverse", im.attr_int(n, "reverse", 0) != 0}});
+}
+
+// Trilu: upper (default 1), k an optional constant input (default 0).
+void map_trilu(Importer& im, const OnnxNode& n) {
+  im.only_attrs(n, {"upper"});
+  const std::int64_t k = im.has_input(n, 1) ? const_input_int(im, n, 1, "k") : 0;
+  im.emit(n, "trilu", {im.input(n, 0)}, {{"upper", im.attr_int(n, "upper", 1) != 0}, {"k", k}});
+}
+
+// Tile: repeats a constant input, one per dim.
+void map_tile(Importer& im, const OnnxNode& n) {
+  im.only_attrs(n, {});
+  im.emit(n, "tile", {im.input(n, 0)}, {{"repeats", const_input_ints(im, n, 1, "repeats")}});
+}
+
+void map_gather_elements(Importer& im, const OnnxNode& n) {
+  im.only_attrs(n, {"axis"});
+  im.emit(n, "gather_elements", {im.input(n, 0), im.input(n, 1)}, {{"axis", im.attr_int(n, "axis", 0)}});
+}
+
+// Pad: pads (and the constant value) attributes before opset 11, inputs from 11 (pads a constant int64
+// [2*rank]; constant_value an optional constant scalar). Modes constant, edge, reflect; negative pads
+// (cropping) are refused.
+void map_pad(Importer& im, const OnnxNode& n) {
+  im.only_attrs(n, n.opset < 11 ? std::initializer_list<std::string_view>{"mode", "pads", "value"}
+                                : std::initializer_list<std::string_view>{"mode"});
+  Value* x = im.input(n, 0);
+  const std::string mode = im.attr_string(n, "mode", "constant");
+  if (mode != "constant" && mode != "edge" && mode != "reflect")
+    im.fail(n, "expected mode constant, edge or reflect, got " + mode);
+  std::vector<std::int64_t> pads;
+  double value = 0;
+  if (n.opset < 11) {
+    pads = im.attr_ints(n, "pads");
+    value = im.attr_float(n, "value", 0.0);
+  } else {
+    pads = const_input_ints(im, n, 1, "pads");
+    if (im.has_input(n, 2)) {
+      const ConstTensor* c = im.constant(n, 2);
+      if (!c) im.fail(n, "expected constant_value (input 2) to be a constant");
+      value = const_scalar(im, n, *c, "constant_value");
+    }
+  }
+  if (static_cast<int>(pads.size()) != 2 * rank_of(x))
+    im.fail(n, "expected " + std::to_string(2 * rank_of(x)) + " pads for " + x->type.str() + ", got " +
+                   std::to_string(pads.size()));
+  for (auto p : pads)
+    if (p < 0)
+      im.fail(n, "expected pads >= 0 (negative pads, which crop, are not supported), got " + std::to_string(p));
+  im.emit(n, "pad", {x}, {{"pads", pads}, {"mode", mode}, {"value", value}});
+}
+
+// Split: into the `split` sizes (an attribute before opset 13, a constant input from 13) or, without
+// them, into as many equal parts as the node has outputs. Each output is one Kiln split node.
+void map_split(Importer& im, const OnnxNode& n) {
+  im.only_attrs(n, n.opset < 13 ? std::initializer_list<std::string_view>{"axis", "split"}
+                                : std::initializer_list<std::string_view>{"axis"});
+  Value* x = im.input(n, 0);
+  const std::int64_t axis = im.attr_int(n, "axis", 0);
+  const int r = rank_of(x);
+  if (axis < -r || axis >= r)
+    im.fail(n, "expected axis in [" + std::to_string(-r) + ", " + std::to_string(r) + "), got " + std::to_string(axis));
+  const Dim& d = x->type.shape[static_cast<std::size_t>(axis < 0 ? axis + r : axis)];
+  const int parts = n.proto.output_size();
+  std::vector<std::int64_t> sizes =
+      n.opset < 13 ? im.attr_ints(n, "split")
+                   : (im.has_input(n, 1) ? const_input_ints(im, n, 1, "split") : std::vector<std::int64_t>{});
+  if (sizes.empty()) {
+    if (!d.concrete() || parts < 1 || d.value % parts != 0)
+      im.fail(n, "expected dim " + std::to_string(axis) + " of " + x->type.str() + " to split into " +
+                     std::to_string(parts) + " equal parts");
+    sizes.assign(static_cast<std::size_t>(parts), d.value / parts);
+  }
+  if (static_cast<int>(sizes.size()) != parts)
+    im.fail(n,
+            "expected one split size per output (" + std::to_string(parts) + "), got " + std::to_string(sizes.size()));
+  // One node per output: a copy of the ONNX node with that output alone, so that emit() names it.
+  for (int i = 0; i < parts; ++i) {
+    if (n.proto.output(i).empty()) continue;
+    onnx::NodeProto one = n.proto;
+    one.clear_output();
+    one.add_output(n.proto.output(i));
+    OnnxNode part{one, n.index, n.opset, n.loc, n.name};
+    im.emit(part, "split", {x}, {{"axis", axis}, {"sizes", sizes}, {"index", std::int64_t{i}}});
+  }
+}
+
 }  // namespace
 
 std::vector<OpRow> nn_rows() {
@@ -186,6 +324,17 @@ std::vector<OpRow> nn_rows() {
       {"MaxPool", kMinOpset, kMaxOpset, map_max_pool},
       {"AveragePool", kMinOpset, kMaxOpset, map_avg_pool},
       {"GlobalAveragePool", 1, kMaxOpset, map_global_avg_pool},  // unchanged since opset 1
+      // ---- wt-nn: the nn ops of issue 15 point 3 ----
+      {"GlobalMaxPool", 1, kMaxOpset, map_global_max_pool},        // unchanged since opset 1
+      {"InstanceNormalization", 6, kMaxOpset, map_instance_norm},  // unchanged since opset 6
+      {"ArgMax", kMinOpset, kMaxOpset, map_argmax},
+      {"TopK", kMinOpset, kMaxOpset, map_topk},
+      {"CumSum", 11, kMaxOpset, map_cumsum},
+      {"Trilu", 14, kMaxOpset, map_trilu},
+      {"Tile", kMinOpset, kMaxOpset, map_tile},
+      {"GatherElements", 11, kMaxOpset, map_gather_elements},
+      {"Pad", kMinOpset, kMaxOpset, map_pad},
+      {"Split", kMinOpset, kMaxOpset, map_split},
   };
 }
 
