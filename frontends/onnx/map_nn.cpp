@@ -95,16 +95,93 @@ void map_layer_norm(Importer& im, const OnnxNode& n) {
           {{"eps", im.attr_float(n, "epsilon", 1e-5)}});
 }
 
-// The 2-D window attributes shared by Conv and the pools: kernel_shape must match, strides, pads
-// ([top, left, bottom, right] in both), no auto_pad other than NOTSET or VALID, no dilation (pools).
-std::vector<std::int64_t> pads_of(Importer& im, const OnnxNode& n) {
+// The window of Conv and the pools, as Kiln's 2-D one: a 1-D op ([N,C,L]) runs as 2-D with a unit height
+// ([N,C,1,L], reshaped around the Kiln node). kernel_shape, strides, dilations and pads ([begin...,
+// end...]; Kiln's padding is [top, left, bottom, right], the same order in 2-D) have one entry per spatial
+// dim. auto_pad SAME_UPPER/SAME_LOWER become explicit pads computed from the input's concrete spatial
+// size (ONNX: output = ceil(in / stride); the odd pad goes at the end for UPPER, at the beginning for
+// LOWER); VALID is no padding.
+struct Window {
+  bool one_d = false;
+  std::vector<std::int64_t> kernel, stride, dilation, pads;  // 2-D: [h, w] and [top, left, bottom, right]
+};
+
+Window window_of(Importer& im, const OnnxNode& n, Value* x, std::vector<std::int64_t> kernel) {
+  const int r = rank_of(x);
+  if (r != 3 && r != 4)
+    im.fail(n, "expected a 1-D input [N,C,L] or a 2-D input [N,C,H,W], got " + x->type.str() +
+                   " (3-D windows are not supported)");
+  const auto sp = static_cast<std::size_t>(r - 2);
+  auto per_dim = [&](const std::string& key, std::int64_t dflt) {
+    std::vector<std::int64_t> v = im.attr_ints(n, key, std::vector<std::int64_t>(sp, dflt));
+    if (v.size() != sp)
+      im.fail(n, "expected " + std::to_string(sp) + " " + key + " for " + x->type.str() + ", got " +
+                     std::to_string(v.size()));
+    return v;
+  };
+  if (kernel.size() != sp)
+    im.fail(n, "expected kernel_shape of " + std::to_string(sp) + " entries for " + x->type.str() + ", got " +
+                   std::to_string(kernel.size()));
+  Window w;
+  w.one_d = sp == 1;
+  w.kernel = kernel;
+  w.stride = per_dim("strides", 1);
+  w.dilation = per_dim("dilations", 1);
+  for (std::size_t d = 0; d < sp; ++d)
+    if (w.stride[d] < 1 || w.dilation[d] < 1 || w.kernel[d] < 1)
+      im.fail(n, "expected kernel_shape, strides and dilations >= 1");
   const std::string auto_pad = im.attr_string(n, "auto_pad", "NOTSET");
-  if (auto_pad != "NOTSET" && auto_pad != "VALID")
-    im.fail(n, "expected auto_pad NOTSET or VALID, got " + auto_pad + " (pads computed from the input size)");
-  std::vector<std::int64_t> pads = im.attr_ints(n, "pads", {0, 0, 0, 0});
-  if (auto_pad == "VALID") pads = {0, 0, 0, 0};
-  if (pads.size() != 4) im.fail(n, "expected 4 pads for a 2-D window, got " + std::to_string(pads.size()));
-  return pads;
+  if (auto_pad == "NOTSET") {
+    w.pads = im.attr_ints(n, "pads", std::vector<std::int64_t>(2 * sp, 0));
+    if (w.pads.size() != 2 * sp)
+      im.fail(n, "expected " + std::to_string(2 * sp) + " pads for " + x->type.str() + ", got " +
+                     std::to_string(w.pads.size()));
+  } else if (auto_pad == "VALID") {
+    w.pads.assign(2 * sp, 0);
+  } else if (auto_pad == "SAME_UPPER" || auto_pad == "SAME_LOWER") {
+    w.pads.assign(2 * sp, 0);
+    for (std::size_t d = 0; d < sp; ++d) {
+      const Dim& in = x->type.shape[2 + d];
+      if (!in.concrete())
+        im.fail(n, "auto_pad " + auto_pad +
+                       " needs the input's spatial size to be concrete (the pads depend on it), got " + x->type.str());
+      const std::int64_t out = (in.value + w.stride[d] - 1) / w.stride[d];
+      const std::int64_t total =
+          std::max<std::int64_t>(0, (out - 1) * w.stride[d] + (w.kernel[d] - 1) * w.dilation[d] + 1 - in.value);
+      const std::int64_t small = total / 2, large = total - small;
+      w.pads[d] = auto_pad == "SAME_UPPER" ? small : large;
+      w.pads[d + sp] = auto_pad == "SAME_UPPER" ? large : small;
+    }
+  } else {
+    im.fail(n, "expected auto_pad NOTSET, VALID, SAME_UPPER or SAME_LOWER, got " + auto_pad);
+  }
+  for (auto p : w.pads)
+    if (p < 0) im.fail(n, "expected pads >= 0, got " + std::to_string(p));
+  if (w.one_d) {
+    w.kernel = {1, w.kernel[0]};
+    w.stride = {1, w.stride[0]};
+    w.dilation = {1, w.dilation[0]};
+    w.pads = {0, w.pads[0], 0, w.pads[1]};
+  }
+  return w;
+}
+
+/// x as Kiln's 2-D ops take it: a 1-D [N,C,L] input gets a unit height.
+Value* as_2d(Importer& im, const OnnxNode& n, Value* x, const Window& w) {
+  if (!w.one_d) return x;
+  return im.emit_temp(n, "reshape", "as_2d", {x}, {{"shape", std::vector<std::int64_t>{0, 0, 1, -1}}});
+}
+
+/// Emits the Kiln op of node n on the 2-D input; for a 1-D node the unit height is dropped after it.
+void emit_window_op(Importer& im, const OnnxNode& n, const Window& w, const std::string& op, std::vector<Value*> inputs,
+                    AttrMap attrs) {
+  if (!w.one_d) {
+    im.emit(n, op, std::move(inputs), std::move(attrs));
+    return;
+  }
+  im.unused_outputs_from(n, 1);
+  Value* y = im.emit_temp(n, op, "2d", std::move(inputs), std::move(attrs));
+  im.emit(n, "reshape", {y}, {{"shape", std::vector<std::int64_t>{0, 0, -1}}});
 }
 
 Value* input_nchw(Importer& im, const OnnxNode& n) {
@@ -113,24 +190,28 @@ Value* input_nchw(Importer& im, const OnnxNode& n) {
   return x;
 }
 
-std::vector<std::int64_t> pair_attr(Importer& im, const OnnxNode& n, const std::string& key) {
-  std::vector<std::int64_t> v = im.attr_ints(n, key, {1, 1});
-  if (v.size() != 2) im.fail(n, "expected 2 " + key + " for a 2-D window, got " + std::to_string(v.size()));
-  return v;
-}
-
 void map_conv(Importer& im, const OnnxNode& n) {
   im.only_attrs(n, {"auto_pad", "dilations", "group", "kernel_shape", "pads", "strides"});
-  Value* x = input_nchw(im, n);
+  Value* x = im.input(n, 0);
   Value* w = im.input(n, 1);
-  if (auto k = im.attr_ints(n, "kernel_shape");
-      !k.empty() && w->type.rank() == 4 && (!w->type.shape[2].is(k[0]) || !w->type.shape[3].is(k[1])))
+  if (w->type.rank() != rank_of(x))
+    im.fail(n, "expected a weight of the input's rank " + std::to_string(rank_of(x)) + ", got " + w->type.str());
+  std::vector<std::int64_t> wk;
+  for (int d = 2; d < w->type.rank(); ++d) wk.push_back(w->type.shape[static_cast<std::size_t>(d)].value);
+  if (auto k = im.attr_ints(n, "kernel_shape"); !k.empty() && k != wk)
     im.fail(n, "kernel_shape differs from the weight's " + w->type.str());
-  im.emit(n, "conv2d", {x, w, im.input(n, 2, false), nullptr},
-          {{"stride", pair_attr(im, n, "strides")},
-           {"padding", pads_of(im, n)},
-           {"dilation", pair_attr(im, n, "dilations")},
-           {"groups", im.attr_int(n, "group", 1)}});
+  const Window win = window_of(im, n, x, wk);
+  if (win.one_d) {  // the weight [O, C/g, k] as [O, C/g, 1, k]: the same bytes
+    const ConstTensor* c = im.constant(n, 1);
+    if (!c) im.fail(n, "expected a constant weight (Kiln's conv2d takes its weights as constants)");
+    std::vector<std::int64_t> dims = {c->dims[0], c->dims[1], 1, c->dims[2]};
+    w = im.add_constant(n.proto.input(1) + "/2d", TensorType{c->dtype, concrete_shape(dims)}, c->data);
+  }
+  emit_window_op(im, n, win, "conv2d", {as_2d(im, n, x, win), w, im.input(n, 2, false), nullptr},
+                 {{"stride", win.stride},
+                  {"padding", win.pads},
+                  {"dilation", win.dilation},
+                  {"groups", im.attr_int(n, "group", 1)}});
 }
 
 void map_batch_norm(Importer& im, const OnnxNode& n) {
@@ -142,29 +223,55 @@ void map_batch_norm(Importer& im, const OnnxNode& n) {
           {{"eps", im.attr_float(n, "epsilon", 1e-5)}});
 }
 
-AttrMap pool_attrs(Importer& im, const OnnxNode& n) {
-  if (im.attr_int(n, "ceil_mode", 0) != 0) im.fail(n, "expected ceil_mode 0");
-  const auto d = im.attr_ints(n, "dilations", {1, 1});
+// The pools' window. ceil_mode = 1 (opset 10 on): the output size rounds up, ceil((in + pads - k) / s) + 1,
+// which is the floor formula with the end pad grown to cover the last window; it needs the input's
+// spatial size concrete, and the last window must start inside the input or its begin pad (ONNX's formula
+// and PyTorch's agree then). Averages that count padding would count the grown pad too, so
+// count_include_pad = 1 takes ceil_mode only where it grows nothing.
+std::pair<Window, AttrMap> pool_window(Importer& im, const OnnxNode& n, Value* x, bool count_pad) {
+  const auto d = im.attr_ints(n, "dilations", {});
   if (std::any_of(d.begin(), d.end(), [](std::int64_t v) { return v != 1; }))
     im.fail(n, "expected dilations of 1 (dilated pooling is not supported)");
-  std::vector<std::int64_t> kernel = im.attr_ints(n, "kernel_shape");
-  if (kernel.size() != 2) im.fail(n, "expected kernel_shape of 2 entries (2-D pooling)");
-  return {{"kernel", kernel}, {"stride", pair_attr(im, n, "strides")}, {"padding", pads_of(im, n)}};
+  Window w = window_of(im, n, x, im.attr_ints(n, "kernel_shape"));
+  if (im.attr_int(n, "ceil_mode", 0) != 0) {
+    for (int a = 0; a < 2; ++a) {
+      const Dim& in = x->type.shape[w.one_d ? 2 : 2 + static_cast<std::size_t>(a)];
+      if (w.one_d && a == 0) continue;
+      if (!in.concrete()) im.fail(n, "ceil_mode 1 needs the input's spatial size to be concrete, got " + x->type.str());
+      const std::int64_t k = w.kernel[a], s = w.stride[a], pb = w.pads[a], pe = w.pads[a + 2];
+      const std::int64_t span = in.value + pb + pe - k;
+      if (span < 0) im.fail(n, "the window is larger than the padded input " + x->type.str());
+      const std::int64_t out = (span + s - 1) / s + 1;
+      if ((out - 1) * s >= in.value + pb)
+        im.fail(n, "with ceil_mode 1 the last window would start in the end padding (ONNX and PyTorch differ there)");
+      const std::int64_t grown = (out - 1) * s + k - in.value - pb;
+      if (grown > pe) {
+        if (count_pad)
+          im.fail(n,
+                  "expected ceil_mode 0 with count_include_pad 1 (the rounded-up window would count padding "
+                  "that ONNX does not)");
+        w.pads[a + 2] = grown;
+      }
+    }
+  }
+  return {w, {{"kernel", w.kernel}, {"stride", w.stride}, {"padding", w.pads}}};
 }
 
 void map_max_pool(Importer& im, const OnnxNode& n) {
   im.only_attrs(n, {"auto_pad", "ceil_mode", "dilations", "kernel_shape", "pads", "storage_order", "strides"});
   if (im.attr_int(n, "storage_order", 0) != 0) im.fail(n, "expected storage_order 0");
-  Value* x = input_nchw(im, n);
-  im.emit(n, "max_pool", {x}, pool_attrs(im, n));
+  Value* x = im.input(n, 0);
+  auto [w, attrs] = pool_window(im, n, x, false);
+  emit_window_op(im, n, w, "max_pool", {as_2d(im, n, x, w)}, std::move(attrs));
 }
 
 void map_avg_pool(Importer& im, const OnnxNode& n) {
   im.only_attrs(n, {"auto_pad", "ceil_mode", "count_include_pad", "dilations", "kernel_shape", "pads", "strides"});
-  Value* x = input_nchw(im, n);
-  AttrMap attrs = pool_attrs(im, n);
-  attrs["count_include_pad"] = im.attr_int(n, "count_include_pad", 0) != 0;
-  im.emit(n, "avg_pool", {x}, std::move(attrs));
+  Value* x = im.input(n, 0);
+  const bool count_pad = im.attr_int(n, "count_include_pad", 0) != 0;
+  auto [w, attrs] = pool_window(im, n, x, count_pad);
+  attrs["count_include_pad"] = count_pad;
+  emit_window_op(im, n, w, "avg_pool", {as_2d(im, n, x, w)}, std::move(attrs));
 }
 
 void map_global_avg_pool(Importer& im, const OnnxNode& n) {
