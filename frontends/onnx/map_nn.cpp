@@ -557,6 +557,93 @@ void map_resize(Importer& im, const OnnxNode& n) {
   im.emit(n, "resize", {x}, std::move(attrs));
 }
 
+// ConvTranspose (2-D, and 1-D with a unit height as Conv) onto conv_transpose2d: strides, dilations, group,
+// pads, output_padding. output_shape (and, from opset 11, auto_pad SAME_*, whose output is in * stride)
+// gives the pads from the input's concrete size: total = stride * (in - 1) + output_padding +
+// dilation * (k - 1) + 1 - out, split as ONNX says (SAME_UPPER: the smaller half first); a negative total
+// is refused. auto_pad SAME before opset 11 meant another output size and is refused.
+void map_conv_transpose(Importer& im, const OnnxNode& n) {
+  im.only_attrs(
+      n, {"auto_pad", "dilations", "group", "kernel_shape", "output_padding", "output_shape", "pads", "strides"});
+  Value* x = im.input(n, 0);
+  const int r = rank_of(x);
+  if (r != 3 && r != 4)
+    im.fail(n, "expected a 1-D input [N,C,L] or a 2-D input [N,C,H,W], got " + x->type.str() +
+                   " (3-D transposed convolution is not supported)");
+  const auto sp = static_cast<std::size_t>(r - 2);
+  const ConstTensor* wc = im.constant(n, 1);
+  if (!wc) im.fail(n, "expected a constant weight (Kiln's conv_transpose2d takes its weights as constants)");
+  if (wc->dims.size() != static_cast<std::size_t>(r))
+    im.fail(n,
+            "expected a weight of the input's rank " + std::to_string(r) + ", got " + std::to_string(wc->dims.size()));
+  std::vector<std::int64_t> k(wc->dims.begin() + 2, wc->dims.end());
+  if (auto ks = im.attr_ints(n, "kernel_shape"); !ks.empty() && ks != k)
+    im.fail(n, "kernel_shape differs from the weight's kernel");
+  auto per_dim = [&](const std::string& key, std::int64_t dflt, std::size_t count) {
+    std::vector<std::int64_t> v = im.attr_ints(n, key, std::vector<std::int64_t>(count, dflt));
+    if (v.size() != count)
+      im.fail(n, "expected " + std::to_string(count) + " " + key + " for " + x->type.str() + ", got " +
+                     std::to_string(v.size()));
+    return v;
+  };
+  auto stride = per_dim("strides", 1, sp), dilation = per_dim("dilations", 1, sp),
+       out_pad = per_dim("output_padding", 0, sp), pads = per_dim("pads", 0, 2 * sp);
+  for (std::size_t d = 0; d < sp; ++d)
+    if (stride[d] < 1 || dilation[d] < 1) im.fail(n, "expected strides and dilations >= 1");
+  const std::string auto_pad = im.attr_string(n, "auto_pad", "NOTSET");
+  std::vector<std::int64_t> out_shape = im.attr_ints(n, "output_shape");
+  if (auto_pad == "VALID") {
+    pads.assign(2 * sp, 0);
+  } else if (auto_pad == "SAME_UPPER" || auto_pad == "SAME_LOWER") {
+    if (n.opset < 11) im.fail(n, "expected auto_pad NOTSET or VALID before opset 11, got " + auto_pad);
+    if (out_shape.empty())
+      for (std::size_t d = 0; d < sp; ++d) {
+        const Dim& in = x->type.shape[2 + d];
+        if (!in.concrete())
+          im.fail(n, "auto_pad " + auto_pad + " needs the input's spatial size to be concrete, got " + x->type.str());
+        out_shape.push_back(in.value * stride[d]);
+      }
+  } else if (auto_pad != "NOTSET") {
+    im.fail(n, "expected auto_pad NOTSET, VALID, SAME_UPPER or SAME_LOWER, got " + auto_pad);
+  }
+  if (!out_shape.empty()) {
+    if (out_shape.size() == sp + 2) out_shape.erase(out_shape.begin(), out_shape.begin() + 2);  // [N, C, ...]
+    if (out_shape.size() != sp) im.fail(n, "expected output_shape of " + std::to_string(sp) + " entries");
+    for (std::size_t d = 0; d < sp; ++d) {
+      const Dim& in = x->type.shape[2 + d];
+      if (!in.concrete())
+        im.fail(n, "output_shape needs the input's spatial size to be concrete, got " + x->type.str());
+      const std::int64_t total = stride[d] * (in.value - 1) + out_pad[d] + dilation[d] * (k[d] - 1) + 1 - out_shape[d];
+      if (total < 0)
+        im.fail(n, "output_shape " + std::to_string(out_shape[d]) + " is larger than the transposed convolution of " +
+                       x->type.str() + " gives (" + std::to_string(out_shape[d] + total) +
+                       "); expected output_padding to cover the difference");
+      pads[d] = auto_pad == "SAME_UPPER" ? total / 2 : total - total / 2;
+      pads[d + sp] = total - pads[d];
+    }
+  }
+  for (auto p : pads)
+    if (p < 0) im.fail(n, "expected pads >= 0, got " + std::to_string(p));
+  Window w;
+  w.one_d = sp == 1;
+  Value* weight = im.input(n, 1);
+  std::vector<std::int64_t> opad = out_pad;
+  if (w.one_d) {
+    stride = {1, stride[0]};
+    dilation = {1, dilation[0]};
+    pads = {0, pads[0], 0, pads[1]};
+    opad = {0, out_pad[0]};
+    std::vector<std::int64_t> dims = {wc->dims[0], wc->dims[1], 1, wc->dims[2]};
+    weight = im.add_constant(n.proto.input(1) + "/2d", TensorType{wc->dtype, concrete_shape(dims)}, wc->data);
+  }
+  emit_window_op(im, n, w, "conv_transpose2d", {as_2d(im, n, x, w), weight, im.input(n, 2, false)},
+                 {{"stride", stride},
+                  {"padding", pads},
+                  {"dilation", dilation},
+                  {"groups", im.attr_int(n, "group", 1)},
+                  {"output_padding", opad}});
+}
+
 }  // namespace
 
 std::vector<OpRow> nn_rows() {
@@ -584,6 +671,7 @@ std::vector<OpRow> nn_rows() {
       {"Split", kMinOpset, kMaxOpset, map_split},
       {"Resize", 10, kMaxOpset, map_resize},
       {"Upsample", kMinOpset, 9, map_resize},
+      {"ConvTranspose", kMinOpset, kMaxOpset, map_conv_transpose},
   };
 }
 

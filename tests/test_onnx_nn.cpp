@@ -1,0 +1,346 @@
+// ONNX nn ops of issue 15 point 3 (frontends/onnx/map_nn.cpp): ConvTranspose, 1-D Conv, Resize's
+// rounding, and the refusals: each error names the file, the node (FILE:INDEX+1:0, name, op type) and what
+// was expected. Models are built here with the ONNX library's protobuf classes; references are computed
+// here from ONNX's definitions.
+
+#include <onnx/onnx_pb.h>
+
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "frontends/onnx/onnx_frontend.hpp"
+#include "runtime/model_impl.hpp"
+#include "test_util.hpp"
+
+using kiln::test::contains;
+using kiln::test::error_of;
+
+namespace {
+
+void set_dims(onnx::ValueInfoProto* v, const std::vector<std::string>& dims) {
+  auto* tt = v->mutable_type()->mutable_tensor_type();
+  tt->set_elem_type(onnx::TensorProto_DataType_FLOAT);
+  for (const auto& d : dims) {
+    if (!d.empty() && std::isdigit(static_cast<unsigned char>(d[0])) != 0)
+      tt->mutable_shape()->add_dim()->set_dim_value(std::stoll(d));
+    else tt->mutable_shape()->add_dim()->set_dim_param(d);
+  }
+}
+
+// A model at `opset` with input x of `dims` (numbers or symbols) and output y (of `out_dims`).
+onnx::ModelProto model_of(int opset, const std::vector<std::string>& dims, const std::vector<std::string>& out_dims) {
+  onnx::ModelProto m;
+  m.set_ir_version(opset >= 9 ? 8 : 3);
+  auto* o = m.add_opset_import();
+  o->set_domain("");
+  o->set_version(opset);
+  auto* g = m.mutable_graph();
+  g->set_name("nn");
+  auto* x = g->add_input();
+  x->set_name("x");
+  set_dims(x, dims);
+  auto* y = g->add_output();
+  y->set_name("y");
+  set_dims(y, out_dims);
+  return m;
+}
+
+onnx::NodeProto* node(onnx::ModelProto& m, const std::string& op, const std::string& name,
+                      std::initializer_list<std::string> ins, std::initializer_list<std::string> outs = {"y"}) {
+  auto* n = m.mutable_graph()->add_node();
+  n->set_op_type(op);
+  n->set_name(name);
+  for (const auto& i : ins) n->add_input(i);
+  for (const auto& o : outs) n->add_output(o);
+  return n;
+}
+
+void ints(onnx::NodeProto* n, const std::string& key, std::vector<std::int64_t> v) {
+  auto* a = n->add_attribute();
+  a->set_name(key);
+  a->set_type(onnx::AttributeProto_AttributeType_INTS);
+  for (auto i : v) a->add_ints(i);
+}
+void integer(onnx::NodeProto* n, const std::string& key, std::int64_t v) {
+  auto* a = n->add_attribute();
+  a->set_name(key);
+  a->set_type(onnx::AttributeProto_AttributeType_INT);
+  a->set_i(v);
+}
+void text(onnx::NodeProto* n, const std::string& key, const std::string& v) {
+  auto* a = n->add_attribute();
+  a->set_name(key);
+  a->set_type(onnx::AttributeProto_AttributeType_STRING);
+  a->set_s(v);
+}
+
+void init_f32(onnx::ModelProto& m, const std::string& name, std::vector<std::int64_t> dims,
+              const std::vector<float>& values) {
+  auto* t = m.mutable_graph()->add_initializer();
+  t->set_name(name);
+  t->set_data_type(onnx::TensorProto_DataType_FLOAT);
+  for (auto d : dims) t->add_dims(d);
+  for (float v : values) t->add_float_data(v);
+}
+void init_i64(onnx::ModelProto& m, const std::string& name, std::vector<std::int64_t> dims,
+              const std::vector<std::int64_t>& values) {
+  auto* t = m.mutable_graph()->add_initializer();
+  t->set_name(name);
+  t->set_data_type(onnx::TensorProto_DataType_INT64);
+  for (auto d : dims) t->add_dims(d);
+  for (auto v : values) t->add_int64_data(v);
+}
+
+std::string save(const kiln::test::TempDir& dir, const std::string& name, const onnx::ModelProto& m) {
+  std::string bytes;
+  REQUIRE(m.SerializeToString(&bytes));
+  return dir.write(name, bytes);
+}
+
+std::vector<float> ramp(std::size_t n, float scale) {
+  std::vector<float> v(n);
+  for (std::size_t i = 0; i < n; ++i) v[i] = std::sin(static_cast<float>(i) * scale) + 0.1f * static_cast<float>(i % 7);
+  return v;
+}
+
+// The error loading `m`, which must name the file, node `index` (0-based) and its name and op.
+std::string load_error(const onnx::ModelProto& m, int index, const std::string& name, const std::string& op) {
+  kiln::test::TempDir dir;
+  const std::string path = save(dir, "model.onnx", m);
+  std::string e = error_of([&] { kiln::Model::load(path); });
+  INFO(e);
+  CHECK(contains(e, path + ":" + std::to_string(index + 1) + ":0: error: node '" + name + "' (" + op + "): "));
+  return e;
+}
+
+}  // namespace
+
+TEST_CASE("onnx ConvTranspose: groups, strides, dilations, pads and output_padding equal ONNX's definition") {
+  // x [N,4,5,6], W [4, 3, 3, 2] in 2 groups: 6 output channels.
+  const std::int64_t C = 4, G = 2, OG = 3, KH = 3, KW = 2, H = 5, W = 6;
+  const std::int64_t sh = 2, sw = 3, dh = 2, dw = 1, pt = 1, pl = 0, pb = 2, pr = 1, oph = 1, opw = 2;
+  const std::int64_t OH = (H - 1) * sh - pt - pb + dh * (KH - 1) + 1 + oph;
+  const std::int64_t OW = (W - 1) * sw - pl - pr + dw * (KW - 1) + 1 + opw;
+  onnx::ModelProto m = model_of(13, {"batch", "4", "5", "6"}, {"batch", "6", std::to_string(OH), std::to_string(OW)});
+  const auto wv = ramp(static_cast<std::size_t>(C * OG * KH * KW), 0.37f);
+  const auto bv = ramp(static_cast<std::size_t>(G * OG), 1.1f);
+  init_f32(m, "W", {C, OG, KH, KW}, wv);
+  init_f32(m, "B", {G * OG}, bv);
+  auto* n = node(m, "ConvTranspose", "up", {"x", "W", "B"});
+  integer(n, "group", G);
+  ints(n, "strides", {sh, sw});
+  ints(n, "dilations", {dh, dw});
+  ints(n, "pads", {pt, pl, pb, pr});
+  ints(n, "output_padding", {oph, opw});
+  kiln::test::TempDir dir;
+  kiln::Model model = kiln::Model::load(save(dir, "ct.onnx", m));
+  // The pack-weights pass left the weight plain or packed it into a oneDNN format, which plans bind in place.
+  for (const auto& nd : model.impl()->graph->nodes())
+    if (nd->op == "conv_transpose2d") {
+      const std::string& layout = nd->inputs[1]->type.layout;
+      CHECK_MESSAGE((layout.empty() || layout.rfind("dnnl:", 0) == 0), layout);
+    }
+  kiln::Session session(model);
+  for (std::int64_t batch : {2, 1}) {
+    const auto xv = ramp(static_cast<std::size_t>(batch * C * H * W), 0.21f);
+    auto x = kiln::Tensor::view(kiln::DType::f32, {batch, C, H, W}, const_cast<float*>(xv.data()));
+    CHECK_FALSE(contains(session.explain({{"x", x}}), "packed weights:"));
+    auto y = session.run({{"x", x}}).at("y");
+    REQUIRE(y.shape() == std::vector<std::int64_t>{batch, G * OG, OH, OW});
+    // ONNX: y[n, g*OG+o, i*sh - pt + kh*dh, j*sw - pl + kw*dw] += x[n, g*C/G+c, i, j] * W[g*C/G+c, o, kh, kw].
+    std::vector<double> ref(static_cast<std::size_t>(batch * G * OG * OH * OW));
+    for (std::int64_t b = 0; b < batch; ++b)
+      for (std::int64_t oc = 0; oc < G * OG; ++oc)
+        for (std::int64_t p = 0; p < OH * OW; ++p) ref[static_cast<std::size_t>((b * G * OG + oc) * OH * OW + p)] = bv[oc];
+    for (std::int64_t b = 0; b < batch; ++b)
+      for (std::int64_t ic = 0; ic < C; ++ic)
+        for (std::int64_t i = 0; i < H; ++i)
+          for (std::int64_t j = 0; j < W; ++j)
+            for (std::int64_t o = 0; o < OG; ++o)
+              for (std::int64_t kh = 0; kh < KH; ++kh)
+                for (std::int64_t kw = 0; kw < KW; ++kw) {
+                  const std::int64_t oy = i * sh - pt + kh * dh, ox = j * sw - pl + kw * dw;
+                  if (oy < 0 || oy >= OH || ox < 0 || ox >= OW) continue;
+                  const std::int64_t oc = (ic / (C / G)) * OG + o;
+                  ref[static_cast<std::size_t>(((b * G * OG + oc) * OH + oy) * OW + ox)] +=
+                      static_cast<double>(xv[static_cast<std::size_t>(((b * C + ic) * H + i) * W + j)]) *
+                      wv[static_cast<std::size_t>(((ic * OG + o) * KH + kh) * KW + kw)];
+                }
+    double worst = 0;
+    for (std::size_t i = 0; i < ref.size(); ++i) worst = std::max(worst, std::fabs(y.data_as<float>()[i] - ref[i]));
+    CHECK(worst <= 1e-4);  // sums of up to 12 products of values below 2
+  }
+  CHECK(session.plan_count() == 2);
+}
+
+TEST_CASE("onnx Conv 1-D runs as conv2d with a unit height and equals ONNX's definition") {
+  const std::int64_t C = 3, O = 4, K = 3, L = 9, stride = 2, pad_b = 1, pad_e = 2;
+  const std::int64_t OL = (L + pad_b + pad_e - K) / stride + 1;
+  onnx::ModelProto m = model_of(13, {"batch", "3", "9"}, {"batch", "4", std::to_string(OL)});
+  const auto wv = ramp(static_cast<std::size_t>(O * C * K), 0.53f);
+  init_f32(m, "W", {O, C, K}, wv);
+  auto* n = node(m, "Conv", "c1d", {"x", "W"});
+  ints(n, "strides", {stride});
+  ints(n, "pads", {pad_b, pad_e});
+  kiln::test::TempDir dir;
+  kiln::Model model = kiln::Model::load(save(dir, "c1d.onnx", m));
+  CHECK(contains(model.ir(), "conv2d("));
+  kiln::Session session(model);
+  const auto xv = ramp(static_cast<std::size_t>(2 * C * L), 0.3f);
+  auto y = session.run({{"x", kiln::Tensor::view(kiln::DType::f32, {2, C, L}, const_cast<float*>(xv.data()))}}).at("y");
+  REQUIRE(y.shape() == std::vector<std::int64_t>{2, O, OL});
+  double worst = 0;
+  for (std::int64_t b = 0; b < 2; ++b)
+    for (std::int64_t o = 0; o < O; ++o)
+      for (std::int64_t t = 0; t < OL; ++t) {
+        double s = 0;
+        for (std::int64_t c = 0; c < C; ++c)
+          for (std::int64_t k = 0; k < K; ++k) {
+            const std::int64_t i = t * stride - pad_b + k;
+            if (i >= 0 && i < L) s += static_cast<double>(xv[static_cast<std::size_t>((b * C + c) * L + i)]) * wv[static_cast<std::size_t>((o * C + c) * K + k)];
+          }
+        worst = std::max(worst, std::fabs(y.data_as<float>()[(b * O + o) * OL + t] - s));
+      }
+  CHECK(worst <= 1e-5);
+}
+
+TEST_CASE("onnx Resize nearest with round_prefer_ceil equals ONNX's half-pixel rounding, ties included") {
+  // 2 -> 7 rows puts output row 3 on a tie (source 0.5), 3 -> 8 columns has none.
+  onnx::ModelProto m = model_of(13, {"1", "1", "2", "3"}, {"1", "1", "7", "8"});
+  init_i64(m, "sizes", {4}, {1, 1, 7, 8});
+  auto* n = node(m, "Resize", "up", {"x", "", "", "sizes"});
+  text(n, "mode", "nearest");
+  text(n, "nearest_mode", "round_prefer_ceil");
+  kiln::test::TempDir dir;
+  kiln::Session session(kiln::Model::load(save(dir, "resize.onnx", m)));
+  const std::vector<float> xv = {1, 2, 3, 4, 5, 6};
+  auto y = session.run({{"x", kiln::Tensor::view(kiln::DType::f32, {1, 1, 2, 3}, const_cast<float*>(xv.data()))}}).at("y");
+  REQUIRE(y.shape() == std::vector<std::int64_t>{1, 1, 7, 8});
+  auto src = [](std::int64_t o, std::int64_t in, std::int64_t out) {
+    const double x = (static_cast<double>(o) + 0.5) * static_cast<double>(in) / static_cast<double>(out) - 0.5;
+    return std::clamp<std::int64_t>(static_cast<std::int64_t>(std::floor(x + 0.5)), 0, in - 1);  // ties up
+  };
+  for (std::int64_t i = 0; i < 7; ++i)
+    for (std::int64_t j = 0; j < 8; ++j)
+      CHECK_MESSAGE(y.data_as<float>()[i * 8 + j] == xv[static_cast<std::size_t>(src(i, 2, 7) * 3 + src(j, 3, 8))],
+                    "at " << i << "," << j);
+}
+
+TEST_CASE("onnx error: Resize refuses what Kiln's resize does not compute, naming the attribute") {
+  auto resize = [](const std::string& mode, const std::string& coord, const std::string& nearest,
+                   std::vector<float> scales, std::vector<std::int64_t> sizes) {
+    onnx::ModelProto m = model_of(13, {"1", "2", "4", "4"}, {"1", "2", "a", "b"});
+    if (!scales.empty()) init_f32(m, "scales", {4}, scales);
+    if (!sizes.empty()) init_i64(m, "sizes", {4}, sizes);
+    auto* n = node(m, "Resize", "rs", {"x", "", scales.empty() ? "" : "scales", sizes.empty() ? "" : "sizes"});
+    text(n, "mode", mode);
+    if (!coord.empty()) text(n, "coordinate_transformation_mode", coord);
+    if (!nearest.empty()) text(n, "nearest_mode", nearest);
+    return m;
+  };
+  CHECK(contains(load_error(resize("cubic", "", "", {1, 1, 2, 2}, {}), 0, "rs", "Resize"),
+                 "expected mode nearest or linear, got cubic"));
+  CHECK(contains(load_error(resize("linear", "align_corners", "", {1, 1, 2, 2}, {}), 0, "rs", "Resize"),
+                 "coordinate_transformation_mode align_corners is not supported"));
+  CHECK(contains(load_error(resize("linear", "", "", {1, 1, 0.6f, 0.6f}, {}), 0, "rs", "Resize"),
+                 "gives a fractional output size"));
+  CHECK(contains(load_error(resize("nearest", "", "", {}, {1, 2, 2, 2}), 0, "rs", "Resize"),
+                 "nearest_mode round_prefer_floor: output pixel 0 of 2 lies halfway"));
+  CHECK(contains(load_error(resize("nearest", "", "ceil", {1, 1, 2, 2}, {}), 0, "rs", "Resize"),
+                 "expected nearest_mode round_prefer_floor or round_prefer_ceil"));
+  CHECK(contains(load_error(resize("nearest", "asymmetric", "round_prefer_floor", {1, 1, 2, 2}, {}), 0, "rs", "Resize"),
+                 "only with nearest_mode floor and integer upscaling"));
+  CHECK(contains(load_error(resize("nearest", "", "", {1, 2, 2, 2}, {}), 0, "rs", "Resize"),
+                 "expected N and C unchanged"));
+  // Upsample's linear mode is asymmetric.
+  onnx::ModelProto up = model_of(9, {"1", "2", "4", "4"}, {"1", "2", "8", "8"});
+  init_f32(up, "scales", {4}, {1, 1, 2, 2});
+  text(node(up, "Upsample", "us", {"x", "scales"}), "mode", "linear");
+  CHECK(contains(load_error(up, 0, "us", "Upsample"), "linear mode of Upsample opset 9 (asymmetric coordinates)"));
+}
+
+TEST_CASE("onnx error: Conv and pools refuse auto_pad SAME on symbolic sizes, and ceil_mode that counts padding") {
+  onnx::ModelProto conv = model_of(13, {"batch", "1", "h", "w"}, {"batch", "1", "h", "w"});
+  init_f32(conv, "W", {1, 1, 3, 3}, std::vector<float>(9, 1.0f));
+  text(node(conv, "Conv", "same", {"x", "W"}), "auto_pad", "SAME_UPPER");
+  CHECK(contains(load_error(conv, 0, "same", "Conv"),
+                 "auto_pad SAME_UPPER needs the input's spatial size to be concrete (the pads depend on it), got "
+                 "f32[batch,1,h,w]"));
+  onnx::ModelProto pool = model_of(13, {"1", "1", "4", "4"}, {"1", "1", "2", "2"});
+  auto* p = node(pool, "AveragePool", "avg", {"x"});
+  ints(p, "kernel_shape", {3, 3});
+  ints(p, "strides", {2, 2});
+  integer(p, "ceil_mode", 1);
+  integer(p, "count_include_pad", 1);
+  CHECK(contains(load_error(pool, 0, "avg", "AveragePool"), "expected ceil_mode 0 with count_include_pad 1"));
+  onnx::ModelProto p3 = model_of(13, {"1", "1", "4", "4", "4"}, {"1", "1", "3", "3", "3"});
+  ints(node(p3, "MaxPool", "mp3", {"x"}), "kernel_shape", {2, 2, 2});
+  CHECK(contains(load_error(p3, 0, "mp3", "MaxPool"), "(3-D windows are not supported)"));
+}
+
+TEST_CASE("onnx error: ConvTranspose refuses an output_shape beyond its output and SAME before opset 11") {
+  onnx::ModelProto m = model_of(13, {"1", "1", "3", "3"}, {"1", "2", "10", "8"});
+  init_f32(m, "W", {1, 2, 3, 3}, std::vector<float>(18, 1.0f));
+  auto* n = node(m, "ConvTranspose", "ct", {"x", "W"});
+  ints(n, "strides", {3, 2});
+  ints(n, "output_shape", {10, 8});
+  CHECK(contains(load_error(m, 0, "ct", "ConvTranspose"),
+                 "output_shape 10 is larger than the transposed convolution of f32[1,1,3,3] gives (9)"));
+  onnx::ModelProto old = model_of(10, {"1", "1", "3", "3"}, {"1", "2", "3", "3"});
+  init_f32(old, "W", {1, 2, 3, 3}, std::vector<float>(18, 1.0f));
+  text(node(old, "ConvTranspose", "ct10", {"x", "W"}), "auto_pad", "SAME_UPPER");
+  CHECK(contains(load_error(old, 0, "ct10", "ConvTranspose"), "expected auto_pad NOTSET or VALID before opset 11"));
+}
+
+TEST_CASE("onnx error: constant inputs the nn ops need, and their values, are checked") {
+  // TopK's K computed, not a constant.
+  onnx::ModelProto topk = model_of(13, {"2", "5"}, {"2", "k"});
+  auto* kin = topk.mutable_graph()->add_input();
+  kin->set_name("K");
+  kin->mutable_type()->mutable_tensor_type()->set_elem_type(onnx::TensorProto_DataType_INT64);
+  kin->mutable_type()->mutable_tensor_type()->mutable_shape()->add_dim()->set_dim_value(1);
+  node(topk, "TopK", "top", {"x", "K"}, {"y", "idx"});
+  auto* idx_out = topk.mutable_graph()->add_output();
+  idx_out->set_name("idx");
+  set_dims(idx_out, {"2", "k"});
+  CHECK(contains(load_error(topk, 0, "top", "TopK"), "expected K (input 1) to be a constant"));
+  // Pad with negative pads (cropping).
+  onnx::ModelProto pad = model_of(13, {"2", "5"}, {"2", "4"});
+  init_i64(pad, "pads", {4}, {0, -1, 0, 0});
+  node(pad, "Pad", "crop", {"x", "pads"});
+  CHECK(contains(load_error(pad, 0, "crop", "Pad"), "expected pads >= 0 (negative pads, which crop, are not supported)"));
+  // Pad's mode wrap.
+  onnx::ModelProto wrap = model_of(13, {"2", "5"}, {"2", "7"});
+  init_i64(wrap, "pads", {4}, {0, 1, 0, 1});
+  text(node(wrap, "Pad", "wrap", {"x", "pads"}), "mode", "wrap");
+  CHECK(contains(load_error(wrap, 0, "wrap", "Pad"), "expected mode constant, edge or reflect, got wrap"));
+  // Split into parts the sizes do not match.
+  onnx::ModelProto split = model_of(13, {"2", "5"}, {"2", "2"});
+  node(split, "Split", "halves", {"x"}, {"y", "z"});
+  integer(split.mutable_graph()->mutable_node(0), "axis", 1);
+  CHECK(contains(load_error(split, 0, "halves", "Split"), "expected dim 1 of f32[2,5] to split into 2 equal parts"));
+  // Reflect padding as wide as the dim: Kiln's pad refuses it, naming the node.
+  onnx::ModelProto refl = model_of(13, {"2", "3"}, {"2", "9"});
+  init_i64(refl, "pads", {4}, {0, 3, 0, 3});
+  text(node(refl, "Pad", "mirror", {"x", "pads"}), "mode", "reflect");
+  kiln::test::TempDir dir;
+  const std::string path = save(dir, "refl.onnx", refl);
+  std::string e = error_of([&] { kiln::Model::load(path); });
+  INFO(e);
+  CHECK(contains(e, path + ":1:0: error: pad 'mirror': reflect padding must be smaller than the dim it pads"));
+}
+
+TEST_CASE("onnx GatherElements: an index out of range fails the run, naming the node") {
+  onnx::ModelProto m = model_of(13, {"2", "3"}, {"2", "2"});
+  init_i64(m, "idx", {2, 2}, {0, 2, 1, 3});
+  integer(node(m, "GatherElements", "pick", {"x", "idx"}), "axis", 1);
+  kiln::test::TempDir dir;
+  kiln::Session session(kiln::Model::load(save(dir, "ge.onnx", m)));
+  const std::vector<float> xv = {1, 2, 3, 4, 5, 6};
+  std::string e = error_of([&] {
+    session.run({{"x", kiln::Tensor::view(kiln::DType::f32, {2, 3}, const_cast<float*>(xv.data()))}});
+  });
+  INFO(e);
+  CHECK(contains(e, "gather_elements 'pick': index 3 at flat position 3 is out of range [-3, 3)"));
+}
