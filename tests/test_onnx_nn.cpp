@@ -344,3 +344,27 @@ TEST_CASE("onnx GatherElements: an index out of range fails the run, naming the 
   INFO(e);
   CHECK(contains(e, "gather_elements 'pick': index 3 at flat position 3 is out of range [-3, 3)"));
 }
+
+TEST_CASE("onnx Trilu and Tile of constants fold at compile time into the constant they compute") {
+  // A causal mask: Trilu (lower) of a constant, tiled over 2 heads, added to x.
+  onnx::ModelProto m = model_of(14, {"batch", "2", "3", "3"}, {"batch", "2", "3", "3"});
+  init_f32(m, "ones", {1, 1, 3, 3}, std::vector<float>(9, 1.0f));
+  init_i64(m, "reps", {4}, {1, 2, 1, 1});
+  integer(node(m, "Trilu", "lower", {"ones"}, {"tri"}), "upper", 0);
+  node(m, "Tile", "heads", {"tri", "reps"}, {"mask"});
+  node(m, "Add", "masked", {"x", "mask"});
+  kiln::test::TempDir dir;
+  const std::string path = save(dir, "mask.onnx", m);
+  kiln::Model model = kiln::Model::load(path);
+  CHECK_FALSE(contains(model.ir(), "trilu("));
+  CHECK_FALSE(contains(model.ir(), "tile("));
+  kiln::LoadOptions o0;
+  o0.opt_level = 0;
+  CHECK(contains(kiln::Model::load(path, o0).ir(), "trilu("));
+  kiln::Session session(model);
+  std::vector<float> xv(18, 0.5f);
+  auto y = session.run({{"x", kiln::Tensor::view(kiln::DType::f32, {1, 2, 3, 3}, xv.data())}}).at("y");
+  for (std::int64_t h = 0; h < 2; ++h)
+    for (std::int64_t i = 0; i < 3; ++i)
+      for (std::int64_t j = 0; j < 3; ++j) CHECK(y.data_as<float>()[(h * 3 + i) * 3 + j] == (j <= i ? 1.5f : 0.5f));
+}
