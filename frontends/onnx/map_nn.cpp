@@ -84,16 +84,60 @@ void map_softmax_like(Importer& im, const OnnxNode& n, const std::string& op) {
 void map_softmax(Importer& im, const OnnxNode& n) { map_softmax_like(im, n, "softmax"); }
 void map_log_softmax(Importer& im, const OnnxNode& n) { map_softmax_like(im, n, "log_softmax"); }
 
+// LayerNormalization (opset 17): Y is Kiln's layer_norm, over the last axis as it is; over the dims from
+// an earlier `axis` (their sizes concrete) it normalizes the input reshaped to [..., product of those
+// dims], with Scale and B (of exactly those dims) flattened likewise, and is reshaped back. The Mean and
+// InvStdDev outputs, when used, are layer_norm_stats nodes over the same rows. stash_type 1 (float
+// statistics).
 void map_layer_norm(Importer& im, const OnnxNode& n) {
   im.only_attrs(n, {"axis", "epsilon", "stash_type"});
   Value* x = im.input(n, 0);
-  const std::int64_t axis = im.attr_int(n, "axis", -1);
-  if (axis != -1 && axis != rank_of(x) - 1)
-    im.fail(n, "expected axis -1 (normalizing over the last axis only), got " + std::to_string(axis) + " for " +
-                   x->type.str());
+  const int r = rank_of(x);
+  std::int64_t axis = im.attr_int(n, "axis", -1);
+  if (axis < -r || axis >= r)
+    im.fail(n, "expected axis in [" + std::to_string(-r) + ", " + std::to_string(r) + ") for " + x->type.str() +
+                   ", got " + std::to_string(axis));
+  if (axis < 0) axis += r;
   if (im.attr_int(n, "stash_type", 1) != 1) im.fail(n, "expected stash_type 1 (float statistics)");
-  im.emit(n, "layer_norm", {x, im.input(n, 1), im.input(n, 2, false), nullptr},
-          {{"eps", im.attr_float(n, "epsilon", 1e-5)}});
+  const double eps = im.attr_float(n, "epsilon", 1e-5);
+  std::vector<std::int64_t> trailing;
+  const bool flatten = axis < r - 1;
+  for (int d = static_cast<int>(axis); flatten && d < r; ++d) {
+    const Dim& dim = x->type.shape[static_cast<std::size_t>(d)];
+    if (!dim.concrete())
+      im.fail(n, "expected concrete dims from axis " + std::to_string(axis) + " on (normalized together), got " +
+                     x->type.str());
+    trailing.push_back(dim.value);
+  }
+  // Scale or B as a vector over the flattened dims: a constant's bytes under new dims, else a reshape.
+  auto flat = [&](int i) -> Value* {
+    if (!im.has_input(n, i) || !flatten) return im.input(n, i, false);
+    if (const ConstTensor* c = im.constant(n, i))
+      return im.add_constant(n.proto.input(i) + "/flat", TensorType{c->dtype, concrete_shape({c->numel()})}, c->data);
+    return im.emit_temp(n, "reshape", "flat" + std::to_string(i), {im.input(n, i)},
+                        {{"shape", std::vector<std::int64_t>{-1}}});
+  };
+  // Each output as its own Kiln node: a copy of the ONNX node with that output alone, so that emit() names it.
+  for (int i = 0; i < std::min(n.proto.output_size(), 3); ++i) {
+    if (n.proto.output(i).empty()) continue;
+    onnx::NodeProto one = n.proto;
+    one.clear_output();
+    one.add_output(n.proto.output(i));
+    OnnxNode part{one, n.index, n.opset, n.loc, n.name};
+    if (i > 0) {
+      im.emit(part, "layer_norm_stats", {x},
+              {{"stat", std::string(i == 1 ? "mean" : "inv_std_dev")}, {"axis", axis}, {"eps", eps}});
+    } else if (!flatten) {
+      im.emit(part, "layer_norm", {x, flat(1), flat(2), nullptr}, {{"eps", eps}});
+    } else {
+      std::vector<std::int64_t> rows(static_cast<std::size_t>(axis), 0), back(static_cast<std::size_t>(axis), 0);
+      rows.push_back(-1);
+      back.insert(back.end(), trailing.begin(), trailing.end());
+      Value* x2 = im.emit_temp(part, "reshape", "rows", {x}, {{"shape", rows}});
+      Value* y2 = im.emit_temp(part, "layer_norm", "norm", {x2, flat(1), flat(2), nullptr}, {{"eps", eps}});
+      im.emit(part, "reshape", {y2}, {{"shape", back}});
+    }
+  }
 }
 
 // The window of Conv and the pools, as Kiln's 2-D one: a 1-D op ([N,C,L]) runs as 2-D with a unit height
