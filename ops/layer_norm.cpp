@@ -124,7 +124,7 @@ std::vector<TensorType> infer_stats(const ShapeCtx& ctx) {
     ctx.fail(R"(attribute 'stat' must be "mean" or "inv_std_dev", got ")" + stat + "\"");
   if (ctx.node().attr_float("eps") < 0) ctx.fail("attribute 'eps' must be >= 0");
   Shape out = x.shape;
-  for (std::size_t i = static_cast<std::size_t>(axis); i < out.size(); ++i) out[i] = Dim::of(1);
+  for (auto i = static_cast<std::size_t>(axis); i < out.size(); ++i) out[i] = Dim::of(1);
   return {TensorType{DType::f32, out}};
 }
 

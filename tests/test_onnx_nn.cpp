@@ -368,3 +368,49 @@ TEST_CASE("onnx Trilu and Tile of constants fold at compile time into the consta
     for (std::int64_t i = 0; i < 3; ++i)
       for (std::int64_t j = 0; j < 3; ++j) CHECK(y.data_as<float>()[(h * 3 + i) * 3 + j] == (j <= i ? 1.5f : 0.5f));
 }
+
+TEST_CASE("onnx error: computed inputs the nn ops need constant, and shapes they refuse, name the node") {
+  auto with_int_input = [](onnx::ModelProto& m, const std::string& name) {
+    auto* in = m.mutable_graph()->add_input();
+    in->set_name(name);
+    auto* tt = in->mutable_type()->mutable_tensor_type();
+    tt->set_elem_type(onnx::TensorProto_DataType_INT64);
+    tt->mutable_shape()->add_dim()->set_dim_value(1);
+  };
+  onnx::ModelProto cumsum = model_of(14, {"2", "5"}, {"2", "5"});
+  with_int_input(cumsum, "axis");
+  node(cumsum, "CumSum", "running", {"x", "axis"});
+  CHECK(contains(load_error(cumsum, 0, "running", "CumSum"), "expected axis (input 1) to be a constant"));
+  onnx::ModelProto trilu = model_of(14, {"3", "3"}, {"3", "3"});
+  with_int_input(trilu, "k");
+  node(trilu, "Trilu", "band", {"x", "k"});
+  CHECK(contains(load_error(trilu, 0, "band", "Trilu"), "expected k (input 1) to be a constant"));
+  onnx::ModelProto tile = model_of(13, {"3"}, {"6"});
+  with_int_input(tile, "reps");
+  node(tile, "Tile", "twice", {"x", "reps"});
+  CHECK(contains(load_error(tile, 0, "twice", "Tile"), "expected repeats (input 1) to be a constant"));
+  onnx::ModelProto split = model_of(13, {"2", "6"}, {"2", "2"});
+  init_i64(split, "sizes", {3}, {2, 2, 2});
+  integer(node(split, "Split", "parts", {"x", "sizes"}, {"y", "z"}), "axis", 1);
+  CHECK(contains(load_error(split, 0, "parts", "Split"), "expected one split size per output (2), got 3"));
+  onnx::ModelProto inorm = model_of(13, {"2", "3"}, {"2", "3"});
+  init_f32(inorm, "s", {3}, {1, 1, 1});
+  init_f32(inorm, "b", {3}, {0, 0, 0});
+  node(inorm, "InstanceNormalization", "inorm", {"x", "s", "b"});
+  CHECK(contains(load_error(inorm, 0, "inorm", "InstanceNormalization"),
+                 "expected an input of rank >= 3 [N,C,...], got f32[2,3]"));
+  onnx::ModelProto gmp = model_of(13, {"1", "3", "5"}, {"1", "3", "1"});
+  node(gmp, "GlobalMaxPool", "gmax", {"x"});
+  CHECK(contains(load_error(gmp, 0, "gmax", "GlobalMaxPool"), "expected a 2-D input [N,C,H,W], got f32[1,3,5]"));
+  onnx::ModelProto ln = model_of(17, {"batch", "seq", "4"}, {"batch", "seq", "4"});
+  init_f32(ln, "w", {1}, {1});
+  integer(node(ln, "LayerNormalization", "ln", {"x", "w"}), "axis", 1);
+  CHECK(contains(load_error(ln, 0, "ln", "LayerNormalization"),
+                 "expected concrete dims from axis 1 on (normalized together), got f32[batch,seq,4]"));
+  onnx::ModelProto ct = model_of(13, {"1", "1", "3", "3"}, {"1", "1", "5", "5"});
+  auto* w = ct.mutable_graph()->add_input();
+  w->set_name("W");
+  set_dims(w, {"1", "1", "3", "3"});
+  node(ct, "ConvTranspose", "deconv", {"x", "W"});
+  CHECK(contains(load_error(ct, 0, "deconv", "ConvTranspose"), "expected a constant weight"));
+}

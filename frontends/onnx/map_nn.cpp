@@ -151,7 +151,7 @@ struct Window {
   std::vector<std::int64_t> kernel, stride, dilation, pads;  // 2-D: [h, w] and [top, left, bottom, right]
 };
 
-Window window_of(Importer& im, const OnnxNode& n, Value* x, std::vector<std::int64_t> kernel) {
+Window window_of(Importer& im, const OnnxNode& n, Value* x, const std::vector<std::int64_t>& kernel) {
   const int r = rank_of(x);
   if (r != 3 && r != 4)
     im.fail(n, "expected a 1-D input [N,C,L] or a 2-D input [N,C,H,W], got " + x->type.str() +
