@@ -227,37 +227,92 @@ TEST_CASE("onnx Resize nearest with round_prefer_ceil equals ONNX's half-pixel r
                     "at " << i << "," << j);
 }
 
-TEST_CASE("onnx error: Resize refuses what Kiln's resize does not compute, naming the attribute") {
-  auto resize = [](const std::string& mode, const std::string& coord, const std::string& nearest,
-                   std::vector<float> scales, std::vector<std::int64_t> sizes) {
-    onnx::ModelProto m = model_of(13, {"1", "2", "4", "4"}, {"1", "2", "a", "b"});
-    if (!scales.empty()) init_f32(m, "scales", {4}, scales);
-    if (!sizes.empty()) init_i64(m, "sizes", {4}, sizes);
-    auto* n = node(m, "Resize", "rs", {"x", "", scales.empty() ? "" : "scales", sizes.empty() ? "" : "sizes"});
+TEST_CASE("onnx Resize: the cases equal to Kiln's default semantics run on oneDNN, the others on Kiln's kernel") {
+  auto resize_model = [](const std::string& mode, const std::string& coord, const std::string& nearest) {
+    onnx::ModelProto m = model_of(13, {"1", "2", "4", "4"}, {"1", "2", "8", "8"});
+    init_f32(m, "scales", {4}, {1, 1, 2, 2});
+    auto* n = node(m, "Resize", "rs", {"x", "", "scales"});
     text(n, "mode", mode);
     if (!coord.empty()) text(n, "coordinate_transformation_mode", coord);
     if (!nearest.empty()) text(n, "nearest_mode", nearest);
     return m;
   };
-  CHECK(contains(load_error(resize("cubic", "", "", {1, 1, 2, 2}, {}), 0, "rs", "Resize"),
-                 "expected mode nearest or linear, got cubic"));
-  CHECK(contains(load_error(resize("linear", "align_corners", "", {1, 1, 2, 2}, {}), 0, "rs", "Resize"),
-                 "coordinate_transformation_mode align_corners is not supported"));
-  CHECK(contains(load_error(resize("linear", "", "", {1, 1, 0.6f, 0.6f}, {}), 0, "rs", "Resize"),
-                 "gives a fractional output size"));
-  CHECK(contains(load_error(resize("nearest", "", "", {}, {1, 2, 2, 2}), 0, "rs", "Resize"),
-                 "nearest_mode round_prefer_floor: output pixel 0 of 2 lies halfway"));
-  CHECK(contains(load_error(resize("nearest", "", "ceil", {1, 1, 2, 2}, {}), 0, "rs", "Resize"),
-                 "expected nearest_mode round_prefer_floor or round_prefer_ceil"));
-  CHECK(contains(load_error(resize("nearest", "asymmetric", "round_prefer_floor", {1, 1, 2, 2}, {}), 0, "rs", "Resize"),
-                 "only with nearest_mode floor and integer upscaling"));
-  CHECK(contains(load_error(resize("nearest", "", "", {1, 2, 2, 2}, {}), 0, "rs", "Resize"),
-                 "expected N and C unchanged"));
-  // Upsample's linear mode is asymmetric.
-  onnx::ModelProto up = model_of(9, {"1", "2", "4", "4"}, {"1", "2", "8", "8"});
-  init_f32(up, "scales", {4}, {1, 1, 2, 2});
-  text(node(up, "Upsample", "us", {"x", "scales"}), "mode", "linear");
-  CHECK(contains(load_error(up, 0, "us", "Upsample"), "linear mode of Upsample opset 9 (asymmetric coordinates)"));
+  std::vector<float> xv(32);
+  for (std::size_t i = 0; i < xv.size(); ++i) xv[i] = static_cast<float>(i % 5) - 1.5f;
+  auto x = kiln::Tensor::view(kiln::DType::f32, {1, 2, 4, 4}, xv.data());
+  auto kernel_of = [&](const onnx::ModelProto& m) {
+    kiln::test::TempDir dir;
+    kiln::Session session(kiln::Model::load(save(dir, "rs.onnx", m)));
+    return session.explain({{"x", x}});
+  };
+  // Integer upscaling: round_prefer_floor (ONNX's default) has no ties, asymmetric + floor picks the same pixels.
+  CHECK_FALSE(contains(kernel_of(resize_model("nearest", "", "")), "kiln:resize"));
+  CHECK_FALSE(contains(kernel_of(resize_model("nearest", "asymmetric", "floor")), "kiln:resize"));
+  CHECK_FALSE(contains(kernel_of(resize_model("linear", "pytorch_half_pixel", "")), "kiln:resize"));
+  CHECK(contains(kernel_of(resize_model("linear", "align_corners", "")), "kiln:resize"));
+  CHECK(contains(kernel_of(resize_model("cubic", "", "")), "kiln:resize"));
+  CHECK(contains(kernel_of(resize_model("nearest", "", "ceil")), "kiln:resize"));
+}
+
+TEST_CASE("onnx Resize linear with align_corners equals ONNX's definition") {
+  onnx::ModelProto m = model_of(13, {"1", "1", "3", "4"}, {"1", "1", "5", "7"});
+  init_i64(m, "sizes", {4}, {1, 1, 5, 7});
+  auto* n = node(m, "Resize", "ac", {"x", "", "", "sizes"});
+  text(n, "mode", "linear");
+  text(n, "coordinate_transformation_mode", "align_corners");
+  kiln::test::TempDir dir;
+  kiln::Session session(kiln::Model::load(save(dir, "ac.onnx", m)));
+  const auto xv = ramp(12, 0.7f);
+  auto y = session.run({{"x", kiln::Tensor::view(kiln::DType::f32, {1, 1, 3, 4}, const_cast<float*>(xv.data()))}}).at("y");
+  REQUIRE(y.shape() == std::vector<std::int64_t>{1, 1, 5, 7});
+  auto at = [&](double r, double c) {  // bilinear at source (r, c)
+    const auto r0 = static_cast<std::int64_t>(std::floor(r)), c0 = static_cast<std::int64_t>(std::floor(c));
+    const std::int64_t r1 = std::min<std::int64_t>(r0 + 1, 2), c1 = std::min<std::int64_t>(c0 + 1, 3);
+    const double fr = r - static_cast<double>(r0), fc = c - static_cast<double>(c0);
+    auto v = [&](std::int64_t i, std::int64_t j) { return static_cast<double>(xv[static_cast<std::size_t>(i * 4 + j)]); };
+    return (1 - fr) * ((1 - fc) * v(r0, c0) + fc * v(r0, c1)) + fr * ((1 - fc) * v(r1, c0) + fc * v(r1, c1));
+  };
+  double worst = 0;
+  for (std::int64_t i = 0; i < 5; ++i)
+    for (std::int64_t j = 0; j < 7; ++j)
+      worst = std::max(worst, std::fabs(y.data_as<float>()[i * 7 + j] -
+                                        at(static_cast<double>(i) * 2 / 4, static_cast<double>(j) * 3 / 6)));
+  CHECK(worst <= 1e-5);
+}
+
+TEST_CASE("onnx error: Resize refuses what Kiln's resize does not compute, naming the attribute") {
+  auto resize = [](int opset, const std::string& mode, std::vector<float> scales, std::vector<std::int64_t> sizes) {
+    onnx::ModelProto m = model_of(opset, {"1", "2", "4", "4"}, {"1", "2", "a", "b"});
+    if (!scales.empty()) init_f32(m, "scales", {4}, scales);
+    if (!sizes.empty()) init_i64(m, "sizes", {4}, sizes);
+    auto* n = opset < 11 ? node(m, "Resize", "rs", {"x", "scales"})
+                         : node(m, "Resize", "rs", {"x", "", scales.empty() ? "" : "scales", sizes.empty() ? "" : "sizes"});
+    text(n, "mode", mode);
+    return m;
+  };
+  CHECK(contains(load_error(resize(10, "cubic", {1, 1, 2, 2}, {}), 0, "rs", "Resize"),
+                 "expected mode nearest, linear, got cubic"));
+  CHECK(contains(load_error(resize(13, "area", {1, 1, 2, 2}, {}), 0, "rs", "Resize"),
+                 "expected mode nearest, linear or cubic, got area"));
+  CHECK(contains(load_error(resize(13, "nearest", {}, {1, 1, 2, 2}), 0, "rs", "Resize"),
+                 "expected N and C unchanged (scale 1), got sizes resizing dim 1"));
+  CHECK(contains(load_error(resize(13, "nearest", {1, 2, 2, 2}, {}), 0, "rs", "Resize"),
+                 "expected N and C unchanged (scale 1), got scales resizing dim 1"));
+  // tf_crop_and_resize needs its roi as a constant.
+  onnx::ModelProto crop = model_of(13, {"1", "2", "4", "4"}, {"1", "2", "3", "3"});
+  auto* roi = crop.mutable_graph()->add_input();
+  roi->set_name("roi");
+  set_dims(roi, {"8"});
+  init_i64(crop, "sizes", {4}, {1, 2, 3, 3});
+  auto* n = node(crop, "Resize", "crop", {"x", "roi", "", "sizes"});
+  text(n, "mode", "linear");
+  text(n, "coordinate_transformation_mode", "tf_crop_and_resize");
+  CHECK(contains(load_error(crop, 0, "crop", "Resize"), "expected roi (input 1) to be a constant"));
+  // Symbolic spatial sizes with a fractional scale.
+  onnx::ModelProto sym = model_of(13, {"1", "2", "h", "w"}, {"1", "2", "a", "b"});
+  init_f32(sym, "scales", {4}, {1, 1, 1.5f, 1.5f});
+  text(node(sym, "Resize", "frac", {"x", "", "scales"}), "mode", "linear");
+  CHECK(contains(load_error(sym, 0, "frac", "Resize"), "a fractional scale needs the input's spatial size to be concrete"));
 }
 
 TEST_CASE("onnx error: Conv and pools refuse auto_pad SAME on symbolic sizes, and ceil_mode that counts padding") {

@@ -462,18 +462,14 @@ void map_split(Importer& im, const OnnxNode& n) {
   }
 }
 
-// Resize (opsets 10, 11–12, 13) and Upsample (7–9) onto Kiln's resize: one oneDNN resampling of [N,C,H,W],
-// whose source coordinate for output pixel o is (o + 0.5) * in / out - 0.5 (half-pixel, by the ratio of
-// the sizes), "nearest" rounding halves up and "linear" clamping at the borders. What maps exactly:
-// - linear with coordinate_transformation_mode half_pixel, or pytorch_half_pixel when no output size is 1;
-// - nearest with half_pixel (pytorch_half_pixel as linear) and nearest_mode round_prefer_ceil, or
-//   round_prefer_floor where no output pixel falls on a tie (checked for concrete sizes; integer upscaling
-//   has none);
-// - nearest with asymmetric coordinates and nearest_mode floor (Upsample, Resize 10) for integer upscaling.
-// ONNX maps coordinates by the given scale, Kiln by the size ratio: a scale whose output size is
-// fractional (floor(in * scale) != in * scale) is refused. N and C are not resized. cubic_coeff_a,
-// exclude_outside, extrapolation_value and roi only matter for modes refused here (cubic,
-// tf_crop_and_resize) and are not read.
+// Resize (opsets 10, 11–12, 13) and Upsample (7–9) onto Kiln's resize of [N,C,H,W] (N and C not resized;
+// scales, sizes and roi constant). Kiln's resize has ONNX's coordinate modes, nearest modes, linear and
+// cubic (its Kiln kernel, on plain data); the cases equal to its default semantics (half-pixel by the
+// ratio of the sizes, nearest rounding ties up; oneDNN's resampling, in any layout) are given as that
+// default: pytorch_half_pixel with no output size 1, linear, nearest round_prefer_floor where no output
+// pixel is a tie (concrete sizes; integer upscaling has none), and asymmetric + floor (Upsample, Resize 10)
+// for integer upscaling. ONNX maps coordinates by the given scale: when floor(in * scale) differs from
+// in * scale, the scale is passed as coordinate_scale.
 void map_resize(Importer& im, const OnnxNode& n) {
   const bool upsample = n.op() == "Upsample";
   const bool legacy = upsample || n.opset < 11;  // asymmetric coordinates, nearest rounds down
@@ -485,11 +481,10 @@ void map_resize(Importer& im, const OnnxNode& n) {
   Value* x = im.input(n, 0);
   if (rank_of(x) != 4) im.fail(n, "expected a 2-D input [N,C,H,W], got " + x->type.str() + " (Kiln resizes H and W)");
   const std::string mode = im.attr_string(n, "mode", "nearest");
-  if (mode != "nearest" && mode != "linear" && mode != "bilinear")
-    im.fail(n, "expected mode nearest or linear, got " + mode + " (Kiln's resize has no other)");
-  const bool linear = mode != "nearest";
-  const std::string coord = legacy ? "asymmetric" : im.attr_string(n, "coordinate_transformation_mode", "half_pixel");
-  const std::string nearest = legacy ? "floor" : im.attr_string(n, "nearest_mode", "round_prefer_floor");
+  if (mode != "nearest" && mode != "linear" && (legacy || mode != "cubic"))
+    im.fail(n, "expected mode nearest, linear" + std::string(legacy ? "" : " or cubic") + ", got " + mode);
+  std::string coord = legacy ? "asymmetric" : im.attr_string(n, "coordinate_transformation_mode", "half_pixel");
+  std::string nearest = legacy ? "floor" : im.attr_string(n, "nearest_mode", "round_prefer_floor");
 
   // The scales (attribute before Upsample 9; input 1 of Upsample 9 and Resize 10; input 2 from Resize 11)
   // or the sizes (input 3 from Resize 11); an empty tensor counts as absent.
@@ -523,81 +518,72 @@ void map_resize(Importer& im, const OnnxNode& n) {
       im.fail(n, "expected N and C unchanged (scale 1), got " + std::string(scales.empty() ? "sizes" : "scales") +
                      " resizing dim " + std::to_string(d) + " (Kiln resizes H and W only)");
 
-  // The output size of each spatial dim, when the input's is concrete; whether it is an integer upscale.
+  // Each spatial dim: its output size (when the input's is concrete), whether it is an integer upscale,
+  // and ONNX's unrounded output width (in * scale).
   std::int64_t out[2] = {0, 0};
-  bool integer_up[2] = {false, false};
-  bool concrete = true;
-  std::vector<double> kiln_scale;
+  double width[2] = {0, 0};
+  bool integer_up[2] = {false, false}, concrete = true, by_scale = false;
   for (std::size_t a = 0; a < 2; ++a) {
     const Dim& i = in[2 + a];
     if (!sizes.empty()) {
       if (!i.concrete()) im.fail(n, "sizes need the input's spatial size to be concrete, got " + x->type.str());
       out[a] = sizes[2 + a];
       if (out[a] < 1) im.fail(n, "expected sizes >= 1");
+      width[a] = static_cast<double>(out[a]);
       integer_up[a] = out[a] % i.value == 0;
       continue;
     }
     const double sc = scales[2 + a];
     if (!(sc > 0)) im.fail(n, "expected scales > 0");
     if (i.concrete()) {
-      const double exact = static_cast<double>(i.value) * sc;
-      out[a] = static_cast<std::int64_t>(std::floor(exact));
-      if (static_cast<double>(out[a]) != exact)
-        im.fail(n, "scale " + std::to_string(sc) + " on size " + std::to_string(i.value) +
-                       " gives a fractional output size; ONNX maps coordinates by the scale, Kiln's resize by the "
-                       "ratio of the sizes (give sizes instead)");
+      width[a] = static_cast<double>(i.value) * sc;
+      out[a] = static_cast<std::int64_t>(std::floor(width[a]));
       if (out[a] < 1) im.fail(n, "scale " + std::to_string(sc) + " leaves no pixels of " + x->type.str());
-      integer_up[a] = out[a] % i.value == 0;
+      by_scale = by_scale || static_cast<double>(out[a]) != width[a];
+      integer_up[a] = out[a] % i.value == 0 && static_cast<double>(out[a]) == width[a];
     } else {
       if (sc != std::floor(sc))
         im.fail(n, "a fractional scale needs the input's spatial size to be concrete, got " + x->type.str());
       concrete = false;
       integer_up[a] = true;
+      width[a] = 2;  // only compared with 1 below
     }
-    kiln_scale.push_back(sc);
   }
 
-  const bool half_pixel = coord == "half_pixel" || coord == "pytorch_half_pixel";
-  if (coord == "pytorch_half_pixel" && (!concrete || out[0] == 1 || out[1] == 1))
-    im.fail(n,
-            "expected an output size > 1 with coordinate_transformation_mode pytorch_half_pixel (at size 1 it "
-            "differs from half_pixel)" +
-                std::string(concrete ? "" : ", concrete sizes"));
-  if (linear) {
-    if (!half_pixel)
-      im.fail(n, (legacy ? std::string("linear mode of ") + n.op() + " opset " + std::to_string(n.opset) +
-                               " (asymmetric coordinates)"
-                         : "linear mode with coordinate_transformation_mode " + coord) +
-                     " is not supported (expected half_pixel: Kiln's resize is PyTorch's align_corners=False)");
-  } else if (half_pixel) {
-    if (nearest == "round_prefer_floor") {
-      // A tie: (o + 0.5) * in / out - 0.5 halfway between two pixels, which Kiln rounds up.
-      for (std::size_t a = 0; a < 2 && concrete; ++a) {
-        const std::int64_t i = in[2 + a].value;
-        for (std::int64_t o = 0; o < out[a]; ++o)
-          if ((2 * o + 1) * i % (2 * out[a]) == 0)
-            im.fail(n, "nearest_mode round_prefer_floor: output pixel " + std::to_string(o) + " of " +
-                           std::to_string(out[a]) +
-                           " lies halfway between two input pixels, which Kiln's resize "
-                           "rounds up (expected round_prefer_ceil, or sizes without ties)");
-      }
-    } else if (nearest != "round_prefer_ceil") {
-      im.fail(n, "expected nearest_mode round_prefer_floor or round_prefer_ceil with coordinate_transformation_mode " +
-                     coord + ", got " + nearest);
-    }
-  } else if (coord == "asymmetric") {
-    if (nearest != "floor" || !integer_up[0] || !integer_up[1])
-      im.fail(n, std::string("nearest with asymmetric coordinates maps onto Kiln's resize only with nearest_mode ") +
-                     "floor and integer upscaling" + (legacy ? " (this opset's semantics)" : "") +
-                     ", got nearest_mode " + nearest +
-                     (integer_up[0] && integer_up[1] ? "" : " and a non-integer scale"));
-  } else {
-    im.fail(n, "coordinate_transformation_mode " + coord +
-                   " is not supported (expected half_pixel, pytorch_half_pixel, or asymmetric for nearest)");
+  // Canonical forms of the cases Kiln's default semantics compute.
+  if (coord == "pytorch_half_pixel" && width[0] != 1 && width[1] != 1) coord = "half_pixel";
+  if (mode == "nearest" && coord == "asymmetric" && nearest == "floor" && integer_up[0] && integer_up[1]) {
+    coord = "half_pixel";  // floor(o / s) == round-half-up((o + 0.5) / s - 0.5) for integer s
+    nearest = "round_prefer_ceil";
   }
-  AttrMap attrs{{"mode", std::string(linear ? "linear" : "nearest")}};
+  if (mode == "nearest" && coord == "half_pixel" && nearest == "round_prefer_floor") {
+    // A tie: (o + 0.5) * in / out - 0.5 halfway between two pixels.
+    bool tie = !concrete || by_scale;
+    for (std::size_t a = 0; a < 2 && !tie; ++a)
+      for (std::int64_t o = 0; o < out[a] && !tie; ++o) tie = (2 * o + 1) * in[2 + a].value % (2 * out[a]) == 0;
+    if (!tie || (!concrete && integer_up[0] && integer_up[1])) nearest = "round_prefer_ceil";
+  }
+  if (mode != "nearest") nearest = "round_prefer_ceil";  // not read
+  AttrMap attrs{{"mode", mode}, {"coordinate_mode", coord}, {"nearest_mode", nearest}};
+  if (mode == "cubic") {
+    attrs["cubic_coeff_a"] = im.attr_float(n, "cubic_coeff_a", -0.75);
+    attrs["exclude_outside"] = im.attr_int(n, "exclude_outside", 0) != 0;
+  }
+  if (coord == "tf_crop_and_resize") {
+    const ConstTensor* roi = im.constant(n, 1);
+    if (!roi)
+      im.fail(n, "expected roi (input 1) to be a constant with coordinate_transformation_mode tf_crop_and_resize");
+    if (roi->dtype != DType::f32 || roi->numel() != 8)
+      im.fail(n, "expected roi of 8 floats [starts..., ends...] for " + x->type.str());
+    const auto* r = static_cast<const float*>(roi->data.data);
+    if (r[0] != 0 || r[1] != 0 || r[4] != 1 || r[5] != 1)
+      im.fail(n, "expected roi to keep N and C whole (start 0, end 1)");
+    attrs["roi"] = std::vector<double>{r[2], r[3], r[6], r[7]};
+    attrs["extrapolation_value"] = im.attr_float(n, "extrapolation_value", 0.0);
+  }
   if (concrete) attrs["size"] = std::vector<std::int64_t>{out[0], out[1]};
-  else attrs["scale"] = kiln_scale;
+  else attrs["scale"] = std::vector<double>{scales[2], scales[3]};
+  if (by_scale) attrs["coordinate_scale"] = std::vector<double>{scales[2], scales[3]};
   im.emit(n, "resize", {x}, std::move(attrs));
 }
 
