@@ -590,8 +590,8 @@ void map_resize(Importer& im, const OnnxNode& n) {
 // ConvTranspose (2-D, and 1-D with a unit height as Conv) onto conv_transpose2d: strides, dilations, group,
 // pads, output_padding. output_shape (and, from opset 11, auto_pad SAME_*, whose output is in * stride)
 // gives the pads from the input's concrete size: total = stride * (in - 1) + output_padding +
-// dilation * (k - 1) + 1 - out, split as ONNX says (SAME_UPPER: the smaller half first); a negative total
-// is refused. auto_pad SAME before opset 11 meant another output size and is refused.
+// dilation * (k - 1) + 1 - out, split as ONNX says (SAME_UPPER: the smaller half first); a negative end
+// pad lengthens the output's end (as output_padding). auto_pad SAME before opset 11 meant another output size and is refused.
 void map_conv_transpose(Importer& im, const OnnxNode& n) {
   im.only_attrs(
       n, {"auto_pad", "dilations", "group", "kernel_shape", "output_padding", "output_shape", "pads", "strides"});
@@ -644,12 +644,19 @@ void map_conv_transpose(Importer& im, const OnnxNode& n) {
       if (!in.concrete())
         im.fail(n, "output_shape needs the input's spatial size to be concrete, got " + x->type.str());
       const std::int64_t total = stride[d] * (in.value - 1) + out_pad[d] + dilation[d] * (k[d] - 1) + 1 - out_shape[d];
-      if (total < 0)
-        im.fail(n, "output_shape " + std::to_string(out_shape[d]) + " is larger than the transposed convolution of " +
-                       x->type.str() + " gives (" + std::to_string(out_shape[d] + total) +
-                       "); expected output_padding to cover the difference");
-      pads[d] = auto_pad == "SAME_UPPER" ? total / 2 : total - total / 2;
+      // ONNX's split, with its reference's floor division: a negative total lengthens the end (an output
+      // padding, which must stay below the stride) or, at SAME_UPPER, shifts the start (refused).
+      const std::int64_t half = total >= 0 ? total / 2 : -((-total + 1) / 2);
+      pads[d] = auto_pad == "SAME_UPPER" ? half : total - half;
       pads[d + sp] = total - pads[d];
+      if (pads[d + sp] < 0) {
+        out_pad[d] -= pads[d + sp];
+        pads[d + sp] = 0;
+      }
+      if (pads[d] < 0 || out_pad[d] >= stride[d])
+        im.fail(n, "output_shape " + std::to_string(out_shape[d]) + " exceeds the transposed convolution of " +
+                       x->type.str() + " (" + std::to_string(out_shape[d] + total) +
+                       ") by more than an output padding below the stride can add");
     }
   }
   for (auto p : pads)
