@@ -171,6 +171,7 @@ class ResizeKernel : public Kernel {
     iw_ = in[3];
     oh_ = out[2];
     ow_ = out[3];
+    if (ih_ == 0 || iw_ == 0) ctx.node.fail("cannot resample the empty input " + ctx.in[0].str());
     rows_ = axis_table(ctx.node, 0, ih_, oh_);
     cols_ = axis_table(ctx.node, 1, iw_, ow_);
     extrapolation_ = static_cast<float>(ctx.node.attr_float("extrapolation_value"));

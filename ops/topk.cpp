@@ -21,9 +21,9 @@ std::vector<TensorType> infer(const ShapeCtx& ctx) {
   std::int64_t k = ctx.node().attr_int("k");
   const Dim& n = ctx.in(0).shape[axis];
   if (k < 1 || (n.concrete() && k > n.value))
-    ctx.fail(
-        "attribute 'k' = " + std::to_string(k) + " must be between 1 and the " +
-        (axis == ctx.in(0).rank() - 1 ? "last dim " + n.str() : "dim " + std::to_string(axis) + " (" + n.str() + ")"));
+    ctx.fail("attribute 'k' = " + std::to_string(k) + " must be between 1 and the " +
+             (axis == ctx.in(0).rank() - 1 ? "last dim " + n.str()
+                                           : "size of dim " + std::to_string(axis) + " (" + n.str() + ")"));
   Shape out = ctx.in(0).shape;
   out[axis] = Dim::of(k);
   return {TensorType{DType::f32, out}, TensorType{DType::i64, out}};
@@ -38,6 +38,9 @@ class TopkKernel : public Kernel {
     for (std::size_t d = 0; d < axis; ++d) outer_ *= dims[d];
     for (std::size_t d = axis + 1; d < dims.size(); ++d) inner_ *= dims[d];
     n_ = dims[axis];
+    if (k_ > n_)  // a symbolic dim bound below k
+      ctx.node.fail("attribute 'k' = " + std::to_string(k_) + " exceeds dim " + std::to_string(axis) + " (" +
+                    std::to_string(n_) + ") of " + ctx.in[0].str());
     direct_ = inner_ == 1 && largest_;
   }
   std::size_t scratch_bytes() const override {

@@ -470,3 +470,40 @@ TEST_CASE("onnx error: computed inputs the nn ops need constant, and shapes they
   node(ct, "ConvTranspose", "deconv", {"x", "W"});
   CHECK(contains(load_error(ct, 0, "deconv", "ConvTranspose"), "expected a constant weight"));
 }
+
+TEST_CASE("onnx TopK along a middle axis, smallest first, and a symbolic axis bound below K fails the plan") {
+  onnx::ModelProto m = model_of(13, {"2", "n", "3"}, {"2", "2", "3"});
+  init_i64(m, "K", {1}, {2});
+  auto* n = node(m, "TopK", "low", {"x", "K"}, {"y", "idx"});
+  integer(n, "axis", 1);
+  integer(n, "largest", 0);
+  auto* idx = m.mutable_graph()->add_output();
+  idx->set_name("idx");
+  set_dims(idx, {"2", "2", "3"});
+  idx->mutable_type()->mutable_tensor_type()->set_elem_type(onnx::TensorProto_DataType_INT64);
+  kiln::test::TempDir dir;
+  kiln::Session session(kiln::Model::load(save(dir, "topk.onnx", m)));
+  // x[b, i, j] = (i * 7 + j * 3 + b) % 5, n = 4.
+  std::vector<float> xv(24);
+  for (std::int64_t b = 0; b < 2; ++b)
+    for (std::int64_t i = 0; i < 4; ++i)
+      for (std::int64_t j = 0; j < 3; ++j) xv[static_cast<std::size_t>((b * 4 + i) * 3 + j)] = static_cast<float>((i * 7 + j * 3 + b) % 5);
+  auto out = session.run({{"x", kiln::Tensor::view(kiln::DType::f32, {2, 4, 3}, xv.data())}});
+  const kiln::Tensor& y = out.at("y");
+  const kiln::Tensor& ix = out.at("idx");
+  REQUIRE(y.shape() == std::vector<std::int64_t>{2, 2, 3});
+  for (std::int64_t b = 0; b < 2; ++b)
+    for (std::int64_t j = 0; j < 3; ++j) {
+      // The two smallest of column (b, :, j), ties to the lower index.
+      std::vector<std::pair<float, std::int64_t>> col;
+      for (std::int64_t i = 0; i < 4; ++i) col.emplace_back(xv[static_cast<std::size_t>((b * 4 + i) * 3 + j)], i);
+      std::stable_sort(col.begin(), col.end(), [](const auto& a, const auto& c) { return a.first < c.first; });
+      for (std::int64_t t = 0; t < 2; ++t) {
+        CHECK(y.data_as<float>()[(b * 2 + t) * 3 + j] == col[static_cast<std::size_t>(t)].first);
+        CHECK(ix.data_as<std::int64_t>()[(b * 2 + t) * 3 + j] == col[static_cast<std::size_t>(t)].second);
+      }
+    }
+  std::string e = error_of([&] { session.run({{"x", kiln::Tensor::view(kiln::DType::f32, {2, 1, 3}, xv.data())}}); });
+  INFO(e);
+  CHECK(contains(e, "topk.onnx:1:0: error: topk 'low': attribute 'k' = 2 must be between 1 and the size of dim 1 (1)"));
+}
