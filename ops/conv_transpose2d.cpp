@@ -3,7 +3,10 @@
 // [in_channels, out_channels/groups, kh, kw]. Output size: (in - 1) * stride - pad_begin - pad_end +
 // dilation * (k - 1) + 1 + output_padding.
 //   %y = conv_transpose2d(%x, %up.weight, %up.bias) {stride=[2,2], padding=[1,1]} : (f32[batch,16,8,8], f32[16,8,3,3], f32[8]) -> f32[batch,8,15,15]
-// Kernel: one oneDNN deconvolution on plain nchw activations. The pack-weights pass reorders the weights
+// `layout` is the activation layout the kernel runs in: "plain" (nchw, as written and at -O0) or the blocked
+// layout the assign-layouts pass picks (nChw8c on AVX2, nChw16c on AVX-512) when every group's input and
+// output channels fill whole blocks, where oneDNN has jit deconvolutions (on plain data it runs a
+// gemm-based one). Kernel: one oneDNN deconvolution. The pack-weights pass reorders the weights
 // once, at compile time, into the format the primitive reads for a representative shape (a constant of
 // layout "dnnl:<format tag>", as conv2d's); a plan whose primitive wants another format reorders a private
 // copy when it is made.
@@ -14,6 +17,11 @@ namespace kiln {
 namespace {
 
 enum { kSrc, kWeight, kBias };
+
+std::string layout_attr(const Node& n) {
+  const std::string& l = n.attr_string("layout");
+  return l == "plain" ? std::string() : l;
+}
 
 std::vector<std::int64_t> output_padding(const ShapeCtx& ctx) { return attr_pair(ctx, "output_padding", 0); }
 
@@ -73,7 +81,22 @@ std::vector<TensorType> infer(const ShapeCtx& ctx) {
     expect_f32(ctx, kBias);
     expect_weight_shape(ctx, kBias, {Dim::of(o)});
   }
-  return {TensorType{DType::f32, out}};
+  const std::string layout = layout_attr(n);
+  if (!layout.empty() && channel_block(layout) == 0)
+    ctx.fail("attribute 'layout' must be plain, nChw8c or nChw16c; got \"" + layout + "\"");
+  return {TensorType{DType::f32, out, layout}};
+}
+
+std::string required(const Node& n) { return layout_attr(n); }
+
+// Blocked when each group's input and output channels fill whole blocks.
+std::string preferred(const Node& n) {
+  const std::string& blocked = blocked_channel_layout();
+  const std::int64_t block = channel_block(blocked), groups = n.attr_int("groups");
+  const Dim& c = n.inputs[kSrc]->type.shape.at(1);
+  const std::int64_t og = n.inputs[kWeight]->type.shape.at(1).value;
+  if (!c.concrete() || c.value % groups != 0) return "plain";
+  return (c.value / groups) % block == 0 && og % block == 0 ? blocked : "plain";
 }
 
 // The weights as oneDNN's deconvolution sees them: dims [O, C, kh, kw] (grouped: [g, O/g, C/g, kh, kw]),
@@ -97,8 +120,8 @@ dnnl::deconvolution_forward::primitive_desc deconv_pd(const Node& n, const Tenso
   const auto& dl = n.attr_ints("dilation");
   auto p = n.attr_ints("padding");
   if (p.size() == 2) p = {p[0], p[1], p[0], p[1]};
-  auto src = plain_md(src_t);
-  auto dst = plain_md(dst_t);
+  auto src = md_of(src_t);
+  auto dst = md_of(dst_t);
   dnnl::memory::desc wei_any(weight_dims(n, w), dnnl::memory::data_type::f32, dnnl::memory::format_tag::any);
   auto bias = plain_md({dst_t.shape[1].value});
   dnnl::memory::dims strides = {st[0], st[1]}, dilates = {dl[0] - 1, dl[1] - 1}, pad_l = {p[0], p[1]},
@@ -120,7 +143,7 @@ std::unique_ptr<Kernel> make(const KernelCtx& ctx) {
   if (!data) n.fail("expected weight to be a constant");
   auto kernel = std::make_unique<DnnlKernel>(ctx.engine);
   int s = kernel->add(pd);
-  kernel->input(s, DNNL_ARG_SRC, plain_md(ctx.in[kSrc]), kSrc);
+  kernel->input(s, DNNL_ARG_SRC, md_of(ctx.in[kSrc]), kSrc);
   // Weights in the primitive's format: in place when the pack-weights pass packed them so, else a private
   // copy reordered now (from the packed format, or from the ONNX/PyTorch one).
   const std::string& layout = ctx.in[kWeight].layout;
@@ -142,7 +165,7 @@ std::unique_ptr<Kernel> make(const KernelCtx& ctx) {
     kernel->add_packed_weight_bytes(want.get_size());
   }
   if (ctx.has(kBias)) kernel->input(s, DNNL_ARG_BIAS, plain_md({ctx.out[0].shape[1].value}), kBias);
-  kernel->output(s, DNNL_ARG_DST, plain_md(ctx.out[0]), 0);
+  kernel->output(s, DNNL_ARG_DST, md_of(ctx.out[0]), 0);
   return kernel;
 }
 
@@ -193,9 +216,13 @@ const OpSchema& op_conv_transpose2d() {
                 AttrSpec{"dilation", AttrType::Ints, Attr{std::vector<std::int64_t>{1, 1}}, "[h, w]"},
                 AttrSpec{"groups", AttrType::Int, Attr{std::int64_t{1}}, "channel groups"},
                 AttrSpec{"output_padding", AttrType::Ints, Attr{std::vector<std::int64_t>{0, 0}},
-                         "[h, w] added at the end of the output (< stride)"}},
+                         "[h, w] added at the end of the output (< stride)"},
+                AttrSpec{"layout", AttrType::String, Attr{std::string("plain")},
+                         "activation layout: plain or the blocked one assign-layouts picks (nChw8c)"}},
       .infer = infer,
       .make_kernel = make,
+      .layout = required,
+      .preferred_layout = preferred,
       .pack = pack,
   };
   return s;

@@ -507,3 +507,25 @@ TEST_CASE("onnx TopK along a middle axis, smallest first, and a symbolic axis bo
   INFO(e);
   CHECK(contains(e, "topk.onnx:1:0: error: topk 'low': attribute 'k' = 2 must be between 1 and the size of dim 1 (1)"));
 }
+
+TEST_CASE("onnx ConvTranspose with whole channel blocks runs blocked at -O2 and equals its plain run at -O0") {
+  onnx::ModelProto m = model_of(13, {"batch", "16", "6", "5"}, {"batch", "16", "12", "10"});
+  init_f32(m, "W", {16, 16, 4, 4}, ramp(16 * 16 * 16, 0.11f));
+  init_f32(m, "B", {16}, ramp(16, 0.9f));
+  auto* n = node(m, "ConvTranspose", "up", {"x", "W", "B"});
+  ints(n, "strides", {2, 2});
+  ints(n, "pads", {1, 1, 1, 1});
+  kiln::test::TempDir dir;
+  const std::string path = save(dir, "up.onnx", m);
+  kiln::Model blocked = kiln::Model::load(path);
+  CHECK(contains(blocked.ir(), "conv_transpose2d("));
+  CHECK(contains(blocked.ir(), "layout=\"nChw"));  // the blocked layout of this CPU (nChw8c or nChw16c)
+  kiln::LoadOptions o0;
+  o0.opt_level = 0;
+  kiln::Model plain = kiln::Model::load(path, o0);
+  CHECK_FALSE(contains(plain.ir(), "layout=\"nChw"));
+  const auto xv = ramp(2 * 16 * 6 * 5, 0.05f);
+  auto x = kiln::Tensor::view(kiln::DType::f32, {2, 16, 6, 5}, const_cast<float*>(xv.data()));
+  kiln::Session a(blocked), b(plain);
+  CHECK(kiln::test::max_abs_diff(a.run({{"x", x}}).at("y"), b.run({{"x", x}}).at("y")) <= 1e-4);  // sums of 64 products
+}
