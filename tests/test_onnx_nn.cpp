@@ -455,9 +455,10 @@ TEST_CASE("onnx error: computed inputs the nn ops need constant, and shapes they
   node(inorm, "InstanceNormalization", "inorm", {"x", "s", "b"});
   CHECK(contains(load_error(inorm, 0, "inorm", "InstanceNormalization"),
                  "expected an input of rank >= 3 [N,C,...], got f32[2,3]"));
-  onnx::ModelProto gmp = model_of(13, {"1", "3", "5"}, {"1", "3", "1"});
+  onnx::ModelProto gmp = model_of(13, {"1", "3"}, {"1", "3"});
   node(gmp, "GlobalMaxPool", "gmax", {"x"});
-  CHECK(contains(load_error(gmp, 0, "gmax", "GlobalMaxPool"), "expected a 2-D input [N,C,H,W], got f32[1,3,5]"));
+  CHECK(contains(load_error(gmp, 0, "gmax", "GlobalMaxPool"),
+                 "expected an input [N,C,...] with at least one spatial dim, got f32[1,3]"));
   onnx::ModelProto ln = model_of(17, {"batch", "seq", "4"}, {"batch", "seq", "4"});
   init_f32(ln, "w", {1}, {1});
   integer(node(ln, "LayerNormalization", "ln", {"x", "w"}), "axis", 1);
@@ -528,4 +529,38 @@ TEST_CASE("onnx ConvTranspose with whole channel blocks runs blocked at -O2 and 
   auto x = kiln::Tensor::view(kiln::DType::f32, {2, 16, 6, 5}, const_cast<float*>(xv.data()));
   kiln::Session a(blocked), b(plain);
   CHECK(kiln::test::max_abs_diff(a.run({{"x", x}}).at("y"), b.run({{"x", x}}).at("y")) <= 1e-4);  // sums of 64 products
+}
+
+TEST_CASE("onnx GlobalMaxPool and GlobalAveragePool over 1-D and 3-D inputs") {
+  for (const std::string op : {"GlobalMaxPool", "GlobalAveragePool"})
+    for (const std::vector<std::string>& dims :
+         {std::vector<std::string>{"batch", "3", "5"}, std::vector<std::string>{"batch", "3", "2", "3", "4"}}) {
+      std::vector<std::string> out = {"batch", "3"};
+      out.resize(dims.size(), "1");
+      onnx::ModelProto m = model_of(13, dims, out);
+      node(m, op, "g", {"x"});
+      kiln::test::TempDir dir;
+      kiln::Session session(kiln::Model::load(save(dir, "g.onnx", m)));
+      std::vector<std::int64_t> shape = {2, 3};
+      std::int64_t spatial = 1;
+      for (std::size_t d = 2; d < dims.size(); ++d) {
+        shape.push_back(std::stoll(dims[d]));
+        spatial *= shape.back();
+      }
+      const auto xv = ramp(static_cast<std::size_t>(6 * spatial), 0.77f);
+      auto y = session.run({{"x", kiln::Tensor::view(kiln::DType::f32, shape, const_cast<float*>(xv.data()))}}).at("y");
+      std::vector<std::int64_t> want = {2, 3};
+      want.resize(dims.size(), 1);
+      REQUIRE(y.shape() == want);
+      for (std::int64_t p = 0; p < 6; ++p) {
+        double mx = -1e30, sum = 0;
+        for (std::int64_t i = 0; i < spatial; ++i) {
+          const double v = xv[static_cast<std::size_t>(p * spatial + i)];
+          mx = std::max(mx, v);
+          sum += v;
+        }
+        const double expect = op == "GlobalMaxPool" ? mx : sum / static_cast<double>(spatial);
+        CHECK(std::fabs(y.data_as<float>()[p] - expect) <= 1e-5);
+      }
+    }
 }

@@ -229,12 +229,6 @@ void emit_window_op(Importer& im, const OnnxNode& n, const Window& w, const std:
   im.emit(n, "reshape", {y}, {{"shape", std::vector<std::int64_t>{0, 0, -1}}});
 }
 
-Value* input_nchw(Importer& im, const OnnxNode& n) {
-  Value* x = im.input(n, 0);
-  if (rank_of(x) != 4) im.fail(n, "expected a 2-D input [N,C,H,W], got " + x->type.str() + " (only 2-D is supported)");
-  return x;
-}
-
 void map_conv(Importer& im, const OnnxNode& n) {
   im.only_attrs(n, {"auto_pad", "dilations", "group", "kernel_shape", "pads", "strides"});
   Value* x = im.input(n, 0);
@@ -319,15 +313,25 @@ void map_avg_pool(Importer& im, const OnnxNode& n) {
   emit_window_op(im, n, w, "avg_pool", {as_2d(im, n, x, w)}, std::move(attrs));
 }
 
-void map_global_avg_pool(Importer& im, const OnnxNode& n) {
+// GlobalAveragePool and GlobalMaxPool over any number of spatial dims: [N,C,H,W] as it is; [N,C,...] of
+// another rank (1-D, 3-D) reshaped to [N,C,1,spatial product] around the 2-D pool, and back to [N,C,1,...].
+void map_global_pool(Importer& im, const OnnxNode& n, const std::string& op) {
   im.only_attrs(n, {});
-  im.emit(n, "global_avg_pool", {input_nchw(im, n)}, {});
+  Value* x = im.input(n, 0);
+  const int r = rank_of(x);
+  if (r < 3) im.fail(n, "expected an input [N,C,...] with at least one spatial dim, got " + x->type.str());
+  if (r == 4) {
+    im.emit(n, op, {x}, {});
+    return;
+  }
+  Value* x4 = im.emit_temp(n, "reshape", "as_2d", {x}, {{"shape", std::vector<std::int64_t>{0, 0, 1, -1}}});
+  Value* y4 = im.emit_temp(n, op, "2d", {x4}, {});
+  std::vector<std::int64_t> back(static_cast<std::size_t>(r), 1);
+  back[0] = back[1] = 0;
+  im.emit(n, "reshape", {y4}, {{"shape", back}});
 }
-
-void map_global_max_pool(Importer& im, const OnnxNode& n) {
-  im.only_attrs(n, {});
-  im.emit(n, "global_max_pool", {input_nchw(im, n)}, {});
-}
+void map_global_avg_pool(Importer& im, const OnnxNode& n) { map_global_pool(im, n, "global_avg_pool"); }
+void map_global_max_pool(Importer& im, const OnnxNode& n) { map_global_pool(im, n, "global_max_pool"); }
 
 // InstanceNormalization (unchanged since opset 6): scale and B per channel, epsilon.
 void map_instance_norm(Importer& im, const OnnxNode& n) {
