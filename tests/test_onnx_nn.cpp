@@ -470,6 +470,19 @@ TEST_CASE("onnx error: computed inputs the nn ops need constant, and shapes they
   set_dims(w, {"1", "1", "3", "3"});
   node(ct, "ConvTranspose", "deconv", {"x", "W"});
   CHECK(contains(load_error(ct, 0, "deconv", "ConvTranspose"), "expected a constant weight"));
+  onnx::ModelProto conv = model_of(13, {"1", "1", "5"}, {"1", "1", "3"});
+  auto* cw = conv.mutable_graph()->add_input();
+  cw->set_name("W");
+  set_dims(cw, {"1", "1", "k"});
+  node(conv, "Conv", "c1d", {"x", "W"});
+  CHECK(contains(load_error(conv, 0, "c1d", "Conv"), "expected a constant weight"));
+  onnx::ModelProto pool = model_of(13, {"1", "1", "5", "5"}, {"1", "1", "3", "3"});
+  auto* p = node(pool, "MaxPool", "mp", {"x"});
+  ints(p, "kernel_shape", {2, 2});
+  ints(p, "strides", {2, 2});
+  integer(p, "ceil_mode", 1);
+  text(p, "auto_pad", "SAME_UPPER");
+  CHECK(contains(load_error(pool, 0, "mp", "MaxPool"), "expected ceil_mode 0 with auto_pad SAME_UPPER"));
 }
 
 TEST_CASE("onnx TopK along a middle axis, smallest first, and a symbolic axis bound below K fails the plan") {

@@ -233,6 +233,7 @@ void map_conv(Importer& im, const OnnxNode& n) {
   im.only_attrs(n, {"auto_pad", "dilations", "group", "kernel_shape", "pads", "strides"});
   Value* x = im.input(n, 0);
   Value* w = im.input(n, 1);
+  if (!im.constant(n, 1)) im.fail(n, "expected a constant weight (Kiln's conv2d takes its weights as constants)");
   if (w->type.rank() != rank_of(x))
     im.fail(n, "expected a weight of the input's rank " + std::to_string(rank_of(x)) + ", got " + w->type.str());
   std::vector<std::int64_t> wk;
@@ -242,7 +243,6 @@ void map_conv(Importer& im, const OnnxNode& n) {
   const Window win = window_of(im, n, x, wk);
   if (win.one_d) {  // the weight [O, C/g, k] as [O, C/g, 1, k]: the same bytes
     const ConstTensor* c = im.constant(n, 1);
-    if (!c) im.fail(n, "expected a constant weight (Kiln's conv2d takes its weights as constants)");
     std::vector<std::int64_t> dims = {c->dims[0], c->dims[1], 1, c->dims[2]};
     w = im.add_constant(n.proto.input(1) + "/2d", TensorType{c->dtype, concrete_shape(dims)}, c->data);
   }
@@ -273,6 +273,9 @@ std::pair<Window, AttrMap> pool_window(Importer& im, const OnnxNode& n, Value* x
     im.fail(n, "expected dilations of 1 (dilated pooling is not supported)");
   Window w = window_of(im, n, x, im.attr_ints(n, "kernel_shape"));
   if (im.attr_int(n, "ceil_mode", 0) != 0) {
+    const std::string auto_pad = im.attr_string(n, "auto_pad", "NOTSET");
+    if (auto_pad != "NOTSET" && auto_pad != "VALID")
+      im.fail(n, "expected ceil_mode 0 with auto_pad " + auto_pad + " (which fixes the output size by itself)");
     for (int a = 0; a < 2; ++a) {
       const Dim& in = x->type.shape[w.one_d ? 2 : 2 + static_cast<std::size_t>(a)];
       if (w.one_d && a == 0) continue;
