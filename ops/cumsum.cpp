@@ -6,6 +6,8 @@
 
 #include <tbb/parallel_for.h>
 
+#include <type_traits>
+
 #include "ops/movement.hpp"
 
 namespace kiln {
@@ -19,19 +21,31 @@ std::vector<TensorType> infer(const ShapeCtx& ctx) {
   return {TensorType{x.dtype, x.shape}};
 }
 
+// Integer sums wrap around (two's complement, computed unsigned) instead of overflowing.
+template <class T, bool = std::is_integral_v<T>>
+struct AccOf {
+  using type = T;
+};
+template <class T>
+struct AccOf<T, true> {
+  using type = std::make_unsigned_t<T>;
+};
+template <class T>
+using Acc = typename AccOf<T>::type;
+
 template <class T>
 void cumsum_slab(const T* src, T* dst, std::int64_t n, std::int64_t inner, bool exclusive, bool reverse) {
   for (std::int64_t j = 0; j < inner; ++j) {
-    T sum = 0;
+    Acc<T> sum = 0;
     for (std::int64_t s = 0; s < n; ++s) {
       const std::int64_t i = (reverse ? n - 1 - s : s) * inner + j;
-      const T v = src[i];
+      const auto v = static_cast<Acc<T>>(src[i]);
       if (exclusive) {
-        dst[i] = sum;
+        dst[i] = static_cast<T>(sum);
         sum += v;
       } else {
         sum += v;
-        dst[i] = sum;
+        dst[i] = static_cast<T>(sum);
       }
     }
   }

@@ -7,6 +7,7 @@
 #include <tbb/parallel_for.h>
 
 #include <cmath>
+#include <limits>
 
 #include "ops/movement.hpp"
 
@@ -28,6 +29,24 @@ std::vector<TensorType> infer(const ShapeCtx& ctx) {
     ctx.fail(R"(attribute 'mode' must be "constant", "edge" or "reflect", got ")" + mode + "\"");
   const auto& pads = n.attr_ints("pads");
   const int r = x.rank();
+  // The fill value must be one the element type holds (converting any other to an integer is undefined).
+  const double v = n.attr_float("value");
+  auto holds = [&](double lo, double hi) { return v >= lo && v <= hi; };
+  bool ok = true;
+  switch (x.dtype) {
+    case DType::i64: ok = holds(-9.2e18, 9.2e18); break;
+    case DType::i32: ok = holds(-2147483648.0, 2147483647.0); break;
+    case DType::i8: ok = holds(-128, 127); break;
+    case DType::u8: ok = holds(0, 255); break;
+    case DType::f32:
+      ok = !std::isfinite(v) || std::fabs(v) <= static_cast<double>(std::numeric_limits<float>::max());
+      break;
+    case DType::f64:
+    case DType::boolean: break;
+    default: ok = v == 0;  // f16, bf16: only zeros, whose bits are zero
+  }
+  if (!ok)
+    ctx.fail("attribute 'value' " + std::to_string(v) + " is not a value of " + std::string(dtype_name(x.dtype)));
   if (static_cast<int>(pads.size()) != 2 * r)
     ctx.fail("attribute 'pads' must have 2 entries per dim (" + std::to_string(2 * r) + " for " + x.str() + "), got " +
              attr_str(Attr{pads}));

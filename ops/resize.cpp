@@ -123,11 +123,14 @@ AxisTable axis_table(const Node& n, int axis, std::int64_t in, std::int64_t out)
       const auto last = static_cast<double>(in - 1);
       src = width == 1 ? (end - start) * last / 2 : x * (end - start) * last / (width - 1);
       src += start * last;
-      if (src < 0 || src > last) t.outside[static_cast<std::size_t>(o)] = 1;
+      if (!(src >= 0 && src <= last)) t.outside[static_cast<std::size_t>(o)] = 1;  // NaN too
     }
     const double base = std::floor(src);
     const double r = src - base;  // in [0, 1); ONNX's ratio 1 at integers picks the same pixels
-    auto clamp = [&](double i) { return std::clamp<std::int64_t>(static_cast<std::int64_t>(i), 0, in - 1); };
+    // Clamped as doubles first: a NaN or huge coordinate (from a plan file's attributes) stays in range.
+    auto clamp = [&](double i) {
+      return !(i > 0) ? std::int64_t{0} : i >= static_cast<double>(in - 1) ? in - 1 : static_cast<std::int64_t>(i);
+    };
     std::int64_t* idx = t.index.data() + o * t.taps;
     float* w = t.weight.data() + o * t.taps;
     if (t.taps == 1) {
@@ -155,7 +158,7 @@ AxisTable axis_table(const Node& n, int axis, std::int64_t in, std::int64_t out)
         sum += kept[k];
         idx[k] = clamp(i);
       }
-      for (int k = 0; k < 4; ++k) w[k] = static_cast<float>(exclude ? kept[k] / sum : kept[k]);
+      for (int k = 0; k < 4; ++k) w[k] = static_cast<float>(exclude && sum != 0 ? kept[k] / sum : kept[k]);
     }
   }
   return t;
