@@ -22,16 +22,13 @@ std::vector<TensorType> infer(const ShapeCtx& ctx) {
 }
 
 // Integer sums wrap around (two's complement, computed unsigned) instead of overflowing.
-template <class T, bool = std::is_integral_v<T>>
-struct AccOf {
-  using type = T;
-};
 template <class T>
-struct AccOf<T, true> {
-  using type = std::make_unsigned_t<T>;
-};
+auto acc_of() {
+  if constexpr (std::is_integral_v<T>) return std::make_unsigned_t<T>{};
+  else return T{};
+}
 template <class T>
-using Acc = typename AccOf<T>::type;
+using Acc = decltype(acc_of<T>());
 
 template <class T>
 void cumsum_slab(const T* src, T* dst, std::int64_t n, std::int64_t inner, bool exclusive, bool reverse) {
