@@ -577,3 +577,68 @@ TEST_CASE("onnx GlobalMaxPool and GlobalAveragePool over 1-D and 3-D inputs") {
       }
     }
 }
+
+TEST_CASE("onnx ops at older opsets: Pad 10 and Split 11 take attributes, TopK 9 its k, Upsample 7 its scales") {
+  kiln::test::TempDir dir;
+  std::vector<float> xv = {1, 2, 3, 4, 5, 6};
+  auto x23 = kiln::Tensor::view(kiln::DType::f32, {2, 3}, xv.data());
+  {  // Pad 10: pads [0, 1, 0, 2] and value 9 as attributes.
+    onnx::ModelProto m = model_of(10, {"2", "3"}, {"2", "6"});
+    auto* n = node(m, "Pad", "pad10", {"x"});
+    ints(n, "pads", {0, 1, 0, 2});
+    auto* v = n->add_attribute();
+    v->set_name("value");
+    v->set_type(onnx::AttributeProto_AttributeType_FLOAT);
+    v->set_f(9);
+    kiln::Session s(kiln::Model::load(save(dir, "pad10.onnx", m)));
+    auto y = s.run({{"x", x23}}).at("y");
+    const std::vector<float> want = {9, 1, 2, 3, 9, 9, 9, 4, 5, 6, 9, 9};
+    REQUIRE(y.shape() == std::vector<std::int64_t>{2, 6});
+    for (std::size_t i = 0; i < want.size(); ++i) CHECK(y.data_as<float>()[i] == want[i]);
+  }
+  {  // Split 11: the sizes as the 'split' attribute, on axis 1.
+    onnx::ModelProto m = model_of(11, {"2", "3"}, {"2", "1"});
+    auto* n = node(m, "Split", "split11", {"x"}, {"y", "z"});
+    integer(n, "axis", 1);
+    ints(n, "split", {1, 2});
+    auto* z = m.mutable_graph()->add_output();
+    z->set_name("z");
+    set_dims(z, {"2", "2"});
+    kiln::Session s(kiln::Model::load(save(dir, "split11.onnx", m)));
+    auto out = s.run({{"x", x23}});
+    const std::vector<float> wy = {1, 4}, wz = {2, 3, 5, 6};
+    for (std::size_t i = 0; i < wy.size(); ++i) CHECK(out.at("y").data_as<float>()[i] == wy[i]);
+    for (std::size_t i = 0; i < wz.size(); ++i) CHECK(out.at("z").data_as<float>()[i] == wz[i]);
+  }
+  {  // TopK 9: k as an attribute, along the last axis.
+    onnx::ModelProto m = model_of(9, {"2", "3"}, {"2", "2"});
+    auto* n = node(m, "TopK", "top9", {"x"}, {"y", "i"});
+    integer(n, "k", 2);
+    auto* i = m.mutable_graph()->add_output();
+    i->set_name("i");
+    set_dims(i, {"2", "2"});
+    i->mutable_type()->mutable_tensor_type()->set_elem_type(onnx::TensorProto_DataType_INT64);
+    kiln::Session s(kiln::Model::load(save(dir, "top9.onnx", m)));
+    auto out = s.run({{"x", x23}});
+    const std::vector<float> wy = {3, 2, 6, 5};
+    const std::vector<std::int64_t> wi = {2, 1, 2, 1};
+    for (std::size_t k = 0; k < wy.size(); ++k) {
+      CHECK(out.at("y").data_as<float>()[k] == wy[k]);
+      CHECK(out.at("i").data_as<std::int64_t>()[k] == wi[k]);
+    }
+  }
+  {  // Upsample 7: scales as an attribute, nearest (asymmetric, rounding down) by 2 and 3.
+    onnx::ModelProto m = model_of(7, {"1", "1", "2", "2"}, {"1", "1", "4", "6"});
+    auto* n = node(m, "Upsample", "up7", {"x"});
+    auto* sc = n->add_attribute();
+    sc->set_name("scales");
+    sc->set_type(onnx::AttributeProto_AttributeType_FLOATS);
+    for (float f : {1.f, 1.f, 2.f, 3.f}) sc->add_floats(f);
+    kiln::Session s(kiln::Model::load(save(dir, "up7.onnx", m)));
+    std::vector<float> xs = {1, 2, 3, 4};
+    auto y = s.run({{"x", kiln::Tensor::view(kiln::DType::f32, {1, 1, 2, 2}, xs.data())}}).at("y");
+    REQUIRE(y.shape() == std::vector<std::int64_t>{1, 1, 4, 6});
+    for (std::int64_t r = 0; r < 4; ++r)
+      for (std::int64_t c = 0; c < 6; ++c) CHECK(y.data_as<float>()[r * 6 + c] == xs[static_cast<std::size_t>(r / 2 * 2 + c / 3)]);
+  }
+}
