@@ -357,14 +357,16 @@ std::int64_t const_input_int(Importer& im, const OnnxNode& n, int i, const std::
   return v[0];
 }
 
-// ArgMax: axis (default 0), keepdims (default 1), select_last_index (opset 12 on).
-void map_argmax(Importer& im, const OnnxNode& n) {
+// ArgMax and ArgMin: axis (default 0), keepdims (default 1), select_last_index (opset 12 on).
+void map_arg(Importer& im, const OnnxNode& n, const std::string& op) {
   im.only_attrs(n, {"axis", "keepdims", "select_last_index"});
-  im.emit(n, "argmax", {im.input(n, 0)},
+  im.emit(n, op, {im.input(n, 0)},
           {{"axis", im.attr_int(n, "axis", 0)},
            {"keepdims", im.attr_int(n, "keepdims", 1) != 0},
            {"select_last_index", im.attr_int(n, "select_last_index", 0) != 0}});
 }
+void map_argmax(Importer& im, const OnnxNode& n) { map_arg(im, n, "argmax"); }
+void map_argmin(Importer& im, const OnnxNode& n) { map_arg(im, n, "argmin"); }
 
 // TopK: k an attribute before opset 10, a constant input from 10; largest and sorted from 11. Kiln's
 // topk always sorts, which is one of the orders sorted = 0 allows.
@@ -706,6 +708,7 @@ std::vector<OpRow> nn_rows() {
       {"GlobalMaxPool", 1, kMaxOpset, map_global_max_pool},        // unchanged since opset 1
       {"InstanceNormalization", 6, kMaxOpset, map_instance_norm},  // unchanged since opset 6
       {"ArgMax", kMinOpset, kMaxOpset, map_argmax},
+      {"ArgMin", kMinOpset, kMaxOpset, map_argmin},
       {"TopK", kMinOpset, kMaxOpset, map_topk},
       {"CumSum", 11, kMaxOpset, map_cumsum},
       {"Trilu", 14, kMaxOpset, map_trilu},
