@@ -268,10 +268,9 @@ void map_batch_norm(Importer& im, const OnnxNode& n) {
 // and PyTorch's agree then). Averages that count padding would count the grown pad too, so
 // count_include_pad = 1 takes ceil_mode only where it grows nothing.
 std::pair<Window, AttrMap> pool_window(Importer& im, const OnnxNode& n, Value* x, bool count_pad) {
-  const auto d = im.attr_ints(n, "dilations", {});
-  if (std::any_of(d.begin(), d.end(), [](std::int64_t v) { return v != 1; }))
-    im.fail(n, "expected dilations of 1 (dilated pooling is not supported)");
   Window w = window_of(im, n, x, im.attr_ints(n, "kernel_shape"));
+  if (n.op() != "MaxPool" && (w.dilation[0] != 1 || w.dilation[1] != 1))
+    im.fail(n, "expected dilations of 1 (Kiln's avg_pool is not dilated)");
   if (im.attr_int(n, "ceil_mode", 0) != 0) {
     const std::string auto_pad = im.attr_string(n, "auto_pad", "NOTSET");
     if (auto_pad != "NOTSET" && auto_pad != "VALID")
@@ -280,7 +279,7 @@ std::pair<Window, AttrMap> pool_window(Importer& im, const OnnxNode& n, Value* x
       const Dim& in = x->type.shape[w.one_d ? 2 : 2 + static_cast<std::size_t>(a)];
       if (w.one_d && a == 0) continue;
       if (!in.concrete()) im.fail(n, "ceil_mode 1 needs the input's spatial size to be concrete, got " + x->type.str());
-      const std::int64_t k = w.kernel[a], s = w.stride[a], pb = w.pads[a], pe = w.pads[a + 2];
+      const std::int64_t k = (w.kernel[a] - 1) * w.dilation[a] + 1, s = w.stride[a], pb = w.pads[a], pe = w.pads[a + 2];
       const std::int64_t span = in.value + pb + pe - k;
       if (span < 0) im.fail(n, "the window is larger than the padded input " + x->type.str());
       const std::int64_t out = (span + s - 1) / s + 1;
@@ -296,7 +295,9 @@ std::pair<Window, AttrMap> pool_window(Importer& im, const OnnxNode& n, Value* x
       }
     }
   }
-  return {w, {{"kernel", w.kernel}, {"stride", w.stride}, {"padding", w.pads}}};
+  AttrMap attrs{{"kernel", w.kernel}, {"stride", w.stride}, {"padding", w.pads}};
+  if (n.op() == "MaxPool") attrs["dilation"] = w.dilation;  // AveragePool has none before opset 19
+  return {w, attrs};
 }
 
 void map_max_pool(Importer& im, const OnnxNode& n) {

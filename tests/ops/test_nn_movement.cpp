@@ -77,3 +77,26 @@ TEST_CASE("split, tile and trilu move bytes of any element type exactly") {
   const std::vector<std::int32_t> wu = {0, 2, 3, 0, 0, 6};
   for (std::size_t i = 0; i < wu.size(); ++i) CHECK(u.out.data_as<std::int32_t>()[i] == wu[i]);
 }
+
+TEST_CASE("max_pool with dilation, stride and padding equals a naive reference") {
+  Rng rng = make_rng(903);
+  Tensor x = random_f32(rng, {2, 3, 9, 8});
+  const Ints k = {3, 2}, st = {2, 1}, dl = {2, 3}, pad = {1, 1, 1, 0};
+  OpResult r = run_op("max_pool", {in(x)},
+                      {{"kernel", Attr{k}}, {"stride", Attr{st}}, {"dilation", Attr{dl}}, {"padding", Attr{pad}}});
+  const std::int64_t oh = (9 + pad[0] + pad[2] - (k[0] - 1) * dl[0] - 1) / st[0] + 1;
+  const std::int64_t ow = (8 + pad[1] + pad[3] - (k[1] - 1) * dl[1] - 1) / st[1] + 1;
+  REQUIRE(r.out.shape() == Ints{2, 3, oh, ow});
+  const float* xs = x.data_as<float>();
+  for (std::int64_t p = 0; p < 6; ++p)
+    for (std::int64_t i = 0; i < oh; ++i)
+      for (std::int64_t j = 0; j < ow; ++j) {
+        float best = -std::numeric_limits<float>::infinity();
+        for (std::int64_t a = 0; a < k[0]; ++a)
+          for (std::int64_t b = 0; b < k[1]; ++b) {
+            const std::int64_t y = i * st[0] - pad[0] + a * dl[0], z = j * st[1] - pad[1] + b * dl[1];
+            if (y >= 0 && y < 9 && z >= 0 && z < 8) best = std::max(best, xs[(p * 9 + y) * 8 + z]);
+          }
+        CHECK(r.out.data_as<float>()[(p * oh + i) * ow + j] == best);
+      }
+}
