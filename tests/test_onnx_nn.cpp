@@ -483,6 +483,23 @@ TEST_CASE("onnx error: computed inputs the nn ops need constant, and shapes they
   integer(p, "ceil_mode", 1);
   text(p, "auto_pad", "SAME_UPPER");
   CHECK(contains(load_error(pool, 0, "mp", "MaxPool"), "expected ceil_mode 0 with auto_pad SAME_UPPER"));
+  // Pads beyond half the kernel: MaxPool pads explicitly first; AveragePool without count_include_pad cannot.
+  for (const std::string op : {"MaxPool", "AveragePool"}) {
+    onnx::ModelProto big = model_of(13, {"1", "1", "5", "5"}, {"1", "1", "7", "7"});
+    auto* b = node(big, op, "wide", {"x"});
+    ints(b, "kernel_shape", {3, 3});
+    ints(b, "pads", {2, 2, 2, 2});
+    kiln::test::TempDir dir;
+    const std::string path = save(dir, "wide.onnx", big);
+    if (op == "MaxPool") {
+      kiln::Model model = kiln::Model::load(path);
+      CHECK(contains(model.ir(), "= pad(%x)"));
+      continue;
+    }
+    std::string e = error_of([&] { kiln::Model::load(path); });
+    INFO(e);
+    CHECK(contains(e, path + ":1:0: error: avg_pool 'wide': attribute 'padding' [2,2,2,2] must be at most half the kernel"));
+  }
 }
 
 TEST_CASE("onnx TopK along a middle axis, smallest first, and a symbolic axis bound below K fails the plan") {

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 
 #include "frontends/onnx/importer.hpp"
 
@@ -300,12 +301,29 @@ std::pair<Window, AttrMap> pool_window(Importer& im, const OnnxNode& n, Value* x
   return {w, attrs};
 }
 
+// Kiln's pools take pads of at most half the kernel (PyTorch's rule). Larger ones, where the pooled values
+// do not depend on how the padding is counted, become an explicit `pad` of x2 (the 2-D input) before a pool
+// without padding: the lowest float for MaxPool (what a window of padding alone gives in ONNX Runtime),
+// zeros for AveragePool with count_include_pad 1. AveragePool without it keeps them (Kiln's pool refuses).
+Value* pad_beyond_half_kernel(Importer& im, const OnnxNode& n, Value* x2, AttrMap& attrs, double value) {
+  const auto& k = std::get<std::vector<std::int64_t>>(attrs.at("kernel"));
+  const auto p = std::get<std::vector<std::int64_t>>(attrs.at("padding"));
+  if (2 * std::max(p[0], p[2]) <= k[0] && 2 * std::max(p[1], p[3]) <= k[1]) return x2;
+  attrs["padding"] = std::vector<std::int64_t>{0, 0, 0, 0};
+  return im.emit_temp(n, "pad", "pads", {x2},
+                      {{"pads", std::vector<std::int64_t>{0, 0, p[0], p[1], 0, 0, p[2], p[3]}},
+                       {"mode", std::string("constant")},
+                       {"value", value}});
+}
+
 void map_max_pool(Importer& im, const OnnxNode& n) {
   im.only_attrs(n, {"auto_pad", "ceil_mode", "dilations", "kernel_shape", "pads", "storage_order", "strides"});
   if (im.attr_int(n, "storage_order", 0) != 0) im.fail(n, "expected storage_order 0");
   Value* x = im.input(n, 0);
   auto [w, attrs] = pool_window(im, n, x, false);
-  emit_window_op(im, n, w, "max_pool", {as_2d(im, n, x, w)}, std::move(attrs));
+  Value* x2 = pad_beyond_half_kernel(im, n, as_2d(im, n, x, w), attrs,
+                                     static_cast<double>(std::numeric_limits<float>::lowest()));
+  emit_window_op(im, n, w, "max_pool", {x2}, std::move(attrs));
 }
 
 void map_avg_pool(Importer& im, const OnnxNode& n) {
@@ -314,7 +332,9 @@ void map_avg_pool(Importer& im, const OnnxNode& n) {
   const bool count_pad = im.attr_int(n, "count_include_pad", 0) != 0;
   auto [w, attrs] = pool_window(im, n, x, count_pad);
   attrs["count_include_pad"] = count_pad;
-  emit_window_op(im, n, w, "avg_pool", {as_2d(im, n, x, w)}, std::move(attrs));
+  Value* x2 = as_2d(im, n, x, w);
+  if (count_pad) x2 = pad_beyond_half_kernel(im, n, x2, attrs, 0.0);
+  emit_window_op(im, n, w, "avg_pool", {x2}, std::move(attrs));
 }
 
 // GlobalAveragePool and GlobalMaxPool over any number of spatial dims: [N,C,H,W] as it is; [N,C,...] of
