@@ -464,6 +464,9 @@ TEST_CASE("onnx error: computed inputs the nn ops need constant, and shapes they
   integer(node(ln, "LayerNormalization", "ln", {"x", "w"}), "axis", 1);
   CHECK(contains(load_error(ln, 0, "ln", "LayerNormalization"),
                  "expected concrete dims from axis 1 on (normalized together), got f32[batch,seq,4]"));
+  onnx::ModelProto lrn = model_of(13, {"1", "4", "3", "3"}, {"1", "4", "3", "3"});
+  integer(node(lrn, "LRN", "norm", {"x"}), "size", 4);
+  CHECK(contains(load_error(lrn, 0, "norm", "LRN"), "expected an odd size, got 4"));
   onnx::ModelProto ct = model_of(13, {"1", "1", "3", "3"}, {"1", "1", "5", "5"});
   auto* w = ct.mutable_graph()->add_input();
   w->set_name("W");

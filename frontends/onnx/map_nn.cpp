@@ -711,6 +711,21 @@ void map_conv_transpose(Importer& im, const OnnxNode& n) {
                   {"output_padding", opad}});
 }
 
+// LRN (unchanged since opset 1 but for types, opset 13): across channels of [N,C,H,W]; an odd size (even
+// sizes centre the window unevenly in ONNX); alpha, beta, bias.
+void map_lrn(Importer& im, const OnnxNode& n) {
+  im.only_attrs(n, {"alpha", "beta", "bias", "size"});
+  Value* x = im.input(n, 0);
+  if (rank_of(x) != 4) im.fail(n, "expected a 2-D input [N,C,H,W], got " + x->type.str());
+  const std::int64_t size = im.attr_int(n, "size", 0);
+  if (size < 1 || size % 2 == 0) im.fail(n, "expected an odd size, got " + std::to_string(size));
+  im.emit(n, "lrn", {x},
+          {{"size", size},
+           {"alpha", im.attr_float(n, "alpha", 1e-4)},
+           {"beta", im.attr_float(n, "beta", 0.75)},
+           {"k", im.attr_float(n, "bias", 1.0)}});
+}
+
 }  // namespace
 
 std::vector<OpRow> nn_rows() {
@@ -740,6 +755,7 @@ std::vector<OpRow> nn_rows() {
       {"Resize", 10, kMaxOpset, map_resize},
       {"Upsample", kMinOpset, 9, map_resize},
       {"ConvTranspose", kMinOpset, kMaxOpset, map_conv_transpose},
+      {"LRN", kMinOpset, kMaxOpset, map_lrn},
   };
 }
 
