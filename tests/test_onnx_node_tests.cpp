@@ -41,10 +41,10 @@ kiln::Tensor tensor_of(const onnx::TensorProto& t, const std::string& what) {
   kiln::DType dt{};
   switch (t.data_type()) {
     case onnx::TensorProto_DataType_FLOAT: dt = kiln::DType::f32; break;
+    case onnx::TensorProto_DataType_DOUBLE: dt = kiln::DType::f64; break;
     case onnx::TensorProto_DataType_INT64: dt = kiln::DType::i64; break;
     case onnx::TensorProto_DataType_INT32: dt = kiln::DType::i32; break;
     case onnx::TensorProto_DataType_BOOL: dt = kiln::DType::boolean; break;
-    case onnx::TensorProto_DataType_DOUBLE: dt = kiln::DType::f64; break;
     case onnx::TensorProto_DataType_FLOAT16: dt = kiln::DType::f16; break;
     case onnx::TensorProto_DataType_BFLOAT16: dt = kiln::DType::bf16; break;
     // ONNX 1.12's generator stores bfloat16 test data as uint16 bits (Kiln has no uint16 type).
@@ -158,8 +158,10 @@ std::string run_node_test(const fs::path& dir, const std::set<std::string>& cons
         return "cannot read input " + inputs[i];
       t->set_name(inputs[i]);
     }
-    for (int i = g->input_size(); i-- > 0;)
-      if (consts.count(g->input(i).name())) g->mutable_input()->DeleteSubrange(i, 1);
+    // Before IR version 4 every initializer must also be a graph input (the checker says so).
+    if (model.ir_version() >= 4)
+      for (int i = g->input_size(); i-- > 0;)
+        if (consts.count(g->input(i).name())) g->mutable_input()->DeleteSubrange(i, 1);
     std::string bytes;
     if (!model.SerializeToString(&bytes)) return "cannot serialize the model";
     path = tmp.write("model.onnx", bytes);
