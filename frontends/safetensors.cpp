@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -281,6 +282,55 @@ std::shared_ptr<WeightsFile> WeightsFile::from_memory(const std::string& name, c
 const WeightTensor* WeightsFile::find(const std::string& name) const {
   auto it = tensors_.find(name);
   return it == tensors_.end() ? nullptr : &it->second;
+}
+
+namespace {
+const char* safetensors_dtype(DType t) {
+  switch (t) {
+    case DType::f32: return "F32";
+    case DType::f16: return "F16";
+    case DType::bf16: return "BF16";
+    case DType::f64: return "F64";
+    case DType::i64: return "I64";
+    case DType::i32: return "I32";
+    case DType::i8: return "I8";
+    case DType::u8: return "U8";
+    case DType::boolean: return "BOOL";
+  }
+  fail("internal: dtype without a safetensors name");
+}
+}  // namespace
+
+std::string safetensors_image(std::vector<NamedTensor> tensors) {
+  std::sort(tensors.begin(), tensors.end(), [](const NamedTensor& a, const NamedTensor& b) { return a.name < b.name; });
+  constexpr std::size_t kAlign = 64;
+  Json header = Json::object();
+  std::size_t offset = 0;
+  std::vector<std::size_t> begin;
+  for (std::size_t i = 0; i < tensors.size(); ++i) {
+    const NamedTensor& t = tensors[i];
+    if (i > 0 && t.name == tensors[i - 1].name) fail("safetensors: tensor '" + t.name + "' is named twice");
+    auto need = checked::tensor_bytes(t.shape, dtype_size(t.dtype));
+    if (!need || static_cast<std::size_t>(*need) != t.bytes)
+      fail("safetensors: tensor '" + t.name + "' holds " + std::to_string(t.bytes) + " bytes, its shape " +
+           shape_str(concrete_shape(t.shape)) + " of " + std::string(dtype_name(t.dtype)) + " needs " +
+           (need ? std::to_string(*need) : "too many"));
+    offset = (offset + kAlign - 1) / kAlign * kAlign;
+    begin.push_back(offset);
+    header[t.name] = {
+        {"dtype", safetensors_dtype(t.dtype)}, {"shape", t.shape}, {"data_offsets", {offset, offset + t.bytes}}};
+    offset += t.bytes;
+  }
+  std::string text = header.dump();
+  // The data starts 8 + header bytes in: pad the header with spaces (valid JSON) so that it starts aligned.
+  text.append((kAlign - (8 + text.size()) % kAlign) % kAlign, ' ');
+  std::string out(8 + text.size() + offset, '\0');
+  const std::uint64_t n = text.size();
+  for (int i = 0; i < 8; ++i) out[static_cast<std::size_t>(i)] = static_cast<char>((n >> (8 * i)) & 0xff);
+  std::memcpy(out.data() + 8, text.data(), text.size());
+  for (std::size_t i = 0; i < tensors.size(); ++i)
+    if (tensors[i].bytes) std::memcpy(out.data() + 8 + text.size() + begin[i], tensors[i].data, tensors[i].bytes);
+  return out;
 }
 
 }  // namespace kiln

@@ -35,4 +35,18 @@ class WeightsFile {
   std::map<std::string, WeightTensor> tensors_;
 };
 
+/// One tensor to write: its name in the header, dtype, shape and bytes (numel × dtype size).
+struct NamedTensor {
+  std::string name;
+  DType dtype = DType::f32;
+  std::vector<std::int64_t> shape;
+  const void* data = nullptr;
+  std::size_t bytes = 0;
+};
+
+/// A `.safetensors` image of `tensors` (header keys sorted by name, data in that order, each tensor's
+/// offset a multiple of 64 so that a reader can map it aligned). Throws kiln::Error when a name repeats or
+/// a tensor's bytes do not match its shape and dtype.
+std::string safetensors_image(std::vector<NamedTensor> tensors);
+
 }  // namespace kiln

@@ -1,5 +1,8 @@
-// argmax: the index of the largest value along the last axis (the first one on ties, as torch.argmax).
+// argmax: the index of the largest value along `axis` (default the last; the first one on ties, as
+// torch.argmax, or the last with select_last_index, as ONNX ArgMax allows); keepdims keeps that axis as 1.
+// argmin: the same for the smallest value (torch.argmin; ONNX ArgMin).
 //   %next = argmax(%logits) : (f32[batch,70]) -> i64[batch]
+//   %a = argmax(%x) {axis=1, keepdims=true} : (f32[batch,5,7]) -> i64[batch,1,7]
 
 #include <tbb/parallel_for.h>
 
@@ -12,37 +15,82 @@ namespace {
 std::vector<TensorType> infer(const ShapeCtx& ctx) {
   expect_f32(ctx, 0);
   if (ctx.in(0).rank() < 1) ctx.fail("expected input of rank >= 1, got " + ctx.in(0).str());
+  const int axis = normalize_axis(ctx, ctx.node().attr_int("axis"), ctx.in(0).rank());
+  const Dim& n = ctx.in(0).shape[axis];
+  if (n.concrete() && n.value == 0)
+    ctx.fail("expected a non-empty axis " + std::to_string(axis) + ", got " + ctx.in(0).str());
   Shape out = ctx.in(0).shape;
-  out.pop_back();
+  if (ctx.node().attr_bool("keepdims")) out[axis] = Dim::of(1);
+  else out.erase(out.begin() + axis);
   return {TensorType{DType::i64, out}};
 }
 
 class ArgmaxKernel : public Kernel {
  public:
   explicit ArgmaxKernel(const KernelCtx& ctx)
-      : rows_(numel_of(ctx.in[0].shape) / ctx.in[0].shape.back().value), n_(ctx.in[0].shape.back().value) {}
+      : last_(ctx.node.attr_bool("select_last_index")), min_(ctx.node.op == "argmin") {
+    const auto dims = dims_of(ctx.in[0].shape);
+    const std::int64_t a = ctx.node.attr_int("axis");
+    const auto axis = static_cast<std::size_t>(a < 0 ? a + static_cast<std::int64_t>(dims.size()) : a);
+    for (std::size_t d = 0; d < axis; ++d) outer_ *= dims[d];
+    for (std::size_t d = axis + 1; d < dims.size(); ++d) inner_ *= dims[d];
+    n_ = dims[axis];
+  }
   void execute(dnnl::stream&, const KernelArgs& args) override {
     const auto* src = static_cast<const float*>(args.in[0]);
     auto* dst = static_cast<std::int64_t*>(args.out[0]);
-    tbb::parallel_for(tbb::blocked_range<std::int64_t>(0, rows_, 64), [&](const tbb::blocked_range<std::int64_t>& r) {
-      for (std::int64_t i = r.begin(); i < r.end(); ++i) dst[i] = arg_max(src + i * n_, n_);
+    const std::int64_t rows = outer_ * inner_;
+    tbb::parallel_for(tbb::blocked_range<std::int64_t>(0, rows, 64), [&](const tbb::blocked_range<std::int64_t>& r) {
+      for (std::int64_t i = r.begin(); i < r.end(); ++i) {
+        if (inner_ == 1 && !last_ && !min_) {
+          dst[i] = arg_max(src + i * n_, n_);
+          continue;
+        }
+        const float* x = src + (i / inner_) * n_ * inner_ + i % inner_;
+        std::int64_t best = 0;
+        for (std::int64_t j = 1; j < n_; ++j) {
+          const float v = x[j * inner_], b = x[best * inner_];
+          if ((min_ ? v < b : v > b) || (last_ && v == b)) best = j;
+        }
+        dst[i] = best;
+      }
     });
   }
-  std::string impl() const override { return "kiln:argmax"; }
+  std::string impl() const override { return min_ ? "kiln:argmin" : "kiln:argmax"; }
 
  private:
-  std::int64_t rows_, n_;
+  bool last_, min_;
+  std::int64_t outer_ = 1, inner_ = 1, n_ = 1;
 };
 
 std::unique_ptr<Kernel> make(const KernelCtx& ctx) { return std::make_unique<ArgmaxKernel>(ctx); }
+
+std::vector<AttrSpec> arg_attrs() {
+  return {AttrSpec{"axis", AttrType::Int, Attr{std::int64_t{-1}}, "the axis searched"},
+          AttrSpec{"keepdims", AttrType::Bool, Attr{false}, "keep the axis as size 1"},
+          AttrSpec{"select_last_index", AttrType::Bool, Attr{false}, "ties go to the last index"}};
+}
 
 }  // namespace
 
 const OpSchema& op_argmax() {
   static const OpSchema s{
       .name = "argmax",
-      .doc = "i64 index of the largest value along the last axis (first on ties); drops that axis",
+      .doc = "i64 index of the largest value along axis (first on ties, or last); drops that axis unless keepdims",
       .inputs = {{"src"}},
+      .attrs = arg_attrs(),
+      .infer = infer,
+      .make_kernel = make,
+  };
+  return s;
+}
+
+const OpSchema& op_argmin() {
+  static const OpSchema s{
+      .name = "argmin",
+      .doc = "i64 index of the smallest value along axis (first on ties, or last); drops that axis unless keepdims",
+      .inputs = {{"src"}},
+      .attrs = arg_attrs(),
       .infer = infer,
       .make_kernel = make,
   };

@@ -3,6 +3,8 @@
 // this CPU (`ba` for a K x N matrix: 1.8x over `ab`, docs/onednn.md), and `linear` takes post-op
 // fusions. The transposed copy replaces W in the plan, so weights are stored once, in that layout.
 //   %y = matmul(%x, %w) : (f32[batch,seq,64], f32[64,256])   ->   %y = linear(%x, %w.packed) : (..., f32[256,64])
+// A following add of a constant [N] (either operand order: torch exports nn.Linear on 3-D input as MatMul
+// then Add(bias, ·)) becomes linear's bias, so that activation and residual fusions see a linear.
 
 #include <cstdlib>
 
@@ -17,6 +19,21 @@ class PrepackMatmulWeights : public Pass {
   const char* name() const override { return "prepack-matmul-weights"; }
   const char* summary() const override {
     return "matmul by a constant [K,N] -> linear with [N,K] weights made at compile time";
+  }
+
+  // add(y, b) or add(b, y) with b a constant f32 [N] and y this linear's output used only there (torch's
+  // export of nn.Linear on 3-D input: MatMul then Add(bias, ·)): b becomes linear's bias.
+  static void absorb_bias(Graph& g, Node* lin, std::int64_t n, PassContext& ctx) {
+    Value* y = lin->outputs[0];
+    if (!why_not_single_use(g, y).empty() || y->users[0]->op != "add") return;
+    Node* add = y->users[0];
+    Value* b = add->inputs[0] == y ? add->inputs[1] : add->inputs[0];
+    if (b == y || !b->is_constant() || b->type.dtype != DType::f32 || b->type.shape != Shape{Dim::of(n)}) return;
+    ctx.fired(*lin, "absorbed " + add->label() + " (bias '" + b->name + "')");
+    Value* out = add->outputs[0];
+    g.remove_node(add);
+    g.set_input(lin, 2, b);
+    g.set_output(lin, 0, out);
   }
 
   bool run(Graph& g, PassContext& ctx) override {
@@ -51,6 +68,7 @@ class PrepackMatmulWeights : public Pass {
       g.remove_node(mm);
       Node* lin = g.add_node("linear", name, {a, wt}, {fresh}, {}, loc);
       g.set_output(lin, 0, out);
+      absorb_bias(g, lin, n, ctx);
       changed = true;
     }
     if (changed) g.compact();

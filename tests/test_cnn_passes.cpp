@@ -72,9 +72,9 @@ TEST_CASE("cnn passes: fold-conv-batch-norm folds each batch_norm into the conv 
         "  %layer1.0.conv1.weight.bn_folded_bias = const : f32[16]\n"
         "  %layer1.0.conv2.weight.bn_folded = const : f32[16,16,3,3]\n"
         "  %layer1.0.conv2.weight.bn_folded_bias = const : f32[16]\n"
-        "  %b1 = conv2d(%x, %layer1.0.conv1.weight.bn_folded, %layer1.0.conv1.weight.bn_folded_bias, _) {activation=\"none\", clip_max=6.0, clip_min=0.0, dilation=[1,1], groups=1, layout=\"plain\", padding=[1,1], stride=[1,1]} : (f32[batch,16,8,8], f32[16,16,3,3], f32[16], _) -> f32[batch,16,8,8]  name(\"c1\")\n"
+        "  %b1 = conv2d(%x, %layer1.0.conv1.weight.bn_folded, %layer1.0.conv1.weight.bn_folded_bias, _) {activation=\"none\", clip_max=6.0, clip_min=0.0, dilation=[1,1], elu_alpha=1.0, groups=1, layout=\"plain\", leaky_relu_alpha=0.01, padding=[1,1], stride=[1,1]} : (f32[batch,16,8,8], f32[16,16,3,3], f32[16], _) -> f32[batch,16,8,8]  name(\"c1\")\n"
         "  %r1 = relu(%b1) : (f32[batch,16,8,8]) -> f32[batch,16,8,8]\n"
-        "  %b2 = conv2d(%r1, %layer1.0.conv2.weight.bn_folded, %layer1.0.conv2.weight.bn_folded_bias, _) {activation=\"none\", clip_max=6.0, clip_min=0.0, dilation=[1,1], groups=1, layout=\"plain\", padding=[1,1], stride=[1,1]} : (f32[batch,16,8,8], f32[16,16,3,3], f32[16], _) -> f32[batch,16,8,8]  name(\"c2\")\n"
+        "  %b2 = conv2d(%r1, %layer1.0.conv2.weight.bn_folded, %layer1.0.conv2.weight.bn_folded_bias, _) {activation=\"none\", clip_max=6.0, clip_min=0.0, dilation=[1,1], elu_alpha=1.0, groups=1, layout=\"plain\", leaky_relu_alpha=0.01, padding=[1,1], stride=[1,1]} : (f32[batch,16,8,8], f32[16,16,3,3], f32[16], _) -> f32[batch,16,8,8]  name(\"c2\")\n"
         "  %s = add(%b2, %x) : (f32[batch,16,8,8], f32[batch,16,8,8]) -> f32[batch,16,8,8]\n"
         "  %y = relu(%s) : (f32[batch,16,8,8]) -> f32[batch,16,8,8]\n"
         "  return %y\n"
@@ -173,9 +173,9 @@ TEST_CASE("cnn passes: fuse-residual on conv2d folds add(r, conv2d(x)) into the 
         "graph folded(%x: f32[batch,16,8,8]) -> (%y) {\n"
         "  %layer1.0.conv1.weight = const : f32[16,16,3,3]\n"
         "  %layer1.0.conv2.weight = const : f32[16,16,3,3]\n"
-        "  %c1 = conv2d(%x, %layer1.0.conv1.weight, _, _) {activation=\"none\", clip_max=6.0, clip_min=0.0, dilation=[1,1], groups=1, layout=\"plain\", padding=[1,1], stride=[1,1]} : (f32[batch,16,8,8], f32[16,16,3,3], _, _) -> f32[batch,16,8,8]\n"
+        "  %c1 = conv2d(%x, %layer1.0.conv1.weight, _, _) {activation=\"none\", clip_max=6.0, clip_min=0.0, dilation=[1,1], elu_alpha=1.0, groups=1, layout=\"plain\", leaky_relu_alpha=0.01, padding=[1,1], stride=[1,1]} : (f32[batch,16,8,8], f32[16,16,3,3], _, _) -> f32[batch,16,8,8]\n"
         "  %r1 = relu(%c1) : (f32[batch,16,8,8]) -> f32[batch,16,8,8]\n"
-        "  %s = conv2d(%r1, %layer1.0.conv2.weight, _, %x) {activation=\"none\", clip_max=6.0, clip_min=0.0, dilation=[1,1], groups=1, layout=\"plain\", padding=[1,1], stride=[1,1]} : (f32[batch,16,8,8], f32[16,16,3,3], _, f32[batch,16,8,8]) -> f32[batch,16,8,8]  name(\"c2\")\n"
+        "  %s = conv2d(%r1, %layer1.0.conv2.weight, _, %x) {activation=\"none\", clip_max=6.0, clip_min=0.0, dilation=[1,1], elu_alpha=1.0, groups=1, layout=\"plain\", leaky_relu_alpha=0.01, padding=[1,1], stride=[1,1]} : (f32[batch,16,8,8], f32[16,16,3,3], _, f32[batch,16,8,8]) -> f32[batch,16,8,8]  name(\"c2\")\n"
         "  %y = relu(%s) : (f32[batch,16,8,8]) -> f32[batch,16,8,8]\n"
         "  return %y\n"
         "}\n");
@@ -206,8 +206,8 @@ TEST_CASE("cnn passes: fuse-activation on conv2d folds relu after the residual, 
         "graph folded(%x: f32[batch,16,8,8]) -> (%y) {\n"
         "  %layer1.0.conv1.weight = const : f32[16,16,3,3]\n"
         "  %layer1.0.conv2.weight = const : f32[16,16,3,3]\n"
-        "  %r1 = conv2d(%x, %layer1.0.conv1.weight, _, _) {activation=\"relu\", clip_max=6.0, clip_min=0.0, dilation=[1,1], groups=1, layout=\"plain\", padding=[1,1], stride=[1,1]} : (f32[batch,16,8,8], f32[16,16,3,3], _, _) -> f32[batch,16,8,8]  name(\"c1\")\n"
-        "  %y = conv2d(%r1, %layer1.0.conv2.weight, _, %x) {activation=\"relu\", clip_max=6.0, clip_min=0.0, dilation=[1,1], groups=1, layout=\"plain\", padding=[1,1], stride=[1,1]} : (f32[batch,16,8,8], f32[16,16,3,3], _, f32[batch,16,8,8]) -> f32[batch,16,8,8]  name(\"c2\")\n"
+        "  %r1 = conv2d(%x, %layer1.0.conv1.weight, _, _) {activation=\"relu\", clip_max=6.0, clip_min=0.0, dilation=[1,1], elu_alpha=1.0, groups=1, layout=\"plain\", leaky_relu_alpha=0.01, padding=[1,1], stride=[1,1]} : (f32[batch,16,8,8], f32[16,16,3,3], _, _) -> f32[batch,16,8,8]  name(\"c1\")\n"
+        "  %y = conv2d(%r1, %layer1.0.conv2.weight, _, %x) {activation=\"relu\", clip_max=6.0, clip_min=0.0, dilation=[1,1], elu_alpha=1.0, groups=1, layout=\"plain\", leaky_relu_alpha=0.01, padding=[1,1], stride=[1,1]} : (f32[batch,16,8,8], f32[16,16,3,3], _, f32[batch,16,8,8]) -> f32[batch,16,8,8]  name(\"c2\")\n"
         "  return %y\n"
         "}\n");
   REQUIRE(r.remarks.size() == 2);
@@ -220,8 +220,8 @@ TEST_CASE("cnn passes: fuse-activation on conv2d folds relu after the residual, 
         "graph mobile(%x: f32[batch,16,9,9]) -> (%y) {\n"
         "  %blocks.0.conv.0.weight = const : f32[16,1,3,3]\n"
         "  %blocks.0.conv.3.weight = const : f32[16,16,1,1]\n"
-        "  %dr = conv2d(%x, %blocks.0.conv.0.weight, _, _) {activation=\"clip\", clip_max=3.0, clip_min=0.5, dilation=[1,1], groups=16, layout=\"plain\", padding=[1,1], stride=[1,1]} : (f32[batch,16,9,9], f32[16,1,3,3], _, _) -> f32[batch,16,9,9]  name(\"d\")\n"
-        "  %y = conv2d(%dr, %blocks.0.conv.3.weight, _, _) {activation=\"silu\", clip_max=6.0, clip_min=0.0, dilation=[1,1], groups=1, layout=\"plain\", padding=[0,0], stride=[1,1]} : (f32[batch,16,9,9], f32[16,16,1,1], _, _) -> f32[batch,16,9,9]  name(\"p\")\n"
+        "  %dr = conv2d(%x, %blocks.0.conv.0.weight, _, _) {activation=\"clip\", clip_max=3.0, clip_min=0.5, dilation=[1,1], elu_alpha=1.0, groups=16, layout=\"plain\", leaky_relu_alpha=0.01, padding=[1,1], stride=[1,1]} : (f32[batch,16,9,9], f32[16,1,3,3], _, _) -> f32[batch,16,9,9]  name(\"d\")\n"
+        "  %y = conv2d(%dr, %blocks.0.conv.3.weight, _, _) {activation=\"silu\", clip_max=6.0, clip_min=0.0, dilation=[1,1], elu_alpha=1.0, groups=1, layout=\"plain\", leaky_relu_alpha=0.01, padding=[0,0], stride=[1,1]} : (f32[batch,16,9,9], f32[16,16,1,1], _, _) -> f32[batch,16,9,9]  name(\"p\")\n"
         "  return %y\n"
         "}\n");
   REQUIRE(r.remarks.size() == 2);
@@ -262,7 +262,7 @@ nodes:
     check_same_results(yaml, fuse_activation_late, 75, resnet_dir());
     folded.push_back(a->name);
   }
-  CHECK(folded == std::vector<std::string>{"relu", "clip", "silu", "sigmoid", "tanh"});
+  CHECK(folded == std::vector<std::string>{"relu", "clip", "silu", "sigmoid", "tanh", "leaky_relu", "elu", "hard_swish", "softplus"});
 }
 
 TEST_CASE("cnn passes: fuse-activation on conv2d gives the same results") {

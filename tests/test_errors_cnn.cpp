@@ -49,6 +49,6 @@ TEST_CASE("cnn errors: batch_norm, pools, concat, flatten") {
         "model.yaml:8:5: error: concat 'y': input 1 f32[batch,16,(h-7)/2+1,(w-7)/2+1] does not match input 0 f32[batch,3,h,w] outside axis 1");
   CHECK(parse_error("  - {op: flatten, in: [image], axis: 5, out: y}\n") ==
         "model.yaml:7:5: error: flatten 'y': attribute 'axis' = 5 is out of range for rank 4 (expected -4..3)");
-  CHECK(parse_error("  - {op: resize, in: [image], mode: cubic, size: [4, 4], out: y}\n") ==
-        "model.yaml:7:5: error: resize 'y': attribute 'mode' must be \"nearest\" or \"linear\", got \"cubic\"");
+  CHECK(parse_error("  - {op: resize, in: [image], mode: area, size: [4, 4], out: y}\n") ==
+        "model.yaml:7:5: error: resize 'y': attribute 'mode' must be \"nearest\", \"linear\" or \"cubic\", got \"area\"");
 }

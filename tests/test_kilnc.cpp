@@ -113,6 +113,28 @@ TEST_CASE("kilnc run and compile accept an .onnx model") {
   CHECK(fs::exists(plan));
 }
 
+TEST_CASE("kilnc import writes a YAML model and weights that kilnc runs") {
+  TempDir tmp;
+  const std::string dir = tmp.path("imported");
+  Result r = run_kilnc("import tests/fixtures/onnx/mlp_gemm.onnx -o " + quote(dir));
+  INFO(r.out);
+  REQUIRE(r.code == 0);
+  CHECK(contains(r.out, "model.yaml (3 nodes)"));
+  Result run = run_kilnc("run " + quote(dir + "/model.yaml") + " --input x=tests/fixtures/onnx/x.npy --output-dir " +
+                         quote(tmp.path("out")));
+  INFO(run.out);
+  REQUIRE(run.code == 0);
+  CHECK(max_abs_diff(kiln::read_npy(tmp.path("out/y.npy")), kiln::read_npy(source_path("tests/fixtures/onnx/y.npy"))) <=
+        1e-5);
+  Result yaml_in = run_kilnc(std::string("import ") + kExampleModel + " -o " + quote(tmp.path("x")), true);
+  CHECK(yaml_in.code != 0);
+  CHECK(contains(yaml_in.out, "error: import reads .onnx models (got '.yaml')"));
+  Result bad = run_kilnc("import tests/fixtures/onnx/unsupported.onnx -o " + quote(tmp.path("y")), true);
+  CHECK(bad.code != 0);
+  CHECK(contains(bad.out, "3 node(s) use ops that Kiln cannot import"));
+  CHECK_FALSE(fs::exists(tmp.path("y/model.yaml")));
+}
+
 TEST_CASE("kilnc error: missing model file") {
   Result r = run_kilnc("check no/such/model.yaml", true);
   CHECK(r.code != 0);
@@ -188,7 +210,7 @@ TEST_CASE("kilnc error: an unknown subcommand is named in the message") {
 TEST_CASE("kilnc error: no subcommand lists the subcommands") {
   Result r = run_kilnc("", true);
   CHECK(r.code != 0);
-  CHECK(contains(r.out, "expected a subcommand: check, run, profile, dot, ops, passes, compile, inspect, bench or generate"));
+  CHECK(contains(r.out, "expected a subcommand: check, run, profile, dot, import, ops, passes, compile, inspect, bench or generate"));
 }
 
 TEST_CASE("kilnc profile times every kernel and names what fused nodes absorbed") {
@@ -216,4 +238,25 @@ TEST_CASE("kilnc dot prints the graph before or after the passes") {
   CHECK(o0.code == 0);
   CHECK(contains(o0.out, "relu 'encoder_layer.0/h1'"));
   CHECK(o0.out.back() == '\n');
+}
+
+TEST_CASE("kilnc run prints and writes bool and integer outputs, and runs a plan file of an ONNX model with them") {
+  TempDir tmp;
+  const std::string inputs = " --input ids=tests/fixtures/onnx/math/ids.npy --input x=tests/fixtures/onnx/math/x.npy";
+  std::string plan = tmp.path("math.kplan");
+  Result c = run_kilnc("compile tests/fixtures/onnx/math/model.onnx -o " + quote(plan));
+  INFO(c.out);
+  REQUIRE(c.code == 0);
+  std::string out_dir = tmp.path("out");
+  Result r = run_kilnc("run " + quote(plan) + inputs + " --output-dir " + quote(out_dir));
+  INFO(r.out);
+  REQUIRE(r.code == 0);
+  CHECK(contains(r.out, "c: bool[2,5,1]\n  true\n  false\n"));  // ids 5, 3: (ids > 3) & (ids <= 7)
+  kiln::Tensor c_npy = kiln::read_npy(out_dir + "/c.npy");
+  kiln::Tensor want = kiln::read_npy(source_path("tests/fixtures/onnx/math/c.npy"));
+  REQUIRE(c_npy.dtype() == kiln::DType::boolean);
+  REQUIRE(c_npy.numel() == want.numel());
+  for (std::int64_t i = 0; i < want.numel(); ++i) CHECK(c_npy.data_as<std::uint8_t>()[i] == want.data_as<std::uint8_t>()[i]);
+  CHECK(max_abs_diff(kiln::read_npy(out_dir + "/a.npy"), kiln::read_npy(source_path("tests/fixtures/onnx/math/a.npy"))) <=
+        1e-5);
 }

@@ -36,14 +36,21 @@ bool parse_file(const fs::path& path, Proto* out) {
   return in && out->ParseFromIstream(&in);
 }
 
-// A TensorProto as a Kiln tensor (f32, i64, i32, bool); throws on anything else.
+// A TensorProto as a Kiln tensor (f32, f64, f16, bf16, i64, i32, i8, u8, bool); throws on anything else.
 kiln::Tensor tensor_of(const onnx::TensorProto& t, const std::string& what) {
   kiln::DType dt{};
   switch (t.data_type()) {
     case onnx::TensorProto_DataType_FLOAT: dt = kiln::DType::f32; break;
+    case onnx::TensorProto_DataType_DOUBLE: dt = kiln::DType::f64; break;
     case onnx::TensorProto_DataType_INT64: dt = kiln::DType::i64; break;
     case onnx::TensorProto_DataType_INT32: dt = kiln::DType::i32; break;
     case onnx::TensorProto_DataType_BOOL: dt = kiln::DType::boolean; break;
+    case onnx::TensorProto_DataType_FLOAT16: dt = kiln::DType::f16; break;
+    case onnx::TensorProto_DataType_BFLOAT16: dt = kiln::DType::bf16; break;
+    // ONNX 1.12's generator stores bfloat16 test data as uint16 bits (Kiln has no uint16 type).
+    case onnx::TensorProto_DataType_UINT16: dt = kiln::DType::bf16; break;
+    case onnx::TensorProto_DataType_INT8: dt = kiln::DType::i8; break;
+    case onnx::TensorProto_DataType_UINT8: dt = kiln::DType::u8; break;
     default: throw std::runtime_error(what + ": element type " + std::to_string(t.data_type()) + " not handled");
   }
   std::vector<std::int64_t> dims(t.dims().begin(), t.dims().end());
@@ -56,22 +63,72 @@ kiln::Tensor tensor_of(const onnx::TensorProto& t, const std::string& what) {
     std::memcpy(out.data(), t.float_data().data(), bytes);
   } else if (dt == kiln::DType::i64 && static_cast<std::size_t>(t.int64_data_size()) * 8 == bytes) {
     std::memcpy(out.data(), t.int64_data().data(), bytes);
+  } else if (dt == kiln::DType::f64 && static_cast<std::size_t>(t.double_data_size()) * 8 == bytes) {
+    std::memcpy(out.data(), t.double_data().data(), bytes);
+  } else if ((dt == kiln::DType::f16 || dt == kiln::DType::bf16) &&
+             static_cast<std::size_t>(t.int32_data_size()) * 2 == bytes) {  // the bits in the low 16 of each
+    for (int i = 0; i < t.int32_data_size(); ++i)
+      out.data_as<std::uint16_t>()[i] = static_cast<std::uint16_t>(t.int32_data(i));
+  } else if ((dt == kiln::DType::i32 || dt == kiln::DType::boolean) &&
+             static_cast<std::size_t>(t.int32_data_size()) * kiln::dtype_size(dt) == bytes) {
+    for (int i = 0; i < t.int32_data_size(); ++i) {
+      if (dt == kiln::DType::i32) out.data_as<std::int32_t>()[i] = t.int32_data(i);
+      else out.data_as<std::uint8_t>()[i] = static_cast<std::uint8_t>(t.int32_data(i) != 0);
+    }
   } else {
     throw std::runtime_error(what + ": typed data not handled");
   }
   return out;
 }
 
+// float16 and bfloat16 bits as doubles, for comparing (IEEE half: sign, 5 exponent bits, 10 mantissa bits).
+double half(std::uint16_t h) {
+  const int e = (h >> 10) & 0x1f, m = h & 0x3ff;
+  const double v = e == 0 ? std::ldexp(m, -24) : e == 31 ? (m ? NAN : INFINITY) : std::ldexp(1024 + m, e - 25);
+  return h & 0x8000 ? -v : v;
+}
+double bhalf(std::uint16_t h) {
+  const std::uint32_t x = static_cast<std::uint32_t>(h) << 16;
+  float f = 0;
+  std::memcpy(&f, &x, sizeof f);
+  return f;
+}
+
 // ONNX's backend default tolerances (onnx/backend/test/case/node: rtol 1e-3, atol 1e-7).
 std::string compare(const kiln::Tensor& got, const kiln::Tensor& want, const std::string& name) {
   if (got.shape() != want.shape())
     return name + ": shape " + kiln::shape_to_string(got.shape()) + ", expected " + kiln::shape_to_string(want.shape());
-  if (want.dtype() != kiln::DType::f32 || got.dtype() != kiln::DType::f32) return name + ": expected f32 outputs";
+  if (got.dtype() != want.dtype())
+    return name + ": type " + std::string(kiln::dtype_name(got.dtype())) + ", expected " +
+           std::string(kiln::dtype_name(want.dtype()));
+  // Integers and bools exactly (bools as truth values); f64, f16 and bf16 at the same tolerances as f32.
+  for (std::int64_t i = 0; i < want.numel() && want.dtype() != kiln::DType::f32; ++i) {
+    double x = 0, y = 0;
+    switch (want.dtype()) {
+      case kiln::DType::i64: x = static_cast<double>(got.data_as<std::int64_t>()[i]), y = static_cast<double>(want.data_as<std::int64_t>()[i]); break;
+      case kiln::DType::i32: x = got.data_as<std::int32_t>()[i], y = want.data_as<std::int32_t>()[i]; break;
+      case kiln::DType::i8: x = got.data_as<std::int8_t>()[i], y = want.data_as<std::int8_t>()[i]; break;
+      case kiln::DType::u8: x = got.data_as<std::uint8_t>()[i], y = want.data_as<std::uint8_t>()[i]; break;
+      case kiln::DType::boolean: x = got.data_as<std::uint8_t>()[i] != 0, y = want.data_as<std::uint8_t>()[i] != 0; break;
+      case kiln::DType::f64: x = got.data_as<double>()[i], y = want.data_as<double>()[i]; break;
+      case kiln::DType::f16: x = half(got.data_as<std::uint16_t>()[i]), y = half(want.data_as<std::uint16_t>()[i]); break;
+      case kiln::DType::bf16:
+        x = bhalf(got.data_as<std::uint16_t>()[i]), y = bhalf(want.data_as<std::uint16_t>()[i]);
+        break;
+      default: return name + ": output type " + std::string(kiln::dtype_name(want.dtype())) + " not compared";
+    }
+    const bool floating = want.dtype() == kiln::DType::f64 || want.dtype() == kiln::DType::f16 ||
+                          want.dtype() == kiln::DType::bf16;
+    const bool close = floating ? (x == y || std::fabs(x - y) <= 1e-7 + 1e-3 * std::fabs(y)) : x == y;
+    if (!close && !(std::isnan(x) && std::isnan(y)))
+      return name + "[" + std::to_string(i) + "] = " + std::to_string(x) + ", expected " + std::to_string(y);
+  }
+  if (want.dtype() != kiln::DType::f32) return {};
   const float* a = got.data_as<float>();
   const float* b = want.data_as<float>();
   for (std::int64_t i = 0; i < want.numel(); ++i) {
     const bool both_nan = std::isnan(a[i]) && std::isnan(b[i]);
-    if (!both_nan && !(std::fabs(a[i] - b[i]) <= 1e-7 + 1e-3 * std::fabs(b[i])))
+    if (!both_nan && a[i] != b[i] && !(std::fabs(a[i] - b[i]) <= 1e-7 + 1e-3 * std::fabs(b[i])))  // inf == inf
       return name + "[" + std::to_string(i) + "] = " + std::to_string(a[i]) + ", expected " + std::to_string(b[i]);
   }
   return {};
@@ -101,8 +158,10 @@ std::string run_node_test(const fs::path& dir, const std::set<std::string>& cons
         return "cannot read input " + inputs[i];
       t->set_name(inputs[i]);
     }
-    for (int i = g->input_size(); i-- > 0;)
-      if (consts.count(g->input(i).name())) g->mutable_input()->DeleteSubrange(i, 1);
+    // Before IR version 4 every initializer must also be a graph input (the checker says so).
+    if (model.ir_version() >= 4)
+      for (int i = g->input_size(); i-- > 0;)
+        if (consts.count(g->input(i).name())) g->mutable_input()->DeleteSubrange(i, 1);
     std::string bytes;
     if (!model.SerializeToString(&bytes)) return "cannot serialize the model";
     path = tmp.write("model.onnx", bytes);

@@ -195,17 +195,16 @@ TEST_CASE("onnx torch: gru_bi (Transpose, bidirectional GRU, Transpose, Reshape,
                             {{"features", 0}, {"h0", 1}}, {{"out", 0}, {"h_n", 1}}, batch);
 }
 
-// Needs Clip (ReLU6's export) from the element-wise helper's branch: enable once Clip imports.
-TEST_CASE("onnx torch: mobilenet_tiny exported at opset 14 equals PyTorch at batch 2 and 1" * doctest::skip()) {
+// ReLU6 exports as Clip(0, 6).
+TEST_CASE("onnx torch: mobilenet_tiny exported at opset 14 equals PyTorch at batch 2 and 1") {
   for (std::int64_t batch : {0, 1})
     check_against_reference(torch_fixture("mobilenet_tiny/model.onnx"), torch_fixture("mobilenet_tiny/"),
                             {{"image", 0}}, {{"logits", 0}}, batch);
 }
 
-// Needs Gather (nn.Embedding's export) and Squeeze (opset 13+, axes as a constant input) from the tensor-ops
-// helper's branch: enable once both import.
-TEST_CASE("onnx torch: lstm_tagger (Embedding, LSTM with h0/c0, Linear) equals PyTorch at batch 2 and 1" *
-          doctest::skip()) {
+// nn.Embedding exports as Gather; the LSTM's Y [seq, 1, batch, hidden] is squeezed (Squeeze, axes a constant
+// input at opset 13+) and transposed back to batch-first.
+TEST_CASE("onnx torch: lstm_tagger (Embedding, LSTM with h0/c0, Linear) equals PyTorch at batch 2 and 1") {
   for (std::int64_t batch : {0, 1})
     check_against_reference(torch_fixture("lstm_tagger/model.onnx"), torch_fixture("lstm_tagger/"),
                             {{"tokens", 0}, {"h0", 1}, {"c0", 1}}, {{"logits", 0}, {"h_n", 1}, {"c_n", 1}}, batch);

@@ -1207,3 +1207,39 @@ TEST_CASE("passes: prepack-matmul-weights stores a constant matmul operand as [N
 TEST_CASE("passes: prepack-matmul-weights gives the same results") {
   check_same_results(kPrepack, make_prepack_matmul_weights_pass, 11);
 }
+
+namespace {
+
+// torch.onnx.export's nn.Linear on 3-D input: MatMul by the transposed weight, then Add(bias, product).
+// y's add takes a [64] constant (absorbed, bias on the left); z's product is also a graph output, so its add
+// stays.
+const std::string kPrepackBias = R"(kiln: 1
+name: prepack_bias
+weights: weights.safetensors
+inputs:
+  x: {dtype: f32, shape: [batch, 3, 256]}
+outputs: [y, h2, z]
+nodes:
+  - {op: matmul, in: [x, transformer_encoder.layers.0.linear1.weight], out: h}
+  - {op: add, in: [transformer_encoder.layers.0.linear2.bias, h], out: y}
+  - {op: matmul, in: [x, transformer_encoder.layers.1.linear1.weight], out: h2}
+  - {op: add, in: [h2, transformer_encoder.layers.1.linear2.bias], out: z}
+)";
+
+}  // namespace
+
+TEST_CASE("passes: prepack-matmul-weights takes an add of a constant [N] after the product as linear's bias") {
+  auto g = parse(kPrepackBias);
+  PassResult r = run_pass(*g, make_prepack_matmul_weights_pass);
+  CHECK(r.changed);
+  const std::string ir = g->print();
+  INFO(ir);
+  CHECK(kiln::test::contains(ir, "  %y = linear(%x, %transformer_encoder.layers.0.linear1.weight.packed, "
+                     "%transformer_encoder.layers.0.linear2.bias) {activation=\"none\"}"));
+  CHECK(kiln::test::contains(ir, "  %z = add(%h2, %transformer_encoder.layers.1.linear2.bias)"));
+  CHECK(count_of(ir, " = add(") == 1);
+  REQUIRE(r.remarks.size() == 3);
+  check_remark(r.remarks[1], "prepack-matmul-weights", true, "linear 'h'",
+               "absorbed add 'y' (bias 'transformer_encoder.layers.0.linear2.bias')", line_of(kPrepackBias, "out: h}"));
+  check_same_results(kPrepackBias, make_prepack_matmul_weights_pass, 12);
+}

@@ -899,6 +899,84 @@ TEST_CASE("pattern fusions: fuse-attention declines intermediates used outside t
   }
 }
 
+namespace {
+
+// torch.nn.MultiheadAttention as torch.onnx.export writes it (sequence-first, one packed in-projection
+// sliced into q, k, v; q scaled before q·kᵀ), with the classifier fixture's layer-0 attention weights.
+const std::string kAttSeqFirst = R"(kiln: 1
+name: att_seq_first
+weights: weights.safetensors
+inputs:
+  x: {dtype: f32, shape: [batch, seq, 64]}
+outputs: [y]
+nodes:
+  - {op: transpose, in: [x], perm: [1, 0, 2], out: xt}
+  - {op: linear, in: [xt, )" L0 R"(self_attn.in_proj_weight, )" L0 R"(self_attn.in_proj_bias], out: qkv}
+  - {op: slice, in: [qkv], axes: [-1], starts: [0], ends: [64], out: q}
+  - {op: slice, in: [qkv], axes: [-1], starts: [64], ends: [128], out: k}
+  - {op: slice, in: [qkv], axes: [-1], starts: [128], ends: [192], out: v}
+  - {op: reshape, in: [q], shape: [0, -1, 8], out: q3}
+  - {op: transpose, in: [q3], perm: [1, 0, 2], out: qh}
+  - {op: div, in: [qh, 2.8284271247461903], out: qs}
+  - {op: reshape, in: [k], shape: [0, -1, 8], out: k3}
+  - {op: transpose, in: [k3], perm: [1, 2, 0], out: kt}
+  - {op: reshape, in: [v], shape: [0, -1, 8], out: v3}
+  - {op: transpose, in: [v3], perm: [1, 0, 2], out: vh}
+  - {op: matmul, in: [qs, kt], out: s}
+  - {op: softmax, in: [s], axis: -1, out: pr}
+  - {op: matmul, in: [pr, vh], out: c}
+  - {op: transpose, in: [c], perm: [1, 0, 2], out: ct}
+  - {op: reshape, in: [ct], shape: [-1, 64], out: cm}
+  - {op: linear, in: [cm, )" L0 R"(self_attn.out_proj.weight, )" L0 R"(self_attn.out_proj.bias], out: o}
+  - {op: reshape_dims, in: [o, x], shape: [0, -1, 64], dims: [0, 1, 1], out: o3}
+  - {op: transpose, in: [o3], perm: [1, 0, 2], out: y}
+)";
+
+const std::vector<Bindings> kSeqFirstRuns = {{{"batch", 1}, {"seq", 5}}, {{"batch", 3}, {"seq", 11}}};
+
+}  // namespace
+
+TEST_CASE("pattern fusions: fuse-attention fuses torch's exported sequence-first form into attention") {
+  auto g = parse(kAttSeqFirst);
+  CHECK(g->find_value("o3")->type.str() == "f32[seq,batch,64]");
+  PassResult r = run_pass(*g, make_fuse_attention_pass);
+  CHECK(r.changed);
+  const std::string ir = g->print();
+  INFO(ir);
+  CHECK(contains(ir, "  %y = attention(%x, %x, %x, %" L0 "self_attn.in_proj_weight, %" L0 "self_attn.in_proj_bias, %" L0
+                     "self_attn.out_proj.weight, %" L0 "self_attn.out_proj.bias) {heads=8}"));
+  for (const char* gone : {"transpose(", "slice(", "reshape", "matmul(", "softmax(", "linear(", "div("})
+    CHECK_FALSE(contains(ir, gone));
+  REQUIRE(r.remarks.size() == 1);
+  check_remark(r.remarks[0], "fuse-attention", true, "linear 'o'",
+               "became attention {heads=8}, absorbing 20 nodes of the sequence-first form from linear 'qkv'",
+               line_of(kAttSeqFirst, "out: o}"));
+  check_same_results(kAttSeqFirst, make_fuse_attention_pass, 311, fixture_dir(), kSeqFirstRuns);
+}
+
+TEST_CASE("pattern fusions: fuse-attention declines the sequence-first form with masked scores or a shared slice") {
+  {
+    std::string yaml = replace_once(kAttSeqFirst, "  x: {dtype: f32, shape: [batch, seq, 64]}\n",
+                                    "  x: {dtype: f32, shape: [batch, seq, 64]}\n"
+                                    "  mask: {dtype: f32, shape: [seq, seq]}\n");
+    yaml = replace_once(yaml, "  - {op: softmax, in: [s], axis: -1, out: pr}\n",
+                        "  - {op: add, in: [s, mask], out: sm}\n"
+                        "  - {op: softmax, in: [sm], axis: -1, out: pr}\n");
+    PassResult r = check_unchanged(yaml, make_fuse_attention_pass, fixture_dir());
+    REQUIRE(r.remarks.size() == 1);
+    check_remark(r.remarks[0], "fuse-attention", false, "linear 'o'",
+                 "attention pattern (sequence-first): masked scores (an add before the softmax) are not fused yet",
+                 line_of(yaml, "out: o}"));
+  }
+  {
+    const std::string yaml = replace_once(kAttSeqFirst, "outputs: [y]", "outputs: [y, k]");
+    PassResult r = check_unchanged(yaml, make_fuse_attention_pass, fixture_dir());
+    REQUIRE(r.remarks.size() == 1);
+    check_remark(r.remarks[0], "fuse-attention", false, "linear 'o'",
+                 "attention pattern (sequence-first): slice 'k': its output 'k' is a graph output", line_of(yaml, "out: o}"));
+  }
+}
+
 // An output linear of weight [4,64] is a valid graph (y is f32[batch,seq,4]) but not attention's output
 // projection: the pass must decline, not build an attention node that fails shape inference.
 TEST_CASE("pattern fusions: fuse-attention declines an output projection that is not [E,E]") {

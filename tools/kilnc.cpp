@@ -15,11 +15,14 @@
 #include <tbb/global_control.h>
 #include <CLI/CLI.hpp>
 
+#include "frontends/onnx/onnx_frontend.hpp"
+#include "frontends/yaml/yaml_writer.hpp"
 #include "graph/graph.hpp"
 #include "kiln/kiln.hpp"
 #include "ops/op.hpp"
 #include "passes/pass.hpp"
 #include "runtime/compile.hpp"
+#include "runtime/file_io.hpp"
 #include "runtime/model_impl.hpp"
 #include "runtime/npy.hpp"
 #include "tools/kilnc_aot.hpp"
@@ -69,6 +72,10 @@ void print_values(const std::string& name, const kiln::Tensor& t, std::size_t li
       case kiln::DType::f32: std::printf("%.6f", static_cast<double>(t.data_as<float>()[i])); break;
       case kiln::DType::i64: std::printf("%lld", static_cast<long long>(t.data_as<std::int64_t>()[i])); break;
       case kiln::DType::i32: std::printf("%d", t.data_as<std::int32_t>()[i]); break;
+      case kiln::DType::f64: std::printf("%.6f", t.data_as<double>()[i]); break;
+      case kiln::DType::i8: std::printf("%d", t.data_as<std::int8_t>()[i]); break;
+      case kiln::DType::u8: std::printf("%d", t.data_as<std::uint8_t>()[i]); break;
+      case kiln::DType::boolean: std::printf("%s", t.data_as<std::uint8_t>()[i] ? "true" : "false"); break;
       default: std::printf("?"); break;
     }
     std::printf((i + 1) % row == 0 || i + 1 == shown ? "\n" : " ");
@@ -150,6 +157,32 @@ int cmd_profile(const std::string& model_path, const std::vector<std::string>& i
 int cmd_dot(const std::string& model_path, const CompileFlags& flags) {
   kiln::Model model = compile(model_path, flags);
   std::cout << model.impl()->graph->to_dot();
+  return 0;
+}
+
+// `kilnc import m.onnx -o DIR`: DIR/model.yaml + DIR/model.safetensors, the imported graph after the passes
+// of -O but before the layout pass (layouts have no YAML form), so that the files load to the same results.
+int cmd_import(const std::string& model_path, const std::string& out_dir, const CompileFlags& flags) {
+  if (std::filesystem::path(model_path).extension() != ".onnx")
+    throw kiln::Error(model_path + ": error: import reads .onnx models (got '" +
+                      std::filesystem::path(model_path).extension().string() + "')");
+  std::unique_ptr<kiln::Graph> g = kiln::load_onnx_model(model_path);
+  kiln::PipelineOptions options = kiln::pass_pipeline(flags);
+  options.disabled.insert("assign-layouts");
+  kiln::run_pipeline(*g, options);
+  std::error_code ec;
+  std::filesystem::create_directories(out_dir, ec);
+  if (ec) throw kiln::Error(out_dir + ": error: cannot create the output folder (" + ec.message() + ")");
+  const std::string source = std::filesystem::path(model_path).filename().string();
+  kiln::YamlExport files = kiln::export_yaml(*g, "model.safetensors", "imported from " + source + " by kilnc import");
+  const std::string yaml_path = (std::filesystem::path(out_dir) / "model.yaml").string();
+  const std::string weights_path = (std::filesystem::path(out_dir) / "model.safetensors").string();
+  kiln::detail::write_file_atomic(weights_path, files.weights.data(), files.weights.size());
+  kiln::detail::write_file_atomic(yaml_path, files.yaml.data(), files.yaml.size());
+  std::printf("wrote %s (%zu nodes) and %s (%zu bytes)", yaml_path.c_str(), g->nodes().size(), weights_path.c_str(),
+              files.weights.size());
+  if (files.renamed) std::printf("; %d names changed to characters YAML names keep", files.renamed);
+  std::printf("\n");
   return 0;
 }
 
@@ -314,6 +347,16 @@ int main(int argc, char** argv) {
   generate->add_option("-O,--opt-level", flags.opt_level, "optimization level: 0, 1 or 2 (default)")
       ->check(CLI::Range(0, 2));
 
+  std::string import_dir;
+  auto* import = app.add_subcommand("import", "convert an ONNX model into a Kiln YAML model and safetensors weights");
+  import->add_option("model", model_path, "model file (.onnx)")->required();
+  import->add_option("-o,--output-dir", import_dir, "write DIR/model.yaml and DIR/model.safetensors")->required();
+  import
+      ->add_option("-O,--opt-level", flags.opt_level,
+                   "passes run before writing: 0 as imported, 1 (default) cleanup, 2 also fusions")
+      ->check(CLI::Range(0, 2));
+  import->add_option("--disable-pass", flags.disabled, "do not run this pass (repeatable)");
+
   auto* ops = app.add_subcommand("ops", "list the operators this build knows, with inputs and attributes");
   auto* passes = app.add_subcommand("passes", "list the optimization passes in pipeline order");
 
@@ -335,13 +378,17 @@ int main(int argc, char** argv) {
     if (*run) return cmd_run(model_path, input_specs, output_dir, repeat, warmup, print_limit, flags);
     if (*profile) return cmd_profile(model_path, input_specs, profile_runs, flags);
     if (*dot) return cmd_dot(model_path, flags);
+    if (*import) {
+      if (import->count("--opt-level") == 0) flags.opt_level = 1;  // import's default: cleanup, no fusions
+      return cmd_import(model_path, import_dir, flags);
+    }
     if (*generate) return cmd_generate(model_path, gen_flags, flags);
     if (*ops) return cmd_ops();
     if (*passes) return cmd_passes();
     if (int code = kiln::run_aot_subcommand(aot); code >= 0) return code;
     std::fprintf(stderr,
-                 "error: expected a subcommand: check, run, profile, dot, ops, passes, compile, inspect, bench or "
-                 "generate (see kilnc --help)\n");
+                 "error: expected a subcommand: check, run, profile, dot, import, ops, passes, compile, inspect, bench "
+                 "or generate (see kilnc --help)\n");
     return 2;
   } catch (const kiln::Error& e) {
     std::fprintf(stderr, "%s\n", e.what());

@@ -150,7 +150,7 @@ std::vector<Value*> all_inputs(Importer& im, const OnnxNode& n) {
 const std::vector<OpRow>& op_table() {
   static const std::vector<OpRow> rows = [] {
     std::vector<OpRow> all;
-    for (auto family : {math_rows, nn_rows, tensor_rows, rnn_rows}) {
+    for (auto family : {math_rows, nn_rows, tensor_rows, shape_rows, logic_rows, rnn_rows}) {
       auto r = family();
       all.insert(all.end(), r.begin(), r.end());
     }

@@ -39,6 +39,34 @@ struct ConstTensor {
   }
 };
 
+// An import-time integer value (docs/onnx.md "Shape arithmetic"): a shape, or what exporters compute from
+// one (Shape -> Gather -> Unsqueeze -> Concat, int64 scalars). Each element is a Kiln Dim: concrete, or
+// symbolic (`batch`, `seq`, `batch*seq`). The ops of map_shape.cpp fold on these without emitting kernels.
+struct IntValue {
+  std::vector<std::int64_t> dims;  // its own shape: {} for a scalar, {n} for a shape vector
+  std::vector<Dim> elems;          // row-major, numel(dims) of them
+  DType dtype = DType::i64;        // i64 or i32, or boolean for Equal's result
+  bool concrete() const {
+    for (const Dim& d : elems)
+      if (!d.concrete()) return false;
+    return true;
+  }
+  std::string str() const {  // "[batch,seq,64]" or "seq" for a scalar
+    return dims.empty() && elems.size() == 1 ? elems[0].str() : shape_str(elems);
+  }
+};
+
+/// A dim as a product: a concrete factor times sorted symbols ("4*batch" -> {4, [batch]}), so that
+/// `batch*4`, `4*batch` and a shape rule's products compare equal.
+struct DimProduct {
+  std::int64_t coef = 1;
+  std::vector<std::string> syms;
+  static DimProduct of(const Dim& d);
+  Dim dim() const;  // canonical: "4*batch*seq"
+};
+/// Whether two dims are the same size for every binding of their symbols.
+bool same_dim(const Dim& a, const Dim& b);
+
 // One ONNX node as a mapping function sees it.
 struct OnnxNode {
   const onnx::NodeProto& proto;
@@ -71,7 +99,16 @@ const std::vector<OpRow>& op_table();
 std::vector<OpRow> math_rows();
 std::vector<OpRow> nn_rows();
 std::vector<OpRow> tensor_rows();
+std::vector<OpRow> logic_rows();
+std::vector<OpRow> shape_rows();
 std::vector<OpRow> rnn_rows();
+
+/// Folds node `n` at import when it computes an IntValue from IntValues (map_shape.cpp); false when the
+/// node must be mapped onto Kiln ops instead.
+bool fold_node(Importer& im, const OnnxNode& n);
+/// Ops the importer folds on shape values but does not map on data (Equal, Where): consulted after the op
+/// table, so a family that maps them on data takes precedence, and not claimed in onnx_supported_ops().
+const std::vector<OpRow>& fold_only_rows();
 
 inline std::string domain_name(const std::string& d) { return d.empty() ? "ai.onnx" : d; }
 inline bool is_default_domain(const std::string& d) { return d.empty() || d == "ai.onnx"; }
@@ -136,6 +173,7 @@ class Importer {
     const auto& nodes = model_.graph().node();
     for (int i = 0; i < nodes.size(); ++i) {
       OnnxNode n = describe(nodes[i], i);
+      if (fold_node(*this, n)) continue;
       row_of(n)->map(*this, n);
     }
     read_outputs();
@@ -161,6 +199,11 @@ class Importer {
     }
     const std::string& name = n.proto.input(i);
     if (auto it = values_.find(name); it != values_.end()) return it->second;
+    if (auto it = known_.find(name); it != known_.end() && !constants_.count(name))
+      fail(n, "input '" + name + "' is the shape value " + it->second.str() +
+                  ", computed at import from symbolic dims; it is used here as tensor data, which would make the "
+                  "computation depend on the shape binding (expected it to end in a Reshape, Expand, Slice, "
+                  "ConstantOfShape or Range input)");
     if (auto it = constants_.find(name); it != constants_.end()) {
       const ConstTensor& c = it->second;
       Value* v = graph_->add_constant(value_name(name), TensorType{c.dtype, concrete_shape(c.dims)}, c.data);
@@ -176,6 +219,96 @@ class Importer {
     auto it = constants_.find(n.proto.input(i));
     return it == constants_.end() ? nullptr : &it->second;
   }
+
+  /// Input i as an import-time integer value: a folded shape value, or an int64/int32 constant; null when
+  /// it is computed at run time or absent.
+  const IntValue* known(const OnnxNode& n, int i) {
+    if (!has_input(n, i)) return nullptr;
+    const std::string& name = n.proto.input(i);
+    if (auto it = known_.find(name); it != known_.end()) return &it->second;
+    auto c = constants_.find(name);
+    if (c == constants_.end()) return nullptr;
+    const ConstTensor& t = c->second;
+    if (t.dtype != DType::i64 && t.dtype != DType::i32 && t.dtype != DType::boolean) return nullptr;
+    if (t.numel() > kMaxKnownElems) return nullptr;
+    IntValue v;
+    v.dims = t.dims;
+    v.dtype = t.dtype;
+    for (std::int64_t k = 0; k < t.numel(); ++k) {
+      std::int64_t e = t.dtype == DType::i64   ? static_cast<const std::int64_t*>(t.data.data)[k]
+                       : t.dtype == DType::i32 ? static_cast<const std::int32_t*>(t.data.data)[k]
+                                               : static_cast<const unsigned char*>(t.data.data)[k] != 0;
+      v.elems.push_back(Dim::of(e));
+    }
+    return &known_.emplace(name, std::move(v)).first->second;
+  }
+  /// Whether input i is a graph value computed at run time (not a constant, not a folded shape value).
+  bool computed(const OnnxNode& n, int i) const {
+    return has_input(n, i) && values_.count(n.proto.input(i)) && !values_.at(n.proto.input(i))->is_constant();
+  }
+  /// The graph value of input i when it is one (a graph input or a node's output), without making constants.
+  Value* value_of(const OnnxNode& n, int i) const {
+    if (!has_input(n, i)) return nullptr;
+    auto it = values_.find(n.proto.input(i));
+    return it == values_.end() ? nullptr : it->second;
+  }
+
+  /// The graph value output `i` of `n` became (after emit); null when none.
+  Value* output_value(const OnnxNode& n, int i) const {
+    if (i >= n.proto.output_size()) return nullptr;
+    auto it = values_.find(n.proto.output(i));
+    return it == values_.end() ? nullptr : it->second;
+  }
+
+  /// Records output `out` of `n` as an import-time value; a concrete one is also a constant (int64, or
+  /// the dtype it has), so that mappings reading constants and tensor inputs see it.
+  void define_known(const OnnxNode& n, int out, IntValue v) {
+    if (out >= n.proto.output_size() || n.proto.output(out).empty()) return;
+    const std::string& name = n.proto.output(out);
+    if (values_.count(name) || constants_.count(name) || known_.count(name))
+      fail(n, "output '" + name + "' is defined twice");
+    if (v.concrete()) {
+      ConstTensor c;
+      c.dtype = v.dtype == DType::i32 || v.dtype == DType::boolean ? v.dtype : DType::i64;
+      c.dims = v.dims;
+      const std::size_t bytes = v.elems.size() * dtype_size(c.dtype);
+      auto buf = aligned_buffer(bytes);
+      for (std::size_t k = 0; k < v.elems.size(); ++k) {
+        const std::int64_t e = v.elems[k].value;
+        if (c.dtype == DType::i64) static_cast<std::int64_t*>(buf.get())[k] = e;
+        else if (c.dtype == DType::i32) static_cast<std::int32_t*>(buf.get())[k] = static_cast<std::int32_t>(e);
+        else static_cast<unsigned char*>(buf.get())[k] = e != 0;
+      }
+      c.data = ConstData{buf.get(), bytes, std::shared_ptr<const void>(buf)};
+      constants_.emplace(name, std::move(c));
+    }
+    known_.emplace(name, std::move(v));
+  }
+
+  /// Output `out` of `n` names the same thing as input `in` (Identity, a Cast that changes nothing).
+  void alias(const OnnxNode& n, int out, int in) {
+    const std::string& name = n.proto.output(out);
+    const std::string& src = n.proto.input(in);
+    if (values_.count(name) || constants_.count(name) || known_.count(name))
+      fail(n, "output '" + name + "' is defined twice");
+    if (auto it = known_.find(src); it != known_.end()) known_.emplace(name, it->second);
+    if (auto it = constants_.find(src); it != constants_.end()) constants_.emplace(name, it->second);
+    if (auto it = values_.find(src); it != values_.end()) values_.emplace(name, it->second);
+  }
+
+  /// A graph value and axis whose size is the symbolic dim `d` (the first seen: graph inputs, then the
+  /// inputs of Shape nodes); null when none is known.
+  std::pair<Value*, int> dim_source(const Dim& d) const {
+    auto it = dim_sources_.find(d.sym);
+    return it == dim_sources_.end() ? std::pair<Value*, int>{nullptr, -1} : it->second;
+  }
+  void note_dims_of(Value* v) {
+    for (int a = 0; a < v->type.rank(); ++a)
+      if (!v->type.shape[a].concrete()) dim_sources_.emplace(v->type.shape[a].sym, std::pair<Value*, int>{v, a});
+  }
+
+  /// Shape values larger than this are not tracked (they are data, not shapes).
+  static constexpr std::int64_t kMaxKnownElems = 4096;
 
   const onnx::AttributeProto* attr(const OnnxNode& n, const std::string& key) const {
     for (const auto& a : n.proto.attribute())
@@ -334,6 +467,8 @@ class Importer {
     if (!is_default_domain(n.proto.domain())) return nullptr;
     for (const auto& r : op_table())
       if (r.op == n.op() && n.opset >= r.min_opset && n.opset <= r.max_opset) return &r;
+    for (const auto& r : fold_only_rows())
+      if (r.op == n.op() && n.opset >= r.min_opset && n.opset <= r.max_opset) return &r;
     return nullptr;
   }
 
@@ -466,6 +601,7 @@ class Importer {
       Value* v = graph_->add_value(value_name(in.name()), type);
       graph_->inputs.push_back(v);
       values_.emplace(in.name(), v);
+      note_dims_of(v);
     }
   }
 
@@ -473,7 +609,8 @@ class Importer {
     for (const auto& o : model_.graph().output()) {
       auto it = values_.find(o.name());
       if (it == values_.end() || it->second->is_constant())
-        fail_file("graph output '" + o.name() + "' is a constant (expected a value the model computes)");
+        fail_file("graph output '" + o.name() +
+                  "' is a constant or a shape known at import (expected a value the model computes)");
       graph_->outputs.push_back(it->second);
     }
   }
@@ -481,9 +618,11 @@ class Importer {
   std::string path_;
   onnx::ModelProto model_;
   std::unique_ptr<Graph> graph_;
-  std::map<std::string, ConstTensor> constants_;  // ONNX name -> initializer or Constant value
-  std::map<std::string, Value*> values_;          // ONNX name -> graph value
-  std::set<std::string> used_;                    // ONNX names some node or the graph's outputs read
+  std::map<std::string, ConstTensor> constants_;               // ONNX name -> initializer or Constant value
+  std::map<std::string, Value*> values_;                       // ONNX name -> graph value
+  std::map<std::string, IntValue> known_;                      // ONNX name -> import-time integer value (shapes)
+  std::map<std::string, std::pair<Value*, int>> dim_sources_;  // symbolic dim -> a value and axis of that size
+  std::set<std::string> used_;                                 // ONNX names some node or the graph's outputs read
   std::set<std::string> names_, node_names_;
 };
 

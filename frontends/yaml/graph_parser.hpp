@@ -72,6 +72,7 @@ class Parser : public NodeReader {
 
   // ---- nodes ----
   Value* lookup(const YAML::Node& where, const std::string& name, const Scope& scope);
+  Value* lookup_or_absent(const std::pair<std::string, YAML::Node>& in, const Scope& scope);
   Value* literal(const std::string& text);
   void define(const YAML::Node& where, Scope& scope, const std::string& local, Value* v);
   void parse_node(const YAML::Node& n, Scope& scope);

@@ -229,6 +229,12 @@ Value* Parser::lookup(const YAML::Node& where, const std::string& name, const Sc
         "undefined value '" + name + "' (not an input, an earlier output, or a weight in " + weights_name() + ")");
 }
 
+// An entry of `in`: null (`~`) for an input left out, else the value it names.
+Value* Parser::lookup_or_absent(const std::pair<std::string, YAML::Node>& in, const Scope& scope) {
+  if (in.second.IsNull()) return nullptr;
+  return lookup(in.second, in.first, scope);
+}
+
 // A number in `in` is a scalar f32 constant (rank 0), created once per spelling.
 Value* Parser::literal(const std::string& text) {
   if (text.empty() ||
@@ -295,7 +301,8 @@ std::vector<Value*> Parser::node_inputs(const YAML::Node& n, const OpSchema& sch
     YAML::Node in = n["in"];
     if (in.IsScalar()) ins.emplace_back(substitute(in, in.Scalar(), scope), in);
     else if (in.IsSequence())
-      for (const auto& i : in) ins.emplace_back(substitute(i, scalar(i, "an input name"), scope), i);
+      for (const auto& i : in)  // `~` (null) leaves an optional input out: `in: [x, w, ~, r]`
+        ins.emplace_back(i.IsNull() ? std::string() : substitute(i, scalar(i, "an input name"), scope), i);
     else error(in, "'in' must be a value name or a list of value names");
   }
   std::vector<Value*> inputs(schema.inputs.size(), nullptr);
@@ -308,7 +315,7 @@ std::vector<Value*> Parser::node_inputs(const YAML::Node& n, const OpSchema& sch
     if (ins.size() > act.size())
       error(n["in"], label + ": takes " + std::to_string(act.size()) + " input(s) besides its weights, 'in' names " +
                          std::to_string(ins.size()));
-    for (; next < ins.size(); ++next) inputs[act[next]] = lookup(ins[next].second, ins[next].first, scope);
+    for (; next < ins.size(); ++next) inputs[act[next]] = lookup_or_absent(ins[next], scope);
     for (std::size_t i = 0; i < schema.inputs.size(); ++i) {
       const InputSpec& spec = schema.inputs[i];
       if (spec.weight.empty()) continue;
@@ -322,7 +329,7 @@ std::vector<Value*> Parser::node_inputs(const YAML::Node& n, const OpSchema& sch
     if (ins.size() > inputs.size())
       error(n["in"], label + ": takes at most " + std::to_string(schema.inputs.size()) + " input(s), 'in' names " +
                          std::to_string(ins.size()));
-    for (; next < ins.size(); ++next) inputs[next] = lookup(ins[next].second, ins[next].first, scope);
+    for (; next < ins.size(); ++next) inputs[next] = lookup_or_absent(ins[next], scope);
   }
   for (std::size_t i = 0; i < schema.inputs.size(); ++i)
     if (!inputs[i] && !schema.inputs[i].optional)

@@ -132,8 +132,11 @@ TEST_CASE("resize bad inputs") {
   Rng rng = make_rng(736);
   Tensor x = random_f32(rng, {1, 2, 3, 4});
   CHECK(error_of([&] { run_op("resize", {in(x)}); }) == "error: resize 'out': expected exactly one of the attributes 'size' and 'scale'");
-  CHECK(error_of([&] { run_op("resize", {in(x)}, {{"size", Attr{Ints{4, 4}}}, {"mode", Attr{std::string("cubic")}}}); }) ==
-        "error: resize 'out': attribute 'mode' must be \"nearest\" or \"linear\", got \"cubic\"");
+  CHECK(error_of([&] { run_op("resize", {in(x)}, {{"size", Attr{Ints{4, 4}}}, {"mode", Attr{std::string("area")}}}); }) ==
+        "error: resize 'out': attribute 'mode' must be \"nearest\", \"linear\" or \"cubic\", got \"area\"");
+  CHECK(error_of([&] {
+    run_op("resize", {in(x)}, {{"size", Attr{Ints{4, 4}}}, {"coordinate_mode", Attr{std::string("tf_crop_and_resize")}}});
+  }) == "error: resize 'out': coordinate_mode tf_crop_and_resize needs attribute 'roi' [h_start, w_start, h_end, w_end], got []");
   CHECK(error_of([&] { run_op("resize", {in(x)}, {{"scale", Attr{std::vector<double>{0.1, 1.0}}}}); }) ==
         "error: resize 'out': scaling f32[1,2,3,4] by [0.1,1.0] leaves no pixels");
 }

@@ -142,7 +142,7 @@ TEST_CASE("conv2d shape rule and bad inputs") {
   CHECK(err({in(x), weight(random_f32(rng, {8, 4, 3, 3})), none()}, {{"padding", Attr{std::vector<std::int64_t>{1, 1, 1}}}}) ==
         "error: conv2d 'out': attribute 'padding' must have 2 entries [h, w] or 4 [top, left, bottom, right], got [1,1,1]");
   CHECK(err({in(x), weight(random_f32(rng, {8, 4, 3, 3})), none()}, {{"activation", Attr{std::string("gelu")}}}) ==
-        "error: conv2d 'out': attribute 'activation' must be one of none, relu, clip, silu, sigmoid, tanh; got \"gelu\"");
+        "error: conv2d 'out': attribute 'activation' must be one of none, relu, clip, silu, sigmoid, tanh, leaky_relu, elu, hard_swish, softplus; got \"gelu\"");
   CHECK(err({in(random_f32(rng, {4, 8, 8})), weight(random_f32(rng, {8, 4, 3, 3})), none()}) ==
         "error: conv2d 'out': expected input 'src' of rank 4 [N,C,H,W], got f32[4,8,8]");
   CHECK(err({in(x), in(random_f32(rng, {8, 4, 3, 3})), none()}) ==

@@ -101,7 +101,8 @@ TEST_CASE("activation table: every row's unary op is registered from it, linear 
   }
   CHECK(find_activation("none") == nullptr);
   CHECK(activation_names(find_op("linear")->post_ops.activations) == "none, relu, gelu, gelu_tanh, sigmoid, tanh");
-  CHECK(activation_names(find_op("conv2d")->post_ops.activations) == "none, relu, clip, silu, sigmoid, tanh");
+  CHECK(activation_names(find_op("conv2d")->post_ops.activations) ==
+        "none, relu, clip, silu, sigmoid, tanh, leaky_relu, elu, hard_swish, softplus");
   // Whichever activation an op accepts, its schema has the attributes for the parameters.
   for (const OpSchema* op : all_ops())
     for (const ActivationDef* a : activations())

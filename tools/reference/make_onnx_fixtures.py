@@ -12,7 +12,7 @@ It (re)writes, deterministically (fixed seed), tests/fixtures/onnx/:
   mlp_gemm.onnx       the same weights as Gemm (transB=1, bias) -> Relu -> Gemm (transB=0, bias), batch dim
                       named 'p2o.DynamicDimension.0' (not an identifier); W2 in float_data, not raw_data
   x.npy, y.npy        float32 [2, 4] input and the numpy-computed output of both models
-  unsupported.onnx    Sin, Cos (no Kiln mapping) and a custom-domain op, between supported nodes
+  unsupported.onnx    Det, Hardmax (no Kiln mapping) and a custom-domain op, between supported nodes
   undefined_input.onnx  MatMul reading 'W', which nothing defines (no initializer, no input)
   softmax_axis1_opset11.onnx  Softmax(axis=1) on [batch, 3, 5] at opset 11 (flattens dims 1..: refused)
   external.onnx + external.bin  MatMul whose weight lies in an external data file (offset 16); its
@@ -90,8 +90,8 @@ def main():
     g = helper.make_graph(
         [
             helper.make_node("Relu", ["x"], ["a"], name="first"),
-            helper.make_node("Sin", ["a"], ["b"], name="sine"),
-            helper.make_node("Cos", ["b"], ["c"], name="cosine"),
+            helper.make_node("Det", ["a"], ["b"], name="det"),
+            helper.make_node("Hardmax", ["b"], ["c"], name="hardmax"),
             helper.make_node("FancyOp", ["c"], ["d"], name="custom", domain="com.example"),
             helper.make_node("Relu", ["d"], ["y"], name="last"),
         ],
