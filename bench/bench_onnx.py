@@ -12,6 +12,9 @@ medians, so that a busy spell of the shared machine lands on both alike (bench/b
              interOpNumThreads 1, sequential, graphOptimizationLevel 'all'), the median of R session.run
              calls timed with process.hrtime after W warm-up calls
   kiln/ort   kiln ms / ort ms (< 1: Kiln is faster)
+  yaml twin  with MODEL.onnx,...,yaml=PATH.yaml: Kiln on a YAML model of the same weights
+             (bench/export_onnx_bench_models.py writes such twins) as a third engine in the rotation, and
+             .onnx/YAML = kiln ms on the .onnx / kiln ms on the YAML model (issue 15: within 5%)
   max rel Δ  over every output: max|kiln - ort| / max(max|ort|, 1e-6) (the last round's outputs); the row is
              marked FAIL above 1e-4
 
@@ -77,12 +80,16 @@ def cpu_description():
 def parse_model_arg(text, global_shapes):
     parts = text.split(",")
     shapes = dict(global_shapes)
+    twin = None
     for p in parts[1:]:
         name, eq, value = p.partition("=")
         if not eq:
-            raise SystemExit("model argument %r: expected PATH.onnx,NAME=DIM,..." % text)
-        shapes[name] = int(value)
-    return parts[0], shapes
+            raise SystemExit("model argument %r: expected PATH.onnx,NAME=DIM,...[,yaml=PATH.yaml]" % text)
+        if name == "yaml":
+            twin = value
+        else:
+            shapes[name] = int(value)
+    return parts[0], shapes, twin
 
 
 def make_inputs(path, shapes, seed, int_high, folder):
@@ -195,7 +202,7 @@ def main(argv=None):
     rows, failed = [], False
     with tempfile.TemporaryDirectory(prefix="bench_onnx_") as tmp:
         for mi, spec in enumerate(args.models):
-            path, shapes = parse_model_arg(spec, global_shapes)
+            path, shapes, twin = parse_model_arg(spec, global_shapes)
             folder = os.path.join(tmp, "m%d" % mi)
             os.makedirs(folder)
             inputs, outputs, dims = make_inputs(path, shapes, args.seed, args.int_high, folder)
@@ -203,13 +210,18 @@ def main(argv=None):
                 kiln_out, ort_out = os.path.join(folder, "kiln_%d" % t), os.path.join(folder, "ort_%d" % t)
                 os.makedirs(kiln_out)
                 os.makedirs(ort_out)
-                kiln_ms, ort_ms, version, error = [], [], "?", None
+                kiln_ms, ort_ms, yaml_ms, version, error = [], [], [], "?", None
+                engines = ["kiln", "ort"] + (["yaml"] if twin else [])
                 try:
                     for r in range(args.rounds):
-                        order = ("kiln", "ort") if r % 2 == 0 else ("ort", "kiln")
+                        order = engines if r % 2 == 0 else engines[::-1]
                         for engine in order:
                             if engine == "kiln":
                                 kiln_ms.append(run_kiln(args, path, inputs, t, per_round, kiln_out))
+                            elif engine == "yaml":
+                                yaml_out = os.path.join(folder, "yaml_%d" % t)
+                                os.makedirs(yaml_out, exist_ok=True)
+                                yaml_ms.append(run_kiln(args, twin, inputs, t, per_round, yaml_out))
                             else:
                                 ms, version = run_ort(args, path, inputs, t, per_round, ort_out)
                                 ort_ms.append(ms)
@@ -224,23 +236,27 @@ def main(argv=None):
                     row.update(kiln_ms=float(np.median(kiln_ms)), ort_ms=float(np.median(ort_ms)),
                                kiln_rounds=kiln_ms, ort_rounds=ort_ms,
                                max_rel_diff=max_rel_diff(kiln_out, ort_out, outputs))
+                    if twin:
+                        row.update(yaml_ms=float(np.median(yaml_ms)), yaml_rounds=yaml_ms,
+                                   yaml_rel_diff=max_rel_diff(kiln_out, os.path.join(folder, "yaml_%d" % t), outputs))
                     failed = failed or row["max_rel_diff"] > REL_TOL
                 rows.append(row)
                 print_row(row)
                 sys.stdout.flush()
 
     print()
-    print("| model | dims | threads | kiln ms | ORT ms | kiln/ORT | max rel Δ |")
-    print("|---|---|---|---|---|---|---|")
+    print("| model | dims | threads | kiln ms | ORT ms | kiln/ORT | max rel Δ | kiln YAML twin ms | .onnx/YAML |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for row in rows:
         dims = " ".join("%s=%d" % kv for kv in row["dims"].items()) or "-"
         name = row["model"]
         if "error" in row:
-            print("| %s | %s | %d | n/a | n/a | n/a | %s |" % (name, dims, row["threads"], row["error"][:160]))
+            print("| %s | %s | %d | n/a | n/a | n/a | %s | | |" % (name, dims, row["threads"], row["error"][:160]))
             continue
-        print("| %s | %s | %d | %.3f | %.3f | %.2f | %.1e%s |" % (
+        twin_cols = ("%.3f | %.3f" % (row["yaml_ms"], row["kiln_ms"] / row["yaml_ms"])) if "yaml_ms" in row else " | "
+        print("| %s | %s | %d | %.3f | %.3f | %.2f | %.1e%s | %s |" % (
             name, dims, row["threads"], row["kiln_ms"], row["ort_ms"], row["kiln_ms"] / row["ort_ms"],
-            row["max_rel_diff"], "" if row["max_rel_diff"] <= REL_TOL else " FAIL"))
+            row["max_rel_diff"], "" if row["max_rel_diff"] <= REL_TOL else " FAIL", twin_cols))
     print("ONNX Runtime %s (onnxruntime-node); medians of %d round medians, %d runs per round; load average "
           "after: %.2f %.2f %.2f" % ((rows[0].get("ort_version", "?") if rows else "?", args.rounds, per_round)
                                      + os.getloadavg()))
@@ -257,7 +273,9 @@ def print_row(row):
     else:
         print("%s [%s] %d threads: kiln %s ms, ort %s ms, max rel diff %.1e" % (
             row["model"], dims, row["threads"], " ".join("%.3f" % m for m in row["kiln_rounds"]),
-            " ".join("%.3f" % m for m in row["ort_rounds"]), row["max_rel_diff"]))
+            " ".join("%.3f" % m for m in row["ort_rounds"]), row["max_rel_diff"])
+              + (", yaml twin %s ms (max rel diff to the .onnx %.1e)" % (" ".join("%.3f" % m for m in row["yaml_rounds"]),
+                                                                      row["yaml_rel_diff"]) if "yaml_ms" in row else ""))
 
 
 if __name__ == "__main__":

@@ -54,6 +54,15 @@ def write(cfg, out_dir):
     if "weights" in cfg:
         tensors, _ = safetensors_io.load_file(cfg["weights"])
         model.load_state_dict({k: torch.from_numpy(np.array(v, dtype=np.float32)) for k, v in tensors.items()})
+    else:
+        # nn.TransformerEncoder deep-copies one layer, so every layer starts with the same weights, and
+        # torch.onnx.export then stores them once (it deduplicates equal initializers): the .onnx would read
+        # one layer's weights N times while the YAML model reads N copies. Perturb each tensor so that the
+        # layers differ, as in a trained model.
+        gen = torch.Generator().manual_seed(cfg["seed"])
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(0.02 * torch.randn(p.shape, generator=gen))
     model.eval()
     safetensors_io.save_file(classifier.state_dict_numpy(model), paths["weights"])
     with open(paths["yaml"], "w", encoding="utf-8") as f:
