@@ -157,16 +157,43 @@ dnnl::convolution_forward::primitive_desc conv_pd(const Node& n, const TensorTyp
   return {desc, attr, engine};
 }
 
+// A convolution with a residual reads src in the blocked layout of its output and residual (`required`),
+// even with fewer input channels than one block; oneDNN 2.6 has no jit kernel for that (8 channels in
+// nChw16c runs its reference kernel, 25-50x slower), but has one reading such a src plain. Then the
+// kernel reorders src to plain in its scratch first: the type its convolution reads src in.
+TensorType conv_src_type(const Node& n, const TensorType& src_t, bool residual) {
+  const std::int64_t block = src_t.plain() ? 0 : channel_block(src_t.layout);
+  const Dim& c = src_t.shape.at(1);
+  if (!residual || block == 0 || n.attr_int("groups") != 1 || !c.concrete() || c.value >= block) return src_t;
+  TensorType plain = src_t;
+  plain.layout.clear();
+  return plain;
+}
+
 std::unique_ptr<Kernel> make(const KernelCtx& ctx) {
   const Node& n = ctx.node;
-  const auto pd = conv_pd(n, ctx.in[kSrc], ctx.out[0], ctx.in[kWeight], ctx.has(kBias), ctx.has(kResidual), ctx.engine);
+  const TensorType src_t = conv_src_type(n, ctx.in[kSrc], ctx.has(kResidual));
+  const bool reorder_src = src_t.layout != ctx.in[kSrc].layout;
+  const auto pd = conv_pd(n, src_t, ctx.out[0], ctx.in[kWeight], ctx.has(kBias), ctx.has(kResidual), ctx.engine);
   const dnnl::memory::desc want = pd.weights_desc();
   const ConstData* data = ctx.constant(kWeight);
   if (!data) n.fail("expected weight to be a constant");
 
   auto kernel = std::make_unique<DnnlKernel>(ctx.engine);
-  int s = kernel->add(pd);
-  kernel->input(s, DNNL_ARG_SRC, md_of(ctx.in[kSrc]), kSrc);
+  int s = -1;
+  if (reorder_src) {
+    const dnnl::memory::desc from = md_of(ctx.in[kSrc]), to = md_of(src_t);
+    const std::size_t at = kernel->reserve(to.get_size());
+    dnnl::reorder::primitive_desc rpd(ctx.engine, from, ctx.engine, to, user_scratchpad_attr());
+    int r = kernel->add(rpd);
+    kernel->input(r, DNNL_ARG_FROM, from, kSrc);
+    kernel->scratch(r, DNNL_ARG_TO, to, at);
+    s = kernel->add(pd);
+    kernel->scratch(s, DNNL_ARG_SRC, to, at);
+  } else {
+    s = kernel->add(pd);
+    kernel->input(s, DNNL_ARG_SRC, md_of(ctx.in[kSrc]), kSrc);
+  }
   // Weights in the primitive's format: in place when they are in it (the pack-weights pass packed them, see
   // pack below, or it reads them plain), else a private copy reordered now.
   const std::string& layout = ctx.in[kWeight].layout;
@@ -211,8 +238,9 @@ void pack(PackCtx& ctx) {
   dnnl::memory::desc want;
   try {
     const TensorType out = n.schema->infer(ShapeCtx(n, in)).at(0);
-    want = conv_pd(n, src, out, w->type, n.inputs.size() > kBias && n.inputs[kBias],
-                   n.inputs.size() > kResidual && n.inputs[kResidual], detail::cpu_engine())
+    const bool residual = n.inputs.size() > kResidual && n.inputs[kResidual];
+    want = conv_pd(n, conv_src_type(n, src, residual), out, w->type, n.inputs.size() > kBias && n.inputs[kBias],
+                   residual, detail::cpu_engine())
                .weights_desc();
   } catch (const std::exception& e) {
     ctx.keep(kWeight, std::string("no representative shape to ask oneDNN with (") + e.what() + ")");

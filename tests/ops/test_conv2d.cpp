@@ -108,6 +108,19 @@ TEST_CASE("conv2d with activation and residual post-ops") {
   MESSAGE("conv2d post-ops worst abs error " << worst);
 }
 
+TEST_CASE("conv2d with fewer input channels than one block and a residual: src reordered to plain in the kernel") {
+  // -O1 runs it blocked (its output and residual in the blocked layout); the kernel then reorders src to
+  // plain nchw in its scratch, where oneDNN has a jit kernel (it has none reading 4 or 8 channels blocked).
+  Rng rng = make_rng(705);
+  double worst = 0;
+  for (std::int64_t channels : {3, 4, 8})
+    for (const char* act : {"relu", "none"}) {
+      Case c{{2, channels, 9, 7}, 16, 3, 3, {{1, 1}, {1, 1, 1, 1}, {1, 1}, 1}, true, act, true};
+      for (int level : {0, 1}) worst = std::max(worst, check(rng, c, level));
+    }
+  MESSAGE("conv2d few channels + residual worst abs error " << worst);
+}
+
 TEST_CASE("conv2d runs blocked after assign-layouts, with a jit kernel") {
   Rng rng = make_rng(704);
   OpResult r = run_op("conv2d", {in(random_f32(rng, {1, 16, 8, 8})), weight(random_f32(rng, {16, 16, 3, 3})), none()},
