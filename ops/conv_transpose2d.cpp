@@ -48,20 +48,9 @@ Dim transposed_out(const ShapeCtx& ctx, const Dim& in, std::int64_t k, std::int6
 
 std::vector<TensorType> infer(const ShapeCtx& ctx) {
   const Node& n = ctx.node();
-  expect_nchw(ctx, kSrc);
-  expect_f32(ctx, kWeight);
-  if (ctx.in(kWeight).rank() != 4)
-    ctx.fail("expected weight of rank 4 [in_channels, out_channels/groups, kh, kw], got " + ctx.in(kWeight).str());
-  if (!n.inputs[kWeight]->is_constant())
-    ctx.fail("expected weight to be a constant (a weights tensor), got the computed value '" + n.inputs[kWeight]->name +
-             "'");
+  const auto [c, groups] = expect_conv_operands(ctx, kSrc, kWeight, "[in_channels, out_channels/groups, kh, kw]");
   const Shape& x = ctx.in(kSrc).shape;
   const Shape& w = ctx.in(kWeight).shape;
-  const std::int64_t groups = n.attr_int("groups");
-  if (groups < 1) ctx.fail("attribute 'groups' must be >= 1, got " + std::to_string(groups));
-  if (!x[1].concrete())
-    ctx.fail("expected a concrete channel count in dim 1 of input 'src', got " + ctx.in(kSrc).str());
-  const std::int64_t c = x[1].value;
   if (c % groups != 0 || w[0].value != c)
     ctx.fail("expected weight of shape [" + std::to_string(c) + ",out/groups,kh,kw] for " + std::to_string(c) +
              " input channels in " + std::to_string(groups) + " group(s), got " + shape_str(w));

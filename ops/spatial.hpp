@@ -4,6 +4,7 @@
 
 #include <limits>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "ops/common.hpp"
@@ -113,5 +114,24 @@ inline std::int64_t channel_block(const std::string& layout) {
 /// Ops that accept whatever layout their (same-shape) inputs have and whose kernels are oneDNN
 /// primitives working in any layout: the layout of input 0 (pooling, batch_norm, resize).
 inline std::string layout_of_src(const Node& node) { return node.inputs.at(0)->type.layout; }
+
+/// The operands of a convolution (conv2d, conv_transpose2d): src [N,C,H,W] with concrete C, a constant
+/// rank-4 f32 weight (`weight_dims` names its dims in messages), `groups` >= 1. Returns C and groups.
+inline std::pair<std::int64_t, std::int64_t> expect_conv_operands(const ShapeCtx& ctx, int src, int weight,
+                                                                  const char* weight_dims) {
+  const Node& n = ctx.node();
+  expect_nchw(ctx, static_cast<std::size_t>(src));
+  expect_f32(ctx, weight);
+  if (ctx.in(weight).rank() != 4)
+    ctx.fail(std::string("expected weight of rank 4 ") + weight_dims + ", got " + ctx.in(weight).str());
+  if (!n.inputs[static_cast<std::size_t>(weight)]->is_constant())
+    ctx.fail("expected weight to be a constant (a weights tensor), got the computed value '" +
+             n.inputs[static_cast<std::size_t>(weight)]->name + "'");
+  const std::int64_t groups = n.attr_int("groups");
+  if (groups < 1) ctx.fail("attribute 'groups' must be >= 1, got " + std::to_string(groups));
+  const Dim& c = ctx.in(src).shape[1];
+  if (!c.concrete()) ctx.fail("expected a concrete channel count in dim 1 of input 'src', got " + ctx.in(src).str());
+  return {c.value, groups};
+}
 
 }  // namespace kiln

@@ -10,6 +10,7 @@
 
 #include "frontends/onnx/onnx_frontend.hpp"
 #include "runtime/npy.hpp"
+#include "onnx_builder.hpp"
 #include "test_util.hpp"
 
 using kiln::test::contains;
@@ -17,6 +18,14 @@ using kiln::test::error_of;
 using kiln::test::source_path;
 
 namespace {
+
+using kiln::test::onnx_build::add_node;
+using kiln::test::onnx_build::save;
+
+void add_initializer(onnx::ModelProto& m, const std::string& name, std::vector<std::int64_t> dims,
+                     const std::vector<float>& values) {
+  kiln::test::onnx_build::add_f32(m, name, dims, values);
+}
 
 std::string fixture(const std::string& name) { return source_path("tests/fixtures/onnx/" + name); }
 
@@ -29,52 +38,15 @@ std::string read_bytes(const std::string& path) {
 
 // A one-graph model at `opset` with input x f32[batch, 4] and output y.
 onnx::ModelProto model_with(int opset) {
-  onnx::ModelProto m;
-  m.set_ir_version(8);
-  auto* o = m.add_opset_import();
-  o->set_domain("");
-  o->set_version(opset);
-  auto* g = m.mutable_graph();
-  g->set_name("built");
-  auto* x = g->add_input();
-  x->set_name("x");
-  auto* tt = x->mutable_type()->mutable_tensor_type();
-  tt->set_elem_type(onnx::TensorProto_DataType_FLOAT);
-  tt->mutable_shape()->add_dim()->set_dim_param("batch");
-  tt->mutable_shape()->add_dim()->set_dim_value(4);
-  auto* y = g->add_output();
-  y->set_name("y");
-  auto* yt = y->mutable_type()->mutable_tensor_type();
-  yt->set_elem_type(onnx::TensorProto_DataType_FLOAT);
-  yt->mutable_shape()->add_dim()->set_dim_param("batch");  // the checker needs a shape; Kiln infers its own
-  yt->mutable_shape()->add_dim()->set_dim_param("n");
+  onnx::ModelProto m = kiln::test::onnx_build::empty_model(opset);
+  kiln::test::onnx_build::add_input(m, "x", onnx::TensorProto_DataType_FLOAT, {"batch", "4"});
+  // The checker needs the output's shape; Kiln infers its own.
+  kiln::test::onnx_build::add_output(m, "y", onnx::TensorProto_DataType_FLOAT, {"batch", "n"});
   return m;
 }
 
-onnx::NodeProto* add_node(onnx::ModelProto& m, const std::string& op, const std::string& name,
-                          std::initializer_list<std::string> ins, std::initializer_list<std::string> outs) {
-  auto* n = m.mutable_graph()->add_node();
-  n->set_op_type(op);
-  n->set_name(name);
-  for (const auto& i : ins) n->add_input(i);
-  for (const auto& o : outs) n->add_output(o);
-  return n;
-}
 
-void add_initializer(onnx::ModelProto& m, const std::string& name, std::vector<std::int64_t> dims,
-                     const std::vector<float>& values) {
-  auto* t = m.mutable_graph()->add_initializer();
-  t->set_name(name);
-  t->set_data_type(onnx::TensorProto_DataType_FLOAT);
-  for (auto d : dims) t->add_dims(d);
-  for (float v : values) t->add_float_data(v);
-}
 
-std::string save(const kiln::test::TempDir& dir, const std::string& name, const onnx::ModelProto& m) {
-  std::string bytes;
-  REQUIRE(m.SerializeToString(&bytes));
-  return dir.write(name, bytes);
-}
 
 }  // namespace
 

@@ -13,6 +13,7 @@
 
 #include "frontends/onnx/onnx_frontend.hpp"
 #include "runtime/npy.hpp"
+#include "onnx_builder.hpp"
 #include "test_util.hpp"
 
 using kiln::test::contains;
@@ -24,73 +25,31 @@ using Dims = std::vector<std::int64_t>;
 constexpr int kF32 = onnx::TensorProto_DataType_FLOAT;
 constexpr int kI64 = onnx::TensorProto_DataType_INT64;
 
+using kiln::test::onnx_build::add_f32;
+using kiln::test::onnx_build::add_i64;
+using kiln::test::onnx_build::add_node;
+using kiln::test::onnx_build::save;
+
 // A model at `opset` with no inputs, outputs or nodes yet.
-onnx::ModelProto empty_model(int opset) {
-  onnx::ModelProto m;
-  m.set_ir_version(8);
-  auto* o = m.add_opset_import();
-  o->set_domain("");
-  o->set_version(opset);
-  m.mutable_graph()->set_name("math");
-  return m;
-}
+onnx::ModelProto empty_model(int opset) { return kiln::test::onnx_build::empty_model(opset, 8, "math"); }
 
 // A graph input or output of element type `type`; dims < 0 are symbols named "batch".
 void add_io(onnx::ModelProto& m, bool input, const std::string& name, int type, const Dims& dims) {
-  auto* v = input ? m.mutable_graph()->add_input() : m.mutable_graph()->add_output();
-  v->set_name(name);
-  auto* tt = v->mutable_type()->mutable_tensor_type();
-  tt->set_elem_type(type);
-  auto* shape = tt->mutable_shape();
-  for (auto d : dims) {
-    if (d < 0) shape->add_dim()->set_dim_param("batch");
-    else shape->add_dim()->set_dim_value(d);
-  }
+  std::vector<std::string> text;
+  for (auto d : dims) text.push_back(d < 0 ? std::string("batch") : std::to_string(d));
+  if (input) kiln::test::onnx_build::add_input(m, name, type, text);
+  else kiln::test::onnx_build::add_output(m, name, type, text);
 }
 
-onnx::NodeProto* add_node(onnx::ModelProto& m, const std::string& op, const std::string& name,
-                          std::initializer_list<std::string> ins, std::initializer_list<std::string> outs) {
-  auto* n = m.mutable_graph()->add_node();
-  n->set_op_type(op);
-  n->set_name(name);
-  for (const auto& i : ins) n->add_input(i);
-  for (const auto& o : outs) n->add_output(o);
-  return n;
-}
 
 void set_float(onnx::NodeProto* n, const std::string& name, float v) {
-  auto* a = n->add_attribute();
-  a->set_name(name);
-  a->set_type(onnx::AttributeProto_AttributeType_FLOAT);
-  a->set_f(v);
+  kiln::test::onnx_build::set_float_attr(n, name, v);
 }
 void set_int(onnx::NodeProto* n, const std::string& name, std::int64_t v) {
-  auto* a = n->add_attribute();
-  a->set_name(name);
-  a->set_type(onnx::AttributeProto_AttributeType_INT);
-  a->set_i(v);
+  kiln::test::onnx_build::set_int_attr(n, name, v);
 }
 
-void add_f32(onnx::ModelProto& m, const std::string& name, const Dims& dims, const std::vector<float>& values) {
-  auto* t = m.mutable_graph()->add_initializer();
-  t->set_name(name);
-  t->set_data_type(kF32);
-  for (auto d : dims) t->add_dims(d);
-  for (float v : values) t->add_float_data(v);
-}
-void add_i64(onnx::ModelProto& m, const std::string& name, const Dims& dims, const std::vector<std::int64_t>& values) {
-  auto* t = m.mutable_graph()->add_initializer();
-  t->set_name(name);
-  t->set_data_type(kI64);
-  for (auto d : dims) t->add_dims(d);
-  for (auto v : values) t->add_int64_data(v);
-}
 
-std::string save(const kiln::test::TempDir& dir, const std::string& name, const onnx::ModelProto& m) {
-  std::string bytes;
-  REQUIRE(m.SerializeToString(&bytes));
-  return dir.write(name, bytes);
-}
 
 kiln::LoadOptions level(int o) {
   kiln::LoadOptions opts;

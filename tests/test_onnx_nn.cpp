@@ -11,6 +11,7 @@
 
 #include "frontends/onnx/onnx_frontend.hpp"
 #include "runtime/model_impl.hpp"
+#include "onnx_builder.hpp"
 #include "test_util.hpp"
 
 using kiln::test::contains;
@@ -18,85 +19,45 @@ using kiln::test::error_of;
 
 namespace {
 
-void set_dims(onnx::ValueInfoProto* v, const std::vector<std::string>& dims) {
-  auto* tt = v->mutable_type()->mutable_tensor_type();
-  tt->set_elem_type(onnx::TensorProto_DataType_FLOAT);
-  for (const auto& d : dims) {
-    if (!d.empty() && std::isdigit(static_cast<unsigned char>(d[0])) != 0)
-      tt->mutable_shape()->add_dim()->set_dim_value(std::stoll(d));
-    else tt->mutable_shape()->add_dim()->set_dim_param(d);
-  }
-}
 
 // A model at `opset` with input x of `dims` (numbers or symbols) and output y (of `out_dims`).
+using kiln::test::onnx_build::save;
+
+void set_dims(onnx::ValueInfoProto* v, const std::vector<std::string>& dims) {
+  kiln::test::onnx_build::set_tensor_type(v, onnx::TensorProto_DataType_FLOAT, dims);
+}
+
 onnx::ModelProto model_of(int opset, const std::vector<std::string>& dims, const std::vector<std::string>& out_dims) {
-  onnx::ModelProto m;
-  m.set_ir_version(opset >= 9 ? 8 : 3);
-  auto* o = m.add_opset_import();
-  o->set_domain("");
-  o->set_version(opset);
-  auto* g = m.mutable_graph();
-  g->set_name("nn");
-  auto* x = g->add_input();
-  x->set_name("x");
-  set_dims(x, dims);
-  auto* y = g->add_output();
-  y->set_name("y");
-  set_dims(y, out_dims);
+  onnx::ModelProto m = kiln::test::onnx_build::empty_model(opset, opset >= 9 ? 8 : 3, "nn");
+  kiln::test::onnx_build::add_input(m, "x", onnx::TensorProto_DataType_FLOAT, dims);
+  kiln::test::onnx_build::add_output(m, "y", onnx::TensorProto_DataType_FLOAT, out_dims);
   return m;
 }
 
 onnx::NodeProto* node(onnx::ModelProto& m, const std::string& op, const std::string& name,
                       std::initializer_list<std::string> ins, std::initializer_list<std::string> outs = {"y"}) {
-  auto* n = m.mutable_graph()->add_node();
-  n->set_op_type(op);
-  n->set_name(name);
-  for (const auto& i : ins) n->add_input(i);
-  for (const auto& o : outs) n->add_output(o);
-  return n;
+  return kiln::test::onnx_build::add_node(m, op, name, ins, outs);
 }
 
 void ints(onnx::NodeProto* n, const std::string& key, std::vector<std::int64_t> v) {
-  auto* a = n->add_attribute();
-  a->set_name(key);
-  a->set_type(onnx::AttributeProto_AttributeType_INTS);
-  for (auto i : v) a->add_ints(i);
+  kiln::test::onnx_build::set_ints_attr(n, key, v);
 }
 void integer(onnx::NodeProto* n, const std::string& key, std::int64_t v) {
-  auto* a = n->add_attribute();
-  a->set_name(key);
-  a->set_type(onnx::AttributeProto_AttributeType_INT);
-  a->set_i(v);
+  kiln::test::onnx_build::set_int_attr(n, key, v);
 }
 void text(onnx::NodeProto* n, const std::string& key, const std::string& v) {
-  auto* a = n->add_attribute();
-  a->set_name(key);
-  a->set_type(onnx::AttributeProto_AttributeType_STRING);
-  a->set_s(v);
+  kiln::test::onnx_build::set_string_attr(n, key, v);
 }
 
 void init_f32(onnx::ModelProto& m, const std::string& name, std::vector<std::int64_t> dims,
               const std::vector<float>& values) {
-  auto* t = m.mutable_graph()->add_initializer();
-  t->set_name(name);
-  t->set_data_type(onnx::TensorProto_DataType_FLOAT);
-  for (auto d : dims) t->add_dims(d);
-  for (float v : values) t->add_float_data(v);
+  kiln::test::onnx_build::add_f32(m, name, dims, values);
 }
 void init_i64(onnx::ModelProto& m, const std::string& name, std::vector<std::int64_t> dims,
               const std::vector<std::int64_t>& values) {
-  auto* t = m.mutable_graph()->add_initializer();
-  t->set_name(name);
-  t->set_data_type(onnx::TensorProto_DataType_INT64);
-  for (auto d : dims) t->add_dims(d);
-  for (auto v : values) t->add_int64_data(v);
+  kiln::test::onnx_build::add_i64(m, name, dims, values);
 }
 
-std::string save(const kiln::test::TempDir& dir, const std::string& name, const onnx::ModelProto& m) {
-  std::string bytes;
-  REQUIRE(m.SerializeToString(&bytes));
-  return dir.write(name, bytes);
-}
 
 std::vector<float> ramp(std::size_t n, float scale) {
   std::vector<float> v(n);

@@ -12,6 +12,7 @@
 #include "frontends/yaml/yaml_frontend.hpp"
 #include "passes/pass.hpp"
 #include "runtime/npy.hpp"
+#include "onnx_builder.hpp"
 #include "test_util.hpp"
 
 using kiln::test::contains;
@@ -53,68 +54,27 @@ void check_against_torch(const std::string& name, std::initializer_list<std::str
 
 // ---- models built with ONNX's classes ----
 
+using kiln::test::onnx_build::add_node;
+using kiln::test::onnx_build::save;
+using kiln::test::onnx_build::set_int_attr;
+using kiln::test::onnx_build::set_ints_attr;
+inline void add_ints(onnx::ModelProto& m, const std::string& name, const std::vector<std::int64_t>& dims,
+                     const std::vector<std::int64_t>& values) {
+  kiln::test::onnx_build::add_i64(m, name, dims, values);
+}
+
 onnx::ModelProto model_with(int opset, std::initializer_list<const char*> x_dims = {"batch", "4"},
                             int x_type = onnx::TensorProto_DataType_FLOAT) {
-  onnx::ModelProto m;
-  m.set_ir_version(8);
-  auto* o = m.add_opset_import();
-  o->set_domain("");
-  o->set_version(opset);
-  auto* g = m.mutable_graph();
-  g->set_name("built");
-  auto* x = g->add_input();
-  x->set_name("x");
-  auto* tt = x->mutable_type()->mutable_tensor_type();
-  tt->set_elem_type(x_type);
-  for (const char* d : x_dims) {
-    if (d[0] >= '0' && d[0] <= '9') tt->mutable_shape()->add_dim()->set_dim_value(std::stoll(d));
-    else tt->mutable_shape()->add_dim()->set_dim_param(d);
-  }
-  auto* y = g->add_output();
-  y->set_name("y");
-  y->mutable_type()->mutable_tensor_type()->set_elem_type(onnx::TensorProto_DataType_FLOAT);
-  y->mutable_type()->mutable_tensor_type()->mutable_shape();  // the checker needs one; Kiln infers its own
+  onnx::ModelProto m = kiln::test::onnx_build::empty_model(opset);
+  kiln::test::onnx_build::add_input(m, "x", x_type, std::vector<std::string>(x_dims.begin(), x_dims.end()));
+  kiln::test::onnx_build::add_output(m, "y", onnx::TensorProto_DataType_FLOAT, {});  // Kiln infers the shape
   return m;
 }
 
-onnx::NodeProto* add_node(onnx::ModelProto& m, const std::string& op, const std::string& name,
-                          std::initializer_list<std::string> ins, std::initializer_list<std::string> outs) {
-  auto* n = m.mutable_graph()->add_node();
-  n->set_op_type(op);
-  n->set_name(name);
-  for (const auto& i : ins) n->add_input(i);
-  for (const auto& o : outs) n->add_output(o);
-  return n;
-}
 
-void add_ints(onnx::ModelProto& m, const std::string& name, std::vector<std::int64_t> dims,
-              const std::vector<std::int64_t>& values) {
-  auto* t = m.mutable_graph()->add_initializer();
-  t->set_name(name);
-  t->set_data_type(onnx::TensorProto_DataType_INT64);
-  for (auto d : dims) t->add_dims(d);
-  for (auto v : values) t->add_int64_data(v);
-}
 
-void set_ints_attr(onnx::NodeProto* n, const std::string& key, const std::vector<std::int64_t>& v) {
-  auto* a = n->add_attribute();
-  a->set_name(key);
-  a->set_type(onnx::AttributeProto_AttributeType_INTS);
-  for (auto i : v) a->add_ints(i);
-}
 
-void set_int_attr(onnx::NodeProto* n, const std::string& key, std::int64_t v) {
-  auto* a = n->add_attribute();
-  a->set_name(key);
-  a->set_type(onnx::AttributeProto_AttributeType_INT);
-  a->set_i(v);
-}
 
-std::string save(const kiln::test::TempDir& dir, const std::string& name, const onnx::ModelProto& m) {
-  std::string bytes;
-  REQUIRE(m.SerializeToString(&bytes));
-  return dir.write(name, bytes);
-}
 
 std::string load_error(const kiln::test::TempDir& dir, const onnx::ModelProto& m) {
   const std::string path = save(dir, "bad.onnx", m);
