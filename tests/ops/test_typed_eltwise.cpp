@@ -296,9 +296,11 @@ TEST_CASE("reduce_max and reduce_min: contiguous middle axes (Kiln's loop) and o
   Rng rng = make_rng(46);
   const std::vector<std::pair<Dims, Dims>> cases = {
       {{4, 9, 6}, {1}}, {{4, 9, 6}, {-1}}, {{2, 3, 4, 5}, {1, 2}}, {{2, 3, 4, 5}, {0, 2}}, {{7}, {0}}};
-  for (const auto& [shape, axes] : cases)
+  for (const auto& shape_axes : cases)  // not a structured binding: INFO's lambda captures these (clang 14)
     for (bool keep : {false, true})
       for (const char* op : {"reduce_max", "reduce_min"}) {
+        const Dims& shape = shape_axes.first;
+        const Dims& axes = shape_axes.second;
         Tensor x = random_f32(rng, shape);
         OpResult r = run_op(op, {in(x)}, {{"axes", axes}, {"keepdims", keep}});
         const int rank = static_cast<int>(shape.size());
