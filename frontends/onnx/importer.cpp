@@ -121,10 +121,13 @@ ConstTensor Importer::read_tensor(const onnx::TensorProto& t, const std::string&
 // The values of a constant as int64 (shapes, axes) or as doubles (scalars); fails unless integer/float.
 std::vector<std::int64_t> const_ints(Importer& im, const OnnxNode& n, const ConstTensor& c, const std::string& what) {
   std::vector<std::int64_t> v(static_cast<std::size_t>(c.numel()));
-  if (c.dtype == DType::i64) std::memcpy(v.data(), c.data.data, c.data.bytes);
-  else if (c.dtype == DType::i32)
+  if (c.dtype == DType::i64) {
+    if (c.data.bytes) std::memcpy(v.data(), c.data.data, c.data.bytes);  // an empty list has no data pointer
+  } else if (c.dtype == DType::i32) {
     for (std::size_t i = 0; i < v.size(); ++i) v[i] = static_cast<const std::int32_t*>(c.data.data)[i];
-  else im.fail(n, "expected " + what + " of type int64 or int32, got " + std::string(dtype_name(c.dtype)));
+  } else {
+    im.fail(n, "expected " + what + " of type int64 or int32, got " + std::string(dtype_name(c.dtype)));
+  }
   return v;
 }
 
