@@ -30,11 +30,10 @@ class ArgmaxKernel : public Kernel {
   explicit ArgmaxKernel(const KernelCtx& ctx)
       : last_(ctx.node.attr_bool("select_last_index")), min_(ctx.node.op == "argmin") {
     const auto dims = dims_of(ctx.in[0].shape);
-    const std::int64_t a = ctx.node.attr_int("axis");
-    const auto axis = static_cast<std::size_t>(a < 0 ? a + static_cast<std::int64_t>(dims.size()) : a);
-    for (std::size_t d = 0; d < axis; ++d) outer_ *= dims[d];
-    for (std::size_t d = axis + 1; d < dims.size(); ++d) inner_ *= dims[d];
-    n_ = dims[axis];
+    const AxisSplit split = split_at_axis(dims, ctx.node.attr_int("axis"));
+    outer_ = split.outer;
+    n_ = split.n;
+    inner_ = split.inner;
   }
   void execute(dnnl::stream&, const KernelArgs& args) override {
     const auto* src = static_cast<const float*>(args.in[0]);

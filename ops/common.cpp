@@ -272,4 +272,60 @@ AttrSpec heads_attr() {
   return AttrSpec{"heads", AttrType::Int, std::nullopt, "number of heads; divides the embedding dim"};
 }
 
+AxisSplit split_at_axis(const std::vector<std::int64_t>& dims, std::int64_t axis) {
+  const auto rank = static_cast<std::int64_t>(dims.size());
+  const auto a = static_cast<std::size_t>(axis < 0 ? axis + rank : axis);
+  AxisSplit s;
+  for (std::size_t d = 0; d < a; ++d) s.outer *= dims[d];
+  for (std::size_t d = a + 1; d < dims.size(); ++d) s.inner *= dims[d];
+  s.n = dims.at(a);
+  return s;
+}
+
+void bind_dnnl_weights(DnnlKernel& kernel, int step, const KernelCtx& ctx, std::size_t weight,
+                       const dnnl::memory::desc& as_written, const dnnl::memory::desc& want) {
+  const Node& n = ctx.node;
+  const ConstData* data = ctx.constant(weight);
+  if (!data) n.fail("expected weight to be a constant");
+  const std::string& layout = ctx.in[weight].layout;
+  dnnl::memory::desc have = as_written;
+  if (!layout.empty()) {
+    const auto named = dnnl_layout_desc(layout, want.dims(), dnnl::memory::data_type::f32);
+    if (!named) n.fail("weight is in layout " + layout + ", which is not a oneDNN weights format");
+    have = *named;
+  }
+  if (data->bytes < have.get_size())  // a plan file's bytes are checked here
+    n.fail("weight in layout " + (layout.empty() ? std::string("plain") : layout) + " holds " +
+           std::to_string(data->bytes) + " bytes; expected " + std::to_string(have.get_size()));
+  if (have == want) {
+    kernel.input(step, DNNL_ARG_WEIGHTS, want, static_cast<int>(weight));
+    return;
+  }
+  dnnl::memory packed(want, ctx.engine);
+  reorder_into(dnnl::memory(have, ctx.engine, const_cast<void*>(data->data)), packed);
+  kernel.fixed(step, DNNL_ARG_WEIGHTS, packed);
+  kernel.add_packed_weight_bytes(want.get_size());
+}
+
+void pack_dnnl_weight(PackCtx& ctx, std::size_t weight, const dnnl::memory::desc& as_written,
+                      const dnnl::memory::desc& want) {
+  const Value* w = ctx.node().inputs[weight];
+  const std::string name = dnnl_layout_name(want);
+  if (name.empty() || want == as_written) return;  // nothing to pack: read as written, or unnamed
+  TensorType type = w->type;
+  type.layout = name;
+  const std::size_t bytes = want.get_size();
+  const void* weights = w->constant.data;
+  ctx.replace({PackedInput{weight, type, 0, bytes}}, bytes, [weights, as_written, want](void* out) {
+    reorder_into(dnnl::memory(as_written, detail::cpu_engine(), const_cast<void*>(weights)),
+                 dnnl::memory(want, detail::cpu_engine(), out));
+  });
+}
+
+TensorType representative_type(TensorType t) {
+  for (std::size_t i = 0; i < t.shape.size(); ++i)
+    if (!t.shape[i].concrete()) t.shape[i] = Dim::of(i == 0 ? 1 : 32);
+  return t;
+}
+
 }  // namespace kiln

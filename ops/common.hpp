@@ -161,4 +161,27 @@ void add_linear(DnnlKernel& kernel, const KernelCtx& ctx, const LinearStep& step
 /// a row in `row0s` that is a multiple of gemm::kPanel; otherwise keeps it, saying why.
 void pack_gemm_weight(PackCtx& ctx, std::size_t input, const std::vector<std::int64_t>& row0s);
 
+/// A tensor's dims around `axis` (negative counts from the end): the product of the dims before it, its
+/// size, and the product of the dims after it. Kernels that run along one axis (argmax, topk, cumsum, ...)
+/// loop over outer x inner rows of n elements.
+struct AxisSplit {
+  std::int64_t outer = 1, n = 1, inner = 1;
+};
+AxisSplit split_at_axis(const std::vector<std::int64_t>& dims, std::int64_t axis);
+
+/// Binds the constant weight at input `weight` as DNNL_ARG_WEIGHTS of `step` in the format the primitive
+/// reads (`want`): in place when the pack-weights pass packed it into that format (its layout names it) or
+/// it is written in it (`as_written`: its desc without a layout); else through a private copy reordered
+/// now. Checks that the constant holds the bytes its layout needs (plan files). Convolution-like ops.
+void bind_dnnl_weights(DnnlKernel& kernel, int step, const KernelCtx& ctx, std::size_t weight,
+                       const dnnl::memory::desc& as_written, const dnnl::memory::desc& want);
+/// The pack rule's common part for such weights: replaces the constant at input `weight` (read as
+/// `as_written`) by a copy in `want`, named after its format tag; keeps it when `want` has no name or
+/// equals `as_written`.
+void pack_dnnl_weight(PackCtx& ctx, std::size_t weight, const dnnl::memory::desc& as_written,
+                      const dnnl::memory::desc& want);
+/// `t` with its symbolic dims bound to a representative size (the batch, dim 0, to 1; others to 32): the
+/// shape a pack rule asks oneDNN about when the plan's shapes are not known yet.
+TensorType representative_type(TensorType t);
+
 }  // namespace kiln

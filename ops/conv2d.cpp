@@ -166,9 +166,6 @@ std::unique_ptr<Kernel> make(const KernelCtx& ctx) {
   const bool reorder_src = src_t.layout != ctx.in[kSrc].layout;
   const auto pd = conv_pd(n, src_t, ctx.out[0], ctx.in[kWeight], ctx.has(kBias), ctx.has(kResidual), ctx.engine);
   const dnnl::memory::desc want = pd.weights_desc();
-  const ConstData* data = ctx.constant(kWeight);
-  if (!data) n.fail("expected weight to be a constant");
-
   auto kernel = std::make_unique<DnnlKernel>(ctx.engine);
   int s = -1;
   if (reorder_src) {
@@ -186,24 +183,7 @@ std::unique_ptr<Kernel> make(const KernelCtx& ctx) {
   }
   // Weights in the primitive's format: in place when they are in it (the pack-weights pass packed them, see
   // pack below, or it reads them plain), else a private copy reordered now.
-  const std::string& layout = ctx.in[kWeight].layout;
-  dnnl::memory::desc have = plain_md(want.dims());
-  if (!layout.empty()) {
-    const auto named = dnnl_layout_desc(layout, want.dims(), dnnl::memory::data_type::f32);
-    if (!named) n.fail("weight is in layout " + layout + ", which is not a oneDNN weights format");
-    have = *named;
-  }
-  if (data->bytes < have.get_size())  // a plan file's bytes are checked here
-    n.fail("weight in layout " + (layout.empty() ? std::string("plain") : layout) + " holds " +
-           std::to_string(data->bytes) + " bytes; expected " + std::to_string(have.get_size()));
-  if (have == want) {
-    kernel->input(s, DNNL_ARG_WEIGHTS, want, kWeight);
-  } else {
-    dnnl::memory packed(want, ctx.engine);
-    reorder_into(dnnl::memory(have, ctx.engine, const_cast<void*>(data->data)), packed);
-    kernel->fixed(s, DNNL_ARG_WEIGHTS, packed);
-    kernel->add_packed_weight_bytes(want.get_size());
-  }
+  bind_dnnl_weights(*kernel, s, ctx, kWeight, plain_md(want.dims()), want);
   if (ctx.has(kBias)) kernel->input(s, DNNL_ARG_BIAS, plain_md({ctx.in[kWeight].shape[0].value}), kBias);
   kernel->output(s, DNNL_ARG_DST, md_of(ctx.out[0]), 0);
   return std::make_unique<ConvKernel>(std::move(kernel), ctx.has(kResidual) ? buffer_bytes(ctx.out[0]) : 0);
@@ -219,9 +199,7 @@ void pack(PackCtx& ctx) {
   if (!w || !w->is_constant() || !w->type.plain() || w->type.dtype != DType::f32 || !is_concrete(w->type.shape)) return;
   // src with its symbolic dims bound (batch 1, the rest 32); the output follows from the shape rule. The
   // residual, when there is one, has the output's shape.
-  TensorType src = n.inputs[kSrc]->type;
-  for (std::size_t i = 0; i < src.shape.size(); ++i)
-    if (!src.shape[i].concrete()) src.shape[i] = Dim::of(i == 0 ? 1 : 32);
+  const TensorType src = representative_type(n.inputs[kSrc]->type);
   std::vector<const TensorType*> in;
   for (std::size_t i = 0; i < n.inputs.size(); ++i)
     in.push_back(i == kSrc ? &src : (i == kResidual || !n.inputs[i]) ? nullptr : &n.inputs[i]->type);
@@ -236,16 +214,7 @@ void pack(PackCtx& ctx) {
     ctx.keep(kWeight, std::string("no representative shape to ask oneDNN with (") + e.what() + ")");
     return;
   }
-  const std::string name = dnnl_layout_name(want);
-  if (name.empty() || want == plain_md(want.dims())) return;  // nothing to pack: plain, or unnamed
-  TensorType type = w->type;
-  type.layout = name;
-  const std::size_t bytes = want.get_size();
-  const void* weights = w->constant.data;
-  ctx.replace({PackedInput{kWeight, type, 0, bytes}}, bytes, [weights, want](void* out) {
-    reorder_into(dnnl::memory(plain_md(want.dims()), detail::cpu_engine(), const_cast<void*>(weights)),
-                 dnnl::memory(want, detail::cpu_engine(), out));
-  });
+  pack_dnnl_weight(ctx, kWeight, plain_md(want.dims()), want);
 }
 
 std::vector<AttrSpec> conv_attrs() {

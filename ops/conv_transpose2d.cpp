@@ -128,31 +128,12 @@ std::unique_ptr<Kernel> make(const KernelCtx& ctx) {
   const Node& n = ctx.node;
   const auto pd = deconv_pd(n, ctx.in[kSrc], ctx.out[0], ctx.in[kWeight], ctx.has(kBias), ctx.engine);
   const dnnl::memory::desc want = pd.weights_desc();
-  const ConstData* data = ctx.constant(kWeight);
-  if (!data) n.fail("expected weight to be a constant");
   auto kernel = std::make_unique<DnnlKernel>(ctx.engine);
   int s = kernel->add(pd);
   kernel->input(s, DNNL_ARG_SRC, md_of(ctx.in[kSrc]), kSrc);
   // Weights in the primitive's format: in place when the pack-weights pass packed them so, else a private
   // copy reordered now (from the packed format, or from the ONNX/PyTorch one).
-  const std::string& layout = ctx.in[kWeight].layout;
-  dnnl::memory::desc have = source_weight_md(n, dims_of(ctx.in[kWeight].shape));
-  if (!layout.empty()) {
-    const auto named = dnnl_layout_desc(layout, want.dims(), dnnl::memory::data_type::f32);
-    if (!named) n.fail("weight is in layout " + layout + ", which is not a oneDNN weights format");
-    have = *named;
-  }
-  if (data->bytes < have.get_size())
-    n.fail("weight in layout " + (layout.empty() ? std::string("plain") : layout) + " holds " +
-           std::to_string(data->bytes) + " bytes; expected " + std::to_string(have.get_size()));
-  if (have == want) {
-    kernel->input(s, DNNL_ARG_WEIGHTS, want, kWeight);
-  } else {
-    dnnl::memory packed(want, ctx.engine);
-    reorder_into(dnnl::memory(have, ctx.engine, const_cast<void*>(data->data)), packed);
-    kernel->fixed(s, DNNL_ARG_WEIGHTS, packed);
-    kernel->add_packed_weight_bytes(want.get_size());
-  }
+  bind_dnnl_weights(*kernel, s, ctx, kWeight, source_weight_md(n, dims_of(ctx.in[kWeight].shape)), want);
   if (ctx.has(kBias)) kernel->input(s, DNNL_ARG_BIAS, plain_md({ctx.out[0].shape[1].value}), kBias);
   kernel->output(s, DNNL_ARG_DST, md_of(ctx.out[0]), 0);
   return kernel;
@@ -164,9 +145,7 @@ void pack(PackCtx& ctx) {
   const Node& n = ctx.node();
   const Value* w = n.inputs[kWeight];
   if (!w || !w->is_constant() || !w->type.plain() || w->type.dtype != DType::f32 || !is_concrete(w->type.shape)) return;
-  TensorType src = n.inputs[kSrc]->type;
-  for (std::size_t i = 0; i < src.shape.size(); ++i)
-    if (!src.shape[i].concrete()) src.shape[i] = Dim::of(i == 0 ? 1 : 32);
+  const TensorType src = representative_type(n.inputs[kSrc]->type);
   std::vector<const TensorType*> in;
   for (std::size_t i = 0; i < n.inputs.size(); ++i)
     in.push_back(i == kSrc ? &src : n.inputs[i] ? &n.inputs[i]->type : nullptr);
@@ -179,17 +158,7 @@ void pack(PackCtx& ctx) {
     ctx.keep(kWeight, std::string("no representative shape to ask oneDNN with (") + e.what() + ")");
     return;
   }
-  const std::string name = dnnl_layout_name(want);
-  const dnnl::memory::desc from = source_weight_md(n, dims_of(w->type.shape));
-  if (name.empty() || want == from) return;  // nothing to pack: read as it is, or unnamed
-  TensorType type = w->type;
-  type.layout = name;
-  const std::size_t bytes = want.get_size();
-  const void* weights = w->constant.data;
-  ctx.replace({PackedInput{kWeight, type, 0, bytes}}, bytes, [weights, from, want](void* out) {
-    reorder_into(dnnl::memory(from, detail::cpu_engine(), const_cast<void*>(weights)),
-                 dnnl::memory(want, detail::cpu_engine(), out));
-  });
+  pack_dnnl_weight(ctx, kWeight, source_weight_md(n, dims_of(w->type.shape)), want);
 }
 
 }  // namespace

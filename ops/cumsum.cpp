@@ -54,11 +54,10 @@ class CumsumKernel : public Kernel {
       : dtype_(ctx.in[0].dtype), exclusive_(ctx.node.attr_bool("exclusive")), reverse_(ctx.node.attr_bool("reverse")) {
     auto dims = dims_of(ctx.in[0].shape);
     if (dims.empty()) dims = {1};
-    const std::int64_t a = ctx.node.attr_int("axis");
-    const auto axis = static_cast<std::size_t>(a < 0 ? a + static_cast<std::int64_t>(dims.size()) : a);
-    for (std::size_t d = 0; d < axis; ++d) outer_ *= dims[d];
-    for (std::size_t d = axis + 1; d < dims.size(); ++d) inner_ *= dims[d];
-    n_ = dims[axis];
+    const AxisSplit split = split_at_axis(dims, ctx.node.attr_int("axis"));
+    outer_ = split.outer;
+    n_ = split.n;
+    inner_ = split.inner;
   }
   void execute(dnnl::stream&, const KernelArgs& args) override {
     switch (dtype_) {

@@ -39,10 +39,10 @@ class GatherKernel : public Kernel {
     const auto dims = dims_of(ctx.in[0].shape);
     const int axis = static_cast<int>(ctx.node.attr_int("axis") < 0 ? ctx.node.attr_int("axis") + ctx.in[0].rank()
                                                                     : ctx.node.attr_int("axis"));
-    for (int a = 0; a < axis; ++a) outer_ *= dims[static_cast<std::size_t>(a)];
-    for (std::size_t a = static_cast<std::size_t>(axis) + 1; a < dims.size(); ++a) inner_ *= dims[a];
-    inner_ *= static_cast<std::int64_t>(dtype_size(ctx.in[0].dtype));
-    dim_ = dims[static_cast<std::size_t>(axis)];
+    const AxisSplit split = split_at_axis(dims, axis);
+    outer_ = split.outer;
+    inner_ = split.inner * static_cast<std::int64_t>(dtype_size(ctx.in[0].dtype));  // bytes
+    dim_ = split.n;
     for (auto i : ctx.node.attr_ints("indices")) {
       if (i < -dim_ || i >= dim_)
         ctx.node.fail("index " + std::to_string(i) + " is out of range for axis " + std::to_string(axis) + " of " +

@@ -43,12 +43,12 @@ class SplitKernel : public Kernel {
                                                                     : ctx.node.attr_int("axis"));
     const auto& sizes = ctx.node.attr_ints("sizes");
     const auto index = static_cast<std::size_t>(ctx.node.attr_int("index"));
-    std::int64_t inner = static_cast<std::int64_t>(dtype_size(ctx.in[0].dtype)), start = 0;
-    outer_ = 1;
-    for (int d = 0; d < axis; ++d) outer_ *= dims[d];
-    for (std::size_t d = axis + 1; d < dims.size(); ++d) inner *= dims[d];
+    const AxisSplit split = split_at_axis(dims, axis);
+    const std::int64_t inner = split.inner * static_cast<std::int64_t>(dtype_size(ctx.in[0].dtype));  // bytes
+    std::int64_t start = 0;
+    outer_ = split.outer;
     for (std::size_t i = 0; i < index; ++i) start += sizes[i];
-    in_row_ = dims[axis] * inner;
+    in_row_ = split.n * inner;
     offset_ = start * inner;
     bytes_ = sizes[index] * inner;
   }

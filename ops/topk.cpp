@@ -33,14 +33,16 @@ class TopkKernel : public Kernel {
  public:
   explicit TopkKernel(const KernelCtx& ctx) : k_(ctx.node.attr_int("k")), largest_(ctx.node.attr_bool("largest")) {
     const auto dims = dims_of(ctx.in[0].shape);
-    const std::int64_t a = ctx.node.attr_int("axis");
-    const auto axis = static_cast<std::size_t>(a < 0 ? a + static_cast<std::int64_t>(dims.size()) : a);
-    for (std::size_t d = 0; d < axis; ++d) outer_ *= dims[d];
-    for (std::size_t d = axis + 1; d < dims.size(); ++d) inner_ *= dims[d];
-    n_ = dims[axis];
-    if (k_ > n_)  // a symbolic dim bound below k
-      ctx.node.fail("attribute 'k' = " + std::to_string(k_) + " exceeds dim " + std::to_string(axis) + " (" +
-                    std::to_string(n_) + ") of " + ctx.in[0].str());
+    const AxisSplit split = split_at_axis(dims, ctx.node.attr_int("axis"));
+    outer_ = split.outer;
+    n_ = split.n;
+    inner_ = split.inner;
+    if (k_ > n_) {  // a symbolic dim bound below k
+      const std::int64_t a = ctx.node.attr_int("axis");
+      ctx.node.fail("attribute 'k' = " + std::to_string(k_) + " exceeds dim " +
+                    std::to_string(a < 0 ? a + static_cast<std::int64_t>(dims.size()) : a) + " (" + std::to_string(n_) +
+                    ") of " + ctx.in[0].str());
+    }
     direct_ = inner_ == 1 && largest_;
   }
   std::size_t scratch_bytes() const override {
