@@ -10,8 +10,9 @@ packages+=(libxxhash-dev nlohmann-json3-dev)  # plan-file checksum (XXH3) and th
 packages+=(clang-format-14 clang-tidy-14)  # the style test (tests/style): formatting and lint of the library
 packages+=(libonnx-dev libprotobuf-dev)  # .onnx models: Debian's ONNX library (parser, checker) and protobuf
 packages+=(libonnx-testdata)  # the ONNX backend node tests that the onnx_node_tests case runs (tests/onnx/)
+packages+=(python3-dev pybind11-dev python3-numpy)  # the kiln Python module (python/) and its tests
 if [[ "${1:-}" == "--bench" ]]; then
-  packages+=(python3 python3-numpy python3-torch libopenblas0-openmp libopencv-dnn-dev)
+  packages+=(python3 python3-torch libopenblas0-openmp libopencv-dnn-dev)
 fi
 missing=()
 for p in "${packages[@]}"; do

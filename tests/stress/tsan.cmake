@@ -6,7 +6,7 @@
 # team (whose synchronization TSan cannot see) is involved.
 #   cmake -DSRC=<source dir> -DWORK=<scratch dir> [-DLAUNCHER=ccache] -P tsan.cmake
 cmake_minimum_required(VERSION 3.22)
-set(args -S "${SRC}" -B "${WORK}" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKILN_TSAN=ON -DKILN_BUILD_TESTS=ON)
+set(args -S "${SRC}" -B "${WORK}" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKILN_TSAN=ON -DKILN_BUILD_TESTS=ON -DKILN_PYTHON=OFF)
 if(LAUNCHER)
   list(APPEND args -DCMAKE_CXX_COMPILER_LAUNCHER=${LAUNCHER})
 endif()
