@@ -1,8 +1,11 @@
 #!/usr/bin/env python3
-"""Benchmark Kiln (kilnc) against PyTorch on the reference Transformer-encoder classifier.
+"""Benchmark Kiln against PyTorch on the reference Transformer-encoder classifier.
 
 Both engines run the same model, the same weights and the same token ids in the same
 invocation of this script, so the ratios printed are comparable even on a noisy machine.
+Both run in this process: Kiln through its Python module (`import kiln` from build/python,
+docs/python.md), each call timed with time.perf_counter exactly as PyTorch's are (the module's
+own cost per call is a few microseconds: bench/bench_python_overhead.py measures it).
 
 Models (the reference module tools/reference/classifier.py; 8 heads, 4 classes):
   a   d_model 128, 2 layers, dim_ff 512,  vocab 1000   examples/transformer_classifier/
@@ -14,10 +17,10 @@ like Kiln's linear, weights stored N x K) and prints the higher GFLOP/s of the t
 as the reference "matmul peak".
 
 Per row (model, shape, threads) it measures:
-  kiln -O2 ms      median of the medians reported by `kilnc --threads T run MODEL -O2 ... --repeat N/R
-                   --warmup W`, one call per round
-                   (OMP_NUM_THREADS=T in its environment): all optimization passes
-  kiln -O0 ms      the same with -O0: no passes, one kernel per op of the model as written
+  kiln -O2 ms      median of the round medians of `session.run({"tokens": x})` (in process, through
+                   the kiln module) on kiln.Model.load(MODEL, opt_level=2).session(threads=T), a
+                   latency-mode session: all optimization passes
+  kiln -O0 ms      the same with opt_level=0: no passes, one kernel per op of the model as written
   -O2/-O0          kiln -O2 ms / kiln -O0 ms  (< 1 means the passes make Kiln faster)
   torch eager ms   nn.Module in eval mode under torch.no_grad(), torch.set_num_threads(T),
                    batch_first=True (the TransformerEncoderLayer fast path)
@@ -28,7 +31,7 @@ Per row (model, shape, threads) it measures:
                    scores, attention context, out projection, both FFN linears and the head)
                    divided by kiln -O2's median time
   kiln % of matmul peak   kiln GFLOP/s / the matmul peak measured with the same thread count
-  max|Δprobs|      max abs difference between Kiln's probs (written by kilnc --output-dir; the
+  max|Δprobs|      max abs difference between Kiln's probs (returned by session.run; the
                    larger of -O2 and -O0) and PyTorch eager's probs for the same tokens
 
 At the end it prints the issue's targets as a checklist with the measured figure and PASS, FAIL
@@ -38,13 +41,13 @@ or n/a (row not in this run):
   d128/2L b1xs32   1 and 2 threads: kiln -O2 <= 0.4 x torch eager
 
 Medians are the element at index N//2 of the sorted timings, the same definition kilnc
-and kiln_matmul_peak use; PyTorch timings use time.perf_counter around each forward call after
+and kiln_matmul_peak use; both engines' timings use time.perf_counter around each call after
 W warm-up calls. Each row's N timed runs per engine are split into --rounds rounds (default 3) in
 which the engines take turns (eager, script, kiln -O2, kiln -O0, then again), and each engine's
 figure is the median of its round medians: a busy spell of the shared machine then lands on all
 engines alike instead of on whichever was running.
 
-KILN_GEMM=onednn in the environment makes kilnc run its linear products, attention and softmax on
+KILN_GEMM=onednn in the environment makes Kiln run its linear products, attention and softmax on
 oneDNN instead of Kiln's own kernels (ops/gemm.hpp): the way to measure what those kernels gain.
 
 --kiln-variants NAME=ENV,... replaces all of the above by a comparison of Kiln -O2 with itself under
@@ -52,6 +55,8 @@ different environments (no PyTorch timing): e.g. "default=,avx2=KILN_MAX_ISA=avx
 times Kiln's default GEMM variant (AVX-512 on an AVX-512 host), its AVX2 variant and oneDNN's matmuls,
 taking turns in --rounds rounds of --repeat/--rounds runs, and prints each median of round medians, its
 ratio to the first variant and the load average; every variant's probs are checked against the first's.
+Variants need a process each (an environment, or another build): this mode runs `kilnc run` (--kilnc)
+and reads the median it prints.
 
 Examples (from the repository root):
   /usr/bin/python3 bench/bench_classifier.py --quick
@@ -106,7 +111,7 @@ DEFAULT_BUDGET_S = 1.5
 DEFAULT_WARMUP = 3
 SLOW_RUN_S = 0.3
 NOISY_CPUS = 0.25          # rows where other processes used more CPU than this are flagged
-KILN_OPT_LEVELS = (2, 0)   # kilnc run -O2 (all passes) and -O0 (no passes), in this order
+KILN_OPT_LEVELS = (2, 0)   # opt_level 2 (all passes) and 0 (no passes), in this order
 PEAK_SHAPE = "128,512,2048,ba"  # kiln_matmul_peak's reference shape: M,K,N, weights N x K (Kiln's layout)
 PEAK_BUDGET_S = 0.5        # seconds of timed matmuls per thread count
 
@@ -364,6 +369,49 @@ def torch_time(fn, x, repeat, stop_after_s=None):
     return times, len(times)
 
 
+class KilnInProcess:
+    """Kiln in this process through the kiln Python module: one Model per (file, opt level), one
+    latency-mode Session per (model, threads), warmed up on first use; calls timed like PyTorch's."""
+
+    def __init__(self, kiln_module):
+        self.kiln = kiln_module
+        self.models, self.sessions = {}, {}
+
+    def session(self, yaml_path, opt_level, threads, tokens, warmup):
+        key = (yaml_path, opt_level, threads)
+        if key not in self.sessions:
+            if (yaml_path, opt_level) not in self.models:
+                self.models[(yaml_path, opt_level)] = self.kiln.Model.load(yaml_path, opt_level=opt_level)
+            self.sessions[key] = self.models[(yaml_path, opt_level)].session(threads=threads)
+        session = self.sessions[key]
+        if (key, tokens.shape) not in self.sessions:
+            self.sessions[(key, tokens.shape)] = True
+            for _ in range(max(1, warmup)):  # the first call compiles the plan for this shape
+                session.run({"tokens": tokens})
+        return session
+
+    def run(self, threads, opt_level, yaml_path, tokens, repeat, warmup):
+        """Median ms of `repeat` timed calls, threads per call, the probs of the last call."""
+        try:
+            session = self.session(yaml_path, opt_level, threads, tokens, warmup)
+            inputs = {"tokens": tokens}
+            times = []
+            for _ in range(repeat):
+                t0 = time.perf_counter()
+                out = session.run(inputs)
+                times.append((time.perf_counter() - t0) * 1e3)
+        except self.kiln.Error as e:
+            raise RuntimeError("kiln: " + str(e))
+        return median(times), session.threads_per_run, out["probs"]
+
+    def drop(self, yaml_path):
+        """Frees a model's sessions (before the next model)."""
+        for k in [k for k in self.sessions if (k[0] if isinstance(k[0], str) else k[0][0]) == yaml_path]:
+            del self.sessions[k]
+        for k in [k for k in self.models if k[0] == yaml_path]:
+            del self.models[k]
+
+
 class Kilnc:
     TIME_RE = re.compile(r"time per inference: median ([0-9.]+) ms, min ([0-9.]+) ms over (\d+) runs \((\d+) threads\)")
 
@@ -493,8 +541,10 @@ def parse_args(argv):
                         "(default: %(default)s; 1: each engine's runs back to back)")
     p.add_argument("--quick", action="store_true",
                    help="just model a, shape b1xs32, threads 1 and 2")
+    p.add_argument("--kiln-python", default=os.path.join(REPO_ROOT, "build", "python"),
+                   help="folder holding the built kiln Python package (default: %(default)s)")
     p.add_argument("--kilnc", default=os.path.join(REPO_ROOT, "build", "tools", "kilnc"),
-                   help="path to the kilnc binary (default: %(default)s)")
+                   help="path to the kilnc binary, for --kiln-variants (default: %(default)s)")
     p.add_argument("--matmul-peak", default=os.path.join(REPO_ROOT, "build", "bench", "kiln_matmul_peak"),
                    help="path to the kiln_matmul_peak binary (default: %(default)s)")
     p.add_argument("--cache-dir", default=os.path.join(REPO_ROOT, "build", "bench"),
@@ -602,7 +652,7 @@ def check_targets(rows, peaks):
         else:
             value = row["ratio"]
             if value is None:
-                out.append(("n/a", text, "not measured (kilnc failed)"))
+                out.append(("n/a", text, "not measured (kiln failed)"))
                 continue
             ok = value <= t["limit"]
             measured = "%.2f x (%s ms vs %s ms)" % (value, fmt_ms(row["kiln_ms"]), fmt_ms(row["eager_ms"]))
@@ -685,20 +735,21 @@ def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
     kilnc_path = os.path.abspath(args.kilnc)
     peak_path = os.path.abspath(args.matmul_peak)
-    for name, path in (("kilnc", kilnc_path), ("kiln_matmul_peak", peak_path)):
+    needed = [("kiln_matmul_peak", peak_path)] + ([("kilnc", kilnc_path)] if args.variants else [])
+    for name, path in needed:
         if not (os.path.isfile(path) and os.access(path, os.X_OK)):
             print("error: %s not found at %s; build it first: cmake -S . -B build && cmake --build build -j2"
                   % (name, path), file=sys.stderr)
             return 2
     tmp_root = tempfile.mkdtemp(prefix="kiln_bench_")
     # Run private copies so that a concurrent rebuild of build/ cannot swap a binary mid-run.
-    kilnc_copy = os.path.join(tmp_root, "kilnc")
-    shutil.copy2(kilnc_path, kilnc_copy)
-    kilnc = Kilnc(kilnc_copy)
     peak_copy = os.path.join(tmp_root, "kiln_matmul_peak")
     shutil.copy2(peak_path, peak_copy)
-    kilnc_built = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(os.path.getmtime(kilnc_path)))
     if args.variants:
+        kilnc_copy = os.path.join(tmp_root, "kilnc")
+        shutil.copy2(kilnc_path, kilnc_copy)
+        kilnc = Kilnc(kilnc_copy)
+        kilnc_built = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(os.path.getmtime(kilnc_path)))
         print(machine_line(), flush=True)
         print("kilnc: %s (built %s); %s" % (os.path.relpath(kilnc_path, os.getcwd()), kilnc_built, git_line()))
         try:
@@ -706,12 +757,22 @@ def main(argv=None):
         finally:
             shutil.rmtree(tmp_root, ignore_errors=True)
 
+    sys.path.insert(0, os.path.abspath(args.kiln_python))
+    try:
+        import kiln
+    except ImportError as e:
+        print("error: cannot import the kiln module from %s (%s); build it first: cmake -S . -B build && "
+              "cmake --build build -j2" % (args.kiln_python, e), file=sys.stderr)
+        shutil.rmtree(tmp_root, ignore_errors=True)
+        return 2
+    kiln_in_process = KilnInProcess(kiln)
+    module_built = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(os.path.getmtime(kiln._kiln.__file__)))
     header = [machine_line(),
               "PyTorch %s, numpy %s, python %s" % (torch.__version__, np.__version__, sys.version.split()[0])]
     blas_lines, _ = blas_report()
     header += blas_lines
-    header.append("kilnc: %s (built %s); %s" % (os.path.relpath(kilnc_path, os.getcwd()), kilnc_built,
-                                                 git_line()))
+    header.append("Kiln: in this process, the kiln module %s %s (built %s); %s"
+                  % (kiln.__version__, os.path.relpath(kiln._kiln.__file__, os.getcwd()), module_built, git_line()))
     for line in header:
         print(line, flush=True)
     print(flush=True)
@@ -740,9 +801,7 @@ def main(argv=None):
 
             for batch, seq in args.shape_list:
                 tokens = make_tokens(key, cfg, batch, seq)
-                tokens_path = os.path.join(tmp_root, "tokens_%s_b%d_s%d.npy" % (key, batch, seq))
-                np.save(tokens_path, tokens, allow_pickle=False)
-                x = torch.from_numpy(tokens)
+                x = torch.from_numpy(tokens)  # shares the array Kiln reads
                 flops = matmul_flops(cfg, batch, seq)
                 for threads in args.thread_list:
                     label = "%s %s t%d" % (cfg["label"], shape_label((batch, seq)), threads)
@@ -790,17 +849,16 @@ def main(argv=None):
                         for opt in KILN_OPT_LEVELS:
                             if opt in failed:
                                 continue
-                            out_dir = os.path.join(tmp_root, "out_%s_b%d_s%d_t%d_O%d" % (key, batch, seq, threads, opt))
                             try:
-                                ms, kiln_threads, probs = kilnc.run(threads, opt, yaml_path, tokens_path,
-                                                                    per_round, warmup, out_dir)
+                                ms, kiln_threads, probs = kiln_in_process.run(threads, opt, yaml_path, tokens,
+                                                                              per_round, warmup)
                             except RuntimeError as e:
                                 log(str(e))
-                                notes.append("%s: kilnc -O%d failed: %s" % (label, opt, str(e).splitlines()[0]))
+                                notes.append("%s: kiln -O%d failed: %s" % (label, opt, str(e).splitlines()[0]))
                                 failed.add(opt)
                                 continue
                             if kiln_threads != threads:
-                                notes.append("%s: asked kilnc -O%d for %d threads, it reports %d"
+                                notes.append("%s: asked kiln -O%d for %d threads, its session uses %d"
                                              % (label, opt, threads, kiln_threads))
                             kiln_rounds[opt].append(ms)
                             kiln_probs[opt] = probs
@@ -819,7 +877,7 @@ def main(argv=None):
                         if probs is None or probs.shape != torch_probs.shape:
                             diff = None
                             if ms is not None:
-                                notes.append("%s: kilnc -O%d wrote no probs of shape %s"
+                                notes.append("%s: kiln -O%d returned no probs of shape %s"
                                              % (label, opt, list(torch_probs.shape)))
                         else:
                             diff = float(np.max(np.abs(probs.astype(np.float64) - torch_probs)))
@@ -842,6 +900,7 @@ def main(argv=None):
                         % (fmt_ms(kiln_ms), fmt_ms(kiln_o0_ms), fmt_ms(eager_ms), fmt_ms(script_ms),
                            "?" if bg_cores is None else "%.2f" % bg_cores))
             model = script = None  # free before the next model
+            kiln_in_process.drop(yaml_path)
         # The peak again after the rows: the higher of the two is used, so that one unlucky moment
         # (the machine briefly busy) does not make the whole model look better than its matmuls.
         peak_runs += measure_peaks(peak_copy, args.thread_list, "after the rows", notes)
