@@ -57,6 +57,16 @@ class ModelTest(unittest.TestCase):
         self.assertEqual(mem["weight_bytes"], self.model.weight_bytes)
         self.assertGreater(mem["arena_bytes"], 0)
 
+    def test_memory_limit(self):
+        session = self.model.session(memory_limit=4096)
+        self.assertEqual(session.memory()["memory_limit"], 4096)
+        with self.assertRaises(kiln.Error) as ctx:  # the arena needs ~100 KB
+            session.run({"tokens": self.tokens})
+        self.assertIn("memory", str(ctx.exception).lower())
+        roomy = self.model.session(memory_limit=64 << 20)
+        np.testing.assert_allclose(roomy.run({"tokens": self.tokens})["probs"], self.expected, atol=1e-4, rtol=0)
+        self.assertLessEqual(roomy.memory()["arena_bytes"], 64 << 20)
+
     def test_preallocated_outputs(self):
         session = self.model.session()
         mine = np.full((1, 4), -1.0, dtype=np.float32)
@@ -86,6 +96,12 @@ class ModelTest(unittest.TestCase):
         np.testing.assert_allclose(probs, self.expected, atol=1e-4, rtol=0)
         with self.assertRaises(ValueError):
             kiln.Model.load(CLASSIFIER, opt_level=5)
+        # A disabled pass: the residual adds before norm1 stay nodes of their own.
+        self.assertNotIn("/r1 = add(", self.model.ir())
+        plain = kiln.Model.load(CLASSIFIER, disabled_passes=["fuse-add-layer-norm"])
+        self.assertEqual(plain.ir().count("/r1 = add("), 2)
+        np.testing.assert_allclose(plain.session().run({"tokens": self.tokens})["probs"], self.expected,
+                                   atol=1e-4, rtol=0)
 
     def test_onnx(self):
         folder = source_path("tests", "fixtures", "onnx")
