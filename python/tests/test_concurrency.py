@@ -55,6 +55,17 @@ class ConcurrencyTest(unittest.TestCase):
         session = self.model.session(threads=1)
         big = np.ascontiguousarray(np.tile(self.tokens, (64, 4)))  # [64, 128]: tens of milliseconds
         session.run({"tokens": big})  # compile the plan first
+        # Up to 3 tries (a busy machine may starve the ticker for a while); a held GIL fails all of them.
+        for _ in range(3):
+            inside, call_s = self.ticks_during_call(session, big)
+            if len(inside) >= 3:
+                break
+        self.assertGreater(call_s, 0.005, "the call was too short to tell")
+        self.assertGreaterEqual(len(inside), 3, f"{len(inside)} ticks during a {1000 * call_s:.1f} ms call")
+
+    @staticmethod
+    def ticks_during_call(session, tokens):
+        """Ticks of a Python thread (every 0.5 ms) seen in the first 80% of one call, and the call's length."""
         stamps = []
         stop = threading.Event()
 
@@ -68,15 +79,12 @@ class ConcurrencyTest(unittest.TestCase):
         try:
             time.sleep(0.01)
             t0 = time.perf_counter()
-            session.run({"tokens": big})
+            session.run({"tokens": tokens})
             t1 = time.perf_counter()
         finally:
             stop.set()
             t.join()
-        # Ticks in the first 80% of the call: none if the GIL were held throughout it.
-        inside = [s for s in stamps if t0 < s < t0 + 0.8 * (t1 - t0)]
-        self.assertGreater(t1 - t0, 0.005, "the call was too short to tell")
-        self.assertGreaterEqual(len(inside), 3, f"{len(inside)} ticks during a {1000 * (t1 - t0):.1f} ms call")
+        return [s for s in stamps if t0 < s < t0 + 0.8 * (t1 - t0)], t1 - t0
 
 
 if __name__ == "__main__":
