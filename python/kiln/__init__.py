@@ -18,7 +18,8 @@ from ._kiln import (  # noqa: F401
     compile,
 )
 
-__all__ = ["Buffer", "Error", "Generator", "Hypothesis", "IoInfo", "Model", "Seq2SeqModel", "Session", "compile"]
+# kiln.compile is left out of `from kiln import *`, which would hide the builtin compile.
+__all__ = ["Buffer", "Error", "Generator", "Hypothesis", "IoInfo", "Model", "Seq2SeqModel", "Session"]
 
 for _cls in (Buffer, Error, Generator, Hypothesis, IoInfo, Model, Seq2SeqModel, Session):
     _cls.__module__ = "kiln"  # shown as kiln.Error, kiln.Model, ... (defined in the extension kiln._kiln)
