@@ -9,6 +9,8 @@
 #include "frontends/safetensors.hpp"
 #include "frontends/yaml/yaml_frontend.hpp"
 #include "graph/checked.hpp"
+#include "ops/isa.hpp"
+#include "ops/qgemm.hpp"
 #include "runtime/model_impl.hpp"
 
 namespace kiln::detail {
@@ -43,7 +45,23 @@ PipelineOptions pipeline_options(const LoadOptions& options) {
   PipelineOptions pipeline;
   pipeline.opt_level = options.opt_level;
   pipeline.disabled.insert(options.disabled_passes.begin(), options.disabled_passes.end());
+  pipeline.quantize_override = options.quantize;
   return pipeline;
+}
+
+Quantize resolve_quantize(const Graph& g, const PipelineOptions& pipeline) {
+  const Quantize q = pipeline.quantize_override.value_or(g.quantize.value_or(Quantize::none));
+  if (q == Quantize::none) return q;
+  const qgemm::Format f = q == Quantize::int8 ? qgemm::Format::s8 : qgemm::Format::bf16;
+  if (qgemm::available(f)) return q;
+  const std::string what =
+      std::string(q == Quantize::int8 ? "int8 weights need AVX2 (AVX512_VNNI or AVX_VNNI for the fast kernel)"
+                                      : "bf16 weights need AVX512_BF16 (or AVX2 for the emulated kernel)") +
+      ", which this CPU lacks under the instruction-set cap (" + isa::name(isa::effective()) +
+      "); load the model without quantization (quantize: none) or on a CPU that has it";
+  if (pipeline.quantize_override)
+    fail("quantize " + std::string(quantize_name(q)) + " (--quantize, LoadOptions::quantize): " + what);
+  fail_at(g.quantize_loc, "quantize: " + std::string(quantize_name(q)) + ": " + what);
 }
 
 std::shared_ptr<ModelImpl> compile(CompileRequest request) {
@@ -76,6 +94,7 @@ std::shared_ptr<ModelImpl> compile(CompileRequest request) {
   }
   Graph& g = *impl->graph;
   if (!request.dims.empty()) impl->dim_ranges = bind_dims(g, request.dims);
+  request.pipeline.quantize = resolve_quantize(g, request.pipeline);
   if (request.stage) request.stage("running the optimization passes");
   impl->remarks = run_pipeline(g, request.pipeline);
   const std::vector<Remark> lowered = run_lowering(g, request.pipeline);
