@@ -124,14 +124,13 @@ void pack_quantized(PackCtx& ctx, std::size_t input, Quantize q) {
 void pack_gemm_weight(PackCtx& ctx, std::size_t input, const std::vector<std::int64_t>& row0s) {
   const Value* w = ctx.node().inputs.at(input);
   const Quantize q = ctx.quantize();
-  const std::string kept = q == Quantize::none ? "" : "kept in f32: ";
   if (!w) return;
   if (!w->is_constant()) {
-    if (q != Quantize::none) ctx.keep(input, kept + "read at run time (not a constant), so it cannot be packed ahead");
+    if (q != Quantize::none) ctx.keep(input, "read at run time (not a constant), so it cannot be packed ahead");
     return;
   }
   if (!w->type.plain() || w->type.dtype != DType::f32 || w->type.rank() != 2 || !is_concrete(w->type.shape)) {
-    if (q != Quantize::none) ctx.keep(input, kept + "not a plain f32 matrix of known shape (" + w->type.str() + ")");
+    if (q != Quantize::none) ctx.keep(input, "not a plain f32 matrix of known shape (" + w->type.str() + ")");
     return;
   }
   if (q == Quantize::none && !gemm::enabled()) {
@@ -143,7 +142,7 @@ void pack_gemm_weight(PackCtx& ctx, std::size_t input, const std::vector<std::in
   }
   for (std::int64_t r : row0s)
     if (r % gemm::kPanel != 0) {
-      ctx.keep(input, kept + "a step reads it from row " + std::to_string(r) + ", not a multiple of " +
+      ctx.keep(input, "a step reads it from row " + std::to_string(r) + ", not a multiple of " +
                           std::to_string(gemm::kPanel) + "; each kernel packs its rows itself");
       return;
     }

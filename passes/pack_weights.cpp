@@ -39,23 +39,32 @@ class PackWeights : public Pass {
       if (n->schema->pack) nodes.push_back(n.get());
     bool changed = false;
     for (Node* n : nodes) {
+      const std::vector<std::string> before = weight_names(*n);  // the names as written, for the remarks
       Rule rule(g, *n, ctx, made_);
       n->schema->pack(rule);
       changed = changed || rule.changed;
-      if (ctx.quantize() != Quantize::none) note_kept_f32(*n, ctx, rule.kept);
+      if (ctx.quantize() != Quantize::none) note_kept_f32(*n, ctx, rule.kept, before);
     }
     if (ctx.quantize() != Quantize::none)
       for (const auto& n : g.nodes())
-        if (!n->schema->pack) note_kept_f32(*n, ctx, {});
+        if (!n->schema->pack) note_kept_f32(*n, ctx, {}, weight_names(*n));
     made_.clear();
     if (changed) g.compact();
     return changed;
   }
 
  private:
+  // The names of n's inputs (empty for absent ones).
+  static std::vector<std::string> weight_names(const Node& n) {
+    std::vector<std::string> names;
+    for (const Value* v : n.inputs) names.push_back(v ? v->name : std::string());
+    return names;
+  }
+
   // With quantization: a remark for each weight matrix of `n` still in f32 that its pack rule did not
-  // already explain (inputs in `explained`).
-  static void note_kept_f32(const Node& n, PassContext& ctx, const std::set<std::size_t>& explained) {
+  // already explain (inputs in `explained`), named as it was before the rule packed it (`names`).
+  static void note_kept_f32(const Node& n, PassContext& ctx, const std::set<std::size_t>& explained,
+                            const std::vector<std::string>& names) {
     for (std::size_t i = 0; i < n.inputs.size(); ++i) {
       const Value* v = n.inputs[i];
       if (!v || !v->is_constant() || !n.schema->is_weight_input(i) || v->type.dtype != DType::f32 ||
@@ -66,7 +75,7 @@ class PackWeights : public Pass {
                                   : n.schema->name +
                                         " has no quantized kernel (only linear and the attention "
                                         "projections are quantized)";
-      ctx.declined(n, "kept '" + v->name + "' in f32: " + why);
+      ctx.declined(n, "kept '" + (i < names.size() ? names[i] : v->name) + "' in f32: " + why);
     }
   }
 
@@ -114,7 +123,8 @@ class PackWeights : public Pass {
     }
 
     void keep(std::size_t i, const std::string& why) override {
-      remarks_.declined(n_, "kept '" + n_.inputs.at(i)->name + "' as it is: " + why);
+      const bool quantizing = remarks_.quantize() != Quantize::none;
+      remarks_.declined(n_, "kept '" + n_.inputs.at(i)->name + (quantizing ? "' in f32: " : "' as it is: ") + why);
       kept.insert(i);
     }
 

@@ -4,6 +4,11 @@
 #include <cstdlib>
 #include <cstring>
 #include <map>
+#include <utility>
+#include <vector>
+
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "frontends/onnx/onnx_frontend.hpp"
 #include "frontends/safetensors.hpp"
@@ -32,6 +37,42 @@ std::unique_ptr<Graph> parse_in_memory(const CompileRequest& r) {
     file = WeightsFile::from_memory(r.path + " (weights)", mem, r.weights_size, owner);
   }
   return parse_yaml_model(*r.yaml_text, r.path, std::move(file));
+}
+
+// The byte ranges of the constants `g` uses now.
+std::vector<std::pair<const char*, std::size_t>> constant_ranges(const Graph& g) {
+  std::vector<std::pair<const char*, std::size_t>> out;
+  for (const auto& v : g.values())
+    if (v->is_constant() && v->constant.bytes > 0 && !v->users.empty())
+      out.emplace_back(static_cast<const char*>(v->constant.data), v->constant.bytes);
+  return out;
+}
+
+// Quantized weights replace the f32 ones (docs/quantization.md): the pages of the weights the passes
+// dropped (in `before`, overlapping nothing the graph still uses) are handed back to the OS with
+// MADV_PAGEOUT, a hint that keeps their contents (a mapped file's clean pages are dropped and read again if
+// ever touched; anonymous memory is swapped at most), so that the process's RSS counts the quantized copies
+// only. Best effort: a kernel without MADV_PAGEOUT ignores it.
+void release_dropped_weights(const std::vector<std::pair<const char*, std::size_t>>& before, const Graph& g) {
+#ifdef MADV_PAGEOUT
+  const auto page = static_cast<std::uintptr_t>(sysconf(_SC_PAGESIZE));
+  const auto used = constant_ranges(g);
+  for (const auto& [data, bytes] : before) {
+    const auto begin = reinterpret_cast<std::uintptr_t>(data), end = begin + bytes;
+    const std::uintptr_t first = (begin + page - 1) / page * page, last = end / page * page;
+    if (first >= last) continue;
+    bool overlaps = false;
+    for (const auto& [d, n] : used) {
+      const auto b = reinterpret_cast<std::uintptr_t>(d);
+      // Any page the kept constant touches.
+      overlaps = overlaps || (b / page * page < last && (b + n + page - 1) / page * page > first);
+    }
+    if (!overlaps) madvise(reinterpret_cast<void*>(first), last - first, MADV_PAGEOUT);
+  }
+#else
+  (void)before;
+  (void)g;
+#endif
 }
 
 std::string extension(const std::string& path) {
@@ -95,10 +136,13 @@ std::shared_ptr<ModelImpl> compile(CompileRequest request) {
   Graph& g = *impl->graph;
   if (!request.dims.empty()) impl->dim_ranges = bind_dims(g, request.dims);
   request.pipeline.quantize = resolve_quantize(g, request.pipeline);
+  const auto weights_before =
+      request.pipeline.quantize == Quantize::none ? decltype(constant_ranges(g))() : constant_ranges(g);
   if (request.stage) request.stage("running the optimization passes");
   impl->remarks = run_pipeline(g, request.pipeline);
   const std::vector<Remark> lowered = run_lowering(g, request.pipeline);
   impl->remarks.insert(impl->remarks.end(), lowered.begin(), lowered.end());
+  release_dropped_weights(weights_before, g);
   impl->weight_bytes = weight_bytes_of(g);
   return impl;
 }

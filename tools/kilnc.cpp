@@ -221,6 +221,11 @@ struct GenerateFlags {
 
 int cmd_generate(const std::string& model_path, const GenerateFlags& g, const CompileFlags& flags) {
   kiln::Seq2SeqModel model = kiln::Seq2SeqModel::load(model_path, kiln::load_options(flags));
+  if (flags.explain)  // what the passes did to each graph (quantized weights and their errors included)
+    for (const auto& [part, m] : {std::pair{"encoder", model.encoder()}, std::pair{"decoder", model.decoder()}}) {
+      std::printf("passes on the %s at -O%d:\n", part, flags.opt_level);
+      for (const auto& r : m.impl()->remarks) std::printf("  %s\n", r.str().c_str());
+    }
   std::vector<std::string> sources = g.texts, references;
   if (!g.input_file.empty()) {
     std::ifstream in(g.input_file);
@@ -350,6 +355,8 @@ int main(int argc, char** argv) {
   generate->add_option("-O,--opt-level", flags.opt_level, "optimization level: 0, 1 or 2 (default)")
       ->check(CLI::Range(0, 2));
   generate->add_option("--quantize", flags.quantize, kiln::kQuantizeHelp);
+  generate->add_flag("--explain", flags.explain,
+                     "list what the passes did to the encoder and the decoder (with --quantize: each weight's error)");
 
   std::string import_dir;
   auto* import = app.add_subcommand("import", "convert an ONNX model into a Kiln YAML model and safetensors weights");
