@@ -67,7 +67,7 @@ void release_dropped_weights(const std::vector<std::pair<const char*, std::size_
       // Any page the kept constant touches.
       overlaps = overlaps || (b / page * page < last && (b + n + page - 1) / page * page > first);
     }
-    if (!overlaps) madvise(reinterpret_cast<void*>(first), last - first, MADV_PAGEOUT);
+    if (!overlaps) madvise(const_cast<char*>(data) + (first - begin), last - first, MADV_PAGEOUT);
   }
 #else
   (void)before;
