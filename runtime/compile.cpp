@@ -93,6 +93,12 @@ PipelineOptions pipeline_options(const LoadOptions& options) {
 Quantize resolve_quantize(const Graph& g, const PipelineOptions& pipeline) {
   const Quantize q = pipeline.quantize_override.value_or(g.quantize.value_or(Quantize::none));
   if (q == Quantize::none) return q;
+  if (pipeline.disabled.count("pack-weights")) {
+    const std::string what = "quantize " + std::string(quantize_name(q)) +
+                             ": the pack-weights pass quantizes the weights, and --disable-pass turns it off";
+    if (pipeline.quantize_override) fail(what);
+    fail_at(g.quantize_loc, what);
+  }
   const qgemm::Format f = q == Quantize::int8 ? qgemm::Format::s8 : qgemm::Format::bf16;
   if (qgemm::available(f)) return q;
   const std::string what =

@@ -284,6 +284,13 @@ TEST_CASE("quantize: where oneDNN runs the products (KILN_GEMM=onednn), it reads
 TEST_CASE("quantize: a bad YAML value fails at its line and column with the accepted values") {
   std::string err = error_of([] { load_d64("quantize: int4\n"); });
   CHECK(contains(err, "model.yaml:3:11: error: unknown quantize value 'int4' (expected none, int8 or bf16)"));
+  err = error_of([] {
+    kiln::LoadOptions o;
+    o.disabled_passes = {"pack-weights"};
+    load_d64("quantize: int8\n", o);
+  });
+  CHECK(contains(err, "model.yaml:3:11: error: quantize int8: the pack-weights pass quantizes the weights, and "
+                      "--disable-pass turns it off"));
   err = error_of([] { load_d64("quantize: [int8]\n"); });
   CHECK(contains(err, "model.yaml:3:11: error: expected none, int8 or bf16 (a scalar), got a list"));
 }
