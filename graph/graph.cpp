@@ -20,6 +20,24 @@ std::shared_ptr<void> allocate_constant_bytes(std::size_t bytes) {
   return std::shared_ptr<void>(p, [](void* q) { std::free(q); });
 }
 
+const char* quantize_name(Quantize q) {
+  switch (q) {
+    case Quantize::none: return "none";
+    case Quantize::int8: return "int8";
+    case Quantize::bf16: return "bf16";
+  }
+  return "?";
+}
+
+bool parse_quantize(std::string_view name, Quantize* out) {
+  for (Quantize q : {Quantize::none, Quantize::int8, Quantize::bf16})
+    if (name == quantize_name(q)) {
+      *out = q;
+      return true;
+    }
+  return false;
+}
+
 // ---- Node ----
 
 const Attr& Node::attr(const std::string& key) const {

@@ -3,10 +3,12 @@
 
 #include <cstddef>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "graph/types.hpp"
+#include "kiln/model.hpp"
 
 namespace kiln {
 
@@ -70,6 +72,10 @@ class Graph {
   std::string name;
   std::vector<Value*> inputs;
   std::vector<Value*> outputs;
+  /// The weight quantization the model file asks for (YAML's top-level `quantize:`), and where; unset when
+  /// it says nothing. LoadOptions::quantize overrides it (docs/quantization.md).
+  std::optional<Quantize> quantize;
+  SourceLoc quantize_loc;
 
   Graph() = default;
   Graph(const Graph&) = delete;

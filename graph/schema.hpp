@@ -86,6 +86,9 @@ class PackCtx {
  public:
   virtual ~PackCtx() = default;
   virtual const Node& node() const = 0;
+  /// The weight quantization the model is compiled with: GEMM weights go into qgemm's s8 or bf16 panels
+  /// instead of f32 ones (docs/quantization.md).
+  virtual Quantize quantize() const = 0;
   /// Replaces `parts` (constant inputs) by views into one new buffer of `bytes` (64-byte aligned, zeroed)
   /// that `fill` writes. The first part's constant spans the whole buffer, so that the others stay inside
   /// it (a plan file keeps them together). Packing the same source constants into the same types again
@@ -94,6 +97,8 @@ class PackCtx {
                        const std::function<void(void* out)>& fill) = 0;
   /// Notes why input i stays as it is (a remark of the pass).
   virtual void keep(std::size_t i, const std::string& why) = 0;
+  /// Adds a remark of the pass on this node (e.g. what quantizing a weight did).
+  virtual void note(const std::string& message) = 0;
 };
 
 /// Transforms a node's constant weights, once, at compile time, into the layout its kernel reads (Kiln's

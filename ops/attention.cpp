@@ -30,7 +30,9 @@ enum { kQuery, kKey, kValue, kInW, kInB, kOutW, kOutB, kMask };
 
 std::vector<TensorType> infer(const ShapeCtx& ctx) {
   for (std::size_t i = 0; i < 7; ++i)
-    if (ctx.has(i)) expect_f32(ctx, i);
+    if (ctx.has(i) && i != kInW && i != kOutW) expect_f32(ctx, i);
+  expect_gemm_weight_type(ctx, kInW);
+  expect_gemm_weight_type(ctx, kOutW);
   for (std::size_t i : {kQuery, kKey, kValue}) ctx.expect_rank(i, 3);
   const Shape& q = ctx.in(kQuery).shape;
   const Shape& k = ctx.in(kKey).shape;

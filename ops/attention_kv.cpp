@@ -16,6 +16,7 @@ std::vector<TensorType> infer(const ShapeCtx& ctx) {
   ctx.expect_rank(kSrc, 3);
   const Dim& e = ctx.in(kSrc).shape[2];
   if (!e.concrete()) ctx.fail("the embedding dim (last axis) must be concrete, got " + ctx.in(kSrc).str());
+  expect_gemm_weight_type(ctx, kInW);
   expect_weight_shape(ctx, kInW, {Dim::of(3 * e.value), e});
   if (ctx.has(kInB)) expect_weight_shape(ctx, kInB, {Dim::of(3 * e.value)});
   return {ctx.in(kSrc), ctx.in(kSrc)};

@@ -33,6 +33,15 @@ Shape broadcast(const ShapeCtx& ctx, const Shape& a, const Shape& b) {
 
 void expect_f32(const ShapeCtx& ctx, std::size_t i) { ctx.expect_dtype(i, DType::f32); }
 
+void expect_gemm_weight_type(const ShapeCtx& ctx, std::size_t i) {
+  const TensorType& t = ctx.in(i);
+  if (t.dtype == DType::f32 || quantized_format(t)) return;
+  const Value* v = ctx.node().inputs.at(i);
+  ctx.fail("expected " + ctx.node().schema->inputs.at(i).name + " of type f32 (or i8 in layout " + qgemm::kS8Layout +
+           ", bf16 in layout " + qgemm::kBf16Layout + " as quantization packs it), got " + t.str() +
+           (v ? " ('" + v->name + "')" : std::string()));
+}
+
 void expect_weight_shape(const ShapeCtx& ctx, std::size_t i, const Shape& want) {
   const TensorType& t = ctx.in(i);
   if (t.shape != want) {

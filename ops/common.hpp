@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "ops/op.hpp"
+#include "ops/qgemm.hpp"
 
 namespace kiln {
 
@@ -22,6 +23,9 @@ bool same_dim(const Dim& a, const Dim& b);
 Shape broadcast(const ShapeCtx& ctx, const Shape& a, const Shape& b);
 /// Fails unless input i is a float tensor (f32: the only float type kernels run on here).
 void expect_f32(const ShapeCtx& ctx, std::size_t i);
+/// Fails unless input i can be a LinearStep's weight: f32 (plain or packed), or quantized as the pack-weights
+/// pass makes it (i8 in qgemm's s8panels16, bf16 in bf16panels16; docs/quantization.md).
+void expect_gemm_weight_type(const ShapeCtx& ctx, std::size_t i);
 /// Fails unless constant input `i` (a weight) has exactly `want`; the message names the weight's value.
 void expect_weight_shape(const ShapeCtx& ctx, std::size_t i, const Shape& want);
 
@@ -159,7 +163,13 @@ void add_linear(DnnlKernel& kernel, const KernelCtx& ctx, const LinearStep& step
 /// The pack rule of a LinearStep weight (OpSchema::pack): packs constant input `input` ([N,K] f32) whole into
 /// Kiln's GEMM panels when Kiln's GEMM runs the products (gemm::enabled()) and every step reading it starts at
 /// a row in `row0s` that is a multiple of gemm::kPanel; otherwise keeps it, saying why.
+/// With quantization (PackCtx::quantize) it packs the weight into qgemm's s8 or bf16 panels instead (the new
+/// constant's dtype i8 / bf16, layout s8panels16 / bf16panels16, same shape), whether or not Kiln's GEMM runs
+/// here, and remarks on the bytes saved and the error made; weights it cannot pack stay f32, with a remark.
 void pack_gemm_weight(PackCtx& ctx, std::size_t input, const std::vector<std::int64_t>& row0s);
+
+/// Which qgemm format a weight type is packed in, if any (ops/qgemm.hpp; defined in ops/linear.cpp).
+std::optional<qgemm::Format> quantized_format(const TensorType& t);
 
 /// A tensor's dims around `axis` (negative counts from the end): the product of the dims before it, its
 /// size, and the product of the dims after it. Kernels that run along one axis (argmax, topk, cumsum, ...)

@@ -31,6 +31,8 @@ std::vector<TensorType> infer(const ShapeCtx& ctx) {
   if (heads <= 0 || e.value % heads != 0)
     ctx.fail("attribute 'heads' = " + std::to_string(heads) + " must be positive and divide the embedding dim " +
              e.str());
+  expect_gemm_weight_type(ctx, kInW);
+  expect_gemm_weight_type(ctx, kOutW);
   expect_weight_shape(ctx, kInW, {Dim::of(3 * e.value), e});
   if (ctx.has(kInB)) expect_weight_shape(ctx, kInB, {Dim::of(3 * e.value)});
   expect_weight_shape(ctx, kOutW, {e, e});

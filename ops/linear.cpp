@@ -7,10 +7,16 @@
 //   - otherwise (weights given at run time, no AVX2/FMA, KILN_GEMM=onednn) one oneDNN matmul with the activation and residual as post-ops (eltwise, then binary add
 //     of an [M,N] operand: both stay on the jit path per docs/onednn.md), reading the weights in place
 //     as [N,K] (oneDNN's `ba` for a K x N matrix), 1.8x faster than `ab` on AVX2.
+//   - quantized weights (i8 in s8panels16, bf16 in bf16panels16; docs/quantization.md) run on qgemm with the
+//     same epilogue; where Kiln's GEMM is not enabled, oneDNN reads their dequantized f32 values.
+
+#include <cmath>
+#include <cstdio>
 
 #include "ops/common.hpp"
 #include "ops/eltwise.hpp"
 #include "ops/gemm.hpp"
+#include "ops/qgemm.hpp"
 
 namespace kiln {
 
@@ -61,12 +67,73 @@ std::shared_ptr<const float> gemm_panels(DnnlKernel& kernel, const KernelCtx& ct
 
 }  // namespace
 
+std::optional<qgemm::Format> quantized_format(const TensorType& t) {
+  if (t.dtype == DType::i8 && t.layout == qgemm::kS8Layout) return qgemm::Format::s8;
+  if (t.dtype == DType::bf16 && t.layout == qgemm::kBf16Layout) return qgemm::Format::bf16;
+  return std::nullopt;
+}
+
+namespace {
+
+// The quantized pack of an [n,k] weight, with a remark on what it did and the error it made (per panel of 16
+// rows, so that only 16·k floats are unpacked at a time): ||W - deq(W)|| / ||W|| and max |W - deq(W)|.
+void pack_quantized(PackCtx& ctx, std::size_t input, Quantize q) {
+  const Value* w = ctx.node().inputs.at(input);
+  const qgemm::Format f = q == Quantize::int8 ? qgemm::Format::s8 : qgemm::Format::bf16;
+  const std::int64_t n = w->type.shape[0].value, k = w->type.shape[1].value;
+  TensorType type = w->type;
+  type.dtype = f == qgemm::Format::s8 ? DType::i8 : DType::bf16;
+  type.layout = qgemm::layout_name(f);
+  const std::size_t bytes = qgemm::packed_bytes(f, n, k);
+  const auto* src = static_cast<const float*>(w->constant.data);
+  bool measured = false;
+  double err2 = 0, ref2 = 0, max_abs = 0;
+  ctx.replace({PackedInput{input, type, 0, bytes}}, bytes, [&](void* out) {
+    qgemm::pack(f, src, n, k, out);
+    std::vector<float> deq(static_cast<std::size_t>(std::min<std::int64_t>(n, qgemm::kPanel) * k));
+    for (std::int64_t r0 = 0; r0 < n; r0 += qgemm::kPanel) {
+      const std::int64_t rows = std::min<std::int64_t>(qgemm::kPanel, n - r0);
+      qgemm::unpack(f, static_cast<const char*>(out) + r0 / qgemm::kPanel * qgemm::panel_bytes(f, k), rows, k,
+                    deq.data());
+      for (std::int64_t i = 0; i < rows * k; ++i) {
+        const double ref = src[r0 * k + i], d = ref - static_cast<double>(deq[static_cast<std::size_t>(i)]);
+        err2 += d * d;
+        ref2 += ref * ref;
+        max_abs = std::max(max_abs, std::fabs(d));
+      }
+    }
+    measured = true;
+  });
+  const std::size_t f32_bytes = static_cast<std::size_t>(n * k) * sizeof(float);
+  char ratio[160];
+  std::snprintf(ratio, sizeof ratio, "%zu bytes in f32 -> %zu (%.2fx)", f32_bytes, bytes,
+                static_cast<double>(bytes) / static_cast<double>(std::max<std::size_t>(f32_bytes, 1)));
+  std::string message =
+      "quantized '" + w->name + "' " + (f == qgemm::Format::s8 ? "to s8 per output channel" : "to bf16") + ": " + ratio;
+  if (measured) {
+    char err[160];
+    std::snprintf(err, sizeof err, "; error vs f32: relative %.3g (||W-deq(W)||/||W||), max abs %.3g",
+                  ref2 > 0 ? std::sqrt(err2 / ref2) : 0.0, max_abs);
+    message += err;
+  }
+  ctx.note(message);
+}
+
+}  // namespace
+
 void pack_gemm_weight(PackCtx& ctx, std::size_t input, const std::vector<std::int64_t>& row0s) {
   const Value* w = ctx.node().inputs.at(input);
-  if (!w || !w->is_constant() || !w->type.plain() || w->type.dtype != DType::f32 || w->type.rank() != 2 ||
-      !is_concrete(w->type.shape))
+  const Quantize q = ctx.quantize();
+  if (!w) return;
+  if (!w->is_constant()) {
+    if (q != Quantize::none) ctx.keep(input, "read at run time (not a constant), so it cannot be packed ahead");
     return;
-  if (!gemm::enabled()) {
+  }
+  if (!w->type.plain() || w->type.dtype != DType::f32 || w->type.rank() != 2 || !is_concrete(w->type.shape)) {
+    if (q != Quantize::none) ctx.keep(input, "not a plain f32 matrix of known shape (" + w->type.str() + ")");
+    return;
+  }
+  if (q == Quantize::none && !gemm::enabled()) {
     ctx.keep(input,
              "oneDNN runs the products here (" +
                  std::string(gemm::available() ? "KILN_GEMM=onednn" : "no AVX2/FMA under the instruction-set cap") +
@@ -79,6 +146,10 @@ void pack_gemm_weight(PackCtx& ctx, std::size_t input, const std::vector<std::in
                           std::to_string(gemm::kPanel) + "; each kernel packs its rows itself");
       return;
     }
+  if (q != Quantize::none) {
+    pack_quantized(ctx, input, q);
+    return;
+  }
   const std::int64_t n = w->type.shape[0].value, k = w->type.shape[1].value;
   TensorType type = w->type;
   type.layout = gemm::kPackedLayout;
@@ -91,10 +162,46 @@ void pack_gemm_weight(PackCtx& ctx, std::size_t input, const std::vector<std::in
 void add_linear(DnnlKernel& kernel, const KernelCtx& ctx, const LinearStep& step) {
   constexpr std::size_t kF = sizeof(float);
   const ConstData* w = ctx.constant(static_cast<std::size_t>(step.weight));
-  const bool packed_weight = ctx.in[static_cast<std::size_t>(step.weight)].layout == gemm::kPackedLayout;
-  if (packed_weight && !w)
-    ctx.node.fail("internal: weights in " + std::string(gemm::kPackedLayout) + " must be a constant");
-  if (w && gemm::enabled()) {
+  const TensorType& wtype = ctx.in[static_cast<std::size_t>(step.weight)];
+  const bool packed_weight = wtype.layout == gemm::kPackedLayout;
+  const std::optional<qgemm::Format> quantized = quantized_format(wtype);
+  if ((packed_weight || quantized) && !w) ctx.node.fail("internal: weights in " + wtype.layout + " must be a constant");
+  // Quantized weights (docs/quantization.md): rows weight_row0.. of the panels, checked to lie inside the
+  // constant (a plan file's bytes).
+  const void* qpanels = nullptr;
+  if (quantized) {
+    const std::string& name = ctx.node.schema->inputs.at(static_cast<std::size_t>(step.weight)).name;
+    const std::size_t need = qgemm::packed_bytes(*quantized, step.weight_row0 + step.out, step.in);
+    if (step.weight_row0 % qgemm::kPanel != 0 || w->bytes < need)
+      ctx.node.fail("weight '" + name + "' in layout " + wtype.layout + " holds " + std::to_string(w->bytes) +
+                    " bytes; rows " + std::to_string(step.weight_row0) + ".." +
+                    std::to_string(step.weight_row0 + step.out) + " of " + std::to_string(step.in) + " columns need " +
+                    std::to_string(need) + " from a row that is a multiple of " + std::to_string(qgemm::kPanel));
+    qpanels = static_cast<const char*>(w->data) +
+              static_cast<std::size_t>(step.weight_row0 / qgemm::kPanel) * qgemm::panel_bytes(*quantized, step.in);
+  }
+  if (quantized && gemm::enabled() && qgemm::available(*quantized)) {
+    const std::shared_ptr<const void> panels(w->owner, qpanels);
+    const gemm::Activation act = gemm_activation(find_activation(step.activation));
+    const qgemm::Format f = *quantized;
+    kernel.add_step(
+        [step, panels, act, f](const KernelArgs& args, char* scratch) {
+          gemm::Epilogue ep;
+          if (step.bias >= 0) ep.bias = static_cast<const float*>(args.in[step.bias]) + step.weight_row0;
+          ep.activation = act;
+          if (step.residual >= 0) {
+            ep.residual = static_cast<const float*>(args.in[step.residual]);
+            ep.ldr = step.out;
+          }
+          const auto* src = reinterpret_cast<const float*>(operand_base(step.src, args, scratch) + step.src.offset);
+          auto* dst =
+              reinterpret_cast<float*>(const_cast<char*>(operand_base(step.dst, args, scratch)) + step.dst.offset);
+          qgemm::multiply(f, src, step.in, panels.get(), dst, step.out, step.rows, step.out, step.in, ep);
+        },
+        qgemm::variant(f));
+    return;
+  }
+  if (w && !quantized && gemm::enabled()) {
     std::shared_ptr<const float> packed = gemm_panels(kernel, ctx, step, *w);
     const gemm::Activation act = gemm_activation(find_activation(step.activation));
     kernel.add_step(
@@ -137,14 +244,19 @@ void add_linear(DnnlKernel& kernel, const KernelCtx& ctx, const LinearStep& step
     }
   };
   bind(DNNL_ARG_SRC, src, step.src);
-  if (packed_weight) {
-    // Packed for Kiln's GEMM (a plan file from a machine that runs it) where oneDNN runs the products (no
-    // AVX2/FMA under the cap, KILN_GEMM=onednn): oneDNN reads a private unpacked copy of the rows it needs.
-    const std::shared_ptr<const float> panels = gemm_panels(kernel, ctx, step, *w);
+  if (packed_weight || quantized) {
+    // Packed for Kiln's GEMM (a plan file from a machine that runs it) or quantized, where oneDNN runs the
+    // products (no AVX2/FMA under the cap, KILN_GEMM=onednn): oneDNN reads a private f32 copy of the rows
+    // it needs, made once here (the dequantized values of quantized weights).
     auto plain = std::shared_ptr<float>(
         static_cast<float*>(std::malloc(static_cast<std::size_t>(step.out * step.in) * kF)), std::free);
     if (!plain) throw std::bad_alloc();
-    gemm::unpack_weights(panels.get(), step.out, step.in, plain.get());
+    if (quantized) {
+      qgemm::unpack(*quantized, qpanels, step.out, step.in, plain.get());
+    } else {
+      const std::shared_ptr<const float> panels = gemm_panels(kernel, ctx, step, *w);
+      gemm::unpack_weights(panels.get(), step.out, step.in, plain.get());
+    }
     kernel.fixed(s, DNNL_ARG_WEIGHTS, dnnl::memory(wei, ctx.engine, plain.get()));
     kernel.hold(std::move(plain));
     kernel.add_packed_weight_bytes(static_cast<std::size_t>(step.out * step.in) * kF);
@@ -163,7 +275,7 @@ enum { kSrc, kWeight, kBias, kResidual };
 
 std::vector<TensorType> infer(const ShapeCtx& ctx) {
   expect_f32(ctx, kSrc);
-  expect_f32(ctx, kWeight);
+  expect_gemm_weight_type(ctx, kWeight);
   const TensorType& x = ctx.in(kSrc);
   if (x.rank() < 1) ctx.fail("expected input 'src' of rank >= 1, got " + x.str());
   ctx.expect_rank(kWeight, 2);

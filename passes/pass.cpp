@@ -88,7 +88,7 @@ std::vector<Remark> run_passes(Graph& g, const PipelineOptions& options, std::ve
   std::vector<Remark> remarks;
   for (auto& pass : passes) {
     if (options.disabled.count(pass->name())) continue;
-    PassContext ctx(pass->name());
+    PassContext ctx(pass->name(), options.quantize);
     bool changed = pass->run(g, ctx);
     if (changed) {
       g.toposort();

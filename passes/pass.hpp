@@ -4,6 +4,7 @@
 
 #include <iosfwd>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -24,14 +25,18 @@ struct Remark {
 
 class PassContext {
  public:
-  explicit PassContext(std::string pass = {}) : pass_(std::move(pass)) {}
+  explicit PassContext(std::string pass = {}, Quantize quantize = Quantize::none)
+      : pass_(std::move(pass)), quantize_(quantize) {}
   void set_pass(std::string pass) { pass_ = std::move(pass); }
+  /// The weight quantization the model is compiled with (pack-weights applies it; docs/quantization.md).
+  Quantize quantize() const { return quantize_; }
   void fired(const Node& node, const std::string& message);
   void declined(const Node& node, const std::string& reason);
   const std::vector<Remark>& remarks() const { return remarks_; }
 
  private:
   std::string pass_;
+  Quantize quantize_ = Quantize::none;
   std::vector<Remark> remarks_;
 };
 
@@ -77,6 +82,10 @@ struct PipelineOptions {
   std::set<std::string> disabled;     // pass names not to run
   std::set<std::string> print_after;  // pass names, or "all", whose result is printed
   std::ostream* print_to = nullptr;   // where --print-after writes (IR after each listed pass)
+  /// Weight quantization (LoadOptions::quantize, kilnc --quantize): set, it overrides the model file's
+  /// (Graph::quantize); the compile driver resolves the two into `quantize` before lowering.
+  std::optional<Quantize> quantize_override;
+  Quantize quantize = Quantize::none;
 #ifdef NDEBUG
   bool verify_each = false;  // debug builds verify the graph after every pass
 #else

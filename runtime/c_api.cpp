@@ -91,24 +91,80 @@ static kiln_status wrap_model(kiln::Model model, kiln_model** out) {
   return KILN_OK;
 }
 
+namespace {
+
+// The C++ load options of `options` (null: defaults), or a message saying which field is wrong.
+bool to_load_options(const kiln_load_options* options, const char* call, kiln::LoadOptions& out, std::string& error) {
+  if (!options) return true;
+  if (options->opt_level < 0 || options->opt_level > 2) {
+    error =
+        std::string(call) + ": options->opt_level is " + std::to_string(options->opt_level) + " (expected 0, 1 or 2)";
+    return false;
+  }
+  out.opt_level = options->opt_level;
+  switch (options->quantize) {
+    case KILN_QUANTIZE_MODEL: break;
+    case KILN_QUANTIZE_NONE: out.quantize = kiln::Quantize::none; break;
+    case KILN_QUANTIZE_INT8: out.quantize = kiln::Quantize::int8; break;
+    case KILN_QUANTIZE_BF16: out.quantize = kiln::Quantize::bf16; break;
+    default:
+      error = std::string(call) + ": options->quantize is " + std::to_string(static_cast<int>(options->quantize)) +
+              " (expected KILN_QUANTIZE_MODEL, KILN_QUANTIZE_NONE, KILN_QUANTIZE_INT8 or KILN_QUANTIZE_BF16)";
+      return false;
+  }
+  return true;
+}
+
+kiln_status load_file(const char* call, const char* path, const kiln_load_options* options, kiln_model** out) {
+  if (!path) return invalid(std::string(call) + ": path is NULL");
+  if (!out) return invalid(std::string(call) + ": out is NULL");
+  kiln::LoadOptions lo;
+  std::string error;
+  if (!to_load_options(options, call, lo, error)) return invalid(error);
+  return guarded([&] { wrap_model(kiln::Model::load(path, lo), out); });
+}
+
+kiln_status load_memory(const char* call, const char* yaml, size_t yaml_len, const void* weights, size_t weights_size,
+                        const kiln_load_options* options, kiln_model** out) {
+  const std::string c(call);
+  if (!yaml) return invalid(c + ": yaml is NULL");
+  if (!weights && weights_size) return invalid(c + ": weights is NULL but weights_size is not 0");
+  if (!out) return invalid(c + ": out is NULL");
+  // No buffer is that long: refuse before std::string(yaml, yaml_len) forms yaml + yaml_len (undefined).
+  if (yaml_len > std::string().max_size())
+    return invalid(c + ": yaml_len " + std::to_string(yaml_len) + " is longer than any string can be");
+  kiln::LoadOptions lo;
+  std::string error;
+  if (!to_load_options(options, call, lo, error)) return invalid(error);
+  return guarded(
+      [&] { wrap_model(kiln::Model::load_from_memory(std::string(yaml, yaml_len), weights, weights_size, lo), out); });
+}
+
+}  // namespace
+
 kiln_status kiln_model_load(const char* path, kiln_model** out) {
-  if (!path) return invalid("kiln_model_load: path is NULL");
-  if (!out) return invalid("kiln_model_load: out is NULL");
-  return guarded([&] { wrap_model(kiln::Model::load(path), out); });
+  return load_file("kiln_model_load", path, nullptr, out);
 }
 
 kiln_status kiln_model_load_from_memory(const char* yaml, size_t yaml_len, const void* weights, size_t weights_size,
                                         kiln_model** out) {
-  if (!yaml) return invalid("kiln_model_load_from_memory: yaml is NULL");
-  if (!weights && weights_size)
-    return invalid("kiln_model_load_from_memory: weights is NULL but weights_size is not 0");
-  if (!out) return invalid("kiln_model_load_from_memory: out is NULL");
-  // No buffer is that long: refuse before std::string(yaml, yaml_len) forms yaml + yaml_len (undefined).
-  if (yaml_len > std::string().max_size())
-    return invalid("kiln_model_load_from_memory: yaml_len " + std::to_string(yaml_len) +
-                   " is longer than any string can be");
-  return guarded(
-      [&] { wrap_model(kiln::Model::load_from_memory(std::string(yaml, yaml_len), weights, weights_size), out); });
+  return load_memory("kiln_model_load_from_memory", yaml, yaml_len, weights, weights_size, nullptr, out);
+}
+
+void kiln_load_options_init(kiln_load_options* options) {
+  if (!options) return;
+  options->opt_level = 2;
+  options->quantize = KILN_QUANTIZE_MODEL;
+}
+
+kiln_status kiln_model_load_with_options(const char* path, const kiln_load_options* options, kiln_model** out) {
+  return load_file("kiln_model_load_with_options", path, options, out);
+}
+
+kiln_status kiln_model_load_from_memory_with_options(const char* yaml, size_t yaml_len, const void* weights,
+                                                     size_t weights_size, const kiln_load_options* options,
+                                                     kiln_model** out) {
+  return load_memory("kiln_model_load_from_memory_with_options", yaml, yaml_len, weights, weights_size, options, out);
 }
 
 void kiln_model_free(kiln_model* model) { delete model; }

@@ -4,11 +4,18 @@
 #include <cstdlib>
 #include <cstring>
 #include <map>
+#include <utility>
+#include <vector>
+
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "frontends/onnx/onnx_frontend.hpp"
 #include "frontends/safetensors.hpp"
 #include "frontends/yaml/yaml_frontend.hpp"
 #include "graph/checked.hpp"
+#include "ops/isa.hpp"
+#include "ops/qgemm.hpp"
 #include "runtime/model_impl.hpp"
 
 namespace kiln::detail {
@@ -32,6 +39,42 @@ std::unique_ptr<Graph> parse_in_memory(const CompileRequest& r) {
   return parse_yaml_model(*r.yaml_text, r.path, std::move(file));
 }
 
+// The byte ranges of the constants `g` uses now.
+std::vector<std::pair<const char*, std::size_t>> constant_ranges(const Graph& g) {
+  std::vector<std::pair<const char*, std::size_t>> out;
+  for (const auto& v : g.values())
+    if (v->is_constant() && v->constant.bytes > 0 && !v->users.empty())
+      out.emplace_back(static_cast<const char*>(v->constant.data), v->constant.bytes);
+  return out;
+}
+
+// Quantized weights replace the f32 ones (docs/quantization.md): the pages of the weights the passes
+// dropped (in `before`, overlapping nothing the graph still uses) are handed back to the OS with
+// MADV_PAGEOUT, a hint that keeps their contents (a mapped file's clean pages are dropped and read again if
+// ever touched; anonymous memory is swapped at most), so that the process's RSS counts the quantized copies
+// only. Best effort: a kernel without MADV_PAGEOUT ignores it.
+void release_dropped_weights(const std::vector<std::pair<const char*, std::size_t>>& before, const Graph& g) {
+#ifdef MADV_PAGEOUT
+  const auto page = static_cast<std::uintptr_t>(sysconf(_SC_PAGESIZE));
+  const auto used = constant_ranges(g);
+  for (const auto& [data, bytes] : before) {
+    const auto begin = reinterpret_cast<std::uintptr_t>(data), end = begin + bytes;
+    const std::uintptr_t first = (begin + page - 1) / page * page, last = end / page * page;
+    if (first >= last) continue;
+    bool overlaps = false;
+    for (const auto& [d, n] : used) {
+      const auto b = reinterpret_cast<std::uintptr_t>(d);
+      // Any page the kept constant touches.
+      overlaps = overlaps || (b / page * page < last && (b + n + page - 1) / page * page > first);
+    }
+    if (!overlaps) madvise(const_cast<char*>(data) + (first - begin), last - first, MADV_PAGEOUT);
+  }
+#else
+  (void)before;
+  (void)g;
+#endif
+}
+
 std::string extension(const std::string& path) {
   auto dot = path.find_last_of('.');
   return dot == std::string::npos ? std::string() : path.substr(dot);
@@ -43,7 +86,29 @@ PipelineOptions pipeline_options(const LoadOptions& options) {
   PipelineOptions pipeline;
   pipeline.opt_level = options.opt_level;
   pipeline.disabled.insert(options.disabled_passes.begin(), options.disabled_passes.end());
+  pipeline.quantize_override = options.quantize;
   return pipeline;
+}
+
+Quantize resolve_quantize(const Graph& g, const PipelineOptions& pipeline) {
+  const Quantize q = pipeline.quantize_override.value_or(g.quantize.value_or(Quantize::none));
+  if (q == Quantize::none) return q;
+  if (pipeline.disabled.count("pack-weights")) {
+    const std::string what = "quantize " + std::string(quantize_name(q)) +
+                             ": the pack-weights pass quantizes the weights, and --disable-pass turns it off";
+    if (pipeline.quantize_override) fail(what);
+    fail_at(g.quantize_loc, what);
+  }
+  const qgemm::Format f = q == Quantize::int8 ? qgemm::Format::s8 : qgemm::Format::bf16;
+  if (qgemm::available(f)) return q;
+  const std::string what =
+      std::string(q == Quantize::int8 ? "int8 weights need AVX2 (AVX512_VNNI or AVX_VNNI for the fast kernel)"
+                                      : "bf16 weights need AVX512_BF16 (or AVX2 for the emulated kernel)") +
+      ", which this CPU lacks under the instruction-set cap (" + isa::name(isa::effective()) +
+      "); load the model without quantization (quantize: none) or on a CPU that has it";
+  if (pipeline.quantize_override)
+    fail("quantize " + std::string(quantize_name(q)) + " (--quantize, LoadOptions::quantize): " + what);
+  fail_at(g.quantize_loc, "quantize: " + std::string(quantize_name(q)) + ": " + what);
 }
 
 std::shared_ptr<ModelImpl> compile(CompileRequest request) {
@@ -76,10 +141,14 @@ std::shared_ptr<ModelImpl> compile(CompileRequest request) {
   }
   Graph& g = *impl->graph;
   if (!request.dims.empty()) impl->dim_ranges = bind_dims(g, request.dims);
+  request.pipeline.quantize = resolve_quantize(g, request.pipeline);
+  const auto weights_before =
+      request.pipeline.quantize == Quantize::none ? decltype(constant_ranges(g))() : constant_ranges(g);
   if (request.stage) request.stage("running the optimization passes");
   impl->remarks = run_pipeline(g, request.pipeline);
   const std::vector<Remark> lowered = run_lowering(g, request.pipeline);
   impl->remarks.insert(impl->remarks.end(), lowered.begin(), lowered.end());
+  release_dropped_weights(weights_before, g);
   impl->weight_bytes = weight_bytes_of(g);
   return impl;
 }

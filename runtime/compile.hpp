@@ -45,6 +45,11 @@ struct CompileRequest {
 /// The pass pipeline `options` ask for (opt level and disabled passes).
 PipelineOptions pipeline_options(const LoadOptions& options);
 
+/// The weight quantization to compile `g` with: the pipeline's override, else the model file's, else none.
+/// Fails naming the option (or the file's `quantize:` key) and the CPU feature when this CPU, under the
+/// instruction-set cap, cannot run it (docs/quantization.md).
+Quantize resolve_quantize(const Graph& g, const PipelineOptions& pipeline);
+
 /// Builds the model `request` describes. Throws kiln::Error naming the file (and line) on any problem.
 std::shared_ptr<ModelImpl> compile(CompileRequest request);
 

@@ -52,6 +52,8 @@ struct KplanInfo {
   std::uint32_t constants = 0;
   std::uint64_t packed_bytes = 0;  // Kiln GEMM panels carried by the file (ops/gemm.hpp)
   std::uint32_t packs = 0;
+  std::uint64_t quantized_bytes = 0;  // quantized weights (qgemm's s8/bf16 panels; docs/quantization.md)
+  std::uint32_t quantized = 0;
 };
 
 /// The checksum stored in a plan file: XXH3-64 (xxHash) of the whole file with the checksum field taken as

@@ -18,6 +18,7 @@
 #include <xxhash.h>
 
 #include "graph/checked.hpp"
+#include "ops/common.hpp"
 #include "ops/gemm.hpp"
 #include "ops/isa.hpp"
 #include "ops/op.hpp"
@@ -574,11 +575,15 @@ std::shared_ptr<ModelImpl> load_kplan(const std::string& name, const void* bytes
   g.outputs = read_ids(r, values, false);
   read_nodes(r, name, g, values);
   if (!r.done()) r.corrupt("trailing bytes after the last node");
-  // Constants the pack-weights pass put into Kiln's GEMM panels (ops/gemm.hpp), for `kilnc inspect`.
+  // Constants the pack-weights pass put into Kiln's GEMM panels (ops/gemm.hpp) or quantized (ops/qgemm.hpp),
+  // for `kilnc inspect`.
   for (const auto& v : g.values())
     if (v->is_constant() && v->type.layout == gemm::kPackedLayout && !v->users.empty()) {
       info.packed_bytes += v->constant.bytes;
       ++info.packs;
+    } else if (v->is_constant() && quantized_format(v->type) && !v->users.empty()) {
+      info.quantized_bytes += v->constant.bytes;
+      ++info.quantized;
     }
   try {
     g.verify();

@@ -389,11 +389,15 @@ std::string Plan::describe() const {
     os << step.node->label() << " -> " << types_[step.node->outputs[0]->id].str() << "  ["
        << (step.kernel ? step.kernel->impl() : std::string("view")) << "]\n";
   }
-  std::size_t weight_bytes = 0, weights = 0;
+  std::size_t weight_bytes = 0, weights = 0, quantized_bytes = 0, quantized = 0;
   for (const auto& v : graph_.values())
     if (v->is_constant() && !v->users.empty()) {
       weight_bytes += v->constant.bytes;
       ++weights;
+      if (quantized_format(v->type)) {
+        quantized_bytes += v->constant.bytes;
+        ++quantized;
+      }
     }
   std::size_t kernels = 0, reorders = 0, packed = 0;
   for (const auto& step : steps_) {
@@ -404,6 +408,9 @@ std::string Plan::describe() const {
   os << "kernels: " << kernels << " (" << in_place_ << " writing in place), reorders: " << reorders << "\n";
   os << "activation arena: " << arena_bytes_ << " bytes (peak, intermediates and kernel scratch)\n";
   os << "weights: " << weight_bytes << " bytes in " << weights << " tensors\n";
+  if (quantized > 0)
+    os << "quantized weights: " << quantized_bytes << " bytes in " << quantized
+       << " tensors (s8/bf16 panels, docs/quantization.md)\n";
   if (packed > 0)
     os << "packed weights: " << packed
        << " bytes (Kiln's GEMM panels, made once and shared by every plan of these "

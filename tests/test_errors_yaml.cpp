@@ -64,8 +64,8 @@ outputs: [y]
 nodes:
   - {op: relu, in: x, out: y}
 extra: 3
-)") == "model.yaml:6:1: error: unknown top-level key 'extra' (expected one of: kiln, name, doc, weights, inputs, outputs, "
-       "blocks, nodes)");
+)") == "model.yaml:6:1: error: unknown top-level key 'extra' (expected one of: kiln, name, doc, weights, quantize, inputs, "
+       "outputs, blocks, nodes)");
 }
 
 TEST_CASE("yaml error: missing or unsupported kiln version") {

@@ -38,6 +38,7 @@ void add_compile_flags(CLI::App* cmd, CompileFlags& f) {
   cmd->add_option("-O,--opt-level", f.opt_level, "optimization level: 0 none, 1 cleanup, 2 fusions (default)")
       ->check(CLI::Range(0, 2));
   cmd->add_option("--disable-pass", f.disabled, "do not run this pass (repeatable; see `kilnc passes`)");
+  cmd->add_option("--quantize", f.quantize, kiln::kQuantizeHelp);
   cmd->add_option("--print-after", f.print_after, "print the IR after this pass, or after all (repeatable)");
   cmd->add_flag("--explain", f.explain, "list each fusion that fired or declined, and the plan's kernels and memory");
 }
@@ -220,6 +221,11 @@ struct GenerateFlags {
 
 int cmd_generate(const std::string& model_path, const GenerateFlags& g, const CompileFlags& flags) {
   kiln::Seq2SeqModel model = kiln::Seq2SeqModel::load(model_path, kiln::load_options(flags));
+  if (flags.explain)  // what the passes did to each graph (quantized weights and their errors included)
+    for (const auto& [part, m] : {std::pair{"encoder", model.encoder()}, std::pair{"decoder", model.decoder()}}) {
+      std::printf("passes on the %s at -O%d:\n", part, flags.opt_level);
+      for (const auto& r : m.impl()->remarks) std::printf("  %s\n", r.str().c_str());
+    }
   std::vector<std::string> sources = g.texts, references;
   if (!g.input_file.empty()) {
     std::ifstream in(g.input_file);
@@ -321,6 +327,7 @@ int main(int argc, char** argv) {
   profile->add_option("-O,--opt-level", flags.opt_level, "optimization level: 0, 1 or 2 (default)")
       ->check(CLI::Range(0, 2));
   profile->add_option("--disable-pass", flags.disabled, "do not run this pass (repeatable)");
+  profile->add_option("--quantize", flags.quantize, kiln::kQuantizeHelp);
 
   auto* dot =
       app.add_subcommand("dot", "print the IR as a Graphviz DOT graph (after the passes of -O; -O0: as written)");
@@ -328,6 +335,7 @@ int main(int argc, char** argv) {
   dot->add_option("-O,--opt-level", flags.opt_level, "optimization level: 0, 1 or 2 (default)")
       ->check(CLI::Range(0, 2));
   dot->add_option("--disable-pass", flags.disabled, "do not run this pass (repeatable)");
+  dot->add_option("--quantize", flags.quantize, kiln::kQuantizeHelp);
 
   GenerateFlags gen_flags;
   auto* generate =
@@ -346,6 +354,9 @@ int main(int argc, char** argv) {
   generate->add_flag("-q,--quiet", gen_flags.quiet, "print only the totals (and the accuracy)");
   generate->add_option("-O,--opt-level", flags.opt_level, "optimization level: 0, 1 or 2 (default)")
       ->check(CLI::Range(0, 2));
+  generate->add_option("--quantize", flags.quantize, kiln::kQuantizeHelp);
+  generate->add_flag("--explain", flags.explain,
+                     "list what the passes did to the encoder and the decoder (with --quantize: each weight's error)");
 
   std::string import_dir;
   auto* import = app.add_subcommand("import", "convert an ONNX model into a Kiln YAML model and safetensors weights");

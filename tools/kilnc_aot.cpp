@@ -230,6 +230,9 @@ int cmd_inspect(const AotCli& cli) {
   if (info.packs)
     std::printf("packed weights:  %llu bytes for %u weights (Kiln's GEMM panels, mapped at load)\n",
                 static_cast<unsigned long long>(info.packed_bytes), info.packs);
+  if (info.quantized)
+    std::printf("quantized:       %llu bytes for %u weights (s8/bf16 panels; docs/quantization.md)\n",
+                static_cast<unsigned long long>(info.quantized_bytes), info.quantized);
   std::printf("checksum:        %016llx (verified)\n", static_cast<unsigned long long>(info.checksum));
   std::printf("model:           %s, compiled from %s at -O%d\n", g.name.c_str(), info.source.c_str(), info.opt_level);
   std::printf("bound dims:      %s\n",
@@ -338,6 +341,7 @@ void add_aot_subcommands(CLI::App& app, AotCli& c) {
   c.compile->add_option("-O,--opt-level", c.passes.opt_level, "optimization level: 0, 1 or 2 (default)")
       ->check(CLI::Range(0, 2));
   c.compile->add_option("--disable-pass", c.passes.disabled, "do not run this pass (repeatable)");
+  c.compile->add_option("--quantize", c.passes.quantize, kQuantizeHelp);
   c.compile->add_option("--emit", c.emit,
                         "plan (default): a .kplan file; cpp: NAME.hpp and NAME.cpp in the output folder");
   c.compile->add_option("--weights", c.weights,
@@ -372,6 +376,7 @@ void add_aot_subcommands(CLI::App& app, AotCli& c) {
   c.bench->add_flag("--load-only", c.load_only, "only measure loading");
   c.bench->add_option("-O,--opt-level", c.passes.opt_level, "optimization level for .yaml models (default 2)")
       ->check(CLI::Range(0, 2));
+  c.bench->add_option("--quantize", c.passes.quantize, kQuantizeHelp);
 }
 
 int run_aot_subcommand(const AotCli& cli) {

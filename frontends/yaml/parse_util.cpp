@@ -93,4 +93,14 @@ void NodeReader::check_version(const YAML::Node& root) const {
     error(version, "unsupported format version " + scalar(version, "") + " (this Kiln reads version 1)");
 }
 
+void NodeReader::read_quantize(const YAML::Node& root, Graph& g) const {
+  const YAML::Node q = root["quantize"];
+  if (!q) return;
+  Quantize value;
+  const std::string name = scalar(q, "none, int8 or bf16");
+  if (!parse_quantize(name, &value)) error(q, "unknown quantize value '" + name + "' (expected none, int8 or bf16)");
+  g.quantize = value;
+  g.quantize_loc = loc(q);
+}
+
 }  // namespace kiln::yaml_detail

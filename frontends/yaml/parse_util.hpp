@@ -8,7 +8,7 @@
 
 #include <yaml-cpp/yaml.h>
 
-#include "graph/types.hpp"
+#include "graph/graph.hpp"
 
 namespace kiln::yaml_detail {
 
@@ -40,6 +40,8 @@ class NodeReader {
   void check_keys(const YAML::Node& map, const std::vector<std::string>& allowed, const std::string& where) const;
   /// The `kiln:` format version of a model file's root mapping; only version 1 exists.
   void check_version(const YAML::Node& root) const;
+  /// The root mapping's `quantize:` key (none, int8 or bf16; docs/quantization.md) into `g`, when present.
+  void read_quantize(const YAML::Node& root, Graph& g) const;
 
  protected:
   std::string file_;

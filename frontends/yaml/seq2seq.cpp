@@ -13,8 +13,8 @@ namespace kiln::yaml_detail {
 
 namespace {
 
-const std::vector<std::string> kTopKeys = {"kiln",      "name",    "doc",     "weights", "blocks",
-                                           "tokenizer", "encoder", "decoder", "generate"};
+const std::vector<std::string> kTopKeys = {"kiln",   "name",      "doc",     "weights", "quantize",
+                                           "blocks", "tokenizer", "encoder", "decoder", "generate"};
 
 // The decoder's state entries, each with the node that declares it (for locations in cross-checks).
 using States = std::vector<std::pair<StateSpec, YAML::Node>>;
@@ -69,6 +69,8 @@ class Seq2SeqParser : public NodeReader {
     spec->encoder = parse_section(enc, spec->name + ".encoder", nullptr);
     States states;
     spec->decoder = parse_section(dec, spec->name + ".decoder", &states);
+    graphs_.read_quantize(root, *spec->encoder);  // the encoder and decoder quantize alike
+    graphs_.read_quantize(root, *spec->decoder);
     for (auto& [s, where] : states) spec->states.push_back(s);
     parse_tokenizer(require(root, "tokenizer", root), *spec);
     generate_node_.reset(root["generate"]);  // rebind (operator= would assign into the node)

@@ -45,7 +45,7 @@ std::unique_ptr<Graph> Parser::parse(const std::string& text) {
       error(kv.first, "this is a sequence-to-sequence model (it has '" + key +
                           "'): run it with 'kilnc generate' or kiln::Generator (include/kiln/generate.hpp)");
   }
-  check_keys(root, {"kiln", "name", "doc", "weights", "inputs", "outputs", "blocks", "nodes"}, "");
+  check_keys(root, {"kiln", "name", "doc", "weights", "quantize", "inputs", "outputs", "blocks", "nodes"}, "");
   check_version(root);
 
   begin_graph(root["name"] ? scalar(root["name"], "a model name") : "model");
@@ -53,6 +53,7 @@ std::unique_ptr<Graph> Parser::parse(const std::string& text) {
   if (root["blocks"]) parse_blocks(root["blocks"]);
   Scope top;
   parse_body(root, top);
+  read_quantize(root, *graph_);
   return finish_graph();
 }
 

@@ -58,6 +58,15 @@ typedef enum kiln_dtype {
 /** See kiln::ThreadingMode and docs/threading.md. */
 typedef enum kiln_threading_mode { KILN_LATENCY = 0, KILN_THROUGHPUT = 1 } kiln_threading_mode;
 
+/** Weight quantization (see kiln::Quantize and docs/quantization.md). KILN_QUANTIZE_MODEL: what the model
+ *  file asks (YAML's top-level `quantize:`, else none); the others override it. */
+typedef enum kiln_quantize {
+  KILN_QUANTIZE_MODEL = 0,
+  KILN_QUANTIZE_NONE = 1,
+  KILN_QUANTIZE_INT8 = 2,
+  KILN_QUANTIZE_BF16 = 3
+} kiln_quantize;
+
 /** Largest tensor rank the C API passes. */
 #define KILN_MAX_RANK 8
 
@@ -80,6 +89,12 @@ typedef struct kiln_session_options {
   size_t max_plans;         /* input-shape sets with a compiled plan kept; default 16 */
   size_t memory_limit;      /* cap on activation arenas in bytes; 0 (default) = none */
 } kiln_session_options;
+
+/** Load settings (see kiln::LoadOptions); fill with kiln_load_options_init, then change fields. */
+typedef struct kiln_load_options {
+  int32_t opt_level;      /* 0, 1 or 2 (default): see `kilnc passes` */
+  kiln_quantize quantize; /* default KILN_QUANTIZE_MODEL */
+} kiln_load_options;
 
 /** What kiln_session_memory reports (see kiln::MemoryStats). */
 typedef struct kiln_memory_stats {
@@ -107,6 +122,17 @@ kiln_status kiln_model_load(const char* path, kiln_model** out);
  *  during the call only (the weights are copied once), so the caller may free them afterwards. */
 kiln_status kiln_model_load_from_memory(const char* yaml, size_t yaml_len, const void* weights, size_t weights_size,
                                         kiln_model** out);
+
+/** Sets the defaults listed in kiln_load_options. */
+void kiln_load_options_init(kiln_load_options* options);
+
+/** kiln_model_load and kiln_model_load_from_memory with load settings (`options` may be NULL: defaults; it
+ *  is read during the call only). An unknown quantize value or opt_level gives KILN_INVALID_ARGUMENT; a
+ *  quantization this CPU cannot run gives KILN_ERROR naming the option and the CPU feature. */
+kiln_status kiln_model_load_with_options(const char* path, const kiln_load_options* options, kiln_model** out);
+kiln_status kiln_model_load_from_memory_with_options(const char* yaml, size_t yaml_len, const void* weights,
+                                                     size_t weights_size, const kiln_load_options* options,
+                                                     kiln_model** out);
 
 /** Releases the caller's handle (sessions created from it stay valid). NULL is ignored. */
 void kiln_model_free(kiln_model* model);

@@ -5,7 +5,9 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "kiln/tensor.hpp"
@@ -60,6 +62,21 @@ struct MemoryStats {
   std::size_t memory_limit = 0;      ///< the cap (0: none)
 };
 
+/// Post-training weight quantization, chosen when a model is loaded or compiled (docs/quantization.md).
+enum class Quantize : std::uint8_t {
+  /// f32 weights, as the model has them.
+  none,
+  /// int8: the weights of linear, the attention projections and the generator as symmetric s8 with one
+  /// scale per output channel; activations quantized per row at each call; s32 sums.
+  int8,
+  /// bf16: those weights rounded to bfloat16; products summed in f32 (CPUs with AVX2 or AVX512_BF16).
+  bf16,
+};
+/// "none", "int8" or "bf16".
+const char* quantize_name(Quantize q);
+/// Parses "none", "int8" or "bf16"; returns false for any other name.
+bool parse_quantize(std::string_view name, Quantize* out);
+
 /// Options for loading a model.
 struct LoadOptions {
   /// Optimization level: 0 runs the graph as written; 1 removes dead code; 2 (default) also fuses
@@ -67,6 +84,10 @@ struct LoadOptions {
   int opt_level = 2;
   /// Names of passes not to run.
   std::vector<std::string> disabled_passes;
+  /// Weight quantization (docs/quantization.md); unset: what the model file asks (YAML's top-level
+  /// `quantize:`, else none). Set, it overrides the file. Loading fails with kiln::Error where this CPU
+  /// cannot run the format. Does not apply to `.kplan` files (their weights were quantized when compiled).
+  std::optional<Quantize> quantize;
   /// Settings for sessions created with Session(model) (a Session may override them).
   SessionOptions session;
 };
