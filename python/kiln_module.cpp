@@ -236,14 +236,16 @@ py::tuple io_shape(const kiln::IoInfo& io) {
 
 kiln::LoadOptions load_options(int opt_level, const py::object& quantize,
                                const std::vector<std::string>& disabled_passes) {
+  kiln::LoadOptions o;
   if (!quantize.is_none()) {
-    // LoadOptions::quantize is being added on another branch; the integrator wires it here at merge.
-    raise_kiln_error("error: quantize=" + py::repr(quantize).cast<std::string>() +
-                     " is not supported by this build of Kiln (only quantize=None)");
-    throw py::error_already_set();
+    // "none", "int8" or "bf16" (docs/quantization.md); unset: the model file's `quantize:` key decides.
+    kiln::Quantize q{};
+    if (!py::isinstance<py::str>(quantize) || !kiln::parse_quantize(quantize.cast<std::string>(), &q))
+      throw py::value_error("quantize must be None, \"none\", \"int8\" or \"bf16\", got " +
+                            py::repr(quantize).cast<std::string>());
+    o.quantize = q;
   }
   if (opt_level < 0 || opt_level > 2) throw py::value_error("opt_level must be 0, 1 or 2");
-  kiln::LoadOptions o;
   o.opt_level = opt_level;
   o.disabled_passes = disabled_passes;
   return o;
@@ -632,9 +634,10 @@ PYBIND11_MODULE(_kiln, m) {
 
   m.def(
       "compile",
-      [](const std::string& path, const std::string& output, const py::object& shapes, int opt_level) {
+      [](const std::string& path, const std::string& output, const py::object& shapes, int opt_level,
+         const py::object& quantize) {
         const kiln::DimRanges dims = dims_of(shapes);
-        kiln::LoadOptions lo = load_options(opt_level, py::none(), {});
+        kiln::LoadOptions lo = load_options(opt_level, quantize, {});
         const auto dot = path.find_last_of('.');
         const std::string ext = dot == std::string::npos ? std::string() : path.substr(dot);
         if (ext != ".yaml" && ext != ".yml" && ext != ".onnx") {
@@ -658,8 +661,10 @@ PYBIND11_MODULE(_kiln, m) {
         kiln::detail::write_file_atomic(output, bytes.data(), bytes.size());
       },
       py::arg("path"), py::arg("output"), py::kw_only(), py::arg("shapes") = py::none(), py::arg("opt_level") = 2,
+      py::arg("quantize") = py::none(),
       "Compiles a .yaml or .onnx model ahead of time into a .kplan plan file (as `kilnc compile`): shapes "
-      "binds symbolic dims, name -> int (fixed) or (min, max) / \"min..max\" (a range).");
+      "binds symbolic dims, name -> int (fixed) or (min, max) / \"min..max\" (a range); quantize: None (the "
+      "file's choice), \"none\", \"int8\" or \"bf16\", stored quantized in the plan file.");
 
   m.def(
       "_last_input_addresses",

@@ -84,7 +84,7 @@ class InputErrorsTest(unittest.TestCase):
     def test_bad_options(self):
         with self.assertRaises(ValueError):
             self.model.session(mode="fast")
-        with self.assertRaises(kiln.Error) as ctx:
+        with self.assertRaises(ValueError) as ctx:
             kiln.Model.load(CLASSIFIER, quantize="s8")
         self.assertIn("quantize", str(ctx.exception))
 

@@ -130,6 +130,24 @@ class ModelTest(unittest.TestCase):
                 kiln.compile(plan, os.path.join(tmp, "again.kplan"))
             self.assertIn(".kplan", str(ctx.exception))
 
+    def test_quantize(self):
+        # int8 weights: probabilities within 1e-2 of fp32 (docs/quantization.md), fewer weight bytes, and a
+        # plan file compiled with quantize="int8" that is smaller and gives the same probabilities.
+        model = kiln.Model.load(CLASSIFIER, quantize="int8")
+        self.assertLess(model.weight_bytes, self.model.weight_bytes)
+        probs = model.session().run({"tokens": self.tokens})["probs"]
+        np.testing.assert_allclose(probs, self.expected, atol=1e-2, rtol=0)
+        self.assertIn("s8panels16", model.explain())  # the IR names the packed int8 layout
+        with tempfile.TemporaryDirectory() as tmp:
+            f32, s8 = os.path.join(tmp, "f32.kplan"), os.path.join(tmp, "s8.kplan")
+            kiln.compile(CLASSIFIER, f32, shapes={"batch": 1, "seq": 32})
+            kiln.compile(CLASSIFIER, s8, shapes={"batch": 1, "seq": 32}, quantize="int8")
+            self.assertLess(os.path.getsize(s8), os.path.getsize(f32))
+            planned = kiln.Model.load(s8).session().run({"tokens": self.tokens})["probs"]
+            np.testing.assert_array_equal(planned, probs)
+        with self.assertRaises(ValueError):
+            kiln.Model.load(CLASSIFIER, quantize=8)
+
 
 if __name__ == "__main__":
     unittest.main()
