@@ -1,0 +1,60 @@
+#pragma once
+// Kiln's LSTM kernel for small hidden sizes (ops/rnn.cpp chooses it over oneDNN's primitive by the rule
+// there), in an AVX-512 and an AVX2+FMA variant picked at each call from gemm::variant_level().
+//
+// Why: oneDNN's RNN primitive costs about 2 µs per time step however small the cell (an [8, 24]-state LSTM
+// over 64 steps took 0.13 ms on one Zen 5 core where the arithmetic needs 2.4 M multiply-adds). Here one
+// call runs the whole sequence: per step and per block of up to 6 (AVX-512; 3 with AVX2) batch rows and 16
+// (8) hidden units, the four gates' accumulators stay in registers through x_t · W_ihᵀ + h_{t-1} · W_hhᵀ
+// (input and recurrent products in one pass over K = features + hidden, the input part off the recurrence's
+// critical path), then the gate nonlinearities and the cell update are applied in the same registers.
+//
+// Weights: per direction, [K][4][Hp] (kLayout): for each input column k, the four gates' rows in PyTorch's
+// order i, f, g, o, each padded with zeros to Hp = hidden rounded up to 16 floats, so that any vector width
+// loads a gate's consecutive hidden units. The pack-weights pass writes them (ops/rnn.cpp's pack rule); a
+// kernel made from the weights as written packs a private copy.
+
+#include <cstddef>
+#include <cstdint>
+
+namespace kiln::rnn_small {
+
+/// The layout name of a weight packed by pack() (TensorType::layout, plan files).
+inline constexpr const char* kLayout = "rnn_kgh16";
+/// Hidden units per padded gate row: a multiple of both vector widths.
+inline constexpr std::int64_t kLanes = 16;
+
+/// hidden rounded up to kLanes.
+inline std::int64_t padded(std::int64_t hidden) { return (hidden + kLanes - 1) / kLanes * kLanes; }
+/// Floats of one direction's packed weight [gates*hidden, k].
+inline std::size_t packed_floats(std::int64_t gates, std::int64_t hidden, std::int64_t k) {
+  return static_cast<std::size_t>(k * gates * padded(hidden));
+}
+/// Packs w ([gates*hidden, k] rows, PyTorch's layout and gate order) into out (packed_floats floats).
+void pack(const float* w, std::int64_t gates, std::int64_t hidden, std::int64_t k, float* out);
+/// The inverse: w [gates*hidden, k] from its packed form (for oneDNN, where this kernel does not run).
+void unpack(const float* packed, std::int64_t gates, std::int64_t hidden, std::int64_t k, float* w);
+
+/// Whether this CPU runs the kernel (gemm::enabled(): AVX2+FMA, and KILN_GEMM is not onednn).
+bool enabled();
+/// "kiln:lstm_avx512" or "kiln:lstm_avx2", as gemm::variant_level() says.
+const char* variant();
+
+/// One direction of one LSTM layer, rows [0, rows) of a batch, for `steps` time steps.
+struct LstmDirection {
+  const float* wx = nullptr;        // [k][4][hp]
+  const float* wh = nullptr;        // [hidden][4][hp]
+  const float* bias = nullptr;      // [4][hp], b_ih + b_hh (zeros without biases)
+  const float* peephole = nullptr;  // [3][hp] (i, f, o), or null
+  std::int64_t k = 0, hidden = 0, hp = 0;
+  bool reverse = false;  // last step first
+};
+
+/// Runs `d` over `steps` steps for `rows` batch rows. Row r of step t reads x + t·x_step + r·x_row (k floats)
+/// and writes y + t·y_step + r·y_row (hidden floats). h holds 2·rows·hp floats: rows [0, rows·hp) hold h0 on
+/// entry (zero padded past hidden); c holds rows·hp floats, c0 on entry. On return, the returned pointer
+/// (h or h + rows·hp) holds the last h and c the last c.
+const float* lstm(const LstmDirection& d, std::int64_t rows, std::int64_t steps, const float* x, std::int64_t x_row,
+                  std::int64_t x_step, float* y, std::int64_t y_row, std::int64_t y_step, float* h, float* c);
+
+}  // namespace kiln::rnn_small
