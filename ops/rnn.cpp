@@ -289,13 +289,16 @@ void to_gate_major(const Cell& c, const float* w, std::int64_t cols, std::int64_
 }
 
 /// Whether Kiln's LSTM kernel (ops/rnn_small.hpp) runs the node instead of oneDNN's primitive: an LSTM whose
-/// step costs at most kSmallRowMacs multiply-adds per batch row and layer (4·hidden·(inputs + hidden), the
-/// widest layer's), on a CPU where Kiln's kernels run. It depends on the weights' shapes only, so that the
-/// pack-weights pass (which sees one representative shape) and every plan agree on the weights' layout.
-/// Measured (bench/README.md, bench_onnx section): on one Zen 5 core the primitive costs ~2 µs per step
-/// whatever the cell, Kiln's kernel ~0.4 µs per step for [8, 24] and grows with the cell; they meet near
-/// hidden 192 at batch 8, so the bound keeps a margin below that.
-constexpr std::int64_t kSmallRowMacs = 4 * 128 * (128 + 128);
+/// step costs at most kSmallRowMacs multiply-adds per batch row (4·hidden·(inputs + hidden), the widest
+/// layer's: as many floats as its weight_ih and weight_hh hold), on a CPU where Kiln's kernels run. It
+/// depends on the weights' shapes only, so that the pack-weights pass (which sees one representative shape)
+/// and every plan agree on the weights' layout.
+/// Measured (one Zen 5 core, seq 64, inputs = hidden; bench/README.md): oneDNN's primitive costs ~2 µs per
+/// step even for the smallest cells, so Kiln's kernel is 1.6-5x faster up to hidden 64 at batch 1, 8 and 64
+/// and 1.05-1.25x at hidden 96; at hidden 128 (512 KB of weights, which Kiln's kernel reads every step where
+/// oneDNN reads weight_ih once for the whole sequence) oneDNN is 1.25x faster at batch 1 and 8. The bound is
+/// hidden 96 with 96 inputs: 288 KB of weights, which stay in a Zen 5 core's L2.
+constexpr std::int64_t kSmallRowMacs = 4 * 96 * (96 + 96);
 
 bool small_lstm(const Cell& c, std::int64_t features, std::int64_t h, std::int64_t dirs, std::int64_t layers) {
   if (c.kind != Kind::lstm || !rnn_small::enabled()) return false;
