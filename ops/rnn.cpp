@@ -20,6 +20,12 @@
 // u(=z),r,o(=n) in oneDNN, with lbr_gru's fourth bias row holding bias_hh_n (the part inside r * (...)).
 // A decoder step (seq 1, states in and out) is one primitive execution per layer: no reorders, no
 // allocation, states read and written in place in the node's buffers.
+//
+// Small cells (small_cell below: LSTMs and nn.GRU-style GRUs with at most 288 KB of weights per layer, e.g.
+// hidden 96 with 96 inputs) run on Kiln's own kernel instead (ops/rnn_small.hpp: the whole sequence in one
+// call, gates and cell update fused, no per-step overhead), where Kiln's kernels run (AVX2+FMA, KILN_GEMM not
+// onednn); the pack-weights pass then packs their weights into its layout (rnn_small::kLayout), which
+// oneDNN's path also reads (a plan file moved to a CPU without AVX2).
 
 #include <omp.h>
 
@@ -288,9 +294,10 @@ void to_gate_major(const Cell& c, const float* w, std::int64_t cols, std::int64_
     }
 }
 
-/// Whether Kiln's LSTM kernel (ops/rnn_small.hpp) runs the node instead of oneDNN's primitive: an LSTM whose
-/// step costs at most kSmallRowMacs multiply-adds per batch row (4·hidden·(inputs + hidden), the widest
-/// layer's: as many floats as its weight_ih and weight_hh hold), on a CPU where Kiln's kernels run. It
+/// Whether Kiln's LSTM/GRU kernel (ops/rnn_small.hpp) runs the node instead of oneDNN's primitive: an LSTM or
+/// a linear-before-reset GRU (nn.GRU's) whose step costs at most kSmallRowMacs multiply-adds per batch row
+/// (gates·hidden·(inputs + hidden), the widest layer's: as many floats as its weight_ih and weight_hh hold),
+/// on a CPU where Kiln's kernels run. It
 /// depends on the weights' shapes only, so that the pack-weights pass (which sees one representative shape)
 /// and every plan agree on the weights' layout.
 /// Measured (one Zen 5 core, seq 64, inputs = hidden; bench/README.md): oneDNN's primitive costs ~2 µs per
@@ -300,10 +307,10 @@ void to_gate_major(const Cell& c, const float* w, std::int64_t cols, std::int64_
 /// hidden 96 with 96 inputs: 288 KB of weights, which stay in a Zen 5 core's L2.
 constexpr std::int64_t kSmallRowMacs = 4 * 96 * (96 + 96);
 
-bool small_lstm(const Cell& c, std::int64_t features, std::int64_t h, std::int64_t dirs, std::int64_t layers) {
-  if (c.kind != Kind::lstm || !rnn_small::enabled()) return false;
+bool small_cell(const Cell& c, std::int64_t features, std::int64_t h, std::int64_t dirs, std::int64_t layers) {
+  if ((c.kind != Kind::lstm && c.kind != Kind::lbr_gru) || !rnn_small::enabled()) return false;
   const std::int64_t widest = std::max(features, layers > 1 ? dirs * h : 0);
-  return 4 * h * (widest + h) <= kSmallRowMacs;
+  return c.gates * h * (widest + h) <= kSmallRowMacs;
 }
 
 /// The small kernel's pack rule: per layer, weight_ih and weight_hh of both directions each in one buffer of
@@ -348,7 +355,7 @@ void pack_rnn(PackCtx& ctx, const Cell& base) {
   const Value* hh0 = node.inputs.at(static_cast<std::size_t>(weight_index(c, 0, 0, kWhh)));
   if (!hh0 || !hh0->is_constant() || !x->type.shape.back().concrete()) return;
   const std::int64_t h = hh0->type.shape[1].value, g = c.gates, features = x->type.shape.back().value;
-  if (small_lstm(c, features, h, dirs, layers)) return pack_small(ctx, c, layers, dirs, features, h);
+  if (small_cell(c, features, h, dirs, layers)) return pack_small(ctx, c, layers, dirs, features, h);
   const bool has_state = node.inputs.size() > 1 && node.inputs[1] != nullptr;
   for (std::int64_t l = 0; l < layers; ++l) {
     const std::int64_t in_ch = l == 0 ? features : dirs * h;
@@ -495,17 +502,17 @@ std::optional<dnnl::memory::desc> packed_desc(const KernelCtx& ctx, const Cell& 
                           dnnl::memory::data_type::f32);
 }
 
-/// Kiln's LSTM kernel (ops/rnn_small.hpp) for the nodes small_lstm() picks: per layer and direction the
-/// packed weights (read in place when the pass packed them, else a private pack), b_ih + b_hh and the
-/// peepholes, padded to hp. Scratch: per direction h (two buffers) and c of every row, then (several layers)
+/// Kiln's LSTM and GRU kernel (ops/rnn_small.hpp) for the nodes small_cell() picks: per layer and direction
+/// the packed weights (read in place when the pass packed them, else a private pack), the biases (rnn_small::
+/// Direction) and the peepholes, padded to hp. Scratch: per direction h (two buffers) and c of every row, then (several layers)
 /// two sequences between layers. The rows of a batch are independent: where the work is large enough for
 /// the team, the directions and row ranges run on separate threads, each over the whole sequence (one
 /// fork per layer, no synchronization per step); results do not depend on the split.
-class SmallLstmKernel : public Kernel {
+class SmallRnnKernel : public Kernel {
  public:
   std::int64_t layers = 1, dirs = 1, n = 0, t = 0, features = 0, h = 0, hp = 0;
-  bool batch_first = true, has_state = false;
-  std::vector<rnn_small::LstmDirection> cells;    // [layer * dirs + direction]
+  bool batch_first = true, has_state = false, gru = false;
+  std::vector<rnn_small::Direction> cells;        // [layer * dirs + direction]
   std::vector<std::shared_ptr<const void>> held;  // the packed constants' owners, private copies
   std::size_t packed_bytes = 0;
   std::string name;
@@ -524,9 +531,9 @@ class SmallLstmKernel : public Kernel {
     auto* states = static_cast<float*>(args.scratch);
     float* between[2] = {states + dirs * state_floats(), states + dirs * state_floats() + between_floats()};
     const auto* h0 = static_cast<const float*>(args.in[1]);
-    const auto* c0 = static_cast<const float*>(args.in[2]);
+    const auto* c0 = gru ? nullptr : static_cast<const float*>(args.in[2]);
     auto* h_n = static_cast<float*>(args.out[1]);
-    auto* c_n = static_cast<float*>(args.out[2]);
+    auto* c_n = gru ? nullptr : static_cast<float*>(args.out[2]);
     const int team = omp_in_parallel() ? 1 : omp_get_max_threads();
     for (std::int64_t l = 0; l < layers; ++l) {
       const std::int64_t in_ch = l == 0 ? features : dirs * h, out_ch = dirs * h;
@@ -535,13 +542,13 @@ class SmallLstmKernel : public Kernel {
       const std::int64_t x_row = batch_first ? t * in_ch : in_ch, x_step = batch_first ? in_ch : n * in_ch;
       const std::int64_t y_row = batch_first ? t * out_ch : out_ch, y_step = batch_first ? out_ch : n * out_ch;
       // Threads: as many as the layer's work pays for, directions first, then ranges of rows.
-      const double macs = static_cast<double>(n * t * dirs * 4 * h) * static_cast<double>(in_ch + h);
+      const double macs = static_cast<double>(n * t * dirs * (gru ? 3 : 4) * h) * static_cast<double>(in_ch + h);
       const std::int64_t want = std::clamp<std::int64_t>(static_cast<std::int64_t>(macs / kThreadMacs), 1, team);
       const std::int64_t parts = std::clamp<std::int64_t>((want + dirs - 1) / dirs, 1, n), items = dirs * parts;
       auto run = [&](std::int64_t item) {
         const std::int64_t d = item / parts, part = item % parts;
         const std::int64_t r0 = n * part / parts, rows = n * (part + 1) / parts - r0;
-        const rnn_small::LstmDirection& cell = cells[static_cast<std::size_t>(l * dirs + d)];
+        const rnn_small::Direction& cell = cells[static_cast<std::size_t>(l * dirs + d)];
         float* hb = states + static_cast<std::size_t>(d) * state_floats() + 2 * r0 * hp;
         float* cb = states + static_cast<std::size_t>(d) * state_floats() + 2 * n * hp + r0 * hp;
         const std::int64_t at = ((l * dirs + d) * n + r0) * h;  // this part's first row of the states
@@ -551,13 +558,13 @@ class SmallLstmKernel : public Kernel {
         if (has_state)
           for (std::int64_t r = 0; r < rows; ++r) {
             std::memcpy(hb + r * hp, h0 + at + r * h, row_bytes);
-            std::memcpy(cb + r * hp, c0 + at + r * h, row_bytes);
+            if (c0) std::memcpy(cb + r * hp, c0 + at + r * h, row_bytes);
           }
-        const float* last = rnn_small::lstm(cell, rows, t, x + r0 * x_row, x_row, x_step, y + d * h + r0 * y_row, y_row,
-                                            y_step, hb, cb);
+        const float* last = rnn_small::run(cell, gru, rows, t, x + r0 * x_row, x_row, x_step, y + d * h + r0 * y_row,
+                                           y_row, y_step, hb, cb);
         for (std::int64_t r = 0; r < rows; ++r) {
           std::memcpy(h_n + at + r * h, last + r * hp, row_bytes);
-          std::memcpy(c_n + at + r * h, cb + r * hp, row_bytes);
+          if (c_n) std::memcpy(c_n + at + r * h, cb + r * hp, row_bytes);
         }
       };
       if (items == 1 || team == 1) {
@@ -573,14 +580,15 @@ class SmallLstmKernel : public Kernel {
 std::unique_ptr<Kernel> make_small(const KernelCtx& ctx, const Cell& c, std::int64_t layers, std::int64_t dirs,
                                    std::int64_t features, std::int64_t h) {
   const Node& node = ctx.node;
-  auto kernel = std::make_unique<SmallLstmKernel>();
-  SmallLstmKernel& k = *kernel;
+  auto kernel = std::make_unique<SmallRnnKernel>();
+  SmallRnnKernel& k = *kernel;
   const bool batch_first = node.attr_bool("batch_first");
   const auto x = dims_of(ctx.in[0].shape);
   k.layers = layers, k.dirs = dirs, k.features = features, k.h = h, k.hp = rnn_small::padded(h);
   k.n = batch_first ? x[0] : x[1], k.t = batch_first ? x[1] : x[0];
   k.batch_first = batch_first, k.has_state = ctx.has(1);
-  k.name = rnn_small::variant();
+  k.gru = !c.lstm;
+  k.name = rnn_small::variant(k.gru);
   const bool bias = ctx.has(weight_index(c, 0, 0, kBih));
   const std::int64_t hp = k.hp;
   // Private floats (biases, peepholes, weights packed now), each block in its own allocation.
@@ -603,7 +611,7 @@ std::unique_ptr<Kernel> make_small(const KernelCtx& ctx, const Cell& c, std::int
   for (std::int64_t l = 0; l < layers; ++l)
     for (std::int64_t d = 0; d < dirs; ++d) {
       const std::int64_t in_ch = l == 0 ? features : dirs * h;
-      rnn_small::LstmDirection cell;
+      rnn_small::Direction cell;
       cell.k = in_ch, cell.hidden = h, cell.hp = hp, cell.reverse = d == 1 || c.reverse;
       cell.wx = packed(weight_index(c, l, d, kWih), in_ch);
       cell.wh = packed(weight_index(c, l, d, kWhh), h);
@@ -611,8 +619,12 @@ std::unique_ptr<Kernel> make_small(const KernelCtx& ctx, const Cell& c, std::int
       if (bias) {
         const float* bih = const_f32(ctx, weight_index(c, l, d, kBih));
         const float* bhh = const_f32(ctx, weight_index(c, l, d, kBhh));
+        // LSTM: i, f, g, o, each b_ih + b_hh. GRU: r and z summed, then b_in and b_hn apart.
         for (std::int64_t g = 0; g < 4; ++g)
-          for (std::int64_t o = 0; o < h; ++o) b[g * hp + o] = bih[g * h + o] + bhh[g * h + o];
+          for (std::int64_t o = 0; o < h; ++o)
+            b[g * hp + o] = !k.gru || g < 2 ? bih[g * h + o] + bhh[g * h + o]
+                            : g == 2        ? bih[g * h + o]
+                                            : bhh[2 * h + o];
       }
       cell.bias = b;
       if (c.peephole) {
@@ -638,7 +650,7 @@ std::unique_ptr<Kernel> make(const KernelCtx& ctx, const Cell& base) {
   const std::int64_t n = batch_first ? x[0] : x[1], t = batch_first ? x[1] : x[0], features = x[2];
   const std::int64_t h = ctx.in[weight_index(c, 0, 0, kWhh)].shape[1].value;
   const std::int64_t g = c.gates, gb = c.bias_gates;
-  if (small_lstm(c, features, h, dirs, layers)) {
+  if (small_cell(c, features, h, dirs, layers)) {
     // Kiln's kernel, unless the pass packed the weights for oneDNN's primitive (a plan from a CPU without AVX2).
     bool ours = true;
     for (std::int64_t l = 0; l < layers; ++l)

@@ -1,4 +1,4 @@
-// Kiln's LSTM kernel for small hidden sizes (see rnn_small.hpp for the design; the kernel itself is
+// Kiln's LSTM and GRU kernel for small hidden sizes (see rnn_small.hpp for the design; the kernel itself is
 // rnn_small_body.inc, compiled here once for AVX-512 and once for AVX2+FMA). Gate nonlinearities use the
 // same exponential as Kiln's GEMM epilogue (a degree-6 polynomial after range reduction, relative error
 // ~2e-7): sigmoid and tanh of it agree with std::exp's to ~3e-7 absolute.
@@ -41,7 +41,10 @@ void unpack(const float* packed, std::int64_t gates, std::int64_t hidden, std::i
 
 bool enabled() { return gemm::enabled(); }
 
-const char* variant() { return gemm::variant_level() == isa::Level::avx512 ? "kiln:lstm_avx512" : "kiln:lstm_avx2"; }
+const char* variant(bool gru) {
+  if (gemm::variant_level() == isa::Level::avx512) return gru ? "kiln:gru_avx512" : "kiln:lstm_avx512";
+  return gru ? "kiln:gru_avx2" : "kiln:lstm_avx2";
+}
 
 #if KILN_RNN_X86
 namespace {
@@ -146,14 +149,16 @@ constexpr std::size_t kMaxRows = 6;  // 24 zmm accumulators, 4 of weights, 1 bro
 }  // namespace
 #endif
 
-const float* lstm(const LstmDirection& d, std::int64_t rows, std::int64_t steps, const float* x, std::int64_t x_row,
-                  std::int64_t x_step, float* y, std::int64_t y_row, std::int64_t y_step, float* h, float* c) {
+const float* run(const Direction& d, bool gru, std::int64_t rows, std::int64_t steps, const float* x,
+                 std::int64_t x_row, std::int64_t x_step, float* y, std::int64_t y_row, std::int64_t y_step, float* h,
+                 float* c) {
 #if KILN_RNN_X86
   if (gemm::variant_level() == isa::Level::avx512)
-    return avx512::run_lstm(d, rows, steps, x, x_row, x_step, y, y_row, y_step, h, c);
-  return avx2::run_lstm(d, rows, steps, x, x_row, x_step, y, y_row, y_step, h, c);
+    return avx512::run(d, gru, rows, steps, x, x_row, x_step, y, y_row, y_step, h, c);
+  return avx2::run(d, gru, rows, steps, x, x_row, x_step, y, y_row, y_step, h, c);
 #else
-  (void)d, (void)rows, (void)steps, (void)x, (void)x_row, (void)x_step, (void)y, (void)y_row, (void)y_step, (void)c;
+  (void)d, (void)gru, (void)rows, (void)steps, (void)x, (void)x_row, (void)x_step, (void)y, (void)y_row, (void)y_step,
+      (void)c;
   return h;  // not reached: enabled() is false (oneDNN runs the op)
 #endif
 }

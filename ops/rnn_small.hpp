@@ -1,6 +1,6 @@
 #pragma once
-// Kiln's LSTM kernel for small hidden sizes (ops/rnn.cpp chooses it over oneDNN's primitive by the rule
-// there), in an AVX-512 and an AVX2+FMA variant picked at each call from gemm::variant_level().
+// Kiln's LSTM and GRU kernel for small hidden sizes (ops/rnn.cpp chooses it over oneDNN's primitive by the
+// rule there), in an AVX-512 and an AVX2+FMA variant picked at each call from gemm::variant_level().
 //
 // Why: oneDNN's RNN primitive costs about 2 µs per time step however small the cell (an [8, 24]-state LSTM
 // over 64 steps took 0.13 ms on one Zen 5 core where the arithmetic needs 2.4 M multiply-adds). Here one
@@ -9,8 +9,11 @@
 // (input and recurrent products in one pass over K = features + hidden, the input part off the recurrence's
 // critical path), then the gate nonlinearities and the cell update are applied in the same registers.
 //
-// Weights: per direction, [K][4][Hp] (kLayout): for each input column k, the four gates' rows in PyTorch's
-// order i, f, g, o, each padded with zeros to Hp = hidden rounded up to 16 floats, so that any vector width
+// nn.GRU's cell (linear before reset) runs the same way with its three gates' weights and four accumulators
+// (r, z, and n's input and recurrent parts apart).
+//
+// Weights: per direction, [K][G][Hp] (kLayout): for each input column k, the G gates' rows in PyTorch's
+// order (LSTM i, f, g, o; GRU r, z, n), each padded with zeros to Hp = hidden rounded up to 16 floats, so that any vector width
 // loads a gate's consecutive hidden units. The pack-weights pass writes them (ops/rnn.cpp's pack rule); a
 // kernel made from the weights as written packs a private copy.
 
@@ -37,24 +40,27 @@ void unpack(const float* packed, std::int64_t gates, std::int64_t hidden, std::i
 
 /// Whether this CPU runs the kernel (gemm::enabled(): AVX2+FMA, and KILN_GEMM is not onednn).
 bool enabled();
-/// "kiln:lstm_avx512" or "kiln:lstm_avx2", as gemm::variant_level() says.
-const char* variant();
+/// "kiln:lstm_avx512", "kiln:lstm_avx2" (gru: "kiln:gru_..."), as gemm::variant_level() says.
+const char* variant(bool gru = false);
 
-/// One direction of one LSTM layer, rows [0, rows) of a batch, for `steps` time steps.
-struct LstmDirection {
-  const float* wx = nullptr;        // [k][4][hp]
-  const float* wh = nullptr;        // [hidden][4][hp]
-  const float* bias = nullptr;      // [4][hp], b_ih + b_hh (zeros without biases)
-  const float* peephole = nullptr;  // [3][hp] (i, f, o), or null
+/// One direction of one layer, rows [0, rows) of a batch, for `steps` time steps.
+struct Direction {
+  const float* wx = nullptr;  // [k][gates][hp]
+  const float* wh = nullptr;  // [hidden][gates][hp]
+  // LSTM: [4][hp], b_ih + b_hh of i, f, g, o (zeros without biases). GRU: [4][hp], the r and z rows
+  // b_ih + b_hh, then b_in, then b_hn.
+  const float* bias = nullptr;
+  const float* peephole = nullptr;  // LSTM: [3][hp] (i, f, o), or null
   std::int64_t k = 0, hidden = 0, hp = 0;
   bool reverse = false;  // last step first
 };
 
-/// Runs `d` over `steps` steps for `rows` batch rows. Row r of step t reads x + t·x_step + r·x_row (k floats)
-/// and writes y + t·y_step + r·y_row (hidden floats). h holds 2·rows·hp floats: rows [0, rows·hp) hold h0 on
-/// entry (zero padded past hidden); c holds rows·hp floats, c0 on entry. On return, the returned pointer
-/// (h or h + rows·hp) holds the last h and c the last c.
-const float* lstm(const LstmDirection& d, std::int64_t rows, std::int64_t steps, const float* x, std::int64_t x_row,
-                  std::int64_t x_step, float* y, std::int64_t y_row, std::int64_t y_step, float* h, float* c);
+/// Runs `d` (an LSTM cell, or with `gru` nn.GRU's) over `steps` steps for `rows` batch rows. Row r of step t
+/// reads x + t·x_step + r·x_row (k floats) and writes y + t·y_step + r·y_row (hidden floats). h holds
+/// 2·rows·hp floats: [0, rows·hp) hold h0 on entry (zero padded past hidden); c (LSTM; null for a GRU) holds
+/// rows·hp floats, c0 on entry. Returns where the last h is (h or h + rows·hp); c then holds the last c.
+const float* run(const Direction& d, bool gru, std::int64_t rows, std::int64_t steps, const float* x,
+                 std::int64_t x_row, std::int64_t x_step, float* y, std::int64_t y_row, std::int64_t y_step, float* h,
+                 float* c);
 
 }  // namespace kiln::rnn_small

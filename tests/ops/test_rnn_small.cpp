@@ -31,12 +31,14 @@ using kiln::test::max_abs_diff;
 struct Config {
   std::int64_t batch, seq, features, hidden, layers;
   bool bidirectional, batch_first, states, bias, reverse, peephole;
+  bool gru = false;                  // nn.GRU's cell instead of the LSTM (no peepholes, no c)
+  bool linear_before_reset = true;   // gru: false is ONNX's default GRU, which oneDNN runs
 };
 
 std::string str(const Config& c) {
   char buf[200];
-  std::snprintf(buf, sizeof buf, "batch %lld seq %lld features %lld hidden %lld layers %lld%s%s%s%s%s%s",
-                static_cast<long long>(c.batch), static_cast<long long>(c.seq), static_cast<long long>(c.features),
+  std::snprintf(buf, sizeof buf, "%s batch %lld seq %lld features %lld hidden %lld layers %lld%s%s%s%s%s%s",
+                c.gru ? "gru" : "lstm", static_cast<long long>(c.batch), static_cast<long long>(c.seq), static_cast<long long>(c.features),
                 static_cast<long long>(c.hidden), static_cast<long long>(c.layers), c.bidirectional ? " bi" : "",
                 c.batch_first ? "" : " seq-first", c.states ? " states" : "", c.bias ? "" : " no-bias",
                 c.reverse ? " reverse" : "", c.peephole ? " peephole" : "");
@@ -75,17 +77,17 @@ Built build(const Config& c, std::uint32_t seed) {
     for (auto& x : v) x = u(rng);
     return v;
   };
-  const std::int64_t dirs = c.bidirectional ? 2 : 1, h = c.hidden;
+  const std::int64_t dirs = c.bidirectional ? 2 : 1, h = c.hidden, g = c.gru ? 3 : 4;
   std::map<std::string, std::pair<std::vector<std::int64_t>, std::vector<float>>> ts;
   for (std::int64_t l = 0; l < c.layers; ++l)
     for (std::int64_t d = 0; d < dirs; ++d) {
       const std::string suffix = "_l" + std::to_string(l) + (d ? "_reverse" : "");
       const std::int64_t in = l == 0 ? c.features : dirs * h;
-      ts["rnn.weight_ih" + suffix] = {{4 * h, in}, values(4 * h * in)};
-      ts["rnn.weight_hh" + suffix] = {{4 * h, h}, values(4 * h * h)};
+      ts["rnn.weight_ih" + suffix] = {{g * h, in}, values(g * h * in)};
+      ts["rnn.weight_hh" + suffix] = {{g * h, h}, values(g * h * h)};
       if (c.bias) {
-        ts["rnn.bias_ih" + suffix] = {{4 * h}, values(4 * h)};
-        ts["rnn.bias_hh" + suffix] = {{4 * h}, values(4 * h)};
+        ts["rnn.bias_ih" + suffix] = {{g * h}, values(g * h)};
+        ts["rnn.bias_hh" + suffix] = {{g * h}, values(g * h)};
       }
       if (c.peephole) ts["rnn.weight_peephole" + suffix] = {{3 * h}, values(3 * h)};
     }
@@ -95,23 +97,23 @@ Built build(const Config& c, std::uint32_t seed) {
                                             : "[seq, batch, " + std::to_string(c.features) + "]";
   const std::string state_shape = "[" + std::to_string(c.layers * dirs) + ", batch, " + std::to_string(h) + "]";
   b.yaml = "kiln: 1\nname: lstm_small\ninputs:\n  x: {dtype: f32, shape: " + x_shape + "}\n";
-  if (c.states)
-    b.yaml += "  h0: {dtype: f32, shape: " + state_shape + "}\n  c0: {dtype: f32, shape: " + state_shape + "}\n";
-  b.yaml += "outputs: [y, h_n, c_n]\nnodes:\n  - {op: lstm, in: [x" + std::string(c.states ? ", h0, c0" : "") +
-            "], weights: rnn, num_layers: " + std::to_string(c.layers) +
-            ", bidirectional: " + (c.bidirectional ? "true" : "false") +
+  if (c.states) b.yaml += "  h0: {dtype: f32, shape: " + state_shape + "}\n";
+  if (c.states && !c.gru) b.yaml += "  c0: {dtype: f32, shape: " + state_shape + "}\n";
+  const std::string outs = c.gru ? "[y, h_n]" : "[y, h_n, c_n]";
+  b.yaml += "outputs: " + outs + "\nnodes:\n  - {op: " + (c.gru ? "gru" : "lstm") + ", in: [x" +
+            (c.states ? (c.gru ? ", h0" : ", h0, c0") : "") + "], weights: rnn, num_layers: " +
+            std::to_string(c.layers) + ", bidirectional: " + (c.bidirectional ? "true" : "false") +
             ", batch_first: " + (c.batch_first ? "true" : "false") + ", reverse: " + (c.reverse ? "true" : "false") +
-            ", out: [y, h_n, c_n]}\n";
+            (c.gru ? std::string(", linear_before_reset: ") + (c.linear_before_reset ? "true" : "false") : "") +
+            ", out: " + outs + "}\n";
   auto tensor = [&](std::vector<std::int64_t> shape) {
     Tensor t = Tensor::empty(DType::f32, shape);
     for (std::int64_t i = 0; i < t.numel(); ++i) t.data_as<float>()[i] = u(rng);
     return t;
   };
   b.inputs["x"] = c.batch_first ? tensor({c.batch, c.seq, c.features}) : tensor({c.seq, c.batch, c.features});
-  if (c.states) {
-    b.inputs["h0"] = tensor({c.layers * dirs, c.batch, h});
-    b.inputs["c0"] = tensor({c.layers * dirs, c.batch, h});
-  }
+  if (c.states) b.inputs["h0"] = tensor({c.layers * dirs, c.batch, h});
+  if (c.states && !c.gru) b.inputs["c0"] = tensor({c.layers * dirs, c.batch, h});
   return b;
 }
 
@@ -123,13 +125,15 @@ struct Result {
 /// Loads the model with Kiln's kernels on or off (the pack-weights pass packs for the kernel then chosen),
 /// then runs it with them `run_kiln` (a plan file from another CPU when the two differ). !pack: without the
 /// pack-weights pass (the weights as written).
-Result run(const Built& b, bool load_kiln, bool run_kiln, bool pack = true) {
+Result run(const Built& b, bool load_kiln, bool run_kiln, bool pack = true, int threads = 0) {
   kiln::LoadOptions options;
   if (!pack) options.disabled_passes = {"pack-weights"};
   kiln::gemm::override_enabled(load_kiln);
   kiln::Model model = kiln::Model::load_from_memory(b.yaml, b.weights.data(), b.weights.size(), options);
   kiln::gemm::override_enabled(run_kiln);
-  kiln::Session session(model);
+  kiln::SessionOptions session_options;
+  session_options.intra_op_threads = threads;
+  kiln::Session session(model, session_options);
   Result r;
   r.explained = session.explain(b.inputs);
   r.out = session.run(b.inputs);
@@ -146,26 +150,36 @@ const Config kConfigs[] = {
     {5, 7, 11, 33, 3, false, true, true, true, true, false},    // three layers, reverse, hidden 2·16 + 1
     {7, 6, 4, 9, 1, true, true, true, true, false, true},       // peepholes, 7 rows (blocks of 4 + 3, or 3 + 2 + 2)
     {13, 4, 20, 40, 2, false, false, false, true, false, true},  // 13 rows, seq-first, peepholes, two layers
+    // GRU (nn.GRU's, linear before reset)
+    {8, 64, 12, 16, 1, true, true, true, true, false, false, true},   // gru_bi's cell
+    {1, 1, 5, 7, 1, false, true, true, true, false, false, true},     // a decoder step
+    {3, 5, 6, 17, 2, true, false, false, true, false, false, true},   // two bidirectional layers, seq-first
+    {7, 4, 9, 21, 1, false, true, true, false, true, false, true},    // reverse, no biases, 7 rows
 };
 
-TEST_CASE("lstm small kernel: equals oneDNN's LSTM primitive on random shapes, both instruction-set variants") {
+std::vector<const char*> outputs(const Config& c) {
+  if (c.gru) return {"y", "h_n"};
+  return {"y", "h_n", "c_n"};
+}
+
+TEST_CASE("rnn small kernel: LSTM and GRU equal oneDNN's primitives on random shapes, both instruction-set variants") {
   if (!kiln::rnn_small::enabled()) return;  // no AVX2/FMA (or KILN_GEMM=onednn): oneDNN runs every lstm
   std::uint32_t seed = 1;
   for (const Config& c : kConfigs) {
     const Built b = build(c, seed++);
     const Result ref = run(b, false, false);
-    CHECK_FALSE(contains(ref.explained, "kiln:lstm"));
+    CHECK_FALSE(contains(ref.explained, "kiln:"));
     std::vector<kiln::isa::Level> levels = {kiln::isa::Level::avx2};
     if (kiln::isa::has(kiln::isa::Level::avx512)) levels.push_back(kiln::isa::Level::avx512);
     for (auto level : levels) {
       kiln::gemm::override_variant(level);
       const Result got = run(b, true, true);
-      const std::string variant = kiln::rnn_small::variant();
+      const std::string variant = kiln::rnn_small::variant(c.gru);
       kiln::gemm::override_variant(std::nullopt);
       CHECK_MESSAGE(contains(got.explained, variant), str(c) << ": " << got.explained);
-      for (const char* o : {"y", "h_n", "c_n"}) {
+      for (const char* o : outputs(c)) {
         const double err = max_abs_diff(got.out.at(o), ref.out.at(o));
-        std::printf("lstm small %s, %s %s: max abs difference from oneDNN %.3g\n", str(c).c_str(), variant.c_str(),
+        std::printf("rnn small %s, %s %s: max abs difference from oneDNN %.3g\n", str(c).c_str(), variant.c_str(),
                     o, err);
         CHECK_MESSAGE(err <= 1e-5, str(c) << " " << variant << " " << o << ": " << err);
       }
@@ -173,7 +187,7 @@ TEST_CASE("lstm small kernel: equals oneDNN's LSTM primitive on random shapes, b
   }
 }
 
-TEST_CASE("lstm small kernel: weights packed for it run on oneDNN too, and weights as written (no pack-weights pass) too") {
+TEST_CASE("rnn small kernel: weights packed for it run on oneDNN too, and weights as written (no pack-weights pass) too") {
   if (!kiln::rnn_small::enabled()) return;
   const Built b = build(kConfigs[4], 77);
   const Result ref = run(b, false, false);
@@ -192,7 +206,7 @@ TEST_CASE("lstm small kernel: weights packed for it run on oneDNN too, and weigh
   }
 }
 
-TEST_CASE("lstm small kernel: impl() names the variant that runs, and packed weights are read in place") {
+TEST_CASE("rnn small kernel: impl() names the variant that runs, and packed weights are read in place") {
   const Built b = build(kConfigs[0], 5);
   const std::size_t before = kiln::rnn_weight_packs_made();
   kiln::Model model = kiln::Model::load_from_memory(b.yaml, b.weights.data(), b.weights.size());
@@ -209,7 +223,7 @@ TEST_CASE("lstm small kernel: impl() names the variant that runs, and packed wei
   CHECK(kiln::rnn_weight_packs_made() == before);  // the pass packed them for the kernel that runs
 }
 
-TEST_CASE("lstm small kernel: pack and unpack are inverse, gates padded with zeros to 16 hidden units") {
+TEST_CASE("rnn small kernel: pack and unpack are inverse, gates padded with zeros to 16 hidden units") {
   const std::int64_t gates = 4, hidden = 7, k = 3;
   std::vector<float> w(static_cast<std::size_t>(gates * hidden * k)), back(w.size());
   for (std::size_t i = 0; i < w.size(); ++i) w[i] = static_cast<float>(i) + 1.0f;
@@ -221,6 +235,39 @@ TEST_CASE("lstm small kernel: pack and unpack are inverse, gates padded with zer
   // Column 1 of gate 2's unit 5 is w[(2·7 + 5)·3 + 1]; units 7..15 are zero.
   CHECK(packed[(1 * 4 + 2) * 16 + 5] == w[(2 * 7 + 5) * 3 + 1]);
   for (std::int64_t j = hidden; j < 16; ++j) CHECK(packed[static_cast<std::size_t>((2 * 4 + 3) * 16 + j)] == 0.0f);
+}
+
+}  // namespace
+
+namespace {
+
+TEST_CASE("rnn small kernel: a GRU with the reset before the product (ONNX's default) stays on oneDNN") {
+  Config c{4, 6, 5, 9, 1, false, true, true, true, false, false, true, false};
+  const Built b = build(c, 9);
+  const Result got = run(b, true, true);
+  CHECK_FALSE(contains(got.explained, "kiln:gru"));
+  CHECK(got.out.at("y").numel() == 4 * 6 * 9);
+}
+
+}  // namespace
+
+namespace {
+
+TEST_CASE("rnn small kernel: rows and directions split over two threads give the same bits as one thread") {
+  if (!kiln::rnn_small::enabled()) return;
+  // 16 rows x 32 steps of a hidden-48 LSTM and GRU: 4.7 M and 3.5 M multiply-adds per layer and direction,
+  // above the kernel's 2 M per thread: with two threads, one direction's rows are split in two, two
+  // directions go one to each thread.
+  for (bool gru : {false, true})
+    for (bool bidirectional : {false, true}) {
+    Config c{16, 32, 48, 48, 2, bidirectional, true, true, true, false, false, gru};
+    const Built b = build(c, 21);
+    const Result one = run(b, true, true, true, 1);
+    const Result two = run(b, true, true, true, 2);
+    for (const char* o : outputs(c)) CHECK(max_abs_diff(one.out.at(o), two.out.at(o)) == 0.0);
+    const Result ref = run(b, false, false);
+    for (const char* o : outputs(c)) CHECK(max_abs_diff(two.out.at(o), ref.out.at(o)) <= 1e-5);
+  }
 }
 
 }  // namespace
