@@ -21,8 +21,8 @@
 // A decoder step (seq 1, states in and out) is one primitive execution per layer: no reorders, no
 // allocation, states read and written in place in the node's buffers.
 //
-// Small cells (small_cell below: LSTMs and nn.GRU-style GRUs with at most 288 KB of weights per layer, e.g.
-// hidden 96 with 96 inputs) run on Kiln's own kernel instead (ops/rnn_small.hpp: the whole sequence in one
+// Small cells (small_cell below: LSTMs with at most 288 KB of weights per layer, e.g. hidden 96 with 96
+// inputs, and nn.GRU-style GRUs with at most 38 KB, e.g. hidden 40 with 40 inputs) run on Kiln's own kernel instead (ops/rnn_small.hpp: the whole sequence in one
 // call, gates and cell update fused, no per-step overhead), where Kiln's kernels run (AVX2+FMA, KILN_GEMM not
 // onednn); the pack-weights pass then packs their weights into its layout (rnn_small::kLayout), which
 // oneDNN's path also reads (a plan file moved to a CPU without AVX2).
@@ -295,22 +295,26 @@ void to_gate_major(const Cell& c, const float* w, std::int64_t cols, std::int64_
 }
 
 /// Whether Kiln's LSTM/GRU kernel (ops/rnn_small.hpp) runs the node instead of oneDNN's primitive: an LSTM or
-/// a linear-before-reset GRU (nn.GRU's) whose step costs at most kSmallRowMacs multiply-adds per batch row
-/// (gates·hidden·(inputs + hidden), the widest layer's: as many floats as its weight_ih and weight_hh hold),
-/// on a CPU where Kiln's kernels run. It
-/// depends on the weights' shapes only, so that the pack-weights pass (which sees one representative shape)
-/// and every plan agree on the weights' layout.
-/// Measured (one Zen 5 core, seq 64, inputs = hidden; bench/README.md): oneDNN's primitive costs ~2 µs per
-/// step even for the smallest cells, so Kiln's kernel is 1.6-5x faster up to hidden 64 at batch 1, 8 and 64
-/// and 1.05-1.25x at hidden 96; at hidden 128 (512 KB of weights, which Kiln's kernel reads every step where
-/// oneDNN reads weight_ih once for the whole sequence) oneDNN is 1.25x faster at batch 1 and 8. The bound is
-/// hidden 96 with 96 inputs: 288 KB of weights, which stay in a Zen 5 core's L2.
-constexpr std::int64_t kSmallRowMacs = 4 * 96 * (96 + 96);
+/// a linear-before-reset GRU (nn.GRU's) whose step costs at most kSmallLstmMacs / kSmallGruMacs
+/// multiply-adds per batch row (gates·hidden·(inputs + hidden), the widest layer's: as many floats as its
+/// weight_ih and weight_hh hold), on a CPU where Kiln's kernels run. It depends on the weights' shapes only,
+/// so that the pack-weights pass (which sees one representative shape) and every plan agree on the weights'
+/// layout.
+/// Measured on one Zen 5 core, seq 64, inputs = hidden, batch 1 and 8 (bench/README.md, bench_onnx section):
+/// - LSTM: oneDNN's primitive (brgemm) costs ~2 µs per step even for the smallest cells; Kiln's kernel is
+///   1.4-5x faster up to hidden 64 and even to 1.25x faster at hidden 96 (288 KB of weights). At hidden 128
+///   (512 KB, which Kiln's kernel reads every step where oneDNN reads weight_ih once for the whole sequence)
+///   oneDNN is 1.25x faster at batch 1 and 8. Bound: hidden 96 with 96 inputs.
+/// - GRU: oneDNN's (its reference kernel for lbr_gru) is cheaper per step; Kiln's kernel is 1.8-3.5x faster
+///   up to hidden 40 at both batches, while at hidden 48 (55 KB of weights, more than L1) oneDNN is 1.1x
+///   faster at batch 1 (Kiln's 1.4x faster at batch 8). Bound: hidden 40 with 40 inputs (38 KB).
+constexpr std::int64_t kSmallLstmMacs = 4 * 96 * (96 + 96);
+constexpr std::int64_t kSmallGruMacs = 3 * 40 * (40 + 40);
 
 bool small_cell(const Cell& c, std::int64_t features, std::int64_t h, std::int64_t dirs, std::int64_t layers) {
   if ((c.kind != Kind::lstm && c.kind != Kind::lbr_gru) || !rnn_small::enabled()) return false;
   const std::int64_t widest = std::max(features, layers > 1 ? dirs * h : 0);
-  return c.gates * h * (widest + h) <= kSmallRowMacs;
+  return c.gates * h * (widest + h) <= (c.lstm ? kSmallLstmMacs : kSmallGruMacs);
 }
 
 /// The small kernel's pack rule: per layer, weight_ih and weight_hh of both directions each in one buffer of
