@@ -258,7 +258,7 @@ namespace {
 TEST_CASE("rnn small kernel: rows and directions split over two threads give the same bits as one thread") {
   if (!kiln::rnn_small::enabled()) return;
   // 16 rows x 64 steps of a hidden-32 LSTM and GRU: 8.4 M and 6.3 M multiply-adds per layer and direction,
-  // above the kernel's 2 M per thread: with two threads, one direction's rows are split in two, two
+  // well above the kernel's 0.5 M per thread: with two threads, one direction's rows are split in two, two
   // directions go one to each thread.
   for (bool gru : {false, true})
     for (bool bidirectional : {false, true}) {
