@@ -6,6 +6,7 @@
 // product of at most 2·(2·hidden) terms of values below 1 through sigmoid/tanh, in different orders and
 // with different exponentials (~2e-7 each); measured differences are ~1e-7.
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <map>
@@ -15,6 +16,11 @@
 #include "ops/gemm.hpp"
 #include "ops/isa.hpp"
 #include "ops/rnn_small.hpp"
+#include "runtime/compile.hpp"
+#include "runtime/kplan.hpp"
+#include "runtime/kplan_isa.hpp"
+#include "runtime/model_impl.hpp"
+#include "runtime/npy.hpp"
 #include "tests/test_util.hpp"
 
 namespace kiln {
@@ -271,6 +277,44 @@ TEST_CASE("rnn small kernel: rows and directions split over two threads give the
       const Result ref = run(b, false, false);
       for (const char* o : outputs(c)) CHECK(max_abs_diff(two.out.at(o), ref.out.at(o)) <= 1e-5);
     }
+}
+
+}  // namespace
+
+namespace {
+
+TEST_CASE("rnn small kernel error: a plan file whose packed weight holds fewer bytes than its layout needs") {
+  if (!kiln::rnn_small::enabled()) return;  // nothing is packed in Kiln's layout here
+  const std::string dir = kiln::test::source_path("tests/fixtures/rnn/lstm_l1_s7/");
+  const std::string yaml = dir + "model.yaml";
+  kiln::detail::CompileRequest request;
+  request.path = yaml;
+  auto impl = kiln::detail::compile(std::move(request));
+  kiln::KplanInfo info;
+  info.isa = kiln::host_isa();
+  info.source = yaml;
+  info.plans = kiln::detail::summarize_plans(*impl);
+  std::vector<unsigned char> b = kiln::detail::serialize_kplan(*impl, info);
+  // The first constant in the layout: its type ends with the layout string (u32 length, bytes), then come
+  // u8 "constant", u64 data offset, u64 byte count. The byte count becomes 64.
+  const std::string layout = std::string("\x09\0\0\0", 4) + kiln::rnn_small::kLayout;
+  const auto it = std::search(b.begin(), b.end(), layout.begin(), layout.end());
+  REQUIRE(it != b.end());
+  const auto at = static_cast<std::size_t>(it - b.begin()) + layout.size() + 1 + 8;
+  for (std::size_t i = 0; i < 8; ++i) b[at + i] = i == 0 ? 64 : 0;
+  const std::uint64_t sum = kiln::kplan_checksum(b.data(), b.size());
+  for (std::size_t i = 0; i < 8; ++i) b[kiln::kKplanChecksumOffset + i] = static_cast<unsigned char>(sum >> (8 * i));
+  kiln::test::TempDir tmp;
+  const std::string path = tmp.write("short.kplan", std::string(b.begin(), b.end()));
+  const auto x = kiln::read_npy(dir + "x.npy");
+  for (bool kiln_kernel : {true, false}) {  // Kiln's kernel, and oneDNN's path reading Kiln's layout
+    kiln::gemm::override_enabled(kiln_kernel);
+    kiln::Session session(kiln::Model::load(path));
+    const std::string err = kiln::test::error_of([&] { session.run({{"x", x}}); });
+    kiln::gemm::override_enabled(std::nullopt);
+    CHECK_MESSAGE(contains(err, "lstm 'y'"), err);
+    CHECK_MESSAGE(contains(err, "in layout rnn_kgh16 holds 64 bytes; expected "), err);
+  }
 }
 
 }  // namespace
