@@ -474,7 +474,7 @@ void bind_weights(RnnKernel& kernel, const KernelCtx& ctx, const Cell& c, int s,
     std::vector<float> rows;  // weights packed for Kiln's kernel (a plan from a CPU that runs it), unpacked
     for (std::size_t d = 0; d < weights.size(); ++d) {
       const ConstData* data = small_weight(ctx, weights[d], c.gates, h, cols);
-      const float* w = static_cast<const float*>(data->data);
+      const auto* w = static_cast<const float*>(data->data);
       if (layout == rnn_small::kLayout) {
         rows.resize(static_cast<std::size_t>(g * h * cols));
         rnn_small::unpack(w, g, h, cols, rows.data());

@@ -60,7 +60,7 @@ namespace {
 
 struct V256 {
   using T = __m256;
-  static constexpr std::int64_t W = 8;
+  static constexpr std::int64_t kWidth = 8;
   KILN_AVX2 static T load(const float* p) { return _mm256_loadu_ps(p); }
   KILN_AVX2 static void store(float* p, T v) { _mm256_storeu_ps(p, v); }
   KILN_AVX2 static T set1(float v) { return _mm256_set1_ps(v); }
@@ -97,7 +97,7 @@ struct V256 {
 
 struct V512 {
   using T = __m512;
-  static constexpr std::int64_t W = 16;
+  static constexpr std::int64_t kWidth = 16;
   KILN_AVX512 static T load(const float* p) { return _mm512_loadu_ps(p); }
   KILN_AVX512 static void store(float* p, T v) { _mm512_storeu_ps(p, v); }
   KILN_AVX512 static T set1(float v) { return _mm512_set1_ps(v); }
