@@ -552,7 +552,7 @@ class SmallRnnKernel : public Kernel {
       // Threads: as many as the layer's work pays for, directions first, then ranges of rows.
       const double macs = static_cast<double>(n * t * dirs * (gru ? 3 : 4) * h) * static_cast<double>(in_ch + h);
       const std::int64_t want = std::clamp<std::int64_t>(static_cast<std::int64_t>(macs / kThreadMacs), 1, team);
-      const std::int64_t parts = std::clamp<std::int64_t>((want + dirs - 1) / dirs, 1, n), items = dirs * parts;
+      const std::int64_t parts = std::max<std::int64_t>(1, std::min((want + dirs - 1) / dirs, n)), items = dirs * parts;
       auto run = [&](std::int64_t item) {
         const std::int64_t d = item / parts, part = item % parts;
         const std::int64_t r0 = n * part / parts, rows = n * (part + 1) / parts - r0;
