@@ -22,10 +22,11 @@
 // allocation, states read and written in place in the node's buffers.
 //
 // Small cells (small_cell below: LSTMs with at most 288 KB of weights per layer, e.g. hidden 96 with 96
-// inputs, and nn.GRU-style GRUs with at most 38 KB, e.g. hidden 40 with 40 inputs) run on Kiln's own kernel instead (ops/rnn_small.hpp: the whole sequence in one
-// call, gates and cell update fused, no per-step overhead), where Kiln's kernels run (AVX2+FMA, KILN_GEMM not
-// onednn); the pack-weights pass then packs their weights into its layout (rnn_small::kLayout), which
-// oneDNN's path also reads (a plan file moved to a CPU without AVX2).
+// inputs, and nn.GRU-style GRUs with at most 38 KB, e.g. hidden 40 with 40 inputs) run on Kiln's own
+// kernel instead (ops/rnn_small.hpp: the whole sequence in one call, gates and cell update fused, no
+// per-step overhead), where Kiln's kernels run (AVX2+FMA, KILN_GEMM not onednn); the pack-weights pass then
+// packs their weights into its layout (rnn_small::kLayout), which oneDNN's path also reads (a plan file
+// moved to a CPU without AVX2).
 
 #include <omp.h>
 
@@ -507,11 +508,12 @@ std::optional<dnnl::memory::desc> packed_desc(const KernelCtx& ctx, const Cell& 
 }
 
 /// Kiln's LSTM and GRU kernel (ops/rnn_small.hpp) for the nodes small_cell() picks: per layer and direction
-/// the packed weights (read in place when the pass packed them, else a private pack), the biases (rnn_small::
-/// Direction) and the peepholes, padded to hp. Scratch: per direction h (two buffers) and c of every row, then (several layers)
-/// two sequences between layers. The rows of a batch are independent: where the work is large enough for
-/// the team, the directions and row ranges run on separate threads, each over the whole sequence (one
-/// fork per layer, no synchronization per step); results do not depend on the split.
+/// the packed weights (read in place when the pass packed them, else a private pack), the biases
+/// (rnn_small::Direction) and the peepholes, padded to hp. Scratch: per direction h (two buffers) and c of
+/// every row, then (several layers) two sequences between layers. The rows of a batch are independent:
+/// where the work is large enough for the team, the directions and row ranges run on separate threads, each
+/// over the whole sequence (one fork per layer, no synchronization per step); results do not depend on the
+/// split.
 class SmallRnnKernel : public Kernel {
  public:
   std::int64_t layers = 1, dirs = 1, n = 0, t = 0, features = 0, h = 0, hp = 0;
@@ -575,10 +577,11 @@ class SmallRnnKernel : public Kernel {
           if (c_n) std::memcpy(c_n + at + r * h, cb + r * hp, row_bytes);
         }
       };
-      if (items == 1 || team == 1) {
+      const int threads = static_cast<int>(std::min<std::int64_t>(items, team));
+      if (threads == 1) {
         for (std::int64_t i = 0; i < items; ++i) run(i);
       } else {
-#pragma omp parallel for num_threads(static_cast <int>(std::min <std::int64_t>(items, team))) schedule(static)
+#pragma omp parallel for num_threads(threads) schedule(static)
         for (std::int64_t i = 0; i < items; ++i) run(i);
       }
     }

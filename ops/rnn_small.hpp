@@ -13,9 +13,9 @@
 // (r, z, and n's input and recurrent parts apart).
 //
 // Weights: per direction, [K][G][Hp] (kLayout): for each input column k, the G gates' rows in PyTorch's
-// order (LSTM i, f, g, o; GRU r, z, n), each padded with zeros to Hp = hidden rounded up to 16 floats, so that any vector width
-// loads a gate's consecutive hidden units. The pack-weights pass writes them (ops/rnn.cpp's pack rule); a
-// kernel made from the weights as written packs a private copy.
+// order (LSTM i, f, g, o; GRU r, z, n), each padded with zeros to Hp = hidden rounded up to 16 floats, so
+// that any vector width loads a gate's consecutive hidden units. The pack-weights pass writes them
+// (ops/rnn.cpp's pack rule); a kernel made from the weights as written packs a private copy.
 
 #include <cstddef>
 #include <cstdint>
