@@ -21,12 +21,11 @@
 // A decoder step (seq 1, states in and out) is one primitive execution per layer: no reorders, no
 // allocation, states read and written in place in the node's buffers.
 //
-// Small cells (small_cell below: LSTMs with at most 288 KB of weights per layer, e.g. hidden 96 with 96
-// inputs, and nn.GRU-style GRUs with at most 38 KB, e.g. hidden 40 with 40 inputs) run on Kiln's own
-// kernel instead (ops/rnn_small.hpp: the whole sequence in one call, gates and cell update fused, no
-// per-step overhead), where Kiln's kernels run (AVX2+FMA, KILN_GEMM not onednn); the pack-weights pass then
-// packs their weights into its layout (rnn_small::kLayout), which oneDNN's path also reads (a plan file
-// moved to a CPU without AVX2).
+// Small cells (small_cell below: LSTMs and nn.GRU-style GRUs up to hidden 96 with 96 inputs, 288 and 221 KB
+// of weights per layer) run on Kiln's own kernel instead (ops/rnn_small.hpp: the whole sequence in one
+// call, gates and cell update fused, no per-step overhead), where Kiln's kernels run (AVX2+FMA, KILN_GEMM
+// not onednn); the pack-weights pass then packs their weights into its layout (rnn_small::kLayout), which
+// oneDNN's path also reads (a plan file moved to a CPU without AVX2).
 
 #include <omp.h>
 
@@ -301,16 +300,17 @@ void to_gate_major(const Cell& c, const float* w, std::int64_t cols, std::int64_
 /// weight_ih and weight_hh hold), on a CPU where Kiln's kernels run. It depends on the weights' shapes only,
 /// so that the pack-weights pass (which sees one representative shape) and every plan agree on the weights'
 /// layout.
-/// Measured on one Zen 5 core, seq 64, inputs = hidden, batch 1 and 8 (bench/README.md, bench_onnx section):
+/// Measured on one Zen 5 core, seq 64, inputs = hidden, batch 1 and 8 (bench/README.md, bench_onnx section;
+/// batches under 4 project the inputs of 24 steps at a time, see make_small):
 /// - LSTM: oneDNN's primitive (brgemm) costs ~2 µs per step even for the smallest cells; Kiln's kernel is
-///   1.4-5x faster up to hidden 64 and even to 1.25x faster at hidden 96 (288 KB of weights). At hidden 128
-///   (512 KB, which Kiln's kernel reads every step where oneDNN reads weight_ih once for the whole sequence)
-///   oneDNN is 1.25x faster at batch 1 and 8. Bound: hidden 96 with 96 inputs.
-/// - GRU: oneDNN's (its reference kernel for lbr_gru) is cheaper per step; Kiln's kernel is 1.8-3.5x faster
-///   up to hidden 40 at both batches, while at hidden 48 (55 KB of weights, more than L1) oneDNN is 1.1x
-///   faster at batch 1 (Kiln's 1.4x faster at batch 8). Bound: hidden 40 with 40 inputs (38 KB).
+///   1.2-5x faster up to hidden 96 (288 KB of weights). At hidden 128 (512 KB) oneDNN is 1.25x faster at
+///   batch 8 (Kiln's reads weight_hh, and at batch 8 weight_ih, at every step; oneDNN projects the inputs
+///   of all steps in one GEMM). Bound: hidden 96 with 96 inputs.
+/// - GRU: oneDNN's (its reference kernel for lbr_gru) is cheaper per step than its LSTM; Kiln's kernel is
+///   1.7-3x faster up to hidden 64, and even at batch 1 / 1.1x faster at batch 8 at hidden 96 (221 KB).
+///   Bound: hidden 96 with 96 inputs.
 constexpr std::int64_t kSmallLstmMacs = 4 * 96 * (96 + 96);
-constexpr std::int64_t kSmallGruMacs = 3 * 40 * (40 + 40);
+constexpr std::int64_t kSmallGruMacs = 3 * 96 * (96 + 96);
 
 bool small_cell(const Cell& c, std::int64_t features, std::int64_t h, std::int64_t dirs, std::int64_t layers) {
   if ((c.kind != Kind::lstm && c.kind != Kind::lbr_gru) || !rnn_small::enabled()) return false;
@@ -529,7 +529,10 @@ class SmallRnnKernel : public Kernel {
   /// keeps decoder steps and batch-1 sequences on one thread.
   static constexpr double kThreadMacs = 1 << 19;
 
-  std::size_t state_floats() const { return static_cast<std::size_t>(3 * n * hp); }  // per direction
+  std::int64_t chunk = 0;             // steps projected at a time (rnn_small::run), 0: none
+  std::size_t state_floats() const {  // per direction: h (2 buffers), c, the projected inputs
+    return static_cast<std::size_t>(3 * n * hp + chunk * n * (gru ? 3 : 4) * hp);
+  }
   std::size_t between_floats() const { return static_cast<std::size_t>(t * n * dirs * h); }
   std::size_t scratch_bytes() const override {
     return (static_cast<std::size_t>(dirs) * state_floats() + (layers > 1 ? 2 * between_floats() : 0)) * sizeof(float);
@@ -561,6 +564,9 @@ class SmallRnnKernel : public Kernel {
         const rnn_small::Direction& cell = cells[static_cast<std::size_t>(l * dirs + d)];
         float* hb = states + static_cast<std::size_t>(d) * state_floats() + 2 * r0 * hp;
         float* cb = states + static_cast<std::size_t>(d) * state_floats() + 2 * n * hp + r0 * hp;
+        float* proj =
+            chunk ? states + static_cast<std::size_t>(d) * state_floats() + 3 * n * hp + r0 * chunk * (gru ? 3 : 4) * hp
+                  : nullptr;
         const std::int64_t at = ((l * dirs + d) * n + r0) * h;  // this part's first row of the states
         const std::size_t row_bytes = static_cast<std::size_t>(h) * sizeof(float);
         std::fill(hb, hb + rows * hp, 0.0f);
@@ -571,7 +577,7 @@ class SmallRnnKernel : public Kernel {
             if (c0) std::memcpy(cb + r * hp, c0 + at + r * h, row_bytes);
           }
         const float* last = rnn_small::run(cell, gru, rows, t, x + r0 * x_row, x_row, x_step, y + d * h + r0 * y_row,
-                                           y_row, y_step, hb, cb);
+                                           y_row, y_step, hb, cb, proj, chunk);
         for (std::int64_t r = 0; r < rows; ++r) {
           std::memcpy(h_n + at + r * h, last + r * hp, row_bytes);
           if (c_n) std::memcpy(c_n + at + r * h, cb + r * hp, row_bytes);
@@ -600,6 +606,13 @@ std::unique_ptr<Kernel> make_small(const KernelCtx& ctx, const Cell& c, std::int
   k.batch_first = batch_first, k.has_state = ctx.has(1);
   k.gru = !c.lstm;
   k.name = rnn_small::variant(k.gru);
+  // Batches under 4 rows project the inputs of 24 steps at a time (rnn_small::run) once the weights outgrow
+  // 16 KB: one row block per step would read weight_ih at every step. Measured on one Zen 5 core, seq 64,
+  // batch 1: LSTM hidden 48 0.036 -> 0.017 ms, hidden 96 0.145 -> 0.091; GRU hidden 40 0.0155 -> 0.0118,
+  // hidden 64 0.049 -> 0.024; not for the smallest cells (LSTM hidden 16 0.0032 -> 0.0041 ms), nor at batch
+  // 8 (two blocks of 4 rows: nothing gained up to hidden 96, 0.043 -> 0.046 ms at hidden 24).
+  const std::int64_t widest = std::max(features, layers > 1 ? dirs * h : 0);
+  if (k.n < 4 && c.gates * h * (widest + h) > 4096) k.chunk = std::min<std::int64_t>(k.t, 24);
   const bool bias = ctx.has(weight_index(c, 0, 0, kBih));
   const std::int64_t hp = k.hp;
   // Private floats (biases, peepholes, weights packed now), each block in its own allocation.

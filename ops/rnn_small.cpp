@@ -151,14 +151,14 @@ constexpr std::size_t kMaxRows = 6;  // 24 zmm accumulators, 4 of weights, 1 bro
 
 const float* run(const Direction& d, bool gru, std::int64_t rows, std::int64_t steps, const float* x,
                  std::int64_t x_row, std::int64_t x_step, float* y, std::int64_t y_row, std::int64_t y_step, float* h,
-                 float* c) {
+                 float* c, float* proj, std::int64_t chunk) {
 #if KILN_RNN_X86
   if (gemm::variant_level() == isa::Level::avx512)
-    return avx512::run(d, gru, rows, steps, x, x_row, x_step, y, y_row, y_step, h, c);
-  return avx2::run(d, gru, rows, steps, x, x_row, x_step, y, y_row, y_step, h, c);
+    return avx512::run(d, gru, rows, steps, x, x_row, x_step, y, y_row, y_step, h, c, proj, chunk);
+  return avx2::run(d, gru, rows, steps, x, x_row, x_step, y, y_row, y_step, h, c, proj, chunk);
 #else
   (void)d, (void)gru, (void)rows, (void)steps, (void)x, (void)x_row, (void)x_step, (void)y, (void)y_row, (void)y_step,
-      (void)c;
+      (void)c, (void)proj, (void)chunk;
   return h;  // not reached: enabled() is false (oneDNN runs the op)
 #endif
 }

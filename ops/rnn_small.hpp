@@ -59,8 +59,11 @@ struct Direction {
 /// reads x + t·x_step + r·x_row (k floats) and writes y + t·y_step + r·y_row (hidden floats). h holds
 /// 2·rows·hp floats: [0, rows·hp) hold h0 on entry (zero padded past hidden); c (LSTM; null for a GRU) holds
 /// rows·hp floats, c0 on entry. Returns where the last h is (h or h + rows·hp); c then holds the last c.
+/// proj null: the input product is computed with the recurrent one at each step. Otherwise the input
+/// products of `chunk` steps at a time are computed first, into proj (chunk·rows·gates·hp floats), reading
+/// weight_ih once per few steps (project_chunk says when that pays).
 const float* run(const Direction& d, bool gru, std::int64_t rows, std::int64_t steps, const float* x,
                  std::int64_t x_row, std::int64_t x_step, float* y, std::int64_t y_row, std::int64_t y_step, float* h,
-                 float* c);
+                 float* c, float* proj = nullptr, std::int64_t chunk = 0);
 
 }  // namespace kiln::rnn_small
