@@ -7,7 +7,10 @@
 // call runs the whole sequence: per step and per block of up to 6 (AVX-512; 3 with AVX2) batch rows and 16
 // (8) hidden units, the four gates' accumulators stay in registers through x_t · W_ihᵀ + h_{t-1} · W_hhᵀ
 // (input and recurrent products in one pass over K = features + hidden, the input part off the recurrence's
-// critical path), then the gate nonlinearities and the cell update are applied in the same registers.
+// critical path), then the gate nonlinearities and the cell update are applied in the same registers. With
+// few rows (one row block per step would read weight_ih at every step) the caller can have the input
+// products of a chunk of steps computed first, blocks of consecutive steps per pass over weight_ih
+// (project_block), the steps then starting from them.
 //
 // nn.GRU's cell (linear before reset) runs the same way with its three gates' weights and four accumulators
 // (r, z, and n's input and recurrent parts apart).
