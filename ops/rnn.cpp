@@ -20,6 +20,12 @@
 // u(=z),r,o(=n) in oneDNN, with lbr_gru's fourth bias row holding bias_hh_n (the part inside r * (...)).
 // A decoder step (seq 1, states in and out) is one primitive execution per layer: no reorders, no
 // allocation, states read and written in place in the node's buffers.
+//
+// Small cells (small_cell below: LSTMs and nn.GRU-style GRUs up to hidden 96 with 96 inputs, 288 and 221 KB
+// of weights per layer) run on Kiln's own kernel instead (ops/rnn_small.hpp: the whole sequence in one
+// call, gates and cell update fused, no per-step overhead), where Kiln's kernels run (AVX2+FMA, KILN_GEMM
+// not onednn); the pack-weights pass then packs their weights into its layout (rnn_small::kLayout), which
+// oneDNN's path also reads (a plan file moved to a CPU without AVX2).
 
 #include <omp.h>
 
@@ -29,6 +35,7 @@
 #include <optional>
 
 #include "ops/common.hpp"
+#include "ops/rnn_small.hpp"
 
 namespace kiln {
 
@@ -287,6 +294,59 @@ void to_gate_major(const Cell& c, const float* w, std::int64_t cols, std::int64_
     }
 }
 
+/// Whether Kiln's LSTM/GRU kernel (ops/rnn_small.hpp) runs the node instead of oneDNN's primitive: an LSTM or
+/// a linear-before-reset GRU (nn.GRU's) whose step costs at most kSmallLstmMacs / kSmallGruMacs
+/// multiply-adds per batch row (gates·hidden·(inputs + hidden), the widest layer's: as many floats as its
+/// weight_ih and weight_hh hold), on a CPU where Kiln's kernels run. It depends on the weights' shapes only,
+/// so that the pack-weights pass (which sees one representative shape) and every plan agree on the weights'
+/// layout.
+/// Measured on one Zen 5 core, seq 64, inputs = hidden, batch 1 and 8 (bench/README.md, bench_onnx section;
+/// batches under 4 project the inputs of 24 steps at a time, see make_small):
+/// - LSTM: oneDNN's primitive (brgemm) costs ~2 µs per step even for the smallest cells; Kiln's kernel is
+///   1.2-5x faster up to hidden 96 (288 KB of weights). At hidden 128 (512 KB) oneDNN is 1.25x faster at
+///   batch 8 (Kiln's reads weight_hh, and at batch 8 weight_ih, at every step; oneDNN projects the inputs
+///   of all steps in one GEMM). Bound: hidden 96 with 96 inputs.
+/// - GRU: oneDNN's (its reference kernel for lbr_gru) is cheaper per step than its LSTM; Kiln's kernel is
+///   1.7-3x faster up to hidden 64, and even at batch 1 / 1.1x faster at batch 8 at hidden 96 (221 KB).
+///   Bound: hidden 96 with 96 inputs.
+constexpr std::int64_t kSmallLstmMacs = 4 * 96 * (96 + 96);
+constexpr std::int64_t kSmallGruMacs = 3 * 96 * (96 + 96);
+
+bool small_cell(const Cell& c, std::int64_t features, std::int64_t h, std::int64_t dirs, std::int64_t layers) {
+  if ((c.kind != Kind::lstm && c.kind != Kind::lbr_gru) || !rnn_small::enabled()) return false;
+  const std::int64_t widest = std::max(features, layers > 1 ? dirs * h : 0);
+  return c.gates * h * (widest + h) <= (c.lstm ? kSmallLstmMacs : kSmallGruMacs);
+}
+
+/// The small kernel's pack rule: per layer, weight_ih and weight_hh of both directions each in one buffer of
+/// rnn_small::kLayout (the reverse direction's input a view of its second half).
+void pack_small(PackCtx& ctx, const Cell& c, std::int64_t layers, std::int64_t dirs, std::int64_t features,
+                std::int64_t h) {
+  const Node& node = ctx.node();
+  for (std::int64_t l = 0; l < layers; ++l) {
+    const std::int64_t in_ch = l == 0 ? features : dirs * h;
+    for (int which : {kWih, kWhh}) {
+      const std::int64_t cols = which == kWih ? in_ch : h;
+      const std::size_t per = rnn_small::packed_floats(c.gates, h, cols) * sizeof(float);
+      std::vector<PackedInput> parts;
+      std::vector<const float*> sources;
+      for (std::int64_t d = 0; d < dirs; ++d) {
+        const auto i = static_cast<std::size_t>(weight_index(c, static_cast<int>(l), static_cast<int>(d), which));
+        const Value* v = node.inputs.at(i);
+        if (!v || !v->is_constant() || !v->type.plain() || v->type.rank() != 2 || !is_concrete(v->type.shape)) return;
+        TensorType type = v->type;
+        type.layout = rnn_small::kLayout;
+        parts.push_back(PackedInput{i, type, static_cast<std::size_t>(d) * per, per});
+        sources.push_back(static_cast<const float*>(v->constant.data));
+      }
+      ctx.replace(parts, per * static_cast<std::size_t>(dirs), [sources, gates = c.gates, cols, h, per](void* out) {
+        for (std::size_t d = 0; d < sources.size(); ++d)
+          rnn_small::pack(sources[d], gates, h, cols, static_cast<float*>(out) + d * per / sizeof(float));
+      });
+    }
+  }
+}
+
 /// The pack rule (OpSchema::pack): weight_ih and weight_hh of each layer, both directions in one buffer, in
 /// the layout a one-step, batch-1 primitive of the node reads (ldigo where that layout has no format tag).
 void pack_rnn(PackCtx& ctx, const Cell& base) {
@@ -300,6 +360,7 @@ void pack_rnn(PackCtx& ctx, const Cell& base) {
   const Value* hh0 = node.inputs.at(static_cast<std::size_t>(weight_index(c, 0, 0, kWhh)));
   if (!hh0 || !hh0->is_constant() || !x->type.shape.back().concrete()) return;
   const std::int64_t h = hh0->type.shape[1].value, g = c.gates, features = x->type.shape.back().value;
+  if (small_cell(c, features, h, dirs, layers)) return pack_small(ctx, c, layers, dirs, features, h);
   const bool has_state = node.inputs.size() > 1 && node.inputs[1] != nullptr;
   for (std::int64_t l = 0; l < layers; ++l) {
     const std::int64_t in_ch = l == 0 ? features : dirs * h;
@@ -367,6 +428,22 @@ class RnnKernel : public DnnlKernel {
   }
 };
 
+/// Input i's constant, as written or in rnn_small::kLayout (checking that it holds the bytes that layout
+/// needs: a plan file's are checked here).
+const ConstData* small_weight(const KernelCtx& ctx, int i, std::int64_t gates, std::int64_t h, std::int64_t cols) {
+  const auto at = static_cast<std::size_t>(i);
+  const std::string name = "weight " + ctx.node.schema->inputs.at(at).name;
+  const ConstData* data = ctx.constant(at);
+  if (!data) ctx.node.fail(name + " must be a constant (a weight from the file)");
+  const bool packed = ctx.in[at].layout == rnn_small::kLayout;
+  const std::size_t need =
+      (packed ? rnn_small::packed_floats(gates, h, cols) : static_cast<std::size_t>(gates * h * cols)) * sizeof(float);
+  if (data->bytes < need)
+    ctx.node.fail(name + (packed ? " in layout " + ctx.in[at].layout : std::string()) + " holds " +
+                  std::to_string(data->bytes) + " bytes; expected " + std::to_string(need));
+  return data;
+}
+
 /// Binds `weights` (one input per direction, [G*H, cols] each) as argument `arg` of step `s` in the layout
 /// `want`: in place when the pass packed them into that layout; otherwise through a private copy converted
 /// now, from the packed constant or from the weights as written.
@@ -379,7 +456,7 @@ void bind_weights(RnnKernel& kernel, const KernelCtx& ctx, const Cell& c, int s,
   const std::string& layout = ctx.in[static_cast<std::size_t>(weights[0])].layout;
   dnnl::memory src;
   std::vector<float> ldigo;
-  if (!layout.empty()) {
+  if (!layout.empty() && layout != rnn_small::kLayout) {
     const auto named = dnnl_layout_desc(layout, dims, dt::f32);
     if (!named) ctx.node.fail(name(weights[0]) + " is in layout " + layout + ", which is not a oneDNN weights format");
     const dnnl::memory::desc& packed_md = *named;
@@ -395,11 +472,16 @@ void bind_weights(RnnKernel& kernel, const KernelCtx& ctx, const Cell& c, int s,
     src = dnnl::memory(packed_md, ctx.engine, const_cast<void*>(data->data));
   } else {
     ldigo.resize(static_cast<std::size_t>(dirs * cols * g * h));
+    std::vector<float> rows;  // weights packed for Kiln's kernel (a plan from a CPU that runs it), unpacked
     for (std::size_t d = 0; d < weights.size(); ++d) {
-      const ConstData* data = ctx.constant(static_cast<std::size_t>(weights[d]));
-      if (!data) ctx.node.fail(name(weights[d]) + " must be a constant (a weight from the file)");
-      to_gate_major(c, static_cast<const float*>(data->data), cols, g, h,
-                    ldigo.data() + static_cast<std::int64_t>(d) * cols * g * h);
+      const ConstData* data = small_weight(ctx, weights[d], c.gates, h, cols);
+      const auto* w = static_cast<const float*>(data->data);
+      if (layout == rnn_small::kLayout) {
+        rows.resize(static_cast<std::size_t>(g * h * cols));
+        rnn_small::unpack(w, g, h, cols, rows.data());
+        w = rows.data();
+      }
+      to_gate_major(c, w, cols, g, h, ldigo.data() + static_cast<std::int64_t>(d) * cols * g * h);
     }
     src = dnnl::memory({dims, dt::f32, dnnl::memory::format_tag::ldigo}, ctx.engine, ldigo.data());
   }
@@ -425,6 +507,161 @@ std::optional<dnnl::memory::desc> packed_desc(const KernelCtx& ctx, const Cell& 
                           dnnl::memory::data_type::f32);
 }
 
+/// Kiln's LSTM and GRU kernel (ops/rnn_small.hpp) for the nodes small_cell() picks: per layer and direction
+/// the packed weights (read in place when the pass packed them, else a private pack), the biases
+/// (rnn_small::Direction) and the peepholes, padded to hp. Scratch: per direction h (two buffers) and c of
+/// every row, then (several layers) two sequences between layers. The rows of a batch are independent:
+/// where the work is large enough for the team, the directions and row ranges run on separate threads, each
+/// over the whole sequence (one fork per layer, no synchronization per step); results do not depend on the
+/// split.
+class SmallRnnKernel : public Kernel {
+ public:
+  std::int64_t layers = 1, dirs = 1, n = 0, t = 0, features = 0, h = 0, hp = 0;
+  bool batch_first = true, has_state = false, gru = false;
+  std::vector<rnn_small::Direction> cells;        // [layer * dirs + direction]
+  std::vector<std::shared_ptr<const void>> held;  // the packed constants' owners, private copies
+  std::size_t packed_bytes = 0;
+  std::string name;
+  /// Multiply-adds per thread below which a layer runs on fewer threads (at most work / kThreadMacs; the
+  /// calling thread alone under 2·kThreadMacs). Measured on two Zen 5 cores with the second one idle: an
+  /// [8, 16]-state LSTM over 64 steps (0.56 M multiply-adds, 0.021 ms on one thread) takes 0.010 ms split
+  /// over two, [8, 24] (2.4 M) 0.044 -> 0.023 ms, [64, 24] 0.35 -> 0.18 ms; 2^19 (~10 µs of work per thread)
+  /// keeps decoder steps and batch-1 sequences on one thread.
+  static constexpr double kThreadMacs = 1 << 19;
+
+  std::int64_t chunk = 0;             // steps projected at a time (rnn_small::run), 0: none
+  std::size_t state_floats() const {  // per direction: h (2 buffers), c, the projected inputs
+    return static_cast<std::size_t>(3 * n * hp + chunk * n * (gru ? 3 : 4) * hp);
+  }
+  std::size_t between_floats() const { return static_cast<std::size_t>(t * n * dirs * h); }
+  std::size_t scratch_bytes() const override {
+    return (static_cast<std::size_t>(dirs) * state_floats() + (layers > 1 ? 2 * between_floats() : 0)) * sizeof(float);
+  }
+  std::string impl() const override { return name; }
+  std::size_t packed_weight_bytes() const override { return packed_bytes; }
+
+  void execute(dnnl::stream&, const KernelArgs& args) override {
+    auto* states = static_cast<float*>(args.scratch);
+    float* between[2] = {states + dirs * state_floats(), states + dirs * state_floats() + between_floats()};
+    const auto* h0 = static_cast<const float*>(args.in[1]);
+    const auto* c0 = gru ? nullptr : static_cast<const float*>(args.in[2]);
+    auto* h_n = static_cast<float*>(args.out[1]);
+    auto* c_n = gru ? nullptr : static_cast<float*>(args.out[2]);
+    const int team = omp_in_parallel() ? 1 : omp_get_max_threads();
+    for (std::int64_t l = 0; l < layers; ++l) {
+      const std::int64_t in_ch = l == 0 ? features : dirs * h, out_ch = dirs * h;
+      const float* x = l == 0 ? static_cast<const float*>(args.in[0]) : between[(l - 1) % 2];
+      float* y = l == layers - 1 ? static_cast<float*>(args.out[0]) : between[l % 2];
+      const std::int64_t x_row = batch_first ? t * in_ch : in_ch, x_step = batch_first ? in_ch : n * in_ch;
+      const std::int64_t y_row = batch_first ? t * out_ch : out_ch, y_step = batch_first ? out_ch : n * out_ch;
+      // Threads: as many as the layer's work pays for, directions first, then ranges of rows.
+      const double macs = static_cast<double>(n * t * dirs * (gru ? 3 : 4) * h) * static_cast<double>(in_ch + h);
+      const std::int64_t want = std::clamp<std::int64_t>(static_cast<std::int64_t>(macs / kThreadMacs), 1, team);
+      const std::int64_t parts = std::max<std::int64_t>(1, std::min((want + dirs - 1) / dirs, n)), items = dirs * parts;
+      auto run = [&](std::int64_t item) {
+        const std::int64_t d = item / parts, part = item % parts;
+        const std::int64_t r0 = n * part / parts, rows = n * (part + 1) / parts - r0;
+        const rnn_small::Direction& cell = cells[static_cast<std::size_t>(l * dirs + d)];
+        float* hb = states + static_cast<std::size_t>(d) * state_floats() + 2 * r0 * hp;
+        float* cb = states + static_cast<std::size_t>(d) * state_floats() + 2 * n * hp + r0 * hp;
+        float* proj =
+            chunk ? states + static_cast<std::size_t>(d) * state_floats() + 3 * n * hp + r0 * chunk * (gru ? 3 : 4) * hp
+                  : nullptr;
+        const std::int64_t at = ((l * dirs + d) * n + r0) * h;  // this part's first row of the states
+        const std::size_t row_bytes = static_cast<std::size_t>(h) * sizeof(float);
+        std::fill(hb, hb + rows * hp, 0.0f);
+        std::fill(cb, cb + rows * hp, 0.0f);
+        if (has_state)
+          for (std::int64_t r = 0; r < rows; ++r) {
+            std::memcpy(hb + r * hp, h0 + at + r * h, row_bytes);
+            if (c0) std::memcpy(cb + r * hp, c0 + at + r * h, row_bytes);
+          }
+        const float* last = rnn_small::run(cell, gru, rows, t, x + r0 * x_row, x_row, x_step, y + d * h + r0 * y_row,
+                                           y_row, y_step, hb, cb, proj, chunk);
+        for (std::int64_t r = 0; r < rows; ++r) {
+          std::memcpy(h_n + at + r * h, last + r * hp, row_bytes);
+          if (c_n) std::memcpy(c_n + at + r * h, cb + r * hp, row_bytes);
+        }
+      };
+      const int threads = static_cast<int>(std::min<std::int64_t>(items, team));
+      if (threads == 1) {
+        for (std::int64_t i = 0; i < items; ++i) run(i);
+      } else {
+#pragma omp parallel for num_threads(threads) schedule(static)
+        for (std::int64_t i = 0; i < items; ++i) run(i);
+      }
+    }
+  }
+};
+
+std::unique_ptr<Kernel> make_small(const KernelCtx& ctx, const Cell& c, std::int64_t layers, std::int64_t dirs,
+                                   std::int64_t features, std::int64_t h) {
+  const Node& node = ctx.node;
+  auto kernel = std::make_unique<SmallRnnKernel>();
+  SmallRnnKernel& k = *kernel;
+  const bool batch_first = node.attr_bool("batch_first");
+  const auto x = dims_of(ctx.in[0].shape);
+  k.layers = layers, k.dirs = dirs, k.features = features, k.h = h, k.hp = rnn_small::padded(h);
+  k.n = batch_first ? x[0] : x[1], k.t = batch_first ? x[1] : x[0];
+  k.batch_first = batch_first, k.has_state = ctx.has(1);
+  k.gru = !c.lstm;
+  k.name = rnn_small::variant(k.gru);
+  // Batches under 4 rows project the inputs of 24 steps at a time (rnn_small::run) once the weights outgrow
+  // 16 KB: one row block per step would read weight_ih at every step. Measured on one Zen 5 core, seq 64,
+  // batch 1: LSTM hidden 48 0.036 -> 0.017 ms, hidden 96 0.145 -> 0.091; GRU hidden 40 0.0155 -> 0.0118,
+  // hidden 64 0.049 -> 0.024; not for the smallest cells (LSTM hidden 16 0.0032 -> 0.0041 ms), nor at batch
+  // 8 (two blocks of 4 rows: nothing gained up to hidden 96, 0.043 -> 0.046 ms at hidden 24).
+  const std::int64_t widest = std::max(features, layers > 1 ? dirs * h : 0);
+  if (k.n < 4 && c.gates * h * (widest + h) > 4096) k.chunk = std::min<std::int64_t>(k.t, 24);
+  const bool bias = ctx.has(weight_index(c, 0, 0, kBih));
+  const std::int64_t hp = k.hp;
+  // Private floats (biases, peepholes, weights packed now), each block in its own allocation.
+  auto own = [&k](std::size_t floats) {
+    auto buf = std::make_shared<std::vector<float>>(floats, 0.0f);
+    k.held.push_back(buf);
+    return buf->data();
+  };
+  auto packed = [&](int i, std::int64_t cols) -> const float* {
+    const ConstData* data = small_weight(ctx, i, c.gates, h, cols);
+    k.held.push_back(data->owner);
+    if (ctx.in[static_cast<std::size_t>(i)].layout == rnn_small::kLayout) return static_cast<const float*>(data->data);
+    const std::size_t floats = rnn_small::packed_floats(c.gates, h, cols);
+    float* out = own(floats);
+    rnn_small::pack(static_cast<const float*>(data->data), c.gates, h, cols, out);
+    k.packed_bytes += floats * sizeof(float);
+    ++g_packs_made;
+    return out;
+  };
+  for (std::int64_t l = 0; l < layers; ++l)
+    for (std::int64_t d = 0; d < dirs; ++d) {
+      const std::int64_t in_ch = l == 0 ? features : dirs * h;
+      rnn_small::Direction cell;
+      cell.k = in_ch, cell.hidden = h, cell.hp = hp, cell.reverse = d == 1 || c.reverse;
+      cell.wx = packed(weight_index(c, l, d, kWih), in_ch);
+      cell.wh = packed(weight_index(c, l, d, kWhh), h);
+      float* b = own(static_cast<std::size_t>(4 * hp));
+      if (bias) {
+        const float* bih = const_f32(ctx, weight_index(c, l, d, kBih));
+        const float* bhh = const_f32(ctx, weight_index(c, l, d, kBhh));
+        // LSTM: i, f, g, o, each b_ih + b_hh. GRU: r and z summed, then b_in and b_hn apart.
+        for (std::int64_t g = 0; g < 4; ++g)
+          for (std::int64_t o = 0; o < h; ++o)
+            b[g * hp + o] = !k.gru || g < 2 ? bih[g * h + o] + bhh[g * h + o]
+                            : g == 2        ? bih[g * h + o]
+                                            : bhh[2 * h + o];
+      }
+      cell.bias = b;
+      if (c.peephole) {
+        float* p = own(static_cast<std::size_t>(3 * hp));
+        const float* src = const_f32(ctx, peephole_index(c, l, d));
+        for (std::int64_t g = 0; g < 3; ++g) std::copy(src + g * h, src + (g + 1) * h, p + g * hp);
+        cell.peephole = p;
+      }
+      k.cells.push_back(cell);
+    }
+  return kernel;
+}
+
 std::unique_ptr<Kernel> make(const KernelCtx& ctx, const Cell& base) {
   using tag = dnnl::memory::format_tag;
   using dt = dnnl::memory::data_type;
@@ -437,6 +674,17 @@ std::unique_ptr<Kernel> make(const KernelCtx& ctx, const Cell& base) {
   const std::int64_t n = batch_first ? x[0] : x[1], t = batch_first ? x[1] : x[0], features = x[2];
   const std::int64_t h = ctx.in[weight_index(c, 0, 0, kWhh)].shape[1].value;
   const std::int64_t g = c.gates, gb = c.bias_gates;
+  if (small_cell(c, features, h, dirs, layers)) {
+    // Kiln's kernel, unless the pass packed the weights for oneDNN's primitive (a plan from a CPU without AVX2).
+    bool ours = true;
+    for (std::int64_t l = 0; l < layers; ++l)
+      for (std::int64_t d = 0; d < dirs; ++d)
+        for (int which : {kWih, kWhh}) {
+          const std::string& layout = ctx.in[static_cast<std::size_t>(weight_index(c, l, d, which))].layout;
+          ours = ours && (layout.empty() || layout == rnn_small::kLayout);
+        }
+    if (ours) return make_small(ctx, c, layers, dirs, features, h);
+  }
   const bool has_state = ctx.has(1);
   const bool bias = ctx.has(weight_index(c, 0, 0, kBih));
   constexpr std::size_t kF = sizeof(float);
