@@ -20,7 +20,8 @@ Sanity checks: the incremental loop's tokens equal the recompute loop's.
 --model PATH times Kiln alone on another seq2seq model, e.g. 'decode-bench', the d256 3+3-layer
 8000-token Transformer of issue 16 (tools/reference/make_decode_bench_model.py): per batch size, every
 (--quantize format, thread count) takes turns over --rounds rounds; it prints ms per token, tokens/s, the
-speed-up over the first thread count, the weight bytes and the peak RSS of kiln_generate_bench.
+speed-up over the first thread count, the median step time (robust to the stalls a busy machine puts
+into a 2-thread loop), the weight bytes and the peak RSS of kiln_generate_bench.
 --quantize none,int8,bf16 passes each format to kiln_generate_bench --quantize (both modes).
 
   scripts/build.sh && /usr/bin/python3 bench/bench_generate.py [--threads 1] [--batches 1,16] [--repeat 20]
@@ -141,6 +142,10 @@ def kiln_run(binary, batch, tokens, threads, repeat, model=DATE_MODEL, quantize=
     return json.loads(p.stdout)
 
 
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
 def resolve_model(arg):
     """--model: a model file, a folder holding model.yaml, or 'decode-bench' (written on first use)."""
     if arg == "decode-bench":
@@ -166,25 +171,31 @@ def kiln_table(args):
     print("greedy decoding, %d tokens, decoder loop ms per token: median of %d round medians (%d runs each)"
           % (args.tokens, args.rounds, args.repeat))
     print()
-    print("| batch | quantize | build | threads | ms/token | tokens/s | vs %d thread(s) | decoder weights MB | "
-          "encoder weights MB | peak RSS MB | round medians |" % threads_list[0])
-    print("|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---|")
+    print("| batch | quantize | build | threads | ms/token | tokens/s | vs %d thread(s) | median step ms | "
+          "decoder weights MB | encoder weights MB | peak RSS MB | round medians |" % threads_list[0])
+    print("|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for batch in [int(x) for x in args.batches.split(",")]:
         configs = [(q, b, t) for q in formats for b in builds for t in threads_list]
         ms = {c: [] for c in configs}
+        step = {c: [] for c in configs}  # per run: the median over the tokens of each token's median step
         info = {}
         for rnd in range(args.rounds):
             for c in (configs if rnd % 2 == 0 else configs[::-1]):
                 q, (name, path), t = c
+                if args.wait_quiet:
+                    waited, busy = wait_quiet(args.wait_quiet)
+                    log("batch %d round %d %s/%s/%dT: waited %.0f s for a quiet machine (others %.0f%% busy)"
+                        % (batch, rnd + 1, q, name, t, waited, 100 * busy))
                 k = kiln_run(path, batch, args.tokens, t, args.repeat, model, q)
                 ms[c].append(k["loop_ms"] / args.tokens)
+                step[c].append(median(k["step_ms"]))
                 info[c] = k
         for c in configs:
             q, (name, _), t = c
             m, k = median(ms[c]), info[c]
             one = median(ms[(q, (name, dict(builds)[name]), threads_list[0])])
-            print("| %d | %s | %s | %d | %.4f | %.0f | %.2fx | %.1f | %.1f | %.1f | %s |" % (
-                batch, q, name, t, m, batch * 1e3 / m, one / m, k.get("decoder_weight_bytes", 0) / 1e6,
+            print("| %d | %s | %s | %d | %.4f | %.0f | %.2fx | %.4f | %.1f | %.1f | %.1f | %s |" % (
+                batch, q, name, t, m, batch * 1e3 / m, one / m, median(step[c]), k.get("decoder_weight_bytes", 0) / 1e6,
                 k.get("encoder_weight_bytes", 0) / 1e6,
                 k.get("peak_rss_bytes", 0) / 1e6, ", ".join("%.4f" % v for v in ms[c])), flush=True)
     print()
@@ -192,15 +203,43 @@ def kiln_table(args):
     return 0
 
 
+def cpu_busy(seconds):
+    """Fraction of all CPUs busy over the next `seconds` (from /proc/stat; this script itself sleeps)."""
+    def read():
+        with open("/proc/stat", encoding="utf-8") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+        return sum(v), v[3] + v[4]  # total, idle + iowait
+    t0, i0 = read()
+    time.sleep(seconds)
+    t1, i1 = read()
+    return 1.0 - (i1 - i0) / max(1, t1 - t0)
+
+
+def wait_quiet(max_wait_s, threshold=0.10):
+    """--wait-quiet: waits until other processes kept the CPUs under `threshold` busy for 1 s (at most
+    max_wait_s); returns (seconds waited, busy fraction of the last second)."""
+    t0 = time.time()
+    busy = cpu_busy(1.0)
+    while busy > threshold and time.time() - t0 < max_wait_s:
+        busy = cpu_busy(1.0)
+    return time.time() - t0, busy
+
+
 def cpu_name():
+    """The model name with the family and model numbers ("AMD EPYC (family 26 model 2)") and AVX-512."""
+    fields = {}
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
             for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+                key, _, value = line.partition(":")
+                if not line.strip():
+                    break
+                fields.setdefault(key.strip(), value.strip())
     except OSError:
-        pass
-    return "unknown CPU"
+        return "unknown CPU"
+    return "%s (family %s model %s%s)" % (fields.get("model name", "?"), fields.get("cpu family", "?"),
+                                           fields.get("model", "?"),
+                                           ", avx512f" if "avx512f" in fields.get("flags", "").split() else "")
 
 
 def loadavg():
@@ -257,6 +296,9 @@ def main():
                     help="time Kiln alone on this seq2seq model (a .yaml, a folder with model.yaml, or "
                          "'decode-bench': tools/reference/make_decode_bench_model.py's model, written to %s on "
                          "first use); no PyTorch; with --compare-kiln, both builds" % DECODE_BENCH_DIR)
+    ap.add_argument("--wait-quiet", type=float, default=0, metavar="S",
+                    help="with --model: before each run, wait up to S seconds until other processes kept the CPUs "
+                         "under 10%% busy for a second (a shared machine's builds stall 2-thread runs)")
     ap.add_argument("--quantize", default="none",
                     help="weight formats for Kiln, comma-separated: none, int8, bf16 (kiln_generate_bench "
                          "--quantize; the PyTorch loops stay f32)")

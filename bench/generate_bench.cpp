@@ -46,7 +46,7 @@ long long peak_rss_bytes() {
 template <class Options>
 std::string set_quantize(Options& options, const std::string& name) {
   if constexpr (requires { options.quantize.emplace(); }) {
-    auto q = *options.quantize.emplace();
+    auto q = options.quantize.emplace();  // a copy of the value emplace() makes
     if (!parse_quantize(name, &q)) return "quantize: unknown format '" + name + "' (expected none, int8 or bf16)";
     options.quantize = q;
     return "";
