@@ -246,8 +246,12 @@ void GeneratorImpl::greedy_select(std::int64_t t, bool stop_at_end, bool* all_do
   const std::int64_t v = vocab;
   std::int64_t* next_of = best.data();
   const int threads = rows > 1 && rows * vocab >= 65536 ? decoder.threads_per_run() : 1;
-#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
-  for (std::int64_t r = 0; r < rows; ++r) next_of[r] = done[r] ? end : arg_max(logp + r * v, v);
+  if (threads > 1) {
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (std::int64_t r = 0; r < rows; ++r) next_of[r] = done[r] ? end : arg_max(logp + r * v, v);
+  } else {
+    for (std::int64_t r = 0; r < rows; ++r) next_of[r] = done[r] ? end : arg_max(logp + r * v, v);
+  }
   *all_done = true;
   for (std::int64_t r = 0; r < rows; ++r) {
     if (done[r]) {
