@@ -158,8 +158,9 @@ inline void attend(const float* q, std::int64_t dh, float scale, std::int64_t n,
 /// under ~128k multiply-adds (a parallel region costs microseconds: more than a short head's whole
 /// attention; a decoding step at batch 1 stays on one thread), else split statically over the calling
 /// thread's OpenMP team. That is the team the op's projections (gemm::multiply) run on, so a step's
-/// attention and its GEMMs share one pool: with TBB here, a batch-16 step woke TBB's workers between GEMMs
-/// while OpenMP's still spun after the last one, three threads on two cores. Each item is computed by one
+/// attention and its GEMMs share one pool (with TBB here, the loop ran on a second pool, beside OpenMP's
+/// workers still spinning after the projection: docs/gemm.md; on the decoding benchmark at batch 16 with 2
+/// threads the 3 cross-attentions went from 0.25 to 0.16 ms per step, docs/threading.md). Each item is computed by one
 /// thread with the same instructions, so results do not depend on the thread count; throughput mode (one
 /// thread per run, omp_set_num_threads(1)) stays inline.
 template <class F>
