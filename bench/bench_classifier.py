@@ -422,9 +422,12 @@ class Kilnc:
         """Median ms, threads kilnc reports, probs it wrote (or None)."""
         extra_env = dict(extra_env or {})
         path = extra_env.pop("KILNC", None) or self.path  # a variant may run another build (before/after)
+        quantize = extra_env.pop("QUANTIZE", None)  # --quantize: kilnc run --quantize Q ("none": no flag)
         cmd = [path, "--threads", str(threads), "run", yaml_path, "-O%d" % opt_level,
                "--input", "tokens=" + tokens_path, "--repeat", str(repeat), "--warmup", str(warmup),
                "--print-limit", "0", "--output-dir", out_dir]
+        if quantize and quantize != "none":
+            cmd += ["--quantize", quantize]
         env = dict(os.environ, OMP_NUM_THREADS=str(threads), **(extra_env or {}))
         p = subprocess.run(cmd, capture_output=True, text=True, env=env)
         if p.returncode != 0:
@@ -555,6 +558,10 @@ def parse_args(argv):
                    help="compare Kiln -O2 under environments instead (no PyTorch): NAME=VAR=VALUE[;VAR=VALUE] "
                         "per variant, e.g. 'default=,avx2=KILN_MAX_ISA=avx2,onednn=KILN_GEMM=onednn'; "
                         "KILNC=PATH runs that kilnc instead (another build: before=KILNC=/tmp/old/kilnc,after=)")
+    p.add_argument("--quantize", metavar="Q,...",
+                   help="compare Kiln -O2 with the weights quantized (kilnc run --quantize Q; 'none': the f32 "
+                        "weights), e.g. 'none,int8,bf16'; no PyTorch, like --kiln-variants (each variant runs "
+                        "each Q); max|Δprobs| is against the first")
     args = p.parse_args(argv)
     args.variants = None
     if args.kiln_variants:
@@ -570,6 +577,14 @@ def parse_args(argv):
             if not name:
                 p.error("--kiln-variants: '%s' has no name" % item)
             args.variants.append((name, env))
+    if args.quantize:
+        formats = csv_list(args.quantize)
+        for q in formats:
+            if q not in ("none", "int8", "bf16"):
+                p.error("--quantize: unknown format '%s' (expected none, int8 or bf16)" % q)
+        base = args.variants or [("kiln", {})]
+        args.variants = [(q if len(base) == 1 else "%s/%s" % (name, q), dict(env, QUANTIZE=q))
+                         for name, env in base for q in formats]
     if args.quick:
         args.models, args.shapes, args.threads = "a", "b1xs32", "1,2"
     args.model_keys = csv_list(args.models)
@@ -669,9 +684,22 @@ def load_average():
 
 
 def compare_variants(args, kilnc, tmp_root):
-    """--kiln-variants: Kiln -O2 under each environment, taking turns in rounds; prints a table."""
+    """--kiln-variants, --quantize: Kiln -O2 under each environment, taking turns in rounds; prints a table."""
     names = [name for name, _ in args.variants]
     rows = []
+    if args.quantize:  # a kilnc without --quantize (or a CPU without the format) fails here, clearly
+        key = args.model_keys[0]
+        cfg = dict(MODELS[key])
+        yaml_path = ensure_generated(cfg, os.path.abspath(args.cache_dir))[0] if "generated" in cfg else cfg["yaml"]
+        tokens_path = os.path.join(tmp_root, "tokens_probe.npy")
+        np.save(tokens_path, make_tokens(key, cfg, 1, 8), allow_pickle=False)
+        for name, env in args.variants:
+            try:
+                kilnc.run(1, 2, yaml_path, tokens_path, 1, 1, os.path.join(tmp_root, "probe"), env)
+            except RuntimeError as e:
+                print("error: variant %s (--quantize %s) does not run: %s" % (name, env.get("QUANTIZE"), e),
+                      file=sys.stderr)
+                return 2
     for key in args.model_keys:
         cfg = dict(MODELS[key])
         if "generated" in cfg:

@@ -17,7 +17,15 @@ Then it generates --flat-tokens (default 64) tokens at batch 1 and compares the 
 tokens 8-15 with that of tokens 57-64 (flat within 20% shows the cache works; the recompute loop grows).
 Sanity checks: the incremental loop's tokens equal the recompute loop's.
 
+--model PATH times Kiln alone on another seq2seq model, e.g. 'decode-bench', the d256 3+3-layer
+8000-token Transformer of issue 16 (tools/reference/make_decode_bench_model.py): per batch size, every
+(--quantize format, thread count) takes turns over --rounds rounds; it prints ms per token, tokens/s, the
+speed-up over the first thread count, the median step time (robust to the stalls a busy machine puts
+into a 2-thread loop), the weight bytes and the peak RSS of kiln_generate_bench.
+--quantize none,int8,bf16 passes each format to kiln_generate_bench --quantize (both modes).
+
   scripts/build.sh && /usr/bin/python3 bench/bench_generate.py [--threads 1] [--batches 1,16] [--repeat 20]
+  /usr/bin/python3 bench/bench_generate.py --model decode-bench --threads 1,2 --batches 1,16 --rounds 5 --repeat 5
 """
 
 import argparse
@@ -118,12 +126,124 @@ class Incremental:
         return time.perf_counter() - t0, steps, out
 
 
-def kiln_run(binary, batch, tokens, threads, repeat):
+DATE_MODEL = os.path.join(ROOT, "examples/date_translation/transformer.yaml")
+DECODE_BENCH_DIR = "/tmp/kiln-decode-bench"  # tools/reference/make_decode_bench_model.py's default
+
+
+def kiln_run(binary, batch, tokens, threads, repeat, model=DATE_MODEL, quantize="none"):
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
-    cmd = [binary, os.path.join(ROOT, "examples/date_translation/transformer.yaml"), "--batch", str(batch),
-           "--tokens", str(tokens), "--repeat", str(repeat), "--threads", str(threads)]
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
-    return json.loads(out)
+    cmd = [binary, model, "--batch", str(batch), "--tokens", str(tokens), "--repeat", str(repeat),
+           "--threads", str(threads)]
+    if quantize != "none":  # a build without quantization refuses the flag ("quantize: not supported ...")
+        cmd += ["--quantize", quantize]
+    p = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if p.returncode != 0:
+        sys.exit("error: %s failed (exit %d): %s" % (" ".join(cmd), p.returncode, (p.stderr or p.stdout).strip()))
+    return json.loads(p.stdout)
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def resolve_model(arg):
+    """--model: a model file, a folder holding model.yaml, or 'decode-bench' (written on first use)."""
+    if arg == "decode-bench":
+        arg = DECODE_BENCH_DIR
+        if not os.path.isfile(os.path.join(arg, "model.yaml")):
+            subprocess.run([sys.executable, os.path.join(ROOT, "tools/reference/make_decode_bench_model.py"), arg],
+                           check=True)
+    path = os.path.join(arg, "model.yaml") if os.path.isdir(arg) else arg
+    if not os.path.isfile(path):
+        sys.exit("error: no model at %s (write it with tools/reference/make_decode_bench_model.py DIR)" % path)
+    return path
+
+
+def kiln_table(args):
+    """--model: Kiln alone on any seq2seq model; every (quantize, threads) of a batch size takes turns in
+    --rounds rounds (the order alternates), each figure the median of the round medians."""
+    model = resolve_model(args.model)
+    formats = args.quantize.split(",")
+    threads_list = [int(x) for x in args.threads.split(",")]
+    builds = [("kiln", args.kiln_bench)] + ([("before", args.compare_kiln)] if args.compare_kiln else [])
+    print("model: %s" % model)
+    print("machine: %s, %d cores, load average %s" % (cpu_name(), os.cpu_count(), loadavg()))
+    print("greedy decoding, %d tokens, decoder loop ms per token: median of %d round medians (%d runs each)"
+          % (args.tokens, args.rounds, args.repeat))
+    print()
+    print("| batch | quantize | build | threads | ms/token | tokens/s | vs %d thread(s) | median step ms | "
+          "decoder weights MB | encoder weights MB | peak RSS MB | round medians |" % threads_list[0])
+    print("|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    for batch in [int(x) for x in args.batches.split(",")]:
+        configs = [(q, b, t) for q in formats for b in builds for t in threads_list]
+        ms = {c: [] for c in configs}
+        step = {c: [] for c in configs}  # per run: the median over the tokens of each token's median step
+        info = {}
+        for rnd in range(args.rounds):
+            for c in (configs if rnd % 2 == 0 else configs[::-1]):
+                q, (name, path), t = c
+                if args.wait_quiet:
+                    waited, busy = wait_quiet(args.wait_quiet)
+                    log("batch %d round %d %s/%s/%dT: waited %.0f s for a quiet machine (others %.0f%% busy)"
+                        % (batch, rnd + 1, q, name, t, waited, 100 * busy))
+                k = kiln_run(path, batch, args.tokens, t, args.repeat, model, q)
+                ms[c].append(k["loop_ms"] / args.tokens)
+                step[c].append(median(k["step_ms"]))
+                info[c] = k
+        for c in configs:
+            q, (name, _), t = c
+            m, k = median(ms[c]), info[c]
+            one = median(ms[(q, (name, dict(builds)[name]), threads_list[0])])
+            print("| %d | %s | %s | %d | %.4f | %.0f | %.2fx | %.4f | %.1f | %.1f | %.1f | %s |" % (
+                batch, q, name, t, m, batch * 1e3 / m, one / m, median(step[c]), k.get("decoder_weight_bytes", 0) / 1e6,
+                k.get("encoder_weight_bytes", 0) / 1e6,
+                k.get("peak_rss_bytes", 0) / 1e6, ", ".join("%.4f" % v for v in ms[c])), flush=True)
+    print()
+    print("load average after: %s" % loadavg())
+    return 0
+
+
+def cpu_busy(seconds):
+    """Fraction of all CPUs busy over the next `seconds` (from /proc/stat; this script itself sleeps)."""
+    def read():
+        with open("/proc/stat", encoding="utf-8") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+        return sum(v), v[3] + v[4]  # total, idle + iowait
+    t0, i0 = read()
+    time.sleep(seconds)
+    t1, i1 = read()
+    return 1.0 - (i1 - i0) / max(1, t1 - t0)
+
+
+def wait_quiet(max_wait_s, threshold=0.10):
+    """--wait-quiet: waits until other processes kept the CPUs under `threshold` busy for 1 s (at most
+    max_wait_s); returns (seconds waited, busy fraction of the last second)."""
+    t0 = time.time()
+    busy = cpu_busy(1.0)
+    while busy > threshold and time.time() - t0 < max_wait_s:
+        busy = cpu_busy(1.0)
+    return time.time() - t0, busy
+
+
+def cpu_name():
+    """The model name with the family and model numbers ("AMD EPYC (family 26 model 2)") and AVX-512."""
+    fields = {}
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if not line.strip():
+                    break
+                fields.setdefault(key.strip(), value.strip())
+    except OSError:
+        return "unknown CPU"
+    return "%s (family %s model %s%s)" % (fields.get("model name", "?"), fields.get("cpu family", "?"),
+                                           fields.get("model", "?"),
+                                           ", avx512f" if "avx512f" in fields.get("flags", "").split() else "")
+
+
+def loadavg():
+    return " ".join("%.2f" % v for v in os.getloadavg())
 
 
 def median(xs):
@@ -172,7 +292,22 @@ def main():
                     help="only compare Kiln with another build of kiln_generate_bench (before/after a change): "
                          "both take turns over --rounds rounds of --repeat runs; no PyTorch")
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--model", metavar="PATH",
+                    help="time Kiln alone on this seq2seq model (a .yaml, a folder with model.yaml, or "
+                         "'decode-bench': tools/reference/make_decode_bench_model.py's model, written to %s on "
+                         "first use); no PyTorch; with --compare-kiln, both builds" % DECODE_BENCH_DIR)
+    ap.add_argument("--wait-quiet", type=float, default=0, metavar="S",
+                    help="with --model: before each run, wait up to S seconds until other processes kept the CPUs "
+                         "under 10%% busy for a second (a shared machine's builds stall 2-thread runs)")
+    ap.add_argument("--quantize", default="none",
+                    help="weight formats for Kiln, comma-separated: none, int8, bf16 (kiln_generate_bench "
+                         "--quantize; the PyTorch loops stay f32)")
     args = ap.parse_args()
+    for q in args.quantize.split(","):
+        if q not in ("none", "int8", "bf16"):
+            ap.error("--quantize: unknown format '%s' (expected none, int8 or bf16)" % q)
+    if args.model:
+        return kiln_table(args)
     if args.compare_kiln:
         return compare_builds(args)
     model = ref.load_model()
@@ -195,15 +330,20 @@ def main():
         torch.set_num_threads(threads)
         for batch in [int(x) for x in args.batches.split(",")]:
             texts = sources(batch)
-            k = kiln_run(args.kiln_bench, batch, args.tokens, threads, args.repeat)
-            kiln_ms = k["loop_ms"] / args.tokens
+            kiln_ms = {}
+            for q in args.quantize.split(","):
+                k = kiln_run(args.kiln_bench, batch, args.tokens, threads, args.repeat, quantize=q)
+                kiln_ms[q] = k["loop_ms"] / args.tokens
             rec, _ = timed(lambda: recompute_loop(model, texts, args.tokens), args.repeat)
             incr, _ = timed(lambda: inc.run(texts, args.tokens), args.repeat)
             rec_ms, inc_ms = 1e3 * rec / args.tokens, 1e3 * incr / args.tokens
-            results[(batch, threads)] = (kiln_ms, rec_ms, inc_ms)
+            first = args.quantize.split(",")[0]
+            results[(batch, threads)] = (kiln_ms[first], rec_ms, inc_ms)
             cell = lambda ms: "%.4f (%8.0f)" % (ms, batch * 1e3 / ms)
-            print("%-6d %-3d | %-22s | %-22s | %-22s | %-9.3f %-9.3f" % (batch, threads, cell(kiln_ms), cell(rec_ms), cell(inc_ms),
-                                                                       kiln_ms / rec_ms, kiln_ms / inc_ms))
+            for q, ms in kiln_ms.items():
+                print("%-6d %-3d | %-22s | %-22s | %-22s | %-9.3f %-9.3f%s" % (
+                    batch, threads, cell(ms), cell(rec_ms), cell(inc_ms), ms / rec_ms, ms / inc_ms,
+                    "" if q == "none" else "  (kiln --quantize %s)" % q))
     print()
     n = args.flat_tokens
     threads = int(args.threads.split(",")[0])

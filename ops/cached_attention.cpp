@@ -14,8 +14,6 @@
 #include <immintrin.h>
 #endif
 
-#include <tbb/parallel_for.h>
-
 #include "ops/gemm.hpp"
 #include "ops/isa.hpp"
 #include "ops/step_attention.hpp"
@@ -233,11 +231,7 @@ class CachedAttentionKernel : public step_attention::ProjectedKernel {
     const std::int64_t e = e_, n = step + 1;
     // Per row, all heads together: each cached key/value row is read once as E contiguous floats.
     RowArgs a{qkv, k_cache, v_cache, rows_ ? rows : nullptr, scores, context, e_, t_, dh_, h_, step, scale, loop_};
-    auto one_row = [&](std::int64_t b) { attend(a, b); };
-    tbb::parallel_for(tbb::blocked_range<std::int64_t>(0, b_, step_attention::grain(2 * n * e)),
-                      [&](const tbb::blocked_range<std::int64_t>& r) {
-                        for (std::int64_t i = r.begin(); i < r.end(); ++i) one_row(i);
-                      });
+    step_attention::for_items(b_, 2 * n * e, [&](std::int64_t b) { attend(a, b); });
     for (std::int64_t b = 0; b < b_; ++b) {
       std::memcpy(k_new + b * e, qkv + b * 3 * e + e, static_cast<std::size_t>(e) * sizeof(float));
       std::memcpy(v_new + b * e, qkv + b * 3 * e + 2 * e, static_cast<std::size_t>(e) * sizeof(float));

@@ -5,8 +5,6 @@
 //        : (f32[batch,1,64], f32[batch,src,64], f32[batch,src,64], ..., f32[batch,src]) -> f32[batch,1,64]
 // Optional `key_padding_mask` f32 [batch,src]: added to the scores (-inf at padding; see padding_mask).
 
-#include <tbb/parallel_for.h>
-
 #include "ops/step_attention.hpp"
 
 namespace kiln {
@@ -80,10 +78,7 @@ class CrossAttentionKernel : public step_attention::ProjectedKernel {
       step_attention::attend(q + bi * e + head * dh, dh, scale, s, key, value, mask_ ? mask + b * s : nullptr,
                              scores + item * s, context + bi * e + head * dh);
     };
-    tbb::parallel_for(tbb::blocked_range<std::int64_t>(0, b_ * tq_ * h_, step_attention::grain(2 * s_ * dh_)),
-                      [&](const tbb::blocked_range<std::int64_t>& r) {
-                        for (std::int64_t i = r.begin(); i < r.end(); ++i) one(i);
-                      });
+    step_attention::for_items(b_ * tq_ * h_, 2 * s_ * dh_, one);
     finish(stream, args);
   }
 

@@ -616,6 +616,12 @@ float* thread_buffer(int slot, std::size_t floats) {
 
 std::size_t packs_made() { return g_made.load(); }
 
+bool worth_splitting(std::int64_t rows, std::int64_t n, std::int64_t k) {
+  const double flops = 2.0 * static_cast<double>(rows) * static_cast<double>(n) * static_cast<double>(k);
+  const double weight_bytes = static_cast<double>(n) * static_cast<double>(k) * sizeof(float);
+  return flops >= kSplitFlops || weight_bytes >= kSplitWeightBytes;
+}
+
 void multiply(const float* a, std::int64_t lda, const float* packed, float* c, std::int64_t ldc, std::int64_t rows,
               std::int64_t n, std::int64_t k, const Epilogue& epilogue, int threads) {
 #if KILN_GEMM_X86
@@ -630,9 +636,7 @@ void multiply(const float* a, std::int64_t lda, const float* packed, float* c, s
     return;
   }
   const std::int64_t np = panels(n);
-  // Below ~2 MFLOP a parallel region costs more than it saves.
-  const double flops = 2.0 * static_cast<double>(rows) * static_cast<double>(n) * static_cast<double>(k);
-  if (threads <= 0) threads = flops < 2e6 ? 1 : omp_get_max_threads();
+  if (threads <= 0) threads = worth_splitting(rows, n, k) ? omp_get_max_threads() : 1;
   // The AVX-512 kernel takes panels in pairs and rows in blocks of kRows512: threads split those units.
   const bool wide = variant_level() == isa::Level::avx512;
   const auto run = wide ? tile512 : tile;

@@ -92,9 +92,21 @@ struct Epilogue {
   std::int64_t ldr = 0;
 };
 
+/// When multiply() with threads = 0 uses the whole OpenMP team rather than the calling thread alone: from
+/// kSplitFlops multiply-adds x 2 (below that a parallel region costs more than it saves), or from
+/// kSplitWeightBytes of weights whatever the rows. A product of few rows is bound by how fast one core
+/// streams the weights (a decoding step's 1 x 256 x 1024 linear is 0.5 MFLOP but reads 1 MB): split by
+/// columns, each thread reads only its share, so a second core pays even at 0.1 MFLOP. docs/threading.md
+/// ("Decoding at batch 1") has the measurements.
+inline constexpr double kSplitFlops = 2e6;
+inline constexpr double kSplitWeightBytes = 256.0 * 1024;
+bool worth_splitting(std::int64_t rows, std::int64_t n, std::int64_t k);
+
 /// c[m, 0..n) = epilogue(a[m, 0..k) · packed) for m in [0, rows). `lda`, `ldc`: row strides in floats.
-/// Runs on `threads` threads of the calling thread's OpenMP team (0: omp_get_max_threads; 1 inside a
-/// parallel region of the caller's own). Allocates only on a thread's first call (its row buffer).
+/// Runs on `threads` threads of the calling thread's OpenMP team (0: omp_get_max_threads where
+/// worth_splitting, else 1; 1 inside a parallel region of the caller's own). Each column is computed by one
+/// thread with the same instructions whatever the split, so the result does not depend on the thread
+/// count. Allocates only on a thread's first call (its row buffer).
 void multiply(const float* a, std::int64_t lda, const float* packed, float* c, std::int64_t ldc, std::int64_t rows,
               std::int64_t n, std::int64_t k, const Epilogue& epilogue, int threads = 0);
 

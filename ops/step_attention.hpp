@@ -4,6 +4,9 @@
 // plain loop (at one query per row the work is a few thousand FLOPs per head: less than oneDNN's
 // per-primitive overhead).
 
+#include <omp.h>
+
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -151,10 +154,26 @@ inline void attend(const float* q, std::int64_t dh, float scale, std::int64_t n,
   }
 }
 
-/// TBB grain size giving each task at least ~64k multiply-adds, so small steps run inline on one thread
-/// (a task split costs microseconds: more than a short head's whole attention).
-inline std::size_t grain(std::int64_t work_per_item) {
-  return static_cast<std::size_t>(std::max<std::int64_t>(1, 65536 / std::max<std::int64_t>(work_per_item, 1)));
+/// Runs f(i) for every i in [0, items): inline when the work (items x `work_per_item` multiply-adds) is
+/// under ~128k multiply-adds (a parallel region costs microseconds: more than a short head's whole
+/// attention; a decoding step at batch 1 stays on one thread), else split statically over the calling
+/// thread's OpenMP team. That is the team the op's projections (gemm::multiply) run on, so a step's
+/// attention and its GEMMs share one pool (with TBB here, the loop ran on a second pool, beside OpenMP's
+/// workers still spinning after the projection: docs/gemm.md; on the decoding benchmark at batch 16 with 2
+/// threads the 3 cross-attentions went from 0.25 to 0.16 ms per step, docs/threading.md). Each item is computed by one
+/// thread with the same instructions, so results do not depend on the thread count; throughput mode (one
+/// thread per run, omp_set_num_threads(1)) stays inline.
+template <class F>
+inline void for_items(std::int64_t items, std::int64_t work_per_item, const F& f) {
+  const double work = static_cast<double>(items) * static_cast<double>(work_per_item);
+  const int threads =
+      work < 131072.0 || omp_in_parallel() ? 1 : static_cast<int>(std::min<std::int64_t>(omp_get_max_threads(), items));
+  if (threads <= 1) {
+    for (std::int64_t i = 0; i < items; ++i) f(i);
+    return;
+  }
+#pragma omp parallel for num_threads(threads) schedule(static)
+  for (std::int64_t i = 0; i < items; ++i) f(i);
 }
 
 }  // namespace kiln::step_attention

@@ -3,6 +3,8 @@
 // carried state copied back, encoder outputs expanded once per beam. Beam search reorders beams by
 // rewriting the small cache_rows table (which row holds each cached position) instead of the caches.
 
+#include <omp.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -89,6 +91,7 @@ struct GeneratorImpl {
   // Per-row search state.
   std::vector<std::int64_t> history, history_next;  // [rows, length] generated tokens
   std::vector<std::int64_t> parent;                 // [rows]
+  std::vector<std::int64_t> best;                   // [rows] greedy: each row's arg-max
   std::vector<float> score, score_next;             // [rows]
   std::vector<char> done;                           // [n] (greedy: [rows])
   std::vector<float> candidates, top_values;        // beam: [beams*vocab], [2*beams]
@@ -203,6 +206,7 @@ void GeneratorImpl::configure(std::int64_t new_n, std::int64_t new_beams, std::i
   history.assign(static_cast<std::size_t>(rows * length), 0);
   history_next = history;
   parent.assign(static_cast<std::size_t>(rows), 0);
+  best.assign(static_cast<std::size_t>(rows), 0);
   score.assign(static_cast<std::size_t>(rows), 0.0f);
   score_next = score;
   done.assign(static_cast<std::size_t>(rows), 0);
@@ -237,13 +241,24 @@ void GeneratorImpl::greedy_select(std::int64_t t, bool stop_at_end, bool* all_do
   const auto* logp = scores.data_as<float>();
   auto* tok = token.data_as<std::int64_t>();
   store_state(t);
+  // Every row's arg-max first, split over the decoder session's threads as its kernels are once there are
+  // 64k scores or more (batch 16 x 8000 tokens: 128k); one row stays on this thread.
+  const std::int64_t v = vocab;
+  std::int64_t* next_of = best.data();
+  const int threads = rows > 1 && rows * vocab >= 65536 ? decoder.threads_per_run() : 1;
+  if (threads > 1) {
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (std::int64_t r = 0; r < rows; ++r) next_of[r] = done[r] ? end : arg_max(logp + r * v, v);
+  } else {
+    for (std::int64_t r = 0; r < rows; ++r) next_of[r] = done[r] ? end : arg_max(logp + r * v, v);
+  }
   *all_done = true;
   for (std::int64_t r = 0; r < rows; ++r) {
     if (done[r]) {
       tok[r] = end;
       continue;
     }
-    const std::int64_t next = arg_max(logp + r * vocab, vocab);
+    const std::int64_t next = next_of[r];
     score[r] += logp[r * vocab + next];
     history[r * length + t] = next;
     tok[r] = next;
