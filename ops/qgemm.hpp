@@ -13,8 +13,11 @@
 // at packed + row0 / 16 · panel_bytes(k). The layout inside a panel belongs to this file (qgemm.cpp): it is
 // the same for every variant, so a plan file made on one CPU runs on any other that runs the format.
 //
-// Variants are chosen at each call from isa::effective() and the CPU's features (under the KILN_MAX_ISA
-// cap), as multiply() in gemm.hpp; variant_s8() / variant_bf16() name the one that runs.
+// Variants are chosen at each call from gemm::variant_level() (isa::effective(), or the level tests force
+// with gemm::override_variant) and the CPU's features (isa::has(Feature), under the KILN_MAX_ISA cap):
+// s8 runs "kiln:qgemm_s8_vnni" where AVX512_VNNI is allowed, else "kiln:qgemm_s8_avx2"; bf16 runs
+// "kiln:qgemm_bf16_avx512" where AVX512_BF16 is allowed, else "kiln:qgemm_bf16_avx2" (emulated); variant(f)
+// names the one that runs. docs/gemm.md "Quantized weights" has the measurements.
 
 #include <cstddef>
 #include <cstdint>
