@@ -28,7 +28,9 @@
 //     once at the end. Register block up to 3 rows x 1 panel.
 //   - bf16_avx512 (AVX512_BF16): A rounded to bf16 once per call (the reference's round to nearest even,
 //     in integer arithmetic); vdpbf16ps adds the two products of a pair to f32. Blocks as s8_vnni.
-//   - bf16_avx2 (emulated): the bf16 pairs are widened to f32 by a shift and a mask, then FMAs.
+//   - bf16_avx2 (emulated): the bf16 pairs are widened to f32 by a shift and a mask, then FMAs: in registers
+//     for one or two rows (1 or 2 rows x 1 panel); from three rows on, each panel is widened once per thread
+//     and rows block into an f32 panel that the f32 GEMM's 6x16 register block reads.
 // Every variant stores each block through the epilogue of gemm.cpp (gemm_epilogue.hpp): dequantization
 // (s8: (sa[m]·scale[n])·Σ, the reference's order, so None/Relu results are bit-identical), · scale, + bias,
 // activation, + residual. Threads split the panels as gemm::multiply does; the rows of A are quantized
@@ -238,15 +240,16 @@ std::size_t row_stride(Kernel kern, std::int64_t ng) {
   return (per_group * g + 63) / 64 * 64;
 }
 
-// The calling thread's buffer for quantized activations, grown on demand and kept (warm calls allocate
-// nothing).
-unsigned char* act_buffer(std::size_t bytes) {
+// The calling thread's buffers, grown on demand and kept (warm calls allocate nothing): slot 0 holds a
+// call's quantized activations, slot 1 a thread's widened panel (bf16 on AVX2).
+unsigned char* act_buffer(std::size_t bytes, int slot = 0) {
   struct Buffer {
     unsigned char* data = nullptr;
     std::size_t size = 0;
     ~Buffer() { std::free(data); }
   };
-  static thread_local Buffer buffer;
+  static thread_local Buffer buffers[2];
+  Buffer& buffer = buffers[slot];
   if (buffer.size < bytes) {
     std::free(buffer.data);
     buffer.data = static_cast<unsigned char*>(std::aligned_alloc(64, (bytes + 63) / 64 * 64));
@@ -589,9 +592,8 @@ KILN_AVX2 void quantize_row_s16(const float* x, std::int64_t k, unsigned char* d
 
 // Rows [row0, row0+MR) x one panel: each 32-bit pair (w[2g] low, w[2g+1] high) widened to two f32 by a
 // shift and a mask. `a`: the rows' activations as f32 already rounded to bf16 (2 per group).
-// One group (2 k of 16 columns) into acc[r][half] (columns 8·half..) and, for one or two rows, odd[r][half]
-// (the odd k: a chain of its own, so that the two FMAs of a group do not wait for each other; with more rows
-// there are enough independent chains without, and not enough registers with).
+// One group (2 k of 16 columns) into acc[r][half] (columns 8·half..) and odd[r][half] (the odd k: a chain of
+// its own, so that the two FMAs of a group do not wait for each other).
 template <int MR>
 KILN_AVX2 __attribute__((always_inline)) inline void bf16_step_avx2(__m256 (&acc)[MR][2], __m256 (&odd)[MR][2],
                                                                     const unsigned char* a, std::size_t lda,
@@ -606,8 +608,7 @@ KILN_AVX2 __attribute__((always_inline)) inline void bf16_step_avx2(__m256 (&acc
     for (int r = 0; r < MR; ++r) {
       const float* ar = reinterpret_cast<const float*>(a + r * lda) + 2 * g;
       acc[r][half] = _mm256_fmadd_ps(_mm256_broadcast_ss(ar), w0, acc[r][half]);
-      if constexpr (MR <= 2) odd[r][half] = _mm256_fmadd_ps(_mm256_broadcast_ss(ar + 1), w1, odd[r][half]);
-      else acc[r][half] = _mm256_fmadd_ps(_mm256_broadcast_ss(ar + 1), w1, acc[r][half]);
+      odd[r][half] = _mm256_fmadd_ps(_mm256_broadcast_ss(ar + 1), w1, odd[r][half]);
     }
   }
 }
@@ -652,6 +653,54 @@ KILN_AVX2 void bf16_block_avx2(const unsigned char* a, std::size_t lda, const un
   }
 }
 
+// Panel `panel` (bf16) widened to f32 in `dst`, 32 floats per group: the 16 columns of k = 2g, then of
+// k = 2g+1 (the f32 GEMM's panel order), for bf16_wide_block_avx2.
+KILN_AVX2 void widen_panel_bf16(const unsigned char* panel, std::int64_t ng, float* dst) {
+  const __m256i high = _mm256_set1_epi32(static_cast<int>(0xffff0000u));
+  for (std::int64_t g = 0; g < ng; ++g)
+    for (int half = 0; half < 2; ++half) {
+      const __m256i wv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(panel + g * 64 + 32 * half));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + g * 32 + 8 * half), _mm256_slli_epi32(wv, 16));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + g * 32 + 16 + 8 * half), _mm256_and_si256(wv, high));
+    }
+}
+
+// bf16 on AVX2 for three rows or more (4 rows in registers measured 1.7x slower than this): the panel
+// widened once per thread and rows block (widen_panel_bf16), then the f32 GEMM's 6x16 register block (12
+// accumulators; per k two loads, six broadcasts, twelve FMAs), so that reusing the weights across rows
+// costs no conversions. `panel`: the widened panel.
+template <int MR, int NP>
+KILN_AVX2 void bf16_wide_block_avx2(const unsigned char* a, std::size_t lda, const unsigned char* panel, std::size_t,
+                                    std::int64_t ng, float* c, std::int64_t ldc, int cols, const float*,
+                                    const gemm::Epilogue& ep, std::int64_t row0, std::int64_t col0) {
+  static_assert(NP == 1);
+  const auto* wf = reinterpret_cast<const float*>(panel);
+  __m256 acc[MR][2];
+#pragma GCC unroll 6
+  for (int r = 0; r < MR; ++r) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
+  for (std::int64_t i = 0; i < 2 * ng; ++i) {  // k = i: group i/2, parity i%2
+    const __m256 w0 = _mm256_loadu_ps(wf + 16 * i), w1 = _mm256_loadu_ps(wf + 16 * i + 8);
+#pragma GCC unroll 6
+    for (int r = 0; r < MR; ++r) {
+      const __m256 av = _mm256_broadcast_ss(reinterpret_cast<const float*>(a + r * lda) + i);
+      acc[r][0] = _mm256_fmadd_ps(av, w0, acc[r][0]);
+      acc[r][1] = _mm256_fmadd_ps(av, w1, acc[r][1]);
+    }
+  }
+  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  const __m256i mask0 = _mm256_cmpgt_epi32(_mm256_set1_epi32(cols), lane);
+  const __m256i mask1 = _mm256_cmpgt_epi32(_mm256_set1_epi32(cols - 8), lane);
+  const bool full = cols == 16;
+  const __m256 bias0 = ep.bias ? load_cols(ep.bias + col0, mask0, full) : _mm256_setzero_ps();
+  const __m256 bias1 = ep.bias ? load_cols(ep.bias + col0 + 8, mask1, full) : _mm256_setzero_ps();
+#pragma GCC unroll 6
+  for (int r = 0; r < MR; ++r) {
+    const float* res = residual_row(ep, row0 + r, col0);
+    store8(acc[r][0], c + r * ldc, mask0, full, ep, bias0, res);
+    store8(acc[r][1], c + r * ldc + 8, mask1, full, ep, bias1, res ? res + 8 : nullptr);
+  }
+}
+
 // x[0..k) rounded to bf16, as f32, zero-padded to `bytes`.
 KILN_AVX2 void round_row_bf16_f32(const float* x, std::int64_t k, unsigned char* dst, std::size_t bytes) {
   std::memset(dst, 0, bytes);
@@ -693,28 +742,33 @@ BlockTable wide_table(int which) {
 
 BlockTable avx2_table(bool s8) {
   BlockTable t{};
-  if (s8) t[1] = {nullptr, s8_block_avx2<1, 1>, s8_block_avx2<2, 1>, s8_block_avx2<3, 1>};
-  else
-    t[1] = {nullptr,
-            bf16_block_avx2<1, 1>,
-            bf16_block_avx2<2, 1>,
-            bf16_block_avx2<3, 1>,
-            bf16_block_avx2<4, 1>,
-            bf16_block_avx2<5, 1>};
+  if (s8) {
+    t[1] = {nullptr, s8_block_avx2<1, 1>, s8_block_avx2<2, 1>, s8_block_avx2<3, 1>};
+  } else {
+    t[1] = {nullptr, bf16_block_avx2<1, 1>, bf16_block_avx2<2, 1>};
+    t[0] = {nullptr,  // widened panels
+            bf16_wide_block_avx2<1, 1>,
+            bf16_wide_block_avx2<2, 1>,
+            bf16_wide_block_avx2<3, 1>,
+            bf16_wide_block_avx2<4, 1>,
+            bf16_wide_block_avx2<5, 1>,
+            bf16_wide_block_avx2<6, 1>};
+  }
   return t;
 }
 
 struct KernelInfo {
   BlockTable blocks;
-  int rows;    // rows per register block
-  int panels;  // panels per register block (and per thread share unit)
+  int rows;           // rows per register block
+  int panels;         // panels per register block (and per thread share unit)
+  int wide_rows = 0;  // bf16 on AVX2: rows per block of the widened-panel kernel (blocks[0])
 };
 
 const KernelInfo& info(Kernel kern) {
   static const KernelInfo s8_vnni{wide_table(0), kMaxRows, kMaxPanels};
   static const KernelInfo bf16_512{wide_table(1), kMaxRows, kMaxPanels};
   static const KernelInfo s8_avx2{avx2_table(true), 3, 1};
-  static const KernelInfo bf16_avx2{avx2_table(false), 5, 1};
+  static const KernelInfo bf16_avx2{avx2_table(false), 2, 1, 6};
   switch (kern) {
     case Kernel::s8_vnni: return s8_vnni;
     case Kernel::bf16_avx512: return bf16_512;
@@ -740,8 +794,12 @@ constexpr std::size_t kRowBlockBytes = 256 * 1024;
 void tile(const KernelInfo& ki, const unsigned char* qa, std::size_t stride, const float* sa,
           const unsigned char* packed, std::size_t pb, std::int64_t ng, float* c, std::int64_t ldc, std::int64_t m0,
           std::int64_t m1, std::int64_t p0, std::int64_t p1, std::int64_t n, const gemm::Epilogue& ep) {
-  const std::int64_t mr = ki.rows;
-  const std::int64_t mblock = std::max<std::int64_t>(mr, static_cast<std::int64_t>(kRowBlockBytes / stride) / mr * mr);
+  const bool widen = ki.wide_rows > 0 && m1 - m0 >= 3;
+  float* wide =
+      widen ? reinterpret_cast<float*>(act_buffer(static_cast<std::size_t>(ng) * 32 * sizeof(float), 1)) : nullptr;
+  const std::int64_t mr = ki.rows, rstep = widen ? ki.wide_rows : mr;
+  const std::int64_t mblock =
+      std::max<std::int64_t>(rstep, static_cast<std::int64_t>(kRowBlockBytes / stride) / rstep * rstep);
   for (std::int64_t mb = m0; mb < m1; mb += mblock) {
     const std::int64_t me = std::min(m1, mb + mblock);
     for (std::int64_t p = p0; p < p1; p += ki.panels) {
@@ -749,11 +807,16 @@ void tile(const KernelInfo& ki, const unsigned char* qa, std::size_t stride, con
       const std::int64_t col0 = p * kPanel;
       const int cols = static_cast<int>(std::min(kPanel * np, n - col0));
       const unsigned char* panel = packed + static_cast<std::size_t>(p) * pb;
-      for (std::int64_t r = mb; r < me; r += mr) {
-        const auto rows = static_cast<int>(std::min(mr, me - r));
-        ki.blocks[static_cast<std::size_t>(np)][static_cast<std::size_t>(rows)](
-            qa + static_cast<std::size_t>(r) * stride, stride, panel, pb, ng, c + r * ldc + col0, ldc, cols, sa + r, ep,
-            r, col0);
+      std::size_t table = static_cast<std::size_t>(np);
+      if (widen) {  // bf16 on AVX2, three rows or more: f32 panel, the f32 register block (table 0)
+        widen_panel_bf16(panel, ng, wide);
+        panel = reinterpret_cast<const unsigned char*>(wide);
+        table = 0;
+      }
+      for (std::int64_t r = mb; r < me; r += rstep) {
+        const auto rows = static_cast<int>(std::min(rstep, me - r));
+        ki.blocks[table][static_cast<std::size_t>(rows)](qa + static_cast<std::size_t>(r) * stride, stride, panel, pb,
+                                                         ng, c + r * ldc + col0, ldc, cols, sa + r, ep, r, col0);
       }
     }
   }

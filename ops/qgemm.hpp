@@ -1,6 +1,6 @@
 #pragma once
-// Kiln's kernels for quantized weights (docs/quantization.md): C[M,N] = epilogue(A[M,K] · Wᵀ) with A in f32
-// and W [N,K] (nn.Linear's layout) stored, once, at compile time, in one of two packed forms:
+// Kiln's kernels for quantized weights (docs/gemm.md, "Quantized weights"): C[M,N] = epilogue(A[M,K] · Wᵀ)
+// with A in f32 and W [N,K] (nn.Linear's layout) stored, once, at compile time, in one of two packed forms:
 //
 //   - s8   ("s8panels16"): per-output-channel symmetric int8, w ≈ scale[n]·q[n,k], q in [-127, 127].
 //          A is quantized per row at each call (symmetric, dynamic: a ≈ sa[m]·qa[m,k], qa in [-127, 127]),
