@@ -83,9 +83,10 @@ float s8_scale(float amax) {
   return s > 0.0f ? s : 1.0f;
 }
 
-std::int8_t s8_round(float v, float scale) {
+// q in [-127, 127] (an int: stored as a byte by pack, as s16 by the AVX2 kernel's rows).
+int s8_round(float v, float scale) {
   const float q = std::nearbyint(v / scale);
-  return static_cast<std::int8_t>(std::clamp(q, -127.0f, 127.0f));
+  return static_cast<int>(std::clamp(q, -127.0f, 127.0f));
 }
 
 bool finite(float v) { return std::fabs(v) < std::numeric_limits<float>::infinity(); }
@@ -100,7 +101,7 @@ float s8_row_scale(const float* x, std::int64_t k) {
   return s8_scale(amax);
 }
 
-std::int8_t s8_quantize(float v, float scale) { return std::isnan(scale) ? std::int8_t{0} : s8_round(v, scale); }
+int s8_quantize(float v, float scale) { return std::isnan(scale) ? 0 : s8_round(v, scale); }
 
 }  // namespace
 
@@ -129,7 +130,7 @@ void pack(Format f, const float* w, std::int64_t n, std::int64_t k, void* out) {
         std::int32_t sum = 0;
         for (std::int64_t g = 0; g < ng && col < n; ++g)
           for (std::int64_t t = 0; t < 4 && 4 * g + t < k; ++t) {
-            const std::int8_t q = s8_quantize(w[col * k + 4 * g + t], scale);
+            const int q = s8_quantize(w[col * k + 4 * g + t], scale);
             panel[kS8Head + static_cast<std::size_t>(g * 64 + j * 4 + t)] = static_cast<unsigned char>(q);
             sum += q;
           }
@@ -363,7 +364,7 @@ template <int MR, int NP>
 KILN_VNNI void s8_block_vnni(const unsigned char* a, std::size_t lda, const unsigned char* panel, std::size_t pb,
                              std::int64_t ng, float* c, std::int64_t ldc, int cols, const float* sa,
                              const gemm::Epilogue& ep, std::int64_t row0, std::int64_t col0) {
-  constexpr bool two = MR <= 2;  // a second accumulator chain over alternate groups (vpdpbusd's latency)
+  constexpr bool kTwoChains = MR <= 2;  // a second accumulator chain over alternate groups (vpdpbusd's latency)
   // Accumulators typed __v16si, the type vpdpbusd works in: an __m512i array (long long lanes) accessed
   // as int lanes is not kept in registers by GCC 12 (every step stored to the stack: 4x slower).
   __v16si acc[MR][NP], acc2[MR][NP];
@@ -373,7 +374,7 @@ KILN_VNNI void s8_block_vnni(const unsigned char* a, std::size_t lda, const unsi
     for (int q = 0; q < NP; ++q) acc[r][q] = acc2[r][q] = __v16si{};
   const unsigned char* w = panel + kS8Head;
   std::int64_t g = 0;
-  if constexpr (two) {
+  if constexpr (kTwoChains) {
     for (; g + 2 <= ng; g += 2) {
       vnni_step<MR, NP>(acc, a, lda, w, pb, g);
       vnni_step<MR, NP>(acc2, a, lda, w, pb, g + 1);
@@ -393,8 +394,8 @@ KILN_VNNI void s8_block_vnni(const unsigned char* a, std::size_t lda, const unsi
     const __m512 s = _mm512_set1_ps(sa[r]);
 #pragma GCC unroll 4
     for (int q = 0; q < NP; ++q) {
-      __m512i sum = (__m512i)acc[r][q];
-      if constexpr (two) sum = _mm512_add_epi32(sum, (__m512i)acc2[r][q]);
+      auto sum = (__m512i)acc[r][q];
+      if constexpr (kTwoChains) sum = _mm512_add_epi32(sum, (__m512i)acc2[r][q]);
       const __m512 v = _mm512_mul_ps(_mm512_mul_ps(s, scale[q]), _mm512_cvtepi32_ps(_mm512_sub_epi32(sum, shift[q])));
       store16(v, c + r * ldc + 16 * q, cl.mask[q], cl.full[q], ep, cl.bias[q],
               residual_row(ep, row0 + r, col0 + 16 * q));
@@ -443,7 +444,7 @@ KILN_BF16 __attribute__((always_inline)) inline void bf16_step(__m512 (&acc)[MR]
   for (int q = 0; q < NP; ++q) bv[q] = (__m512bh)_mm512_loadu_si512(w + q * pb + g * 64);
 #pragma GCC unroll 6
   for (int r = 0; r < MR; ++r) {
-    const __m512bh av = (__m512bh)_mm512_set1_epi32(load32(a + r * lda + 4 * g));
+    const auto av = (__m512bh)_mm512_set1_epi32(load32(a + r * lda + 4 * g));
 #pragma GCC unroll 4
     for (int q = 0; q < NP; ++q) acc[r][q] = _mm512_dpbf16_ps(acc[r][q], av, bv[q]);
   }
@@ -453,14 +454,14 @@ template <int MR, int NP>
 KILN_BF16 void bf16_block512(const unsigned char* a, std::size_t lda, const unsigned char* panel, std::size_t pb,
                              std::int64_t ng, float* c, std::int64_t ldc, int cols, const float*,
                              const gemm::Epilogue& ep, std::int64_t row0, std::int64_t col0) {
-  constexpr bool two = MR <= 2;
+  constexpr bool kTwoChains = MR <= 2;
   __m512 acc[MR][NP], acc2[MR][NP];
 #pragma GCC unroll 6
   for (int r = 0; r < MR; ++r)
 #pragma GCC unroll 4
     for (int q = 0; q < NP; ++q) acc[r][q] = acc2[r][q] = _mm512_setzero_ps();
   std::int64_t g = 0;
-  if constexpr (two) {
+  if constexpr (kTwoChains) {
     for (; g + 2 <= ng; g += 2) {
       bf16_step<MR, NP>(acc, a, lda, panel, pb, g);
       bf16_step<MR, NP>(acc2, a, lda, panel, pb, g + 1);
@@ -473,7 +474,7 @@ KILN_BF16 void bf16_block512(const unsigned char* a, std::size_t lda, const unsi
 #pragma GCC unroll 4
     for (int q = 0; q < NP; ++q) {
       __m512 v = acc[r][q];
-      if constexpr (two) v = _mm512_add_ps(v, acc2[r][q]);
+      if constexpr (kTwoChains) v = _mm512_add_ps(v, acc2[r][q]);
       store16(v, c + r * ldc + 16 * q, cl.mask[q], cl.full[q], ep, cl.bias[q],
               residual_row(ep, row0 + r, col0 + 16 * q));
     }
@@ -585,7 +586,7 @@ KILN_AVX2 void quantize_row_s16(const float* x, std::int64_t k, unsigned char* d
     const __m256i p = _mm256_packs_epi32(_mm256_cvtps_epi32(q0), _mm256_cvtps_epi32(q1));
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i), _mm256_permute4x64_epi64(p, 0xD8));
   }
-  for (std::int64_t i = whole16; i < k; ++i) out[i] = s8_round(x[i], s);
+  for (std::int64_t i = whole16; i < k; ++i) out[i] = static_cast<std::int16_t>(s8_round(x[i], s));
 }
 
 // ---- bf16, AVX2 (emulated)
@@ -620,14 +621,14 @@ KILN_AVX2 void bf16_block_avx2(const unsigned char* a, std::size_t lda, const un
                                std::int64_t ng, float* c, std::int64_t ldc, int cols, const float*,
                                const gemm::Epilogue& ep, std::int64_t row0, std::int64_t col0) {
   static_assert(NP == 1);
-  constexpr bool two = MR == 1;  // one row: two more chains over alternate groups
+  constexpr bool kTwoChains = MR == 1;  // one row: two more chains over alternate groups
   __m256 acc[MR][2], odd[MR][2], acc2[MR][2], odd2[MR][2];
 #pragma GCC unroll 5
   for (int r = 0; r < MR; ++r)
 #pragma GCC unroll 2
     for (int h = 0; h < 2; ++h) acc[r][h] = odd[r][h] = acc2[r][h] = odd2[r][h] = _mm256_setzero_ps();
   std::int64_t g = 0;
-  if constexpr (two) {
+  if constexpr (kTwoChains) {
     for (; g + 2 <= ng; g += 2) {
       bf16_step_avx2<MR>(acc, odd, a, lda, panel, g);
       bf16_step_avx2<MR>(acc2, odd2, a, lda, panel, g + 1);
@@ -643,7 +644,7 @@ KILN_AVX2 void bf16_block_avx2(const unsigned char* a, std::size_t lda, const un
 #pragma GCC unroll 5
   for (int r = 0; r < MR; ++r) {
     __m256 v0 = _mm256_add_ps(acc[r][0], odd[r][0]), v1 = _mm256_add_ps(acc[r][1], odd[r][1]);
-    if constexpr (two) {
+    if constexpr (kTwoChains) {
       v0 = _mm256_add_ps(v0, _mm256_add_ps(acc2[r][0], odd2[r][0]));
       v1 = _mm256_add_ps(v1, _mm256_add_ps(acc2[r][1], odd2[r][1]));
     }
@@ -807,7 +808,7 @@ void tile(const KernelInfo& ki, const unsigned char* qa, std::size_t stride, con
       const std::int64_t col0 = p * kPanel;
       const int cols = static_cast<int>(std::min(kPanel * np, n - col0));
       const unsigned char* panel = packed + static_cast<std::size_t>(p) * pb;
-      std::size_t table = static_cast<std::size_t>(np);
+      auto table = static_cast<std::size_t>(np);
       if (widen) {  // bf16 on AVX2, three rows or more: f32 panel, the f32 register block (table 0)
         widen_panel_bf16(panel, ng, wide);
         panel = reinterpret_cast<const unsigned char*>(wide);
