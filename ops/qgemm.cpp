@@ -825,8 +825,10 @@ void tile(const KernelInfo& ki, const unsigned char* qa, std::size_t stride, con
 
 #endif  // KILN_GEMM_X86
 
-// Below this many multiply-adds (rows·n·k) a call runs on one thread: see docs/gemm.md "Quantized weights".
-constexpr double kMinParallelMacs = 1 << 20;
+// Below this many multiply-adds (rows·n·k) a call runs on one thread: measured on the Zen 5 host (docs/gemm.md
+// "Quantized weights"), two threads were no faster or slower at 2^20 (1x256x4096, 4x256x1024, 16x256x256)
+// and 1.5-2.2x faster from 1.5·2^20 on (1x256x6144, 8x256x1024, 16x256x512).
+constexpr double kMinParallelMacs = 1.25 * (1 << 20);
 
 }  // namespace
 
