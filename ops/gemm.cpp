@@ -15,6 +15,7 @@
 // software prefetch of the next panel did not help.
 
 #include "ops/gemm.hpp"
+#include "ops/gemm_epilogue.hpp"
 #include "ops/isa.hpp"
 
 #include <omp.h>
@@ -30,13 +31,10 @@
 #include <tuple>
 #include <utility>
 
-#if defined(__x86_64__) || defined(__i386__)
-#include <immintrin.h>
-#define KILN_GEMM_X86 1
-#endif
-
 namespace kiln::gemm {
 namespace {
+
+using detail::activate_scalar;
 
 constexpr std::int64_t kDepth = 512;     // K block
 constexpr std::int64_t kRowBlock = 144;  // largest M block (a multiple of kRows)
@@ -47,73 +45,10 @@ std::int64_t panels(std::int64_t n) { return (n + kPanel - 1) / kPanel; }
 
 enum Mode : int { kFirst = 1, kLast = 2 };
 
-#define KILN_AVX2 __attribute__((target("avx2,fma")))
-
-// e^x for x <= 0, eight at a time: x = n·ln2 + r with |r| <= ln2/2, e^r by a degree-6 polynomial, 2^n
-// put into the exponent bits (the vector form of step_attention::exp_nonpositive).
-KILN_AVX2 inline __m256 exp_nonpositive(__m256 x) {
-  x = _mm256_max_ps(x, _mm256_set1_ps(-87.0f));
-  const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
-                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
-  r = _mm256_fmadd_ps(n, _mm256_set1_ps(2.12194440e-4f), r);
-  __m256 p = _mm256_set1_ps(1.9875691500e-4f);
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
-  p = _mm256_fmadd_ps(_mm256_mul_ps(p, r), r, _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
-  const __m256i bits = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-  return _mm256_mul_ps(p, _mm256_castsi256_ps(bits));
-}
-
-// The activations of Epilogue, eight at a time (see gemm.hpp for their accuracy).
-KILN_AVX2 inline __m256 tanh_of(__m256 x) {  // sign(x)·(1 - e^-2|x|)/(1 + e^-2|x|)
-  const __m256 sign = _mm256_and_ps(x, _mm256_set1_ps(-0.0f));
-  const __m256 z = exp_nonpositive(_mm256_mul_ps(_mm256_set1_ps(-2.0f), _mm256_andnot_ps(_mm256_set1_ps(-0.0f), x)));
-  const __m256 one = _mm256_set1_ps(1.0f);
-  return _mm256_or_ps(sign, _mm256_div_ps(_mm256_sub_ps(one, z), _mm256_add_ps(one, z)));
-}
-
-KILN_AVX2 inline __m256 erf_of(__m256 x) {  // Abramowitz-Stegun 7.1.26, odd
-  const __m256 sign = _mm256_and_ps(x, _mm256_set1_ps(-0.0f));
-  const __m256 a = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), x);
-  const __m256 one = _mm256_set1_ps(1.0f);
-  const __m256 t = _mm256_div_ps(one, _mm256_fmadd_ps(_mm256_set1_ps(0.3275911f), a, one));
-  __m256 p = _mm256_set1_ps(1.061405429f);
-  p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(-1.453152027f));
-  p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(1.421413741f));
-  p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(-0.284496736f));
-  p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(0.254829592f));
-  p = _mm256_mul_ps(p, t);
-  const __m256 e = exp_nonpositive(_mm256_sub_ps(_mm256_setzero_ps(), _mm256_mul_ps(a, a)));
-  return _mm256_or_ps(sign, _mm256_fnmadd_ps(p, e, one));
-}
-
-KILN_AVX2 inline __m256 activate(__m256 v, Activation act) {
-  const __m256 half = _mm256_set1_ps(0.5f), one = _mm256_set1_ps(1.0f);
-  switch (act) {
-    case Activation::None: return v;
-    case Activation::Relu: return _mm256_max_ps(v, _mm256_setzero_ps());
-    case Activation::Gelu:  // x/2 · (1 + erf(x/√2))
-      return _mm256_mul_ps(_mm256_mul_ps(half, v),
-                           _mm256_add_ps(one, erf_of(_mm256_mul_ps(v, _mm256_set1_ps(0.70710678118654752f)))));
-    case Activation::GeluTanh: {  // x/2 · (1 + tanh(√(2/π)·(x + 0.044715x³)))
-      const __m256 inner =
-          _mm256_mul_ps(_mm256_set1_ps(0.79788456080286536f),
-                        _mm256_fmadd_ps(_mm256_mul_ps(_mm256_set1_ps(0.044715f), v), _mm256_mul_ps(v, v), v));
-      return _mm256_mul_ps(_mm256_mul_ps(half, v), _mm256_add_ps(one, tanh_of(inner)));
-    }
-    case Activation::Tanh: return tanh_of(v);
-    case Activation::Sigmoid: {  // 1/(1+e^-x) from z = e^-|x|: x >= 0 gives 1/(1+z), x < 0 gives z/(1+z)
-      const __m256 z = exp_nonpositive(_mm256_sub_ps(_mm256_setzero_ps(), _mm256_andnot_ps(_mm256_set1_ps(-0.0f), v)));
-      const __m256 s = _mm256_div_ps(one, _mm256_add_ps(one, z));
-      return _mm256_blendv_ps(s, _mm256_mul_ps(z, s), v);  // blend on the sign bit of v
-    }
-  }
-  return v;
-}
+using detail::activate;
+using detail::activate512;
+using detail::exp_nonpositive;
+using detail::exp_nonpositive512;
 
 KILN_AVX2 inline __m256 load_cols(const float* p, __m256i mask, bool full) {
   return full ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, mask);
@@ -233,84 +168,10 @@ void tile(const float* a, std::int64_t lda, const float* packed, float* c, std::
 // per k two zmm loads (one per panel), kRows512 broadcasts of A and 2·kRows512 FMAs. The epilogue is the
 // AVX2 one, sixteen lanes wide, with the same formulas (so the same accuracy).
 
-#define KILN_AVX512 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,fma")))
-// GCC 12's AVX-512 intrinsics start from _mm512_undefined_ps() (`__m512 __Y = __Y;`), which
-// -Wmaybe-uninitialized and -Wuninitialized report at every use once inlined: a false positive (GCC bug
-// 105593). Off from here to the end of the file.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#endif
-
 constexpr std::int64_t kRows512 = 12;  // rows per register block
 constexpr std::int64_t kRowBlock512 =
     kRowBlock / kRows512 * kRows512;        // largest M block, whole register blocks (288 rows: no better)
 constexpr std::int64_t kDepth512 = kDepth;  // K block (256 measured slower here too)
-
-KILN_AVX512 inline __m512 exp_nonpositive512(__m512 x) {
-  x = _mm512_max_ps(x, _mm512_set1_ps(-87.0f));
-  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
-                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
-  r = _mm512_fmadd_ps(n, _mm512_set1_ps(2.12194440e-4f), r);
-  __m512 p = _mm512_set1_ps(1.9875691500e-4f);
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
-  p = _mm512_fmadd_ps(_mm512_mul_ps(p, r), r, _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
-  const __m512i bits = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23);
-  return _mm512_mul_ps(p, _mm512_castsi512_ps(bits));
-}
-
-KILN_AVX512 inline __m512 tanh512(__m512 x) {
-  const __m512 sign = _mm512_and_ps(x, _mm512_set1_ps(-0.0f));
-  const __m512 z = exp_nonpositive512(_mm512_mul_ps(_mm512_set1_ps(-2.0f), _mm512_andnot_ps(_mm512_set1_ps(-0.0f), x)));
-  const __m512 one = _mm512_set1_ps(1.0f);
-  return _mm512_or_ps(sign, _mm512_div_ps(_mm512_sub_ps(one, z), _mm512_add_ps(one, z)));
-}
-
-KILN_AVX512 inline __m512 erf512(__m512 x) {
-  const __m512 sign = _mm512_and_ps(x, _mm512_set1_ps(-0.0f));
-  const __m512 a = _mm512_andnot_ps(_mm512_set1_ps(-0.0f), x);
-  const __m512 one = _mm512_set1_ps(1.0f);
-  const __m512 t = _mm512_div_ps(one, _mm512_fmadd_ps(_mm512_set1_ps(0.3275911f), a, one));
-  __m512 p = _mm512_set1_ps(1.061405429f);
-  p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(-1.453152027f));
-  p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(1.421413741f));
-  p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(-0.284496736f));
-  p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(0.254829592f));
-  p = _mm512_mul_ps(p, t);
-  const __m512 e = exp_nonpositive512(_mm512_sub_ps(_mm512_setzero_ps(), _mm512_mul_ps(a, a)));
-  return _mm512_or_ps(sign, _mm512_fnmadd_ps(p, e, one));
-}
-
-KILN_AVX512 inline __m512 activate512(__m512 v, Activation act) {
-  const __m512 half = _mm512_set1_ps(0.5f), one = _mm512_set1_ps(1.0f);
-  switch (act) {
-    case Activation::None: return v;
-    case Activation::Relu: return _mm512_max_ps(v, _mm512_setzero_ps());
-    case Activation::Gelu:
-      return _mm512_mul_ps(_mm512_mul_ps(half, v),
-                           _mm512_add_ps(one, erf512(_mm512_mul_ps(v, _mm512_set1_ps(0.70710678118654752f)))));
-    case Activation::GeluTanh: {
-      const __m512 inner =
-          _mm512_mul_ps(_mm512_set1_ps(0.79788456080286536f),
-                        _mm512_fmadd_ps(_mm512_mul_ps(_mm512_set1_ps(0.044715f), v), _mm512_mul_ps(v, v), v));
-      return _mm512_mul_ps(_mm512_mul_ps(half, v), _mm512_add_ps(one, tanh512(inner)));
-    }
-    case Activation::Tanh: return tanh512(v);
-    case Activation::Sigmoid: {
-      const __m512 z =
-          exp_nonpositive512(_mm512_sub_ps(_mm512_setzero_ps(), _mm512_andnot_ps(_mm512_set1_ps(-0.0f), v)));
-      const __m512 s = _mm512_div_ps(one, _mm512_add_ps(one, z));
-      // z·s where v's sign bit is set (as the AVX2 blendv)
-      return _mm512_mask_blend_ps(_mm512_movepi32_mask(_mm512_castps_si512(v)), s, _mm512_mul_ps(z, s));
-    }
-  }
-  return v;
-}
 
 KILN_AVX512 inline __m512 load16(const float* p, __mmask16 mask, bool full) {
   return full ? _mm512_loadu_ps(p) : _mm512_maskz_loadu_ps(mask, p);
@@ -490,17 +351,6 @@ namespace {
 std::atomic<int> g_override{-1};
 std::atomic<int> g_variant{-1};  // override_variant's level, or -1
 
-float activate_scalar(float v, Activation act) {
-  switch (act) {
-    case Activation::None: return v;
-    case Activation::Relu: return std::max(v, 0.0f);
-    case Activation::Gelu: return 0.5f * v * (1.0f + std::erf(v * 0.70710678118654752f));
-    case Activation::GeluTanh: return 0.5f * v * (1.0f + std::tanh(0.79788456080286536f * (v + 0.044715f * v * v * v)));
-    case Activation::Tanh: return std::tanh(v);
-    case Activation::Sigmoid: return 1.0f / (1.0f + std::exp(-v));
-  }
-  return v;
-}
 }  // namespace
 
 bool enabled() {

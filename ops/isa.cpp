@@ -8,6 +8,11 @@
 #include <cctype>
 #include <cstdlib>
 #include <mutex>
+#include <utility>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
 
 #include "kiln/error.hpp"
 
@@ -101,6 +106,29 @@ Level cpu() {
   }();
   return level;
 }
+
+const char* name(Feature feature) { return feature == Feature::avx512_vnni ? "avx512_vnni" : "avx512_bf16"; }
+
+bool cpu_has(Feature feature) {
+  // CPUID leaf 7: sub-leaf 0 ECX bit 11 is AVX512_VNNI, sub-leaf 1 EAX bit 5 is AVX512_BF16. Both need the
+  // AVX-512 state the OS enables, which cpu() == avx512 already checked.
+  static const std::pair<bool, bool> features = [] {
+    std::pair<bool, bool> out{false, false};
+#if defined(__x86_64__) || defined(__i386__)
+    if (cpu() != Level::avx512) return out;
+    unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+    if (__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx)) {
+      out.first = (ecx >> 11) & 1u;
+      const unsigned max_sub = eax;
+      if (max_sub >= 1 && __get_cpuid_count(7, 1, &eax, &ebx, &ecx, &edx)) out.second = (eax >> 5) & 1u;
+    }
+#endif
+    return out;
+  }();
+  return feature == Feature::avx512_vnni ? features.first : features.second;
+}
+
+bool has(Feature feature) { return effective() == Level::avx512 && cpu_has(feature); }
 
 std::optional<Level> cap() {
   const Settings& s = settings();

@@ -38,6 +38,17 @@ inline bool has(Level level) { return static_cast<int>(effective()) >= static_ca
 /// they want are chosen for. Equal to effective() unless ONEDNN_MAX_CPU_ISA names a level between ours.
 Level onednn_level();
 
+/// Extensions of AVX-512 that some kernels use (the quantized-weight GEMMs, ops/qgemm.hpp).
+enum class Feature : int { avx512_vnni, avx512_bf16 };
+/// "avx512_vnni", "avx512_bf16".
+const char* name(Feature feature);
+/// Whether this CPU has `feature` (CPUID, with the AVX-512 state enabled by the OS: cpu() is avx512),
+/// whatever the cap.
+bool cpu_has(Feature feature);
+/// What Kiln's kernels may use: cpu_has(feature) and effective() is avx512 (a cap to avx2 or below
+/// excludes every AVX-512 extension).
+bool has(Feature feature);
+
 /// "avx512", or "avx2 (capped by KILN_MAX_ISA=avx2; CPU: avx512)" when capped below the CPU.
 std::string describe();
 

@@ -1,6 +1,6 @@
 #pragma once
-// Kiln's kernels for quantized weights (docs/quantization.md): C[M,N] = epilogue(A[M,K] · Wᵀ) with A in f32
-// and W [N,K] (nn.Linear's layout) stored, once, at compile time, in one of two packed forms:
+// Kiln's kernels for quantized weights (docs/gemm.md, "Quantized weights"): C[M,N] = epilogue(A[M,K] · Wᵀ)
+// with A in f32 and W [N,K] (nn.Linear's layout) stored, once, at compile time, in one of two packed forms:
 //
 //   - s8   ("s8panels16"): per-output-channel symmetric int8, w ≈ scale[n]·q[n,k], q in [-127, 127].
 //          A is quantized per row at each call (symmetric, dynamic: a ≈ sa[m]·qa[m,k], qa in [-127, 127]),
@@ -13,8 +13,11 @@
 // at packed + row0 / 16 · panel_bytes(k). The layout inside a panel belongs to this file (qgemm.cpp): it is
 // the same for every variant, so a plan file made on one CPU runs on any other that runs the format.
 //
-// Variants are chosen at each call from isa::effective() and the CPU's features (under the KILN_MAX_ISA
-// cap), as multiply() in gemm.hpp; variant_s8() / variant_bf16() name the one that runs.
+// Variants are chosen at each call from gemm::variant_level() (isa::effective(), or the level tests force
+// with gemm::override_variant) and the CPU's features (isa::has(Feature), under the KILN_MAX_ISA cap):
+// s8 runs "kiln:qgemm_s8_vnni" where AVX512_VNNI is allowed, else "kiln:qgemm_s8_avx2"; bf16 runs
+// "kiln:qgemm_bf16_avx512" where AVX512_BF16 is allowed, else "kiln:qgemm_bf16_avx2" (emulated); variant(f)
+// names the one that runs. docs/gemm.md "Quantized weights" has the measurements.
 
 #include <cstddef>
 #include <cstdint>
