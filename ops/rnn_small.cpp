@@ -11,6 +11,7 @@
 #include <utility>
 
 #include "ops/gemm.hpp"
+#include "ops/gemm_epilogue.hpp"
 #include "ops/isa.hpp"
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -49,14 +50,8 @@ const char* variant(bool gru) {
 #if KILN_RNN_X86
 namespace {
 
-#define KILN_AVX2 __attribute__((target("avx2,fma")))
-#define KILN_AVX512 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,fma")))
-// GCC 12's AVX-512 intrinsics start from _mm512_undefined_ps(), which -Wmaybe-uninitialized reports once
-// inlined: a false positive (GCC bug 105593), as in ops/gemm.cpp.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#endif
+// KILN_AVX2 / KILN_AVX512 and the vector exponential come from the GEMM's epilogue (ops/gemm_epilogue.hpp),
+// which also turns off GCC 12's false -Wmaybe-uninitialized on AVX-512 intrinsics (GCC bug 105593).
 
 struct V256 {
   using T = __m256;
@@ -76,23 +71,8 @@ struct V256 {
   KILN_AVX2 static T select_negative(T x, T if_negative, T otherwise) {
     return _mm256_blendv_ps(otherwise, if_negative, x);  // by x's sign bit
   }
-  // e^x for x <= 0: x = n·ln2 + r, e^r by a degree-6 polynomial, 2^n into the exponent bits (gemm.cpp's).
-  KILN_AVX2 static T exp_nonpositive(T x) {
-    x = _mm256_max_ps(x, _mm256_set1_ps(-87.0f));
-    const T n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
-                                _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    T r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
-    r = _mm256_fmadd_ps(n, _mm256_set1_ps(2.12194440e-4f), r);
-    T p = _mm256_set1_ps(1.9875691500e-4f);
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
-    p = _mm256_fmadd_ps(_mm256_mul_ps(p, r), r, _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
-    const __m256i bits = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-    return _mm256_mul_ps(p, _mm256_castsi256_ps(bits));
-  }
+  // e^x for x <= 0 (degree-6 polynomial, relative error ~2e-7): the GEMM epilogue's.
+  KILN_AVX2 static T exp_nonpositive(T x) { return gemm::detail::exp_nonpositive(x); }
 };
 
 struct V512 {
@@ -112,22 +92,7 @@ struct V512 {
     const __mmask16 negative = _mm512_movepi32_mask(_mm512_castps_si512(x));  // x's sign bits
     return _mm512_mask_blend_ps(negative, otherwise, if_negative);
   }
-  KILN_AVX512 static T exp_nonpositive(T x) {
-    x = _mm512_max_ps(x, _mm512_set1_ps(-87.0f));
-    const T n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
-                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    T r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
-    r = _mm512_fmadd_ps(n, _mm512_set1_ps(2.12194440e-4f), r);
-    T p = _mm512_set1_ps(1.9875691500e-4f);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
-    p = _mm512_fmadd_ps(_mm512_mul_ps(p, r), r, _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
-    const __m512i bits = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23);
-    return _mm512_mul_ps(p, _mm512_castsi512_ps(bits));
-  }
+  KILN_AVX512 static T exp_nonpositive(T x) { return gemm::detail::exp_nonpositive512(x); }
 };
 
 namespace avx2 {
