@@ -35,6 +35,27 @@ const char* operand_base(const Operand& o, const KernelArgs& args, char* scratch
   return nullptr;
 }
 
+// A linear step's source, destination and epilogue (bias, activation, residual) for one run, as both
+// Kiln GEMMs (f32 panels and quantized) take them.
+struct StepOperands {
+  const float* src;
+  float* dst;
+  gemm::Epilogue ep;
+};
+
+StepOperands step_operands(const LinearStep& step, gemm::Activation act, const KernelArgs& args, char* scratch) {
+  StepOperands o{};
+  if (step.bias >= 0) o.ep.bias = static_cast<const float*>(args.in[step.bias]) + step.weight_row0;
+  o.ep.activation = act;
+  if (step.residual >= 0) {
+    o.ep.residual = static_cast<const float*>(args.in[step.residual]);
+    o.ep.ldr = step.out;
+  }
+  o.src = reinterpret_cast<const float*>(operand_base(step.src, args, scratch) + step.src.offset);
+  o.dst = reinterpret_cast<float*>(const_cast<char*>(operand_base(step.dst, args, scratch)) + step.dst.offset);
+  return o;
+}
+
 }  // namespace
 
 namespace {
@@ -186,17 +207,8 @@ void add_linear(DnnlKernel& kernel, const KernelCtx& ctx, const LinearStep& step
     const qgemm::Format f = *quantized;
     kernel.add_step(
         [step, panels, act, f](const KernelArgs& args, char* scratch) {
-          gemm::Epilogue ep;
-          if (step.bias >= 0) ep.bias = static_cast<const float*>(args.in[step.bias]) + step.weight_row0;
-          ep.activation = act;
-          if (step.residual >= 0) {
-            ep.residual = static_cast<const float*>(args.in[step.residual]);
-            ep.ldr = step.out;
-          }
-          const auto* src = reinterpret_cast<const float*>(operand_base(step.src, args, scratch) + step.src.offset);
-          auto* dst =
-              reinterpret_cast<float*>(const_cast<char*>(operand_base(step.dst, args, scratch)) + step.dst.offset);
-          qgemm::multiply(f, src, step.in, panels.get(), dst, step.out, step.rows, step.out, step.in, ep);
+          const StepOperands o = step_operands(step, act, args, scratch);
+          qgemm::multiply(f, o.src, step.in, panels.get(), o.dst, step.out, step.rows, step.out, step.in, o.ep);
         },
         qgemm::variant(f));
     return;
@@ -206,17 +218,8 @@ void add_linear(DnnlKernel& kernel, const KernelCtx& ctx, const LinearStep& step
     const gemm::Activation act = gemm_activation(find_activation(step.activation));
     kernel.add_step(
         [step, packed, act](const KernelArgs& args, char* scratch) {
-          gemm::Epilogue ep;
-          if (step.bias >= 0) ep.bias = static_cast<const float*>(args.in[step.bias]) + step.weight_row0;
-          ep.activation = act;
-          if (step.residual >= 0) {
-            ep.residual = static_cast<const float*>(args.in[step.residual]);
-            ep.ldr = step.out;
-          }
-          const auto* src = reinterpret_cast<const float*>(operand_base(step.src, args, scratch) + step.src.offset);
-          auto* dst =
-              reinterpret_cast<float*>(const_cast<char*>(operand_base(step.dst, args, scratch)) + step.dst.offset);
-          gemm::multiply(src, step.in, packed.get(), dst, step.out, step.rows, step.out, step.in, ep);
+          const StepOperands o = step_operands(step, act, args, scratch);
+          gemm::multiply(o.src, step.in, packed.get(), o.dst, step.out, step.rows, step.out, step.in, o.ep);
         },
         gemm::variant());
     return;
