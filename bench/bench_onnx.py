@@ -227,7 +227,7 @@ def main(argv=None):
                 % args.ort_dir)
     ways = args.kiln.split(",")
     if not ways or any(w not in ("module", "kilnc") for w in ways) or len(set(ways)) != len(ways):
-        p.error("--kiln: expected 'module', 'kilnc' or 'module,kilnc', got %r" % args.kiln)
+        p.error("--kiln: expected 'module', 'kilnc', 'module,kilnc' or 'kilnc,module', got %r" % args.kiln)
     if "kilnc" in ways and not os.access(args.kilnc, os.X_OK):
         p.error("kilnc not found at %s (build Kiln first, or give --kilnc)" % args.kilnc)
     if "module" in ways and not os.path.isfile(os.path.join(args.kiln_python, "kiln", "__init__.py")):
