@@ -108,7 +108,7 @@ bool to_load_options(const kiln_load_options* options, const char* call, kiln::L
     case KILN_QUANTIZE_INT8: out.quantize = kiln::Quantize::int8; break;
     case KILN_QUANTIZE_BF16: out.quantize = kiln::Quantize::bf16; break;
     default:
-      error = std::string(call) + ": options->quantize is " + std::to_string(static_cast<int>(options->quantize)) +
+      error = std::string(call) + ": options->quantize is " + std::to_string(options->quantize) +
               " (expected KILN_QUANTIZE_MODEL, KILN_QUANTIZE_NONE, KILN_QUANTIZE_INT8 or KILN_QUANTIZE_BF16)";
       return false;
   }

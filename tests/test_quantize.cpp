@@ -382,7 +382,7 @@ TEST_CASE("quantize: the C API takes it in kiln_load_options, and refuses bad va
   CHECK(o.quantize == KILN_QUANTIZE_MODEL);
   const std::string path = source_path(kD64 + "/model.yaml");
   kiln_model* m = nullptr;
-  o.quantize = static_cast<kiln_quantize>(7);
+  o.quantize = 7;
   CHECK(kiln_model_load_with_options(path.c_str(), &o, &m) == KILN_INVALID_ARGUMENT);
   CHECK(m == nullptr);
   CHECK(contains(kiln_last_error(), "kiln_model_load_with_options: options->quantize is 7 (expected "
@@ -394,7 +394,7 @@ TEST_CASE("quantize: the C API takes it in kiln_load_options, and refuses bad va
   o.opt_level = 2;
   const std::string yaml = d64_yaml("");
   const std::string weights = read_text(source_path(kD64 + "/weights.safetensors"));
-  o.quantize = static_cast<kiln_quantize>(-1);
+  o.quantize = -1;
   CHECK(kiln_model_load_from_memory_with_options(yaml.data(), yaml.size(), weights.data(), weights.size(), &o, &m) ==
         KILN_INVALID_ARGUMENT);
   CHECK(contains(kiln_last_error(), "kiln_model_load_from_memory_with_options: options->quantize is -1"));

@@ -92,8 +92,9 @@ typedef struct kiln_session_options {
 
 /** Load settings (see kiln::LoadOptions); fill with kiln_load_options_init, then change fields. */
 typedef struct kiln_load_options {
-  int32_t opt_level;      /* 0, 1 or 2 (default): see `kilnc passes` */
-  kiln_quantize quantize; /* default KILN_QUANTIZE_MODEL */
+  int32_t opt_level; /* 0, 1 or 2 (default): see `kilnc passes` */
+  int32_t quantize;  /* a kiln_quantize value, default KILN_QUANTIZE_MODEL (an int: any value a caller stores
+                        is read safely, and one outside the enum is refused) */
 } kiln_load_options;
 
 /** What kiln_session_memory reports (see kiln::MemoryStats). */
