@@ -11,7 +11,8 @@
 //   kiln_qgemm_bench                                  # the default shapes, 1 and 2 threads
 //   kiln_qgemm_bench --threads 1 --rounds 31 1x256x8000 2048x512x2048
 //
-// Prints one line per shape and thread count: median ms per call of each variant, and its ratio to f32.
+// Prints one line per shape and thread count: median ms per call of each variant, and its ratio to f32 (and,
+// on an AVX-512 CPU, the forced AVX2 variants' ratios to the f32 AVX2 kernel).
 
 #include <omp.h>
 
@@ -154,6 +155,9 @@ int main(int argc, char** argv) {
       std::printf("%ldx%ldx%ld threads %d:", s.m, s.k, s.n, t);
       for (std::size_t v = 0; v < variants.size(); ++v)
         std::printf("  %s %.4f ms (%.2fx)", variants[v].name.c_str(), median(times[v]), median(times[v]) / base);
+      if (variants.size() == 6)  // the AVX2 variants against the f32 AVX2 kernel
+        std::printf("  | AVX2: s8 %.2fx, bf16 %.2fx of f32 avx2", median(times[3]) / median(times[5]),
+                    median(times[4]) / median(times[5]));
       std::printf("\n");
       std::fflush(stdout);
     }

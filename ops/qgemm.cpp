@@ -3,14 +3,16 @@
 // Panel layout (16 output columns over k inputs), the same for every variant:
 //   s8:   [16 f32 scales][16 s32 column sums of q][ceil(k/4) groups of 64 bytes]; group g holds, for each
 //         column j, the 4 bytes q[j][4g..4g+3] (vpdpbusd's order), zero past k. 128 + 64·ceil(k/4) bytes.
-//         The column sums let a kernel that adds 128 to the activations (u8 x s8) take 128·Σq back out.
+//         The column sums let a kernel that adds 128 (VNNI) or 64 (AVX2) to the activations (u8 x s8) take
+//         128·Σq or 64·Σq back out.
 //   bf16: ceil(k/2) groups of 64 bytes; group g holds, for each column j, w[j][2g], w[j][2g+1] as bf16
 //         (vdpbf16ps's order), zero past k. 64·ceil(k/2) bytes.
 // Columns past n are zero (scale 1).
 //
 // Non-finite values (the policy the reference defines and every variant follows):
 //   - s8 weights: a column holding NaN or ±Inf gets scale NaN and q = 0: every output of that column is NaN.
-//   - s8 activations: a row of A holding NaN or ±Inf gets sa = NaN and qa = 0: every output of that row is
+//   - s8 activations (quantized to [-levels, levels]: 127 or 63, activation_levels()): a row of A holding NaN
+//     or ±Inf gets sa = NaN and qa = 0: every output of that row is
 //     NaN (before the epilogue, which then adds bias and residual as usual). f32 would give NaN or ±Inf
 //     there; int8 cannot carry an infinity, so NaN says "not a number you can use" for all of the row.
 //   - bf16: NaN stays NaN and ±Inf stays ±Inf through the rounding, and the f32 sums propagate them as an
@@ -21,11 +23,13 @@
 //     activations by 4 s8 weights per column and adds them to s32 (no saturation); 128·Σq (the panel's
 //     column sums) is subtracted at the end. Register block up to 6 rows x 4 panels (24 zmm accumulators);
 //     one or two rows use two accumulator chains over alternate groups (vpdpbusd's latency).
-//   - s8_avx2: A quantized into s16 rows; each 16-byte quarter of a group (4 columns x 4 k) is widened to
-//     s16 (vpmovsxbw) and multiplied by the row's 4 broadcast s16 activations with vpmaddwd, which adds
-//     pairs into s32: |qa·q| <= 127·127, a pair sum <= 32258, so nothing saturates or overflows (vpmaddubsw
-//     would saturate u8·s8 pair sums at 32767). Even and odd pairs accumulate in separate lanes and are added
-//     once at the end. Register block up to 3 rows x 1 panel.
+//   - s8_avx2: 7-bit activations: A quantized once per call with sa = max|a|/63 into u8 = qa + 64 rows (qa in
+//     [-63, 63], u8 in [1, 127]); vpmaddubsw multiplies the row's 4 broadcast u8 by each column's 4 s8 weights
+//     (half a group per ymm: 8 columns x 4 k) and adds adjacent products into s16: a pair sum is at most
+//     2·127·127 = 32258 < 32767, so it never saturates (with 8-bit activations, u8 = qa + 128, it would: up
+//     to 2·255·127). vpmaddwd with ones adds the two pairs of a column into s32, vpaddd accumulates: 32
+//     multiply-adds per 3 instructions (the s16 kernel before did 16). 64·Σq is subtracted at the end.
+//     Register block up to 4 rows x 1 panel (8 ymm accumulators); one row uses two chains.
 //   - bf16_avx512 (AVX512_BF16): A rounded to bf16 once per call (the reference's round to nearest even,
 //     in integer arithmetic); vdpbf16ps adds the two products of a pair to f32. Blocks as s8_vnni.
 //   - bf16_avx2 (emulated): the bf16 pairs are widened to f32 by a shift and a mask, then FMAs: in registers
@@ -47,9 +51,11 @@
 #include <cstring>
 #include <limits>
 #include <new>
+#include <string>
 #include <utility>
 #include <vector>
 
+#include "kiln/error.hpp"
 #include "ops/gemm_epilogue.hpp"
 #include "ops/isa.hpp"
 
@@ -76,32 +82,34 @@ float from_bf16(std::uint16_t h) {
   return v;
 }
 
-// The symmetric int8 scale of finite values whose largest magnitude is amax: 1 when they are all 0 (or so
-// small that amax/127 underflows to 0), so that everything quantizes to 0.
-float s8_scale(float amax) {
-  const float s = amax / 127.0f;
+// The symmetric scale of finite values whose largest magnitude is amax, for q in [-levels, levels] (127
+// for weights and 8-bit activations, 63 for 7-bit ones): 1 when they are all 0 (or so small that
+// amax/levels underflows to 0), so that everything quantizes to 0.
+float s8_scale(float amax, int levels) {
+  const float s = amax / static_cast<float>(levels);
   return s > 0.0f ? s : 1.0f;
 }
 
-// q in [-127, 127] (an int: stored as a byte by pack, as s16 by the AVX2 kernel's rows).
-int s8_round(float v, float scale) {
+// q in [-levels, levels] (an int: stored as a byte by pack, as u8 = q + 128 or q + 64 by the kernels' rows).
+int s8_round(float v, float scale, int levels) {
   const float q = std::nearbyint(v / scale);
-  return static_cast<int>(std::clamp(q, -127.0f, 127.0f));
+  const auto l = static_cast<float>(levels);
+  return static_cast<int>(std::clamp(q, -l, l));
 }
 
 bool finite(float v) { return std::fabs(v) < std::numeric_limits<float>::infinity(); }
 
 // The scale of x[0..k) (NaN when one of them is NaN or ±Inf: see the policy above).
-float s8_row_scale(const float* x, std::int64_t k) {
+float s8_row_scale(const float* x, std::int64_t k, int levels) {
   float amax = 0.0f;
   for (std::int64_t i = 0; i < k; ++i) {
     if (!finite(x[i])) return std::numeric_limits<float>::quiet_NaN();
     amax = std::max(amax, std::fabs(x[i]));
   }
-  return s8_scale(amax);
+  return s8_scale(amax, levels);
 }
 
-int s8_quantize(float v, float scale) { return std::isnan(scale) ? 0 : s8_round(v, scale); }
+int s8_quantize(float v, float scale, int levels) { return std::isnan(scale) ? 0 : s8_round(v, scale, levels); }
 
 }  // namespace
 
@@ -126,11 +134,11 @@ void pack(Format f, const float* w, std::int64_t n, std::int64_t k, void* out) {
     for (std::int64_t j = 0; j < kPanel; ++j) {
       const std::int64_t col = p * kPanel + j;
       if (f == Format::s8) {
-        const float scale = col < n ? s8_row_scale(w + col * k, k) : 1.0f;
+        const float scale = col < n ? s8_row_scale(w + col * k, k, kS8Levels8) : 1.0f;
         std::int32_t sum = 0;
         for (std::int64_t g = 0; g < ng && col < n; ++g)
           for (std::int64_t t = 0; t < 4 && 4 * g + t < k; ++t) {
-            const int q = s8_quantize(w[col * k + 4 * g + t], scale);
+            const int q = s8_quantize(w[col * k + 4 * g + t], scale, kS8Levels8);
             panel[kS8Head + static_cast<std::size_t>(g * 64 + j * 4 + t)] = static_cast<unsigned char>(q);
             sum += q;
           }
@@ -167,7 +175,10 @@ void unpack(Format f, const void* packed, std::int64_t n, std::int64_t k, float*
 }
 
 void multiply_reference(Format f, const float* a, std::int64_t lda, const void* packed, float* c, std::int64_t ldc,
-                        std::int64_t rows, std::int64_t n, std::int64_t k, const gemm::Epilogue& ep) {
+                        std::int64_t rows, std::int64_t n, std::int64_t k, const gemm::Epilogue& ep, int levels) {
+  if (f == Format::s8 && levels != kS8Levels8 && levels != kS8Levels7)
+    throw Error("error: qgemm::multiply_reference: s8 activation levels must be " + std::to_string(kS8Levels8) +
+                " or " + std::to_string(kS8Levels7) + ", got " + std::to_string(levels));
   const auto* base = static_cast<const unsigned char*>(packed);
   const std::size_t pb = panel_bytes(f, k);
   std::vector<std::int32_t> qa(static_cast<std::size_t>(std::max<std::int64_t>(k, 0)));
@@ -176,8 +187,8 @@ void multiply_reference(Format f, const float* a, std::int64_t lda, const void* 
     const float* row = a + m * lda;
     float sa = 1.0f;
     if (f == Format::s8) {
-      sa = s8_row_scale(row, k);
-      for (std::int64_t i = 0; i < k; ++i) qa[static_cast<std::size_t>(i)] = s8_quantize(row[i], sa);
+      sa = s8_row_scale(row, k, levels);
+      for (std::int64_t i = 0; i < k; ++i) qa[static_cast<std::size_t>(i)] = s8_quantize(row[i], sa, levels);
     } else {
       for (std::int64_t i = 0; i < k; ++i) ba[static_cast<std::size_t>(i)] = from_bf16(to_bf16(row[i]));
     }
@@ -237,7 +248,7 @@ Kernel kernel(Format f) {
 // Bytes of one quantized row of A as kernel `kern` reads it (64-byte multiple).
 std::size_t row_stride(Kernel kern, std::int64_t ng) {
   const auto g = static_cast<std::size_t>(ng);
-  const std::size_t per_group = kern == Kernel::s8_vnni || kern == Kernel::bf16_avx512 ? 4 : 8;
+  const std::size_t per_group = kern == Kernel::bf16_avx2 ? 8 : 4;
   return (per_group * g + 63) / 64 * 64;
 }
 
@@ -267,6 +278,7 @@ using BlockFn = void (*)(const unsigned char* a, std::size_t lda, const unsigned
                          std::int64_t ng, float* c, std::int64_t ldc, int cols, const float* sa,
                          const gemm::Epilogue& ep, std::int64_t row0, std::int64_t col0);
 constexpr int kMaxRows = 6, kMaxPanels = 4;
+constexpr int kAvx2S8Rows = 4;  // rows per register block of the AVX2 s8 kernel (2 ymm accumulators a row)
 using BlockTable = std::array<std::array<BlockFn, kMaxRows + 1>, kMaxPanels + 1>;  // [np][mr]
 
 #if KILN_GEMM_X86
@@ -280,12 +292,6 @@ using gemm::detail::activate512;
 inline std::int32_t load32(const unsigned char* p) {
   std::int32_t v;
   std::memcpy(&v, p, 4);
-  return v;
-}
-
-inline std::int64_t load64(const unsigned char* p) {
-  std::int64_t v;
-  std::memcpy(&v, p, 8);
   return v;
 }
 
@@ -420,7 +426,7 @@ KILN_AVX512 void quantize_row_u8(const float* x, std::int64_t k, unsigned char* 
     *sa = std::numeric_limits<float>::quiet_NaN();
     return;
   }
-  const float s = s8_scale(_mm512_reduce_max_ps(amax));
+  const float s = s8_scale(_mm512_reduce_max_ps(amax), kS8Levels8);
   *sa = s;
   const __m512 vs = _mm512_set1_ps(s), lo = _mm512_set1_ps(-127.0f), hi = _mm512_set1_ps(127.0f);
   for (std::int64_t i = 0; i < k; i += 16) {
@@ -498,30 +504,44 @@ KILN_AVX512 void round_row_bf16(const float* x, std::int64_t k, unsigned char* d
 
 // ---- s8, AVX2
 
-// Rows [row0, row0+MR) x one panel, all of K. `a`: the rows' s16 activations (4 per group, lda bytes apart).
+// One group (4 k of 16 columns) into acc: vpmaddubsw multiplies the row's 4 broadcast u8 activations
+// (qa + 64, in [1, 127]) by each column's 4 s8 weights and adds adjacent products into s16 (at most
+// 2·127·127 = 32258: never saturates), vpmaddwd with ones adds the two pairs of a column into s32.
+template <int MR>
+KILN_AVX2 __attribute__((always_inline)) inline void s8_step_avx2(__v8si (&acc)[MR][2], const unsigned char* a,
+                                                                  std::size_t lda, const unsigned char* w,
+                                                                  std::int64_t g) {
+  const __m256i ones = _mm256_set1_epi16(1);
+  const __m256i w0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + g * 64));
+  const __m256i w1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + g * 64 + 32));
+#pragma GCC unroll 6
+  for (int r = 0; r < MR; ++r) {
+    const __m256i av = _mm256_set1_epi32(load32(a + r * lda + 4 * g));
+    acc[r][0] += (__v8si)_mm256_madd_epi16(_mm256_maddubs_epi16(av, w0), ones);
+    acc[r][1] += (__v8si)_mm256_madd_epi16(_mm256_maddubs_epi16(av, w1), ones);
+  }
+}
+
+// Rows [row0, row0+MR) x one panel, all of K. `a`: the rows' u8 activations (qa + 64, 4 per group, lda bytes
+// apart); 64·Σq (the panel's column sums) is subtracted at the end.
 template <int MR, int NP>
 KILN_AVX2 void s8_block_avx2(const unsigned char* a, std::size_t lda, const unsigned char* panel, std::size_t,
                              std::int64_t ng, float* c, std::int64_t ldc, int cols, const float* sa,
                              const gemm::Epilogue& ep, std::int64_t row0, std::int64_t col0) {
   static_assert(NP == 1);
-  // acc[r][h]: columns 4h..4h+3 of row r, lanes (col 4h: even pair, odd pair, col 4h+1: ..., | 4h+2, 4h+3).
-  __v8si acc[MR][4];  // int lanes, as vpmaddwd and vpaddd see them (see s8_block_vnni)
-#pragma GCC unroll 3
-  for (int r = 0; r < MR; ++r)
-#pragma GCC unroll 4
-    for (int h = 0; h < 4; ++h) acc[r][h] = __v8si{};
+  constexpr bool kTwoChains = MR == 1;  // one row: a second accumulator chain over alternate groups
+  __v8si acc[MR][2], acc2[MR][2];       // int lanes, as vpmaddwd and vpaddd see them (see s8_block_vnni)
+#pragma GCC unroll 6
+  for (int r = 0; r < MR; ++r) acc[r][0] = acc[r][1] = acc2[r][0] = acc2[r][1] = __v8si{};
   const unsigned char* w = panel + kS8Head;
-  for (std::int64_t g = 0; g < ng; ++g) {
-    __m256i av[MR];
-#pragma GCC unroll 3
-    for (int r = 0; r < MR; ++r) av[r] = _mm256_set1_epi64x(load64(a + r * lda + 8 * g));
-#pragma GCC unroll 4
-    for (int h = 0; h < 4; ++h) {
-      const __m256i wv = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w + g * 64 + 16 * h)));
-#pragma GCC unroll 3
-      for (int r = 0; r < MR; ++r) acc[r][h] += (__v8si)_mm256_madd_epi16(wv, av[r]);
+  std::int64_t g = 0;
+  if constexpr (kTwoChains) {
+    for (; g + 2 <= ng; g += 2) {
+      s8_step_avx2<MR>(acc, a, lda, w, g);
+      s8_step_avx2<MR>(acc2, a, lda, w, g + 1);
     }
   }
+  for (; g < ng; ++g) s8_step_avx2<MR>(acc, a, lda, w, g);
   const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
   const __m256i mask0 = _mm256_cmpgt_epi32(_mm256_set1_epi32(cols), lane);
   const __m256i mask1 = _mm256_cmpgt_epi32(_mm256_set1_epi32(cols - 8), lane);
@@ -530,23 +550,26 @@ KILN_AVX2 void s8_block_avx2(const unsigned char* a, std::size_t lda, const unsi
   const __m256 bias1 = ep.bias ? load_cols(ep.bias + col0 + 8, mask1, full) : _mm256_setzero_ps();
   const __m256 scale0 = _mm256_loadu_ps(reinterpret_cast<const float*>(panel));
   const __m256 scale1 = _mm256_loadu_ps(reinterpret_cast<const float*>(panel) + 8);
-  const __m256i order = _mm256_setr_epi32(0, 1, 4, 5, 2, 3, 6, 7);
-#pragma GCC unroll 3
+  const __m256i shift0 = _mm256_slli_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(panel + 64)), 6);
+  const __m256i shift1 = _mm256_slli_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(panel + 96)), 6);
+#pragma GCC unroll 6
   for (int r = 0; r < MR; ++r) {
-    // hadd: [c0 c1 c4 c5 | c2 c3 c6 c7] of acc[r][0], acc[r][1]; the permutation puts them in order.
-    const __m256i s0 = _mm256_permutevar8x32_epi32(_mm256_hadd_epi32((__m256i)acc[r][0], (__m256i)acc[r][1]), order);
-    const __m256i s1 = _mm256_permutevar8x32_epi32(_mm256_hadd_epi32((__m256i)acc[r][2], (__m256i)acc[r][3]), order);
+    auto s0 = (__m256i)acc[r][0], s1 = (__m256i)acc[r][1];
+    if constexpr (kTwoChains) {
+      s0 = _mm256_add_epi32(s0, (__m256i)acc2[r][0]);
+      s1 = _mm256_add_epi32(s1, (__m256i)acc2[r][1]);
+    }
     const __m256 s = _mm256_set1_ps(sa[r]);
-    const __m256 v0 = _mm256_mul_ps(_mm256_mul_ps(s, scale0), _mm256_cvtepi32_ps(s0));
-    const __m256 v1 = _mm256_mul_ps(_mm256_mul_ps(s, scale1), _mm256_cvtepi32_ps(s1));
+    const __m256 v0 = _mm256_mul_ps(_mm256_mul_ps(s, scale0), _mm256_cvtepi32_ps(_mm256_sub_epi32(s0, shift0)));
+    const __m256 v1 = _mm256_mul_ps(_mm256_mul_ps(s, scale1), _mm256_cvtepi32_ps(_mm256_sub_epi32(s1, shift1)));
     const float* res = residual_row(ep, row0 + r, col0);
     store8(v0, c + r * ldc, mask0, full, ep, bias0, res);
     store8(v1, c + r * ldc + 8, mask1, full, ep, bias1, res ? res + 8 : nullptr);
   }
 }
 
-// Row scale and s16 qa of x[0..k), zero-padded to `bytes`.
-KILN_AVX2 void quantize_row_s16(const float* x, std::int64_t k, unsigned char* dst, std::size_t bytes, float* sa) {
+// Row scale (max|x|/63) and u8 = qa + 64 (qa in [-63, 63]) of x[0..k), padded with 64 (qa = 0) to `bytes`.
+KILN_AVX2 void quantize_row_u7(const float* x, std::int64_t k, unsigned char* dst, std::size_t bytes, float* sa) {
   const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
   const __m256 inf = _mm256_set1_ps(std::numeric_limits<float>::infinity());
   const std::int64_t whole = k / 8 * 8;
@@ -565,28 +588,32 @@ KILN_AVX2 void quantize_row_s16(const float* x, std::int64_t k, unsigned char* d
     if (!finite(x[i])) bad = 1;
     m = std::max(m, std::fabs(x[i]));
   }
-  std::memset(dst, 0, bytes);
+  std::memset(dst, 64, bytes);
   if (bad) {
     *sa = std::numeric_limits<float>::quiet_NaN();
     return;
   }
-  const float s = s8_scale(m);
+  const float s = s8_scale(m, kS8Levels7);
   *sa = s;
-  auto* out = reinterpret_cast<std::int16_t*>(dst);
-  const __m256 vs = _mm256_set1_ps(s), lo = _mm256_set1_ps(-127.0f), hi = _mm256_set1_ps(127.0f);
-  const std::int64_t whole16 = k / 16 * 16;
-  for (std::int64_t i = 0; i < whole16; i += 16) {
-    __m256 q0 =
-        _mm256_round_ps(_mm256_div_ps(_mm256_loadu_ps(x + i), vs), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m256 q1 =
-        _mm256_round_ps(_mm256_div_ps(_mm256_loadu_ps(x + i + 8), vs), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    q0 = _mm256_min_ps(_mm256_max_ps(q0, lo), hi);
-    q1 = _mm256_min_ps(_mm256_max_ps(q1, lo), hi);
-    // packs interleaves the 128-bit lanes: [q0 0-3, q1 0-3 | q0 4-7, q1 4-7]; 0xD8 puts them in order.
-    const __m256i p = _mm256_packs_epi32(_mm256_cvtps_epi32(q0), _mm256_cvtps_epi32(q1));
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i), _mm256_permute4x64_epi64(p, 0xD8));
+  const __m256 vs = _mm256_set1_ps(s), lo = _mm256_set1_ps(-63.0f), hi = _mm256_set1_ps(63.0f);
+  const __m256i offset = _mm256_set1_epi32(64);
+  const std::int64_t whole32 = k / 32 * 32;
+  for (std::int64_t i = 0; i < whole32; i += 32) {
+    __m256i q[4];
+#pragma GCC unroll 4
+    for (int t = 0; t < 4; ++t) {
+      __m256 v = _mm256_round_ps(_mm256_div_ps(_mm256_loadu_ps(x + i + 8 * t), vs),
+                                 _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+      v = _mm256_min_ps(_mm256_max_ps(v, lo), hi);
+      q[t] = _mm256_add_epi32(_mm256_cvtps_epi32(v), offset);
+    }
+    // packs works within 128-bit lanes: after the two packs the dwords hold x[0-3], x[8-11], x[16-19],
+    // x[24-27] | x[4-7], x[12-15], x[20-23], x[28-31]; the permutation puts the eight in order.
+    const __m256i p = _mm256_packus_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
+    const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + i), _mm256_permutevar8x32_epi32(p, order));
   }
-  for (std::int64_t i = whole16; i < k; ++i) out[i] = static_cast<std::int16_t>(s8_round(x[i], s));
+  for (std::int64_t i = whole32; i < k; ++i) dst[i] = static_cast<unsigned char>(s8_round(x[i], s, kS8Levels7) + 64);
 }
 
 // ---- bf16, AVX2 (emulated)
@@ -744,7 +771,13 @@ BlockTable wide_table(int which) {
 BlockTable avx2_table(bool s8) {
   BlockTable t{};
   if (s8) {
-    t[1] = {nullptr, s8_block_avx2<1, 1>, s8_block_avx2<2, 1>, s8_block_avx2<3, 1>};
+    t[1] = {nullptr,
+            s8_block_avx2<1, 1>,
+            s8_block_avx2<2, 1>,
+            s8_block_avx2<3, 1>,
+            s8_block_avx2<4, 1>,
+            s8_block_avx2<5, 1>,
+            s8_block_avx2<6, 1>};
   } else {
     t[1] = {nullptr, bf16_block_avx2<1, 1>, bf16_block_avx2<2, 1>};
     t[0] = {nullptr,  // widened panels
@@ -768,7 +801,7 @@ struct KernelInfo {
 const KernelInfo& info(Kernel kern) {
   static const KernelInfo s8_vnni{wide_table(0), kMaxRows, kMaxPanels};
   static const KernelInfo bf16_512{wide_table(1), kMaxRows, kMaxPanels};
-  static const KernelInfo s8_avx2{avx2_table(true), 3, 1};
+  static const KernelInfo s8_avx2{avx2_table(true), kAvx2S8Rows, 1};
   static const KernelInfo bf16_avx2{avx2_table(false), 2, 1, 6};
   switch (kern) {
     case Kernel::s8_vnni: return s8_vnni;
@@ -781,7 +814,7 @@ const KernelInfo& info(Kernel kern) {
 void prepare_row(Kernel kern, const float* x, std::int64_t k, unsigned char* dst, std::size_t bytes, float* sa) {
   switch (kern) {
     case Kernel::s8_vnni: quantize_row_u8(x, k, dst, bytes, sa); break;
-    case Kernel::s8_avx2: quantize_row_s16(x, k, dst, bytes, sa); break;
+    case Kernel::s8_avx2: quantize_row_u7(x, k, dst, bytes, sa); break;
     case Kernel::bf16_avx512: round_row_bf16(x, k, dst, bytes); break;
     case Kernel::bf16_avx2: round_row_bf16_f32(x, k, dst, bytes); break;
     case Kernel::none: break;
@@ -834,6 +867,11 @@ constexpr double kMinParallelMacs = 1.25 * (1 << 20);
 
 bool available(Format f) { return kernel(f) != Kernel::none; }
 
+int activation_levels(Format f) {
+  if (f != Format::s8) return 0;
+  return kernel(f) == Kernel::s8_avx2 ? kS8Levels7 : kS8Levels8;
+}
+
 const char* variant(Format f) {
   switch (kernel(f)) {
     case Kernel::s8_vnni: return "kiln:qgemm_s8_vnni";
@@ -850,7 +888,7 @@ void multiply(Format f, const float* a, std::int64_t lda, const void* packed, fl
   if (rows <= 0 || n <= 0) return;
   const Kernel kern = kernel(f);
   if (kern == Kernel::none || k <= 0) {  // no vector kernel here, or an empty sum (the epilogue of 0)
-    multiply_reference(f, a, lda, packed, c, ldc, rows, n, k, epilogue);
+    multiply_reference(f, a, lda, packed, c, ldc, rows, n, k, epilogue, activation_levels(f));
     return;
   }
 #if KILN_GEMM_X86

@@ -3,8 +3,10 @@
 // with A in f32 and W [N,K] (nn.Linear's layout) stored, once, at compile time, in one of two packed forms:
 //
 //   - s8   ("s8panels16"): per-output-channel symmetric int8, w ≈ scale[n]·q[n,k], q in [-127, 127].
-//          A is quantized per row at each call (symmetric, dynamic: a ≈ sa[m]·qa[m,k], qa in [-127, 127]),
-//          the products accumulate exactly in s32, and c = sa[m]·scale[n]·Σ qa·q goes through the epilogue.
+//          A is quantized per row at each call (symmetric, dynamic: a ≈ sa[m]·qa[m,k], qa in [-L, L] with
+//          L = activation_levels(): 127 (8-bit) on the VNNI variant and the portable reference, 63 (7-bit) on
+//          the AVX2 variant, whose vpmaddubsw would saturate 8-bit pair sums), the products accumulate
+//          exactly in s32, and c = sa[m]·scale[n]·Σ qa·q goes through the epilogue.
 //   - bf16 ("bf16panels16"): W rounded to bfloat16 (round to nearest even); A is rounded to bf16 at each
 //          call; products accumulate in f32.
 //
@@ -57,9 +59,17 @@ const char* variant(Format f);
 void multiply(Format f, const float* a, std::int64_t lda, const void* packed, float* c, std::int64_t ldc,
               std::int64_t rows, std::int64_t n, std::int64_t k, const gemm::Epilogue& epilogue, int threads = 0);
 
+/// The largest |qa| s8 activations are quantized to by the variant that runs now: kS8Levels8 (127: VNNI, and
+/// the scalar reference where no vector variant runs) or kS8Levels7 (63: AVX2). bf16: 0 (not quantized).
+inline constexpr int kS8Levels8 = 127;
+inline constexpr int kS8Levels7 = 63;
+int activation_levels(Format f);
+
 /// The portable reference of multiply (one thread, scalar, exact s32 sums): what the vector variants are
-/// tested against.
+/// tested against. s8: the activations are quantized to [-levels, levels] (kS8Levels8 or kS8Levels7: pass
+/// activation_levels(f) to compute exactly what multiply does now); bf16 ignores `levels`.
 void multiply_reference(Format f, const float* a, std::int64_t lda, const void* packed, float* c, std::int64_t ldc,
-                        std::int64_t rows, std::int64_t n, std::int64_t k, const gemm::Epilogue& epilogue);
+                        std::int64_t rows, std::int64_t n, std::int64_t k, const gemm::Epilogue& epilogue,
+                        int levels = kS8Levels8);
 
 }  // namespace kiln::qgemm

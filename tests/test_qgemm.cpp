@@ -6,11 +6,13 @@
 // it expects: it forces each level with gemm::override_variant and asks qgemm::variant() what runs.
 //
 // What "equal" means:
-//   - s8: the vector kernels sum the same integer products exactly in s32 (VNNI: u8 = qa + 128 against s8,
-//     minus 128·Σq, exact modulo 2^32 and so exact while the true sum fits; AVX2: s16 pairs by vpmaddwd,
-//     |pair| <= 2·127·127), quantize the rows with the same f32 division and round-to-nearest-even, and
-//     dequantize as (sa·scale)·float(Σ), the reference's order. So with no activation or relu the results
-//     are bit-identical to the reference; gelu, gelu_tanh, tanh and sigmoid use the vector approximations of
+//   - s8: each variant is compared with the reference of its own activation scheme,
+//     multiply_reference(..., qgemm::activation_levels(f)): 8-bit (qa in [-127, 127]) on VNNI, 7-bit (qa in
+//     [-63, 63]) on AVX2. The vector kernels sum the same integer products exactly in s32 (VNNI: u8 = qa + 128
+//     against s8, minus 128·Σq, exact modulo 2^32 and so exact while the true sum fits; AVX2: u8 = qa + 64
+//     against s8 by vpmaddubsw, |pair| <= 2·127·127 = 32258 < 32767, then vpmaddwd, minus 64·Σq), quantize
+//     the rows with the same f32 division and round-to-nearest-even, and dequantize as (sa·scale)·float(Σ),
+//     the reference's order. So with no activation or relu the results are bit-identical to the reference; gelu, gelu_tanh, tanh and sigmoid use the vector approximations of
 //     gemm's epilogue (gemm.hpp: ~3e-7 absolute per unit), so those are compared within 2e-6·(1 + |x|).
 //   - bf16: the rows are rounded to bf16 exactly as the reference rounds them and each bf16 x bf16 product
 //     is exact in f32, but vdpbf16ps and the two-chain kernels add in a different order: compared within the
@@ -26,8 +28,10 @@
 #include <random>
 #include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include "kiln/error.hpp"
 #include "ops/gemm.hpp"
 #include "ops/isa.hpp"
 #include "ops/qgemm.hpp"
@@ -120,7 +124,8 @@ int compare_with_reference(std::mt19937& rng, Format f, const Shape& s, const Ca
   ep.ldr = ldr;
   std::vector<float> c(static_cast<std::size_t>(s.rows * ldc), kFill), want(c.size(), kFill);
   qgemm::multiply(f, a.data(), lda, packed.data, c.data(), ldc, s.rows, s.n, s.k, ep, threads);
-  qgemm::multiply_reference(f, a.data(), lda, packed.data, want.data(), ldc, s.rows, s.n, s.k, ep);
+  qgemm::multiply_reference(f, a.data(), lda, packed.data, want.data(), ldc, s.rows, s.n, s.k, ep,
+                            qgemm::activation_levels(f));
   std::vector<float> wq(static_cast<std::size_t>(s.n * s.k));
   if (f == Format::bf16) qgemm::unpack(f, packed.data, s.n, s.k, wq.data());
   const bool exact_act = cs.act == Activation::None || cs.act == Activation::Relu;
@@ -176,6 +181,12 @@ TEST_CASE("qgemm: available() and variant() say what runs, for every level the C
     const bool own512 = f == Format::s8 ? kiln::isa::has(kiln::isa::Feature::avx512_vnni)
                                         : kiln::isa::has(kiln::isa::Feature::avx512_bf16);
     CHECK(names.size() == (own512 ? 2u : levels().size() > 0 ? 1u : 0u));
+    // s8 activations: 7-bit exactly where the AVX2 s8 kernel runs (docs/gemm.md), 8-bit elsewhere; bf16: none.
+    for (Level l : levels()) {
+      VariantChoice choice(l);
+      const bool seven = std::string(qgemm::variant(f)) == "kiln:qgemm_s8_avx2";
+      CHECK(qgemm::activation_levels(f) == (f == Format::bf16 ? 0 : seven ? qgemm::kS8Levels7 : qgemm::kS8Levels8));
+    }
   }
 }
 
@@ -214,12 +225,13 @@ TEST_CASE("qgemm: the reference is within the quantization error of the f32 prod
   for (const Shape& s : {Shape{3, 20, 70}, Shape{1, 33, 515}, Shape{5, 1, 1}}) {
     const std::vector<float> a = random_floats(rng, static_cast<std::size_t>(s.rows * s.k), -1.f, 1.f);
     const std::vector<float> w = random_floats(rng, static_cast<std::size_t>(s.n * s.k), -0.5f, 0.5f);
-    for (Format f : {Format::s8, Format::bf16}) {
-      INFO(format_name(f) << " " << s.rows << "x" << s.n << "x" << s.k);
+    for (const auto& [f, lv] : {std::pair{Format::s8, qgemm::kS8Levels8}, std::pair{Format::s8, qgemm::kS8Levels7},
+                                std::pair{Format::bf16, 0}}) {
+      INFO(format_name(f) << " levels " << lv << " " << s.rows << "x" << s.n << "x" << s.k);
       Packed p(f, w, s.n, s.k);
       std::vector<float> wq(w.size()), c(static_cast<std::size_t>(s.rows * s.n));
       qgemm::unpack(f, p.data, s.n, s.k, wq.data());
-      qgemm::multiply_reference(f, a.data(), s.k, p.data, c.data(), s.n, s.rows, s.n, s.k, Epilogue{});
+      qgemm::multiply_reference(f, a.data(), s.k, p.data, c.data(), s.n, s.rows, s.n, s.k, Epilogue{}, lv);
       int bad = 0;
       for (std::int64_t i = 0; i < s.rows; ++i) {
         double amax = 0;
@@ -231,9 +243,9 @@ TEST_CASE("qgemm: the reference is within the quantization error of the f32 prod
             const double x = a[static_cast<std::size_t>(i * s.k + t)], y = w[static_cast<std::size_t>(j * s.k + t)],
                          yq = wq[static_cast<std::size_t>(j * s.k + t)];
             exact += x * y;
-            // s8: a·w - aq·wq = a·(w - wq) + (a - aq)·wq, |a - aq| <= sa/2; bf16: each factor within 2^-8
+            // s8: a·w - aq·wq = a·(w - wq) + (a - aq)·wq, |a - aq| <= sa/2 (sa = amax/levels); bf16: each factor within 2^-8
             // relative (8 significant bits, round to nearest).
-            bound += f == Format::s8 ? std::fabs(x) * std::fabs(y - yq) + amax / 127.0 * 0.5 * std::fabs(yq)
+            bound += f == Format::s8 ? std::fabs(x) * std::fabs(y - yq) + amax / lv * 0.5 * std::fabs(yq)
                                      : std::fabs(x * y) * (2 * std::ldexp(1.0, -8) + std::ldexp(1.0, -16));
           }
           bound += (static_cast<double>(s.k) + 4) * kU * (std::fabs(exact) + bound + 1e-3);
@@ -325,24 +337,129 @@ TEST_CASE("qgemm: s8 at the extremes (all weights and activations +-127, k = 409
     a[static_cast<std::size_t>(3 * k + i)] = (i % 4 < 2) ? -1.0f : 1.0f;
   }
   Packed p(Format::s8, w, n, k);
-  std::vector<float> want(static_cast<std::size_t>(rows * n));
-  qgemm::multiply_reference(Format::s8, a.data(), k, p.data, want.data(), n, rows, n, k, Epilogue{});
-  // The reference itself: ±4096 or 0 (each product is (1/127)²·127² up to the f32 rounding of the scales).
-  for (std::int64_t i = 0; i < rows; ++i)
-    for (std::int64_t j = 0; j < n; ++j) {
-      double exact = 0;
-      for (std::int64_t t = 0; t < k; ++t)
-        exact += static_cast<double>(a[static_cast<std::size_t>(i * k + t)]) * w[static_cast<std::size_t>(j * k + t)];
-      CHECK(std::fabs(want[static_cast<std::size_t>(i * n + j)] - exact) <= 1e-5 * 4096);
-    }
+  for (int levels : {qgemm::kS8Levels8, qgemm::kS8Levels7}) {
+    std::vector<float> want(static_cast<std::size_t>(rows * n));
+    qgemm::multiply_reference(Format::s8, a.data(), k, p.data, want.data(), n, rows, n, k, Epilogue{}, levels);
+    // The reference itself: ±4096 or 0 (each product is (1/127)·(1/levels)·127·levels up to the f32 rounding
+    // of the scales).
+    for (std::int64_t i = 0; i < rows; ++i)
+      for (std::int64_t j = 0; j < n; ++j) {
+        double exact = 0;
+        for (std::int64_t t = 0; t < k; ++t)
+          exact += static_cast<double>(a[static_cast<std::size_t>(i * k + t)]) * w[static_cast<std::size_t>(j * k + t)];
+        CHECK(std::fabs(want[static_cast<std::size_t>(i * n + j)] - exact) <= 1e-5 * 4096);
+      }
+  }
   for (Level l : levels()) {
     VariantChoice choice(l);
     INFO(std::string(qgemm::variant(Format::s8)));
+    std::vector<float> want(static_cast<std::size_t>(rows * n));
+    qgemm::multiply_reference(Format::s8, a.data(), k, p.data, want.data(), n, rows, n, k, Epilogue{},
+                              qgemm::activation_levels(Format::s8));
     for (int threads : {1, 2}) {
       std::vector<float> c(want.size());
       qgemm::multiply(Format::s8, a.data(), k, p.data, c.data(), n, rows, n, k, Epilogue{}, threads);
       CHECK(c == want);
     }
+  }
+}
+
+TEST_CASE("qgemm: s8 activations at +-levels against weights +-127 in every sign pattern, k = 4096, exact sums") {
+  // Rows: the 16 sign patterns of four consecutive activations (one group, two vpmaddubsw pairs), repeated
+  // over k; columns: the same 16 patterns of weights. All magnitudes are the largest the scheme has: a = ±1
+  // quantizes to qa = ±levels (127 on 8-bit variants, 63 on 7-bit ones), w = ±1 to q = ±127. On the 7-bit AVX2
+  // variant a pair of u8·s8 products reaches 2·127·127 = 32258 (qa = +63 against +127 twice) and -32258; a
+  // kernel whose pair sums saturated at 32767 (as with u8 = qa + 128: up to 2·255·127) would differ here from
+  // the exact sums this test computes itself (not through the reference).
+  const std::int64_t rows = 16, n = 16, k = 4096;
+  std::vector<float> w(static_cast<std::size_t>(n * k)), a(static_cast<std::size_t>(rows * k));
+  for (std::int64_t r = 0; r < 16; ++r)
+    for (std::int64_t i = 0; i < k; ++i) {
+      const float v = (r >> (i % 4)) & 1 ? -1.0f : 1.0f;
+      a[static_cast<std::size_t>(r * k + i)] = v;
+      w[static_cast<std::size_t>(r * k + i)] = v;
+    }
+  Packed p(Format::s8, w, n, k);
+  // What every scheme must give: (sa·scale)·float(Σ qa·q), sa = 1/levels, scale = 1/127 (f32, as quantized).
+  auto exact = [&](int levels) {
+    std::vector<float> out(static_cast<std::size_t>(rows * n));
+    const float sa = 1.0f / static_cast<float>(levels), sw = 1.0f / 127.0f;
+    for (std::int64_t i = 0; i < rows; ++i)
+      for (std::int64_t j = 0; j < n; ++j) {
+        std::int64_t sum = 0;
+        for (std::int64_t t = 0; t < k; ++t)
+          sum += (a[static_cast<std::size_t>(i * k + t)] > 0 ? levels : -levels) *
+                 (w[static_cast<std::size_t>(j * k + t)] > 0 ? 127 : -127);
+        out[static_cast<std::size_t>(i * n + j)] = (sa * sw) * static_cast<float>(sum);
+      }
+    return out;
+  };
+  for (int levels : {qgemm::kS8Levels8, qgemm::kS8Levels7}) {
+    INFO("reference, levels " << levels);
+    std::vector<float> c(static_cast<std::size_t>(rows * n));
+    qgemm::multiply_reference(Format::s8, a.data(), k, p.data, c.data(), n, rows, n, k, Epilogue{}, levels);
+    CHECK(c == exact(levels));
+  }
+  for (Level l : levels()) {
+    VariantChoice choice(l);
+    INFO(std::string(qgemm::variant(Format::s8)) << " levels " << qgemm::activation_levels(Format::s8));
+    const std::vector<float> want = exact(qgemm::activation_levels(Format::s8));
+    for (int threads : {1, 2}) {
+      std::vector<float> c(want.size());
+      qgemm::multiply(Format::s8, a.data(), k, p.data, c.data(), n, rows, n, k, Epilogue{}, threads);
+      CHECK(c == want);
+      // One row at a time (the decoding step's register block) gives the same.
+      for (std::int64_t i = 0; i < rows; ++i)
+        qgemm::multiply(Format::s8, a.data() + i * k, k, p.data, c.data() + i * n, n, 1, n, k, Epilogue{}, threads);
+      CHECK(c == want);
+    }
+  }
+}
+
+TEST_CASE("qgemm: a row's result does not depend on the batch it is in") {
+  std::mt19937 rng(17);
+  const std::int64_t rows = 19, n = 72, k = 301;
+  const std::vector<float> a = random_floats(rng, static_cast<std::size_t>(rows * k), -1.f, 1.f);
+  const std::vector<float> w = random_floats(rng, static_cast<std::size_t>(n * k), -1.f, 1.f);
+  for (Level l : levels()) {
+    VariantChoice choice(l);
+    for (Format f : {Format::s8, Format::bf16}) {
+      if (!qgemm::available(f)) continue;
+      Packed p(f, w, n, k);
+      std::vector<float> all(static_cast<std::size_t>(rows * n)), part(all.size());
+      qgemm::multiply(f, a.data(), k, p.data, all.data(), n, rows, n, k, Epilogue{}, 1);
+      for (std::int64_t batch : {1, 2, 3, 5, 16}) {
+        INFO(std::string(qgemm::variant(f)) << " batches of " << batch);
+        for (std::int64_t r = 0; r < rows; r += batch)
+          qgemm::multiply(f, a.data() + r * k, k, p.data, part.data() + r * n, n, std::min(batch, rows - r), n, k,
+                          Epilogue{}, 1);
+        // s8: exact integer sums, so bit for bit; bf16 on AVX2 sums one or two rows in registers and more in a
+        // widened panel, in a different order: within the f32 bound of a k-term sum.
+        int bad = 0;
+        for (std::size_t i = 0; i < all.size(); ++i) {
+          const double tol = f == Format::s8 ? 0.0 : 2 * (static_cast<double>(k) + 2) * kU * k;
+          if (std::fabs(static_cast<double>(all[i]) - part[i]) > tol) ++bad;
+        }
+        CHECK(bad == 0);
+      }
+    }
+  }
+}
+
+TEST_CASE("qgemm: multiply_reference takes s8 activation levels 127 or 63 only") {
+  const std::vector<float> w(16 * 4, 0.5f), a(4, 1.0f);
+  Packed p(Format::s8, w, 16, 4);
+  std::vector<float> c(16);
+  for (int levels : {0, 62, 64, 128, -63}) {
+    INFO("levels " << levels);
+    CHECK_THROWS_WITH_AS(
+        qgemm::multiply_reference(Format::s8, a.data(), 4, p.data, c.data(), 16, 1, 16, 4, Epilogue{}, levels),
+        doctest::Contains("must be 127 or 63"), kiln::Error);
+  }
+  // 63 and 127 give 0.5·(1·4) = 2 up to the scales' rounding.
+  for (int levels : {qgemm::kS8Levels8, qgemm::kS8Levels7}) {
+    qgemm::multiply_reference(Format::s8, a.data(), 4, p.data, c.data(), 16, 1, 16, 4, Epilogue{}, levels);
+    CHECK(c[0] == doctest::Approx(2.0).epsilon(1e-6));
   }
 }
 
@@ -391,13 +508,14 @@ TEST_CASE("qgemm: NaN and Inf follow the documented policy in every variant") {
   a[static_cast<std::size_t>(1 * k + 3)] = nan;   // row 1
   a[static_cast<std::size_t>(2 * k + 20)] = inf;  // row 2
   w[static_cast<std::size_t>(7 * k + 4)] = nan;   // column 7
-  for (Format f : {Format::s8, Format::bf16}) {
+  for (const auto& [f, lv] : {std::pair{Format::s8, qgemm::kS8Levels8}, std::pair{Format::s8, qgemm::kS8Levels7},
+                              std::pair{Format::bf16, 0}}) {
     Packed p(f, w, n, k);
     std::vector<float> want(static_cast<std::size_t>(rows * n));
-    qgemm::multiply_reference(f, a.data(), k, p.data, want.data(), n, rows, n, k, Epilogue{});
+    qgemm::multiply_reference(f, a.data(), k, p.data, want.data(), n, rows, n, k, Epilogue{}, lv);
     // Rows 0 and 3 without column 7 are ordinary numbers; row 1 (NaN) and column 7 are NaN throughout.
     for (std::int64_t j = 0; j < n; ++j) {
-      INFO(format_name(f) << " column " << j);
+      INFO(format_name(f) << " levels " << lv << " column " << j);
       CHECK(std::isnan(want[static_cast<std::size_t>(n + j)]));
       if (j != 7) CHECK(std::isfinite(want[static_cast<std::size_t>(j)]));
       // Row 2 (an infinity): s8 gives NaN (int8 holds no infinity); bf16 gives what f32 gives: not finite.
@@ -407,7 +525,8 @@ TEST_CASE("qgemm: NaN and Inf follow the documented policy in every variant") {
     for (std::int64_t i = 0; i < rows; ++i) CHECK(std::isnan(want[static_cast<std::size_t>(i * n + 7)]));
     for (Level l : levels()) {
       VariantChoice choice(l);
-      if (!qgemm::available(f)) continue;
+      // Each variant against the reference of its own scheme.
+      if (!qgemm::available(f) || (f == Format::s8 && qgemm::activation_levels(f) != lv)) continue;
       INFO(std::string(qgemm::variant(f)));
       std::vector<float> c(want.size());
       qgemm::multiply(f, a.data(), k, p.data, c.data(), n, rows, n, k, Epilogue{}, 2);
