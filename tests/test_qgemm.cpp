@@ -225,8 +225,11 @@ TEST_CASE("qgemm: the reference is within the quantization error of the f32 prod
   for (const Shape& s : {Shape{3, 20, 70}, Shape{1, 33, 515}, Shape{5, 1, 1}}) {
     const std::vector<float> a = random_floats(rng, static_cast<std::size_t>(s.rows * s.k), -1.f, 1.f);
     const std::vector<float> w = random_floats(rng, static_cast<std::size_t>(s.n * s.k), -0.5f, 0.5f);
-    for (const auto& [f, lv] : {std::pair{Format::s8, qgemm::kS8Levels8}, std::pair{Format::s8, qgemm::kS8Levels7},
+    for (const auto& scheme : {std::pair{Format::s8, qgemm::kS8Levels8}, std::pair{Format::s8, qgemm::kS8Levels7},
                                 std::pair{Format::bf16, 0}}) {
+      // Not a structured binding: clang 14 (the ASan build) refuses those inside INFO's lambda.
+      const Format f = scheme.first;
+      const int lv = scheme.second;
       INFO(format_name(f) << " levels " << lv << " " << s.rows << "x" << s.n << "x" << s.k);
       Packed p(f, w, s.n, s.k);
       std::vector<float> wq(w.size()), c(static_cast<std::size_t>(s.rows * s.n));
@@ -508,8 +511,10 @@ TEST_CASE("qgemm: NaN and Inf follow the documented policy in every variant") {
   a[static_cast<std::size_t>(1 * k + 3)] = nan;   // row 1
   a[static_cast<std::size_t>(2 * k + 20)] = inf;  // row 2
   w[static_cast<std::size_t>(7 * k + 4)] = nan;   // column 7
-  for (const auto& [f, lv] : {std::pair{Format::s8, qgemm::kS8Levels8}, std::pair{Format::s8, qgemm::kS8Levels7},
+  for (const auto& scheme : {std::pair{Format::s8, qgemm::kS8Levels8}, std::pair{Format::s8, qgemm::kS8Levels7},
                               std::pair{Format::bf16, 0}}) {
+    const Format f = scheme.first;  // not a structured binding: clang 14 refuses those inside INFO
+    const int lv = scheme.second;
     Packed p(f, w, n, k);
     std::vector<float> want(static_cast<std::size_t>(rows * n));
     qgemm::multiply_reference(f, a.data(), k, p.data, want.data(), n, rows, n, k, Epilogue{}, lv);
