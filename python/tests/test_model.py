@@ -133,7 +133,11 @@ class ModelTest(unittest.TestCase):
     def test_quantize(self):
         # int8 weights: probabilities within 1e-2 of fp32 (docs/quantization.md), fewer weight bytes, and a
         # plan file compiled with quantize="int8" that is smaller and gives the same probabilities.
-        model = kiln.Model.load(CLASSIFIER, quantize="int8")
+        try:
+            model = kiln.Model.load(CLASSIFIER, quantize="int8")
+        except kiln.Error as e:  # no int8 kernel on this CPU (or under KILN_MAX_ISA): refused, naming why
+            self.assertIn("int8 weights need", str(e))
+            self.skipTest("int8 refused here: " + str(e))
         self.assertLess(model.weight_bytes, self.model.weight_bytes)
         probs = model.session().run({"tokens": self.tokens})["probs"]
         np.testing.assert_allclose(probs, self.expected, atol=1e-2, rtol=0)
