@@ -297,12 +297,12 @@ inline std::int32_t load32(const unsigned char* p) {
 
 // ---- the epilogue of one row of a block, 8 or 16 columns at a time
 
-KILN_AVX2 inline __m256 load_cols(const float* p, __m256i mask, bool full) {
+KILN_AVX2 __attribute__((always_inline)) inline __m256 load_cols(const float* p, __m256i mask, bool full) {
   return full ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, mask);
 }
 
-KILN_AVX2 inline void store8(__m256 v, float* c, __m256i mask, bool full, const gemm::Epilogue& ep, __m256 bias,
-                             const float* res) {
+KILN_AVX2 __attribute__((always_inline)) inline void store8(__m256 v, float* c, __m256i mask, bool full,
+                                                            const gemm::Epilogue& ep, __m256 bias, const float* res) {
   if (ep.scale != 1.0f) v = _mm256_mul_ps(v, _mm256_set1_ps(ep.scale));
   v = _mm256_add_ps(v, bias);
   if (ep.activation != gemm::Activation::None) v = activate(v, ep.activation);
@@ -311,12 +311,13 @@ KILN_AVX2 inline void store8(__m256 v, float* c, __m256i mask, bool full, const 
   else _mm256_maskstore_ps(c, mask, v);
 }
 
-KILN_AVX512 inline __m512 load16(const float* p, __mmask16 mask, bool full) {
+KILN_AVX512 __attribute__((always_inline)) inline __m512 load16(const float* p, __mmask16 mask, bool full) {
   return full ? _mm512_loadu_ps(p) : _mm512_maskz_loadu_ps(mask, p);
 }
 
-KILN_AVX512 inline void store16(__m512 v, float* c, __mmask16 mask, bool full, const gemm::Epilogue& ep, __m512 bias,
-                                const float* res) {
+KILN_AVX512 __attribute__((always_inline)) inline void store16(__m512 v, float* c, __mmask16 mask, bool full,
+                                                               const gemm::Epilogue& ep, __m512 bias,
+                                                               const float* res) {
   if (ep.scale != 1.0f) v = _mm512_mul_ps(v, _mm512_set1_ps(ep.scale));
   v = _mm512_add_ps(v, bias);
   if (ep.activation != gemm::Activation::None) v = activate512(v, ep.activation);
