@@ -54,23 +54,53 @@ KILN_AVX2 inline __m256 load_cols(const float* p, __m256i mask, bool full) {
   return full ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, mask);
 }
 
+// One k of a register block: the panel's 16 floats at k against each of the MR rows' value at k.
+template <int MR>
+KILN_AVX2 __attribute__((always_inline)) inline void fma_step(const float* a, const float* b, std::int64_t k,
+                                                              __m256 (&acc0)[MR], __m256 (&acc1)[MR]) {
+  const __m256 b0 = _mm256_load_ps(b + 16 * k);
+  const __m256 b1 = _mm256_load_ps(b + 16 * k + 8);
+#pragma GCC unroll 6
+  for (int r = 0; r < MR; ++r) {
+    const __m256 av = _mm256_broadcast_ss(a + kRows * k + r);
+    acc0[r] = _mm256_fmadd_ps(av, b0, acc0[r]);
+    acc1[r] = _mm256_fmadd_ps(av, b1, acc1[r]);
+  }
+}
+
 // Rows [row0, row0+MR) x columns [col0, col0+cols) of C from one K block. `a` is the rows' packed register
 // block (kRows floats per k), `b` the panel's K block (16 floats per k).
+// One or two rows (a decoding step) keep S = 4 or 2 sets of accumulators, k mod S each, added at the end:
+// with one set a row's two chains of dependent FMAs bound the loop by the FMA latency, not by the loads
+// (1 x 256 x 1024: 0.0142 ms with one set, 0.0074 with four; docs/gemm.md "The GEMM"). Three rows and more have
+// enough chains and sum in k order.
 template <int MR>
 KILN_AVX2 void block(const float* a, const float* b, std::int64_t depth, float* c, std::int64_t ldc, int cols, int mode,
                      const Epilogue& ep, std::int64_t row0, std::int64_t col0) {
-  __m256 acc0[MR], acc1[MR];
-#pragma GCC unroll 6
-  for (int r = 0; r < MR; ++r) acc0[r] = acc1[r] = _mm256_setzero_ps();
+  constexpr int S = MR == 1 ? 4 : MR == 2 ? 2 : 1;
+  __m256 acc0[S][MR], acc1[S][MR];
 #pragma GCC unroll 4
-  for (std::int64_t k = 0; k < depth; ++k) {
-    const __m256 b0 = _mm256_load_ps(b + 16 * k);
-    const __m256 b1 = _mm256_load_ps(b + 16 * k + 8);
+  for (int s = 0; s < S; ++s)
+#pragma GCC unroll 6
+    for (int r = 0; r < MR; ++r) acc0[s][r] = acc1[s][r] = _mm256_setzero_ps();
+  std::int64_t k = 0;
+  if constexpr (S == 1) {
+#pragma GCC unroll 4
+    for (; k < depth; ++k) fma_step<MR>(a, b, k, acc0[0], acc1[0]);
+  } else {
+    for (; k + S <= depth; k += S)
+#pragma GCC unroll 4
+      for (int s = 0; s < S; ++s) fma_step<MR>(a, b, k + s, acc0[s], acc1[s]);
+    for (; k < depth; ++k) fma_step<MR>(a, b, k, acc0[0], acc1[0]);
 #pragma GCC unroll 6
     for (int r = 0; r < MR; ++r) {
-      const __m256 av = _mm256_broadcast_ss(a + kRows * k + r);
-      acc0[r] = _mm256_fmadd_ps(av, b0, acc0[r]);
-      acc1[r] = _mm256_fmadd_ps(av, b1, acc1[r]);
+      if constexpr (S == 4) {
+        acc0[0][r] = _mm256_add_ps(_mm256_add_ps(acc0[0][r], acc0[1][r]), _mm256_add_ps(acc0[2][r], acc0[3][r]));
+        acc1[0][r] = _mm256_add_ps(_mm256_add_ps(acc1[0][r], acc1[1][r]), _mm256_add_ps(acc1[2][r], acc1[3][r]));
+      } else {
+        acc0[0][r] = _mm256_add_ps(acc0[0][r], acc0[1][r]);
+        acc1[0][r] = _mm256_add_ps(acc1[0][r], acc1[1][r]);
+      }
     }
   }
   // Columns past `cols` (a partial last panel) are computed from the zero padding and never stored.
@@ -86,7 +116,7 @@ KILN_AVX2 void block(const float* a, const float* b, std::int64_t depth, float* 
 #pragma GCC unroll 6
   for (int r = 0; r < MR; ++r) {
     float* cr = c + r * ldc;
-    __m256 v0 = acc0[r], v1 = acc1[r];
+    __m256 v0 = acc0[0][r], v1 = acc1[0][r];
     if (!(mode & kFirst)) {
       v0 = _mm256_add_ps(v0, load_cols(cr, mask0, full));
       v1 = _mm256_add_ps(v1, load_cols(cr + 8, mask1, full));
@@ -177,6 +207,21 @@ KILN_AVX512 inline __m512 load16(const float* p, __mmask16 mask, bool full) {
   return full ? _mm512_loadu_ps(p) : _mm512_maskz_loadu_ps(mask, p);
 }
 
+// One k of an AVX-512 register block: NP panels' 16 floats at k against each of the MR rows' value at k.
+template <int MR, int NP>
+KILN_AVX512 __attribute__((always_inline)) inline void fma_step512(const float* a, const float* b, std::int64_t next,
+                                                                   std::int64_t k, __m512 (&acc)[NP][MR]) {
+  __m512 bv[NP];
+#pragma GCC unroll 2
+  for (int q = 0; q < NP; ++q) bv[q] = _mm512_load_ps(b + q * next + 16 * k);
+#pragma GCC unroll 16
+  for (int r = 0; r < MR; ++r) {
+    const __m512 av = _mm512_set1_ps(a[kRows512 * k + r]);
+#pragma GCC unroll 2
+    for (int q = 0; q < NP; ++q) acc[q][r] = _mm512_fmadd_ps(av, bv[q], acc[q][r]);
+  }
+}
+
 // Rows [row0, row0+MR) x columns [col0, col0+cols) of C from one K block of NP adjacent panels (cols <=
 // 16·NP). `a`: the rows' register block (kRows512 floats per k); `b`: the first panel's K block, the next
 // panel `next` floats further (16·K: panels are stored whole, one after the other).
@@ -184,23 +229,35 @@ template <int MR, int NP>
 KILN_AVX512 void block512(const float* a, const float* b, std::int64_t next, std::int64_t depth, float* c,
                           std::int64_t ldc, int cols, int mode, const Epilogue& ep, std::int64_t row0,
                           std::int64_t col0) {
-  __m512 acc[NP][MR];
+  // One or two rows: S sets of accumulators over k mod S, as in the AVX2 block.
+  constexpr int S = MR == 1 ? 4 : MR == 2 ? 2 : 1;
+  __m512 accs[S][NP][MR];
+#pragma GCC unroll 4
+  for (int s = 0; s < S; ++s)
 #pragma GCC unroll 16
-  for (int r = 0; r < MR; ++r)
+    for (int r = 0; r < MR; ++r)
 #pragma GCC unroll 2
-    for (int q = 0; q < NP; ++q) acc[q][r] = _mm512_setzero_ps();
+      for (int q = 0; q < NP; ++q) accs[s][q][r] = _mm512_setzero_ps();
+  std::int64_t k = 0;
+  if constexpr (S == 1) {
 #pragma GCC unroll 2
-  for (std::int64_t k = 0; k < depth; ++k) {
-    __m512 bv[NP];
-#pragma GCC unroll 2
-    for (int q = 0; q < NP; ++q) bv[q] = _mm512_load_ps(b + q * next + 16 * k);
+    for (; k < depth; ++k) fma_step512<MR, NP>(a, b, next, k, accs[0]);
+  } else {
+    for (; k + S <= depth; k += S)
+#pragma GCC unroll 4
+      for (int s = 0; s < S; ++s) fma_step512<MR, NP>(a, b, next, k + s, accs[s]);
+    for (; k < depth; ++k) fma_step512<MR, NP>(a, b, next, k, accs[0]);
 #pragma GCC unroll 16
-    for (int r = 0; r < MR; ++r) {
-      const __m512 av = _mm512_set1_ps(a[kRows512 * k + r]);
+    for (int r = 0; r < MR; ++r)
 #pragma GCC unroll 2
-      for (int q = 0; q < NP; ++q) acc[q][r] = _mm512_fmadd_ps(av, bv[q], acc[q][r]);
-    }
+      for (int q = 0; q < NP; ++q) {
+        if constexpr (S == 4)
+          accs[0][q][r] =
+              _mm512_add_ps(_mm512_add_ps(accs[0][q][r], accs[1][q][r]), _mm512_add_ps(accs[2][q][r], accs[3][q][r]));
+        else accs[0][q][r] = _mm512_add_ps(accs[0][q][r], accs[1][q][r]);
+      }
   }
+  auto& acc = accs[0];
   __mmask16 mask[NP];
   bool full[NP];
   __m512 bias[NP];

@@ -179,7 +179,8 @@ TEST_CASE("gemm: the variant follows isa::effective(), and a forced variant is n
 }
 
 TEST_CASE("gemm: every variant gives the same products on a model-sized shape") {
-  // The variants sum each product in the same order (k ascending, one FMA each) and share the epilogue's
+  // The variants sum each product in the same order (k ascending, one FMA each; a row alone in its register
+  // block in the same 4 interleaved sums in both: 37 rows leave one in each) and share the epilogue's
   // formulas, so they agree to within a few ulps (contraction of the epilogue may differ); checked here
   // against each other on a Transformer FFN shape with 2 threads.
   if (!kiln::gemm::available() || variants().size() < 2) return;
