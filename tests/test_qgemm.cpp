@@ -35,6 +35,7 @@
 #include "ops/gemm.hpp"
 #include "ops/isa.hpp"
 #include "ops/qgemm.hpp"
+#include "tests/gemm_levels.hpp"
 #include "tests/test_util.hpp"
 
 namespace {
@@ -48,21 +49,7 @@ namespace qgemm = kiln::qgemm;
 constexpr double kU = 5.96e-8;  // 2^-24
 constexpr float kFill = 12345.f;
 
-/// The levels whose variants this CPU runs under the cap (avx2; avx512 where isa::effective() has it).
-std::vector<Level> levels() {
-  std::vector<Level> out;
-  for (Level l : {Level::avx2, Level::avx512})
-    if (kiln::isa::has(l)) out.push_back(l);
-  return out;
-}
-
-/// Runs the variants of `level` while it lives.
-struct VariantChoice {
-  explicit VariantChoice(Level level) { kiln::gemm::override_variant(level); }
-  ~VariantChoice() { kiln::gemm::override_variant(std::nullopt); }
-  VariantChoice(const VariantChoice&) = delete;
-  VariantChoice& operator=(const VariantChoice&) = delete;
-};
+using kiln::test::VariantChoice;
 
 struct Packed {
   Packed(Format f, const std::vector<float>& w, std::int64_t n, std::int64_t k)
@@ -173,16 +160,16 @@ TEST_CASE("qgemm: available() and variant() say what runs, for every level the C
     CHECK(qgemm::available(f) == kiln::isa::has(Level::avx2));
     CHECK(std::string(qgemm::variant(f)).rfind(f == Format::s8 ? "kiln:qgemm_s8_" : "kiln:qgemm_bf16_", 0) == 0);
     std::set<std::string> names;
-    for (Level l : levels()) {
+    for (Level l : kiln::test::gemm_levels()) {
       VariantChoice choice(l);
       names.insert(qgemm::variant(f));
     }
     // A variant of its own at AVX-512 exactly where the CPU's extension is allowed.
     const bool own512 = f == Format::s8 ? kiln::isa::has(kiln::isa::Feature::avx512_vnni)
                                         : kiln::isa::has(kiln::isa::Feature::avx512_bf16);
-    CHECK(names.size() == (own512 ? 2u : levels().size() > 0 ? 1u : 0u));
+    CHECK(names.size() == (own512 ? 2u : kiln::test::gemm_levels().size() > 0 ? 1u : 0u));
     // s8 activations: 7-bit exactly where the AVX2 s8 kernel runs (docs/gemm.md), 8-bit elsewhere; bf16: none.
-    for (Level l : levels()) {
+    for (Level l : kiln::test::gemm_levels()) {
       VariantChoice choice(l);
       const bool seven = std::string(qgemm::variant(f)) == "kiln:qgemm_s8_avx2";
       CHECK(qgemm::activation_levels(f) == (f == Format::bf16 ? 0 : seven ? qgemm::kS8Levels7 : qgemm::kS8Levels8));
@@ -226,7 +213,7 @@ TEST_CASE("qgemm: the reference is within the quantization error of the f32 prod
     const std::vector<float> a = random_floats(rng, static_cast<std::size_t>(s.rows * s.k), -1.f, 1.f);
     const std::vector<float> w = random_floats(rng, static_cast<std::size_t>(s.n * s.k), -0.5f, 0.5f);
     for (const auto& scheme : {std::pair{Format::s8, qgemm::kS8Levels8}, std::pair{Format::s8, qgemm::kS8Levels7},
-                                std::pair{Format::bf16, 0}}) {
+                               std::pair{Format::bf16, 0}}) {
       // Not a structured binding: clang 14 (the ASan build) refuses those inside INFO's lambda.
       const Format f = scheme.first;
       const int lv = scheme.second;
@@ -273,7 +260,7 @@ TEST_CASE("qgemm: every variant equals the reference, odd shapes, strides, each 
       Case{true, false, 1.0f, Activation::Tanh},
       Case{false, false, 1.0f, Activation::Sigmoid},
   };
-  for (Level l : levels()) {
+  for (Level l : kiln::test::gemm_levels()) {
     VariantChoice choice(l);
     for (Format f : {Format::s8, Format::bf16}) {
       if (!qgemm::available(f)) continue;
@@ -296,7 +283,7 @@ TEST_CASE("qgemm: rows row0.. of a packed weight read from packed + row0/16 pane
   const std::vector<float> a = random_floats(rng, static_cast<std::size_t>(rows * k), -1.f, 1.f);
   const std::vector<float> w = random_floats(rng, static_cast<std::size_t>(n * k), -1.f, 1.f);
   const std::vector<float> b = random_floats(rng, static_cast<std::size_t>(n), -1.f, 1.f);
-  for (Level l : levels()) {
+  for (Level l : kiln::test::gemm_levels()) {
     VariantChoice choice(l);
     for (Format f : {Format::s8, Format::bf16}) {
       if (!qgemm::available(f)) continue;
@@ -353,7 +340,7 @@ TEST_CASE("qgemm: s8 at the extremes (all weights and activations +-127, k = 409
         CHECK(std::fabs(want[static_cast<std::size_t>(i * n + j)] - exact) <= 1e-5 * 4096);
       }
   }
-  for (Level l : levels()) {
+  for (Level l : kiln::test::gemm_levels()) {
     VariantChoice choice(l);
     INFO(std::string(qgemm::variant(Format::s8)));
     std::vector<float> want(static_cast<std::size_t>(rows * n));
@@ -403,7 +390,7 @@ TEST_CASE("qgemm: s8 activations at +-levels against weights +-127 in every sign
     qgemm::multiply_reference(Format::s8, a.data(), k, p.data, c.data(), n, rows, n, k, Epilogue{}, levels);
     CHECK(c == exact(levels));
   }
-  for (Level l : levels()) {
+  for (Level l : kiln::test::gemm_levels()) {
     VariantChoice choice(l);
     INFO(std::string(qgemm::variant(Format::s8)) << " levels " << qgemm::activation_levels(Format::s8));
     const std::vector<float> want = exact(qgemm::activation_levels(Format::s8));
@@ -424,7 +411,7 @@ TEST_CASE("qgemm: a row's result does not depend on the batch it is in") {
   const std::int64_t rows = 19, n = 72, k = 301;
   const std::vector<float> a = random_floats(rng, static_cast<std::size_t>(rows * k), -1.f, 1.f);
   const std::vector<float> w = random_floats(rng, static_cast<std::size_t>(n * k), -1.f, 1.f);
-  for (Level l : levels()) {
+  for (Level l : kiln::test::gemm_levels()) {
     VariantChoice choice(l);
     for (Format f : {Format::s8, Format::bf16}) {
       if (!qgemm::available(f)) continue;
@@ -475,7 +462,7 @@ TEST_CASE(
   const std::vector<float> b = random_floats(rng, static_cast<std::size_t>(n), -1.f, 1.f);
   for (std::int64_t i = 0; i < k; ++i) a[static_cast<std::size_t>(k + i)] = 0.0f;      // row 1
   for (std::int64_t i = 0; i < k; ++i) w[static_cast<std::size_t>(5 * k + i)] = 0.0f;  // column 5
-  for (Level l : levels()) {
+  for (Level l : kiln::test::gemm_levels()) {
     VariantChoice choice(l);
     for (Format f : {Format::s8, Format::bf16}) {
       if (!qgemm::available(f)) continue;
@@ -512,7 +499,7 @@ TEST_CASE("qgemm: NaN and Inf follow the documented policy in every variant") {
   a[static_cast<std::size_t>(2 * k + 20)] = inf;  // row 2
   w[static_cast<std::size_t>(7 * k + 4)] = nan;   // column 7
   for (const auto& scheme : {std::pair{Format::s8, qgemm::kS8Levels8}, std::pair{Format::s8, qgemm::kS8Levels7},
-                              std::pair{Format::bf16, 0}}) {
+                             std::pair{Format::bf16, 0}}) {
     const Format f = scheme.first;  // not a structured binding: clang 14 refuses those inside INFO
     const int lv = scheme.second;
     Packed p(f, w, n, k);
@@ -528,7 +515,7 @@ TEST_CASE("qgemm: NaN and Inf follow the documented policy in every variant") {
       else CHECK(!std::isfinite(want[static_cast<std::size_t>(2 * n + j)]));
     }
     for (std::int64_t i = 0; i < rows; ++i) CHECK(std::isnan(want[static_cast<std::size_t>(i * n + 7)]));
-    for (Level l : levels()) {
+    for (Level l : kiln::test::gemm_levels()) {
       VariantChoice choice(l);
       // Each variant against the reference of its own scheme.
       if (!qgemm::available(f) || (f == Format::s8 && qgemm::activation_levels(f) != lv)) continue;

@@ -26,6 +26,7 @@
 #include "ops/qgemm.hpp"
 #include "runtime/npy.hpp"
 #include "test_util.hpp"
+#include "tests/gemm_levels.hpp"
 
 namespace {
 
@@ -64,19 +65,7 @@ bool can_observe() {
   return true;
 }
 
-std::vector<Level> levels() {
-  std::vector<Level> out;
-  for (Level l : {Level::avx2, Level::avx512})
-    if (kiln::isa::has(l)) out.push_back(l);
-  return out;
-}
-
-struct VariantChoice {
-  explicit VariantChoice(Level level) { kiln::gemm::override_variant(level); }
-  ~VariantChoice() { kiln::gemm::override_variant(std::nullopt); }
-  VariantChoice(const VariantChoice&) = delete;
-  VariantChoice& operator=(const VariantChoice&) = delete;
-};
+using kiln::test::VariantChoice;
 
 std::vector<float> random_floats(std::size_t n, unsigned seed) {
   std::mt19937 rng(seed);
@@ -102,7 +91,7 @@ TEST_CASE("vector state: the GEMM kernels (f32, s8, bf16) return with clean uppe
   const std::int64_t n = 20, k = 37;
   const std::vector<float> w = random_floats(static_cast<std::size_t>(n * k), 1);
   const std::vector<float> bias = random_floats(static_cast<std::size_t>(n), 2);
-  for (Level l : levels()) {
+  for (Level l : kiln::test::gemm_levels()) {
     VariantChoice choice(l);
     Aligned packed(kiln::gemm::packed_floats(n, k) * sizeof(float));
     kiln::gemm::pack_weights(w.data(), n, k, static_cast<float*>(packed.data));

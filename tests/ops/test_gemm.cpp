@@ -21,27 +21,14 @@
 
 #include "ops/gemm.hpp"
 #include "ops/isa.hpp"
+#include "tests/gemm_levels.hpp"
 #include "tests/test_util.hpp"
 
 namespace {
 
 using kiln::isa::Level;
 
-/// The GEMM variants this CPU runs under the cap: avx2, and avx512 where isa::effective() allows it.
-std::vector<Level> variants() {
-  std::vector<Level> out;
-  for (Level l : {Level::avx2, Level::avx512})
-    if (kiln::isa::has(l)) out.push_back(l);
-  return out;
-}
-
-/// Runs the variant of `level` while it lives.
-struct VariantChoice {
-  explicit VariantChoice(Level level) { kiln::gemm::override_variant(level); }
-  ~VariantChoice() { kiln::gemm::override_variant(std::nullopt); }
-  VariantChoice(const VariantChoice&) = delete;
-  VariantChoice& operator=(const VariantChoice&) = delete;
-};
+using kiln::test::VariantChoice;
 
 using kiln::gemm::Epilogue;
 
@@ -115,7 +102,8 @@ double check(std::mt19937& rng, const Shape& s, bool bias, Activation act, bool 
       // scaled by at most 1.13; their own approximation adds ~3e-7 absolute per unit of |pre| (erf, exp).
       const double bound = 1.13 * (static_cast<double>(s.k) + 2) * kU * mag * std::fabs(scale) +
                            4 * kU * (std::fabs(want) + (bias ? std::fabs(b[j]) : 0.0) + 1.0) +
-                           (act == Activation::None || act == Activation::Relu ? 0.0 : 5e-7 * (1.0 + std::fabs(pre))) + 1e-30;
+                           (act == Activation::None || act == Activation::Relu ? 0.0 : 5e-7 * (1.0 + std::fabs(pre))) +
+                           1e-30;
       worst = std::max(worst, std::fabs(c[i * ldc + j] - want) / bound);
     }
     // The padding of each C row past n is never written.
@@ -127,7 +115,8 @@ double check(std::mt19937& rng, const Shape& s, bool bias, Activation act, bool 
 
 }  // namespace
 
-TEST_CASE("gemm: products across the blocking edges, with each activation, equal a double reference within the f32 bound") {
+TEST_CASE(
+    "gemm: products across the blocking edges, with each activation, equal a double reference within the f32 bound") {
   if (!kiln::gemm::available()) {
     MESSAGE("this CPU has no AVX2+FMA: Kiln's GEMM is not used here (oneDNN runs the products)");
     CHECK(!kiln::gemm::enabled());
@@ -135,32 +124,33 @@ TEST_CASE("gemm: products across the blocking edges, with each activation, equal
   }
   // Rows: under, at and over both register blocks (6, 12) and the 144-row block; columns: partial panels,
   // an odd number of panels (the AVX-512 kernel's single-panel tail) and whole pairs; depths over 512.
-  const Shape shapes[] = {{1, 1, 1},     {1, 16, 512},  {5, 17, 3},    {6, 16, 16},  {7, 33, 100},
-                          {13, 15, 513}, {150, 40, 70}, {289, 48, 31}, {2, 2, 1100}, {31, 200, 640},
+  const Shape shapes[] = {{1, 1, 1},     {1, 16, 512},   {5, 17, 3},    {6, 16, 16},  {7, 33, 100},
+                          {13, 15, 513}, {150, 40, 70},  {289, 48, 31}, {2, 2, 1100}, {31, 200, 640},
                           {12, 32, 64},  {25, 47, 1030}, {145, 80, 17}, {1, 2048, 8}};
-  for (Level level : variants()) {
-  VariantChoice choice(level);
-  REQUIRE(kiln::gemm::variant_level() == level);
-  std::mt19937 rng(71);
-  double worst = 0;
-  for (const Shape& s : shapes)
-    for (int threads : {1, 2}) {
-      INFO(std::string(kiln::gemm::variant()) << ": rows " << s.rows << " n " << s.n << " k " << s.k << ", " << threads << " thread(s)");
-      const double plain = check(rng, s, false, Activation::None, false, 1.0f, threads);
-      const double all = check(rng, s, true, Activation::Relu, true, 0.125f, threads);
-      const double bias_relu = check(rng, s, true, Activation::Relu, false, 1.0f, threads);
-      CHECK(plain <= 1.0);
-      CHECK(all <= 1.0);
-      CHECK(bias_relu <= 1.0);
-      worst = std::max({worst, plain, all, bias_relu});
-      for (Activation act : {Activation::Gelu, Activation::GeluTanh, Activation::Tanh, Activation::Sigmoid}) {
-        INFO("activation " << static_cast<int>(act));
-        const double with_act = check(rng, s, true, act, true, 1.0f, threads);
-        CHECK(with_act <= 1.0);
-        worst = std::max(worst, with_act);
+  for (Level level : kiln::test::gemm_levels()) {
+    VariantChoice choice(level);
+    REQUIRE(kiln::gemm::variant_level() == level);
+    std::mt19937 rng(71);
+    double worst = 0;
+    for (const Shape& s : shapes)
+      for (int threads : {1, 2}) {
+        INFO(std::string(kiln::gemm::variant())
+             << ": rows " << s.rows << " n " << s.n << " k " << s.k << ", " << threads << " thread(s)");
+        const double plain = check(rng, s, false, Activation::None, false, 1.0f, threads);
+        const double all = check(rng, s, true, Activation::Relu, true, 0.125f, threads);
+        const double bias_relu = check(rng, s, true, Activation::Relu, false, 1.0f, threads);
+        CHECK(plain <= 1.0);
+        CHECK(all <= 1.0);
+        CHECK(bias_relu <= 1.0);
+        worst = std::max({worst, plain, all, bias_relu});
+        for (Activation act : {Activation::Gelu, Activation::GeluTanh, Activation::Tanh, Activation::Sigmoid}) {
+          INFO("activation " << static_cast<int>(act));
+          const double with_act = check(rng, s, true, act, true, 1.0f, threads);
+          CHECK(with_act <= 1.0);
+          worst = std::max(worst, with_act);
+        }
       }
-    }
-  MESSAGE(std::string(kiln::gemm::variant()) << " worst error / f32 bound: " << worst);
+    MESSAGE(std::string(kiln::gemm::variant()) << " worst error / f32 bound: " << worst);
   }
 }
 
@@ -170,8 +160,9 @@ TEST_CASE("gemm: the variant follows isa::effective(), and a forced variant is n
   CHECK(kiln::gemm::variant_level() == eff);
   CHECK(std::string(kiln::gemm::variant()) == std::string("kiln:gemm_") + kiln::isa::name(eff));
   CHECK(kiln::gemm::override_variant(Level::avx2) == Level::avx2);
-  CHECK(std::string(kiln::gemm::variant()) == std::string("kiln:gemm_") + kiln::isa::name(Level::avx2));  // forced, so on any host
-  CHECK(kiln::gemm::override_variant(Level::avx512) == eff);  // clamped to what the CPU and cap allow
+  CHECK(std::string(kiln::gemm::variant()) ==
+        std::string("kiln:gemm_") + kiln::isa::name(Level::avx2));  // forced, so on any host
+  CHECK(kiln::gemm::override_variant(Level::avx512) == eff);        // clamped to what the CPU and cap allow
   CHECK(kiln::gemm::variant_level() == eff);
   CHECK(kiln::gemm::override_variant(Level::sse41) == Level::avx2);  // no kernel below AVX2
   CHECK(kiln::gemm::override_variant(std::nullopt) == eff);
@@ -183,7 +174,7 @@ TEST_CASE("gemm: every variant gives the same products on a model-sized shape") 
   // block in the same 4 interleaved sums in both: 37 rows leave one in each) and share the epilogue's
   // formulas, so they agree to within a few ulps (contraction of the epilogue may differ); checked here
   // against each other on a Transformer FFN shape with 2 threads.
-  if (!kiln::gemm::available() || variants().size() < 2) return;
+  if (!kiln::gemm::available() || kiln::test::gemm_levels().size() < 2) return;
   const std::int64_t rows = 37, n = 2048 + 16 + 5, k = 512 + 40;
   std::mt19937 rng(73);
   std::vector<float> a = random_floats(rng, static_cast<std::size_t>(rows * k), -1.f, 1.f);
@@ -195,7 +186,7 @@ TEST_CASE("gemm: every variant gives the same products on a model-sized shape") 
   ep.bias = b.data();
   ep.activation = Activation::Gelu;
   std::vector<std::vector<float>> out;
-  for (Level level : variants()) {
+  for (Level level : kiln::test::gemm_levels()) {
     VariantChoice choice(level);
     out.emplace_back(static_cast<std::size_t>(rows * n));
     kiln::gemm::multiply(a.data(), k, packed.data, out.back().data(), n, rows, n, k, ep, 2);
@@ -233,11 +224,11 @@ TEST_CASE("gemm: packing lays out 16-column panels, zero-padded, and strided or 
   REQUIRE(kiln::gemm::packed_floats(18, 3) == 2 * 16 * 3);
   std::vector<float> out(kiln::gemm::packed_floats(18, 3), -1.f);
   kiln::gemm::pack_weights(w.data(), 18, 3, out.data());
-  CHECK(out[0] == w[0 * 3 + 0]);            // panel 0, k 0, column 0
-  CHECK(out[1] == w[1 * 3 + 0]);            // column 1
-  CHECK(out[16 + 5] == w[5 * 3 + 1]);       // k 1, column 5
+  CHECK(out[0] == w[0 * 3 + 0]);                 // panel 0, k 0, column 0
+  CHECK(out[1] == w[1 * 3 + 0]);                 // column 1
+  CHECK(out[16 + 5] == w[5 * 3 + 1]);            // k 1, column 5
   CHECK(out[48 + 16 * 2 + 1] == w[17 * 3 + 2]);  // panel 1, k 2, column 17
-  CHECK(out[48 + 16 * 2 + 2] == 0.f);       // column 18 does not exist
+  CHECK(out[48 + 16 * 2 + 2] == 0.f);            // column 18 does not exist
   // The same weights with a row stride of 5, and given as b = wᵀ [k, n] to pack_columns.
   std::vector<float> strided(18 * 5, 99.f), bt(3 * 18);
   for (int j = 0; j < 18; ++j)
@@ -257,7 +248,7 @@ TEST_CASE("gemm: packing lays out 16-column panels, zero-padded, and strided or 
       std::vector<float> src(static_cast<std::size_t>(n * (k + 3)));
       for (std::size_t i = 0; i < src.size(); ++i) src[i] = static_cast<float>(i) * 0.5f;
       std::vector<std::vector<float>> packs;
-      for (Level level : variants()) {
+      for (Level level : kiln::test::gemm_levels()) {
         VariantChoice choice(level);
         packs.emplace_back(kiln::gemm::packed_floats(n, k), -7.f);
         kiln::gemm::pack_weights(src.data(), k + 3, n, k, packs.back().data());
@@ -274,35 +265,37 @@ TEST_CASE("gemm: packing lays out 16-column panels, zero-padded, and strided or 
 
 TEST_CASE("gemm: softmax_rows equals a double softmax and log_softmax, with -inf entries, any row length") {
   if (!kiln::gemm::available()) return;
-  for (Level level : variants()) {
-  VariantChoice choice(level);
-  INFO(kiln::isa::name(level));
-  std::mt19937 rng(72);
-  for (std::int64_t n : {1, 7, 8, 9, 15, 16, 17, 64, 129}) {
-    std::vector<float> x = random_floats(rng, static_cast<std::size_t>(3 * n), -30.f, 30.f);
-    if (n > 2) x[1] = -INFINITY;  // a masked key
-    std::vector<float> y = x, logs(x.size());
-    kiln::gemm::softmax_rows(y.data(), y.data(), 3, n);  // in place
-    kiln::gemm::softmax_rows(x.data(), logs.data(), 3, n, true);
-    for (std::int64_t r = 0; r < 3; ++r) {
-      double max = -INFINITY, sum = 0;
-      for (std::int64_t j = 0; j < n; ++j) max = std::max(max, static_cast<double>(x[r * n + j]));
-      for (std::int64_t j = 0; j < n; ++j) sum += std::exp(x[r * n + j] - max);
-      for (std::int64_t j = 0; j < n; ++j) {
-        const double want = std::exp(x[r * n + j] - max) / sum;
-        INFO("n " << n << " row " << r << " column " << j);
-        // Relative 1e-6 (polynomial ~2e-7 plus the sum's rounding) plus the rounding of the f32 difference
-        // x - max, which moves e^(x-max) by |x-max|·u relative; inputs more than 87 below the row's max
-        // give e^-87 / sum (1.6e-38) instead of 0.
-        const double shift = std::fabs(x[r * n + j] - max);
-        CHECK(std::fabs(y[r * n + j] - want) <= (1e-6 + (std::isinf(shift) ? 0.0 : shift) * kU) * want + 1e-37);
-        // log softmax: x - max - log(sum), rounding of each f32 term (|x - max| and log(sum) <= ~70 here)
-        const double want_log = x[r * n + j] - max - std::log(sum);
-        if (std::isinf(want_log)) CHECK(std::isinf(logs[r * n + j]));
-        else CHECK(std::fabs(logs[r * n + j] - want_log) <= 4 * kU * (std::fabs(x[r * n + j]) + std::fabs(max) + std::fabs(std::log(sum)) + 1));
+  for (Level level : kiln::test::gemm_levels()) {
+    VariantChoice choice(level);
+    INFO(kiln::isa::name(level));
+    std::mt19937 rng(72);
+    for (std::int64_t n : {1, 7, 8, 9, 15, 16, 17, 64, 129}) {
+      std::vector<float> x = random_floats(rng, static_cast<std::size_t>(3 * n), -30.f, 30.f);
+      if (n > 2) x[1] = -INFINITY;  // a masked key
+      std::vector<float> y = x, logs(x.size());
+      kiln::gemm::softmax_rows(y.data(), y.data(), 3, n);  // in place
+      kiln::gemm::softmax_rows(x.data(), logs.data(), 3, n, true);
+      for (std::int64_t r = 0; r < 3; ++r) {
+        double max = -INFINITY, sum = 0;
+        for (std::int64_t j = 0; j < n; ++j) max = std::max(max, static_cast<double>(x[r * n + j]));
+        for (std::int64_t j = 0; j < n; ++j) sum += std::exp(x[r * n + j] - max);
+        for (std::int64_t j = 0; j < n; ++j) {
+          const double want = std::exp(x[r * n + j] - max) / sum;
+          INFO("n " << n << " row " << r << " column " << j);
+          // Relative 1e-6 (polynomial ~2e-7 plus the sum's rounding) plus the rounding of the f32 difference
+          // x - max, which moves e^(x-max) by |x-max|·u relative; inputs more than 87 below the row's max
+          // give e^-87 / sum (1.6e-38) instead of 0.
+          const double shift = std::fabs(x[r * n + j] - max);
+          CHECK(std::fabs(y[r * n + j] - want) <= (1e-6 + (std::isinf(shift) ? 0.0 : shift) * kU) * want + 1e-37);
+          // log softmax: x - max - log(sum), rounding of each f32 term (|x - max| and log(sum) <= ~70 here)
+          const double want_log = x[r * n + j] - max - std::log(sum);
+          if (std::isinf(want_log)) CHECK(std::isinf(logs[r * n + j]));
+          else
+            CHECK(std::fabs(logs[r * n + j] - want_log) <=
+                  4 * kU * (std::fabs(x[r * n + j]) + std::fabs(max) + std::fabs(std::log(sum)) + 1));
+        }
       }
     }
-  }
   }
 }
 
