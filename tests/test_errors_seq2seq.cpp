@@ -1,10 +1,11 @@
 // Bad seq2seq model files (the encoder/decoder/generate/tokenizer sections) and bad `kilnc generate`
-// calls: each fails with FILE:LINE:COL and what was expected. Cases are one edit each of the shipped
+// calls: each fails with FILE:LINE:COL and what was expected. Also `kilnc check` on seq2seq files. Cases are one edit each of the shipped
 // example examples/date_translation/transformer.yaml.
 
 #include <sys/wait.h>
 
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -164,4 +165,71 @@ TEST_CASE("kilnc generate: translations, accuracy and bad calls") {
   CHECK(contains(run_kilnc("generate examples/transformer_classifier/transformer_classifier.yaml x"),
                  "declares 'inputs' inside its 'encoder'"));
   CHECK(contains(run_kilnc("run examples/date_translation/transformer.yaml -i x=y.npy"), "this is a sequence-to-sequence model"));
+}
+
+TEST_CASE("kilnc check on a seq2seq model prints its encoder and decoder, and each quantized weight's error") {
+  std::string out = run_kilnc("check examples/date_translation/transformer.yaml");
+  CHECK(out.rfind("0:", 0) == 0);
+  CHECK(contains(out, "# encoder\ngraph "));
+  CHECK(contains(out, "# decoder\ngraph "));
+  CHECK(out.find("# encoder") < out.find("# decoder"));  // both found above, so neither is npos
+  out = run_kilnc("check examples/date_translation/transformer.yaml --quantize int8 --explain");
+  CHECK(out.rfind("0:", 0) == 0);
+  CHECK(contains(out, "passes on the encoder at -O2:"));
+  CHECK(contains(out, "passes on the decoder at -O2:"));
+  // The per-layer error report of the decoder's weights (the ones a decoding step streams), in its part.
+  const auto decoder = out.find("passes on the decoder at -O2:");
+  const auto weight = out.find("quantized 'transformer.decoder.layers.0.linear1.weight' to s8 per output channel");
+  REQUIRE(weight != std::string::npos);
+  CHECK(weight > decoder);
+  CHECK(contains(out, "error vs f32: relative "));
+  out = run_kilnc("check examples/date_translation/lstm.yaml --locations");
+  CHECK(out.rfind("0:", 0) == 0);
+  CHECK(contains(out, "# decoder\ngraph "));
+  CHECK(contains(out, "examples/date_translation/lstm.yaml:"));  // --locations reaches both graphs
+}
+
+TEST_CASE("kilnc check on a bad seq2seq model names the file, line and column, and refuses --print-after") {
+  kiln::test::TempDir tmp;
+  const std::string model = tmp.path("model.yaml");
+  std::string text = example_text();
+  const std::string from = "  end_token: 2\n";
+  const auto at = text.find(from);
+  REQUIRE(at != std::string::npos);
+  text.replace(at, from.size(), "  end_token: two\n");
+  // The weights file the model names, next to it.
+  std::filesystem::create_symlink(source_path(std::string(kDir) + "/transformer.safetensors"),
+                                  tmp.path("transformer.safetensors"));
+  {
+    std::ofstream out(model);
+    out << text;
+  }
+  std::string out = run_kilnc("check '" + model + "'");
+  CHECK(out.rfind("0:", 0) != 0);
+  CHECK(contains(out, model + ":16:14: error:"));
+  out = run_kilnc("check examples/date_translation/transformer.yaml --print-after all");
+  CHECK(out.rfind("1:", 0) == 0);
+  CHECK(contains(out, "--print-after is not available for a sequence-to-sequence model "
+                      "(examples/date_translation/transformer.yaml)"));
+}
+
+TEST_CASE("is_yaml_seq2seq tells seq2seq YAML files from the rest without failing") {
+  CHECK(kiln::is_yaml_seq2seq(source_path(std::string(kDir) + "/transformer.yaml")));
+  CHECK(kiln::is_yaml_seq2seq(source_path(std::string(kDir) + "/lstm.yaml")));
+  CHECK_FALSE(kiln::is_yaml_seq2seq(source_path("tests/fixtures/classifier_d64_l2/model.yaml")));
+  CHECK_FALSE(kiln::is_yaml_seq2seq(source_path("tests/fixtures/onnx/external.onnx")));  // not named .yaml
+  CHECK_FALSE(kiln::is_yaml_seq2seq("/nonexistent/model.yaml"));
+  kiln::test::TempDir tmp;
+  const std::string broken = tmp.path("broken.yaml");
+  {
+    std::ofstream out(broken);
+    out << "generate: {source: [\n";  // not YAML: loading it reports the error, this only says no
+  }
+  CHECK_FALSE(kiln::is_yaml_seq2seq(broken));
+  const std::string list = tmp.path("list.yml");
+  {
+    std::ofstream out(list);
+    out << "- encoder\n- decoder\n";  // a list, not a mapping with those keys
+  }
+  CHECK_FALSE(kiln::is_yaml_seq2seq(list));
 }

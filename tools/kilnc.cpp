@@ -16,6 +16,7 @@
 #include <CLI/CLI.hpp>
 
 #include "frontends/onnx/onnx_frontend.hpp"
+#include "frontends/yaml/seq2seq.hpp"
 #include "frontends/yaml/yaml_writer.hpp"
 #include "graph/graph.hpp"
 #include "kiln/kiln.hpp"
@@ -97,7 +98,27 @@ std::map<std::string, kiln::Tensor> read_inputs(const std::vector<std::string>& 
   return inputs;
 }
 
+// A sequence-to-sequence file: both graphs through the same load as `generate` (its passes, quantization
+// and remarks), each printed under a header.
+int check_seq2seq(const std::string& model_path, bool locations, const CompileFlags& flags) {
+  if (!flags.print_after.empty())
+    throw kiln::Error("error: check: --print-after is not available for a sequence-to-sequence model (" + model_path +
+                      "); --explain lists what the passes did to the encoder and the decoder");
+  kiln::Seq2SeqModel model = kiln::Seq2SeqModel::load(model_path, kiln::load_options(flags));
+  for (const auto& [part, m] : {std::pair{"encoder", model.encoder()}, std::pair{"decoder", model.decoder()}}) {
+    if (flags.explain) {
+      std::printf("passes on the %s at -O%d:\n", part, flags.opt_level);
+      if (m.impl()->remarks.empty()) std::printf("  (no fusion matched)\n");
+      for (const auto& r : m.impl()->remarks) std::printf("  %s\n", r.str().c_str());
+    }
+    std::printf("# %s\n", part);
+    std::cout << m.ir(locations) << std::flush;
+  }
+  return 0;
+}
+
 int cmd_check(const std::string& model_path, bool locations, const CompileFlags& flags) {
+  if (kiln::is_yaml_seq2seq(model_path)) return check_seq2seq(model_path, locations, flags);
   kiln::Model model = compile(model_path, flags);
   std::cout << model.ir(locations);
   return 0;
@@ -298,7 +319,8 @@ int main(int argc, char** argv) {
 
   std::string model_path;
   bool locations = false;
-  auto* check = app.add_subcommand("check", "parse and verify a model, then print its IR");
+  auto* check = app.add_subcommand(
+      "check", "parse and verify a model, then print its IR (a sequence-to-sequence model: its encoder and decoder)");
   check->add_option("model", model_path, "model file (.yaml, .onnx or .kplan)")->required();
   check->add_flag("--locations", locations, "append each node's source location");
   CompileFlags flags;

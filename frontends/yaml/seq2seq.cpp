@@ -306,6 +306,22 @@ std::unique_ptr<Seq2SeqSpec> parse_yaml_seq2seq(const std::string& text, const s
   return yaml_detail::Seq2SeqParser(filename, base_dir).parse(text);
 }
 
+bool is_yaml_seq2seq(const std::string& path) {
+  const auto dot = path.find_last_of('.');
+  const std::string ext = dot == std::string::npos ? std::string() : path.substr(dot);
+  if (ext != ".yaml" && ext != ".yml") return false;  // the compile driver's rule: only these are YAML
+  try {
+    const YAML::Node root = YAML::Load(yaml_detail::read_model_file(path));
+    if (!root.IsMap()) return false;
+    for (const auto& kv : root) {
+      const std::string key = kv.first.IsScalar() ? kv.first.Scalar() : std::string();
+      if (key == "encoder" || key == "decoder" || key == "generate") return true;
+    }
+  } catch (const std::exception&) {  // unreadable or not YAML: not a seq2seq file we can tell of
+  }
+  return false;
+}
+
 std::unique_ptr<Seq2SeqSpec> load_yaml_seq2seq(const std::string& path) {
   return parse_yaml_seq2seq(yaml_detail::read_model_file(path), path, yaml_detail::folder_of(path));
 }

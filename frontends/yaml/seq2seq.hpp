@@ -47,6 +47,10 @@ struct Seq2SeqSpec {
   std::vector<std::string> vocab;
 };
 
+/// Whether the model file at `path` is a YAML seq2seq one: named .yaml or .yml, and a mapping with an
+/// 'encoder', 'decoder' or 'generate' key at the top. Reads and parses the file, no more; a file that
+/// cannot be read or parsed gives false (loading it then reports the error with its location).
+bool is_yaml_seq2seq(const std::string& path);
 /// Loads a seq2seq model file and the weights file it names.
 std::unique_ptr<Seq2SeqSpec> load_yaml_seq2seq(const std::string& path);
 /// Parses seq2seq model text; `filename` is used in messages, `base_dir` to find the weights file.
