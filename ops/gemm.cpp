@@ -70,31 +70,31 @@ KILN_AVX2 __attribute__((always_inline)) inline void fma_step(const float* a, co
 
 // Rows [row0, row0+MR) x columns [col0, col0+cols) of C from one K block. `a` is the rows' packed register
 // block (kRows floats per k), `b` the panel's K block (16 floats per k).
-// One or two rows (a decoding step) keep S = 4 or 2 sets of accumulators, k mod S each, added at the end:
+// One or two rows (a decoding step) keep kSets = 4 or 2 sets of accumulators, k mod kSets each, added at the end:
 // with one set a row's two chains of dependent FMAs bound the loop by the FMA latency, not by the loads
 // (1 x 256 x 1024: 0.0142 ms with one set, 0.0074 with four; docs/gemm.md "The GEMM"). Three rows and more have
 // enough chains and sum in k order.
 template <int MR>
 KILN_AVX2 void block(const float* a, const float* b, std::int64_t depth, float* c, std::int64_t ldc, int cols, int mode,
                      const Epilogue& ep, std::int64_t row0, std::int64_t col0) {
-  constexpr int S = MR == 1 ? 4 : MR == 2 ? 2 : 1;
-  __m256 acc0[S][MR], acc1[S][MR];
+  constexpr int kSets = MR == 1 ? 4 : MR == 2 ? 2 : 1;
+  __m256 acc0[kSets][MR], acc1[kSets][MR];
 #pragma GCC unroll 4
-  for (int s = 0; s < S; ++s)
+  for (int s = 0; s < kSets; ++s)
 #pragma GCC unroll 6
     for (int r = 0; r < MR; ++r) acc0[s][r] = acc1[s][r] = _mm256_setzero_ps();
   std::int64_t k = 0;
-  if constexpr (S == 1) {
+  if constexpr (kSets == 1) {
 #pragma GCC unroll 4
     for (; k < depth; ++k) fma_step<MR>(a, b, k, acc0[0], acc1[0]);
   } else {
-    for (; k + S <= depth; k += S)
+    for (; k + kSets <= depth; k += kSets)
 #pragma GCC unroll 4
-      for (int s = 0; s < S; ++s) fma_step<MR>(a, b, k + s, acc0[s], acc1[s]);
+      for (int s = 0; s < kSets; ++s) fma_step<MR>(a, b, k + s, acc0[s], acc1[s]);
     for (; k < depth; ++k) fma_step<MR>(a, b, k, acc0[0], acc1[0]);
 #pragma GCC unroll 6
     for (int r = 0; r < MR; ++r) {
-      if constexpr (S == 4) {
+      if constexpr (kSets == 4) {
         acc0[0][r] = _mm256_add_ps(_mm256_add_ps(acc0[0][r], acc0[1][r]), _mm256_add_ps(acc0[2][r], acc0[3][r]));
         acc1[0][r] = _mm256_add_ps(_mm256_add_ps(acc1[0][r], acc1[1][r]), _mm256_add_ps(acc1[2][r], acc1[3][r]));
       } else {
@@ -229,29 +229,29 @@ template <int MR, int NP>
 KILN_AVX512 void block512(const float* a, const float* b, std::int64_t next, std::int64_t depth, float* c,
                           std::int64_t ldc, int cols, int mode, const Epilogue& ep, std::int64_t row0,
                           std::int64_t col0) {
-  // One or two rows: S sets of accumulators over k mod S, as in the AVX2 block.
-  constexpr int S = MR == 1 ? 4 : MR == 2 ? 2 : 1;
-  __m512 accs[S][NP][MR];
+  // One or two rows: kSets sets of accumulators over k mod kSets, as in the AVX2 block.
+  constexpr int kSets = MR == 1 ? 4 : MR == 2 ? 2 : 1;
+  __m512 accs[kSets][NP][MR];
 #pragma GCC unroll 4
-  for (int s = 0; s < S; ++s)
+  for (int s = 0; s < kSets; ++s)
 #pragma GCC unroll 16
     for (int r = 0; r < MR; ++r)
 #pragma GCC unroll 2
       for (int q = 0; q < NP; ++q) accs[s][q][r] = _mm512_setzero_ps();
   std::int64_t k = 0;
-  if constexpr (S == 1) {
+  if constexpr (kSets == 1) {
 #pragma GCC unroll 2
     for (; k < depth; ++k) fma_step512<MR, NP>(a, b, next, k, accs[0]);
   } else {
-    for (; k + S <= depth; k += S)
+    for (; k + kSets <= depth; k += kSets)
 #pragma GCC unroll 4
-      for (int s = 0; s < S; ++s) fma_step512<MR, NP>(a, b, next, k + s, accs[s]);
+      for (int s = 0; s < kSets; ++s) fma_step512<MR, NP>(a, b, next, k + s, accs[s]);
     for (; k < depth; ++k) fma_step512<MR, NP>(a, b, next, k, accs[0]);
 #pragma GCC unroll 16
     for (int r = 0; r < MR; ++r)
 #pragma GCC unroll 2
       for (int q = 0; q < NP; ++q) {
-        if constexpr (S == 4)
+        if constexpr (kSets == 4)
           accs[0][q][r] =
               _mm512_add_ps(_mm512_add_ps(accs[0][q][r], accs[1][q][r]), _mm512_add_ps(accs[2][q][r], accs[3][q][r]));
         else accs[0][q][r] = _mm512_add_ps(accs[0][q][r], accs[1][q][r]);
