@@ -35,7 +35,7 @@
 #include "ops/gemm.hpp"
 #include "ops/isa.hpp"
 #include "ops/qgemm.hpp"
-#include "tests/gemm_levels.hpp"
+#include "tests/gemm_test_util.hpp"
 #include "tests/test_util.hpp"
 
 namespace {
@@ -63,12 +63,7 @@ struct Packed {
   void* data;
 };
 
-std::vector<float> random_floats(std::mt19937& rng, std::size_t n, float lo, float hi) {
-  std::uniform_real_distribution<float> d(lo, hi);
-  std::vector<float> v(n);
-  for (float& x : v) x = d(rng);
-  return v;
-}
+using kiln::test::random_floats;
 
 std::string format_name(Format f) { return f == Format::s8 ? "s8" : "bf16"; }
 

@@ -26,7 +26,7 @@
 #include "ops/qgemm.hpp"
 #include "runtime/npy.hpp"
 #include "test_util.hpp"
-#include "tests/gemm_levels.hpp"
+#include "tests/gemm_test_util.hpp"
 
 namespace {
 
@@ -67,14 +67,6 @@ bool can_observe() {
 
 using kiln::test::VariantChoice;
 
-std::vector<float> random_floats(std::size_t n, unsigned seed) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> u(-1.f, 1.f);
-  std::vector<float> v(n);
-  for (float& x : v) x = u(rng);
-  return v;
-}
-
 struct Aligned {
   explicit Aligned(std::size_t bytes) : data(std::aligned_alloc(64, (bytes + 63) / 64 * 64)) {}
   ~Aligned() { std::free(data); }
@@ -89,16 +81,17 @@ TEST_CASE("vector state: the GEMM kernels (f32, s8, bf16) return with clean uppe
   if (!kiln::gemm::available() || !can_observe()) return;
   // Row counts cover every register-block height and a remainder; 20 columns end in a partial panel.
   const std::int64_t n = 20, k = 37;
-  const std::vector<float> w = random_floats(static_cast<std::size_t>(n * k), 1);
-  const std::vector<float> bias = random_floats(static_cast<std::size_t>(n), 2);
+  std::mt19937 rng(1);
+  const std::vector<float> w = kiln::test::random_floats(rng, static_cast<std::size_t>(n * k), -1.f, 1.f);
+  const std::vector<float> bias = kiln::test::random_floats(rng, static_cast<std::size_t>(n), -1.f, 1.f);
   for (Level l : kiln::test::gemm_levels()) {
     VariantChoice choice(l);
     Aligned packed(kiln::gemm::packed_floats(n, k) * sizeof(float));
     kiln::gemm::pack_weights(w.data(), n, k, static_cast<float*>(packed.data));
     for (std::int64_t rows : {1, 2, 3, 4, 5, 6, 7, 13})
       for (auto act : {kiln::gemm::Activation::None, kiln::gemm::Activation::Relu, kiln::gemm::Activation::Gelu}) {
-        const std::vector<float> a = random_floats(static_cast<std::size_t>(rows * k), 3);
-        const std::vector<float> res = random_floats(static_cast<std::size_t>(rows * n), 4);
+        const std::vector<float> a = kiln::test::random_floats(rng, static_cast<std::size_t>(rows * k), -1.f, 1.f);
+        const std::vector<float> res = kiln::test::random_floats(rng, static_cast<std::size_t>(rows * n), -1.f, 1.f);
         std::vector<float> c(static_cast<std::size_t>(rows * n));
         kiln::gemm::Epilogue ep;
         ep.bias = bias.data();

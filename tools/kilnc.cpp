@@ -98,6 +98,14 @@ std::map<std::string, kiln::Tensor> read_inputs(const std::vector<std::string>& 
   return inputs;
 }
 
+// What the passes did to one graph of a sequence-to-sequence model (quantized weights and their errors
+// included), for --explain of check and generate.
+void print_remarks(const char* part, const kiln::Model& m, const CompileFlags& flags) {
+  std::printf("passes on the %s at -O%d:\n", part, flags.opt_level);
+  if (m.impl()->remarks.empty()) std::printf("  (no fusion matched)\n");
+  for (const auto& r : m.impl()->remarks) std::printf("  %s\n", r.str().c_str());
+}
+
 // A sequence-to-sequence file: both graphs through the same load as `generate` (its passes, quantization
 // and remarks), each printed under a header.
 int check_seq2seq(const std::string& model_path, bool locations, const CompileFlags& flags) {
@@ -106,11 +114,7 @@ int check_seq2seq(const std::string& model_path, bool locations, const CompileFl
                       "); --explain lists what the passes did to the encoder and the decoder");
   kiln::Seq2SeqModel model = kiln::Seq2SeqModel::load(model_path, kiln::load_options(flags));
   for (const auto& [part, m] : {std::pair{"encoder", model.encoder()}, std::pair{"decoder", model.decoder()}}) {
-    if (flags.explain) {
-      std::printf("passes on the %s at -O%d:\n", part, flags.opt_level);
-      if (m.impl()->remarks.empty()) std::printf("  (no fusion matched)\n");
-      for (const auto& r : m.impl()->remarks) std::printf("  %s\n", r.str().c_str());
-    }
+    if (flags.explain) print_remarks(part, m, flags);
     std::printf("# %s\n", part);
     std::cout << m.ir(locations) << std::flush;
   }
@@ -242,11 +246,9 @@ struct GenerateFlags {
 
 int cmd_generate(const std::string& model_path, const GenerateFlags& g, const CompileFlags& flags) {
   kiln::Seq2SeqModel model = kiln::Seq2SeqModel::load(model_path, kiln::load_options(flags));
-  if (flags.explain)  // what the passes did to each graph (quantized weights and their errors included)
-    for (const auto& [part, m] : {std::pair{"encoder", model.encoder()}, std::pair{"decoder", model.decoder()}}) {
-      std::printf("passes on the %s at -O%d:\n", part, flags.opt_level);
-      for (const auto& r : m.impl()->remarks) std::printf("  %s\n", r.str().c_str());
-    }
+  if (flags.explain)
+    for (const auto& [part, m] : {std::pair{"encoder", model.encoder()}, std::pair{"decoder", model.decoder()}})
+      print_remarks(part, m, flags);
   std::vector<std::string> sources = g.texts, references;
   if (!g.input_file.empty()) {
     std::ifstream in(g.input_file);

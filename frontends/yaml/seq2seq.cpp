@@ -314,8 +314,7 @@ bool is_yaml_seq2seq(const std::string& path) {
     const YAML::Node root = YAML::Load(yaml_detail::read_model_file(path));
     if (!root.IsMap()) return false;
     for (const auto& kv : root) {
-      const std::string key = kv.first.IsScalar() ? kv.first.Scalar() : std::string();
-      if (key == "encoder" || key == "decoder" || key == "generate") return true;
+      if (kv.first.IsScalar() && is_seq2seq_key(kv.first.Scalar())) return true;
     }
   } catch (const std::exception&) {  // unreadable or not YAML: not a seq2seq file we can tell of
   }

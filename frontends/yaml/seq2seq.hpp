@@ -47,6 +47,8 @@ struct Seq2SeqSpec {
   std::vector<std::string> vocab;
 };
 
+/// Whether `key` at the top of a YAML model file makes it a seq2seq one: encoder, decoder or generate.
+inline bool is_seq2seq_key(const std::string& key) { return key == "encoder" || key == "decoder" || key == "generate"; }
 /// Whether the model file at `path` is a YAML seq2seq one: named .yaml or .yml, and a mapping with an
 /// 'encoder', 'decoder' or 'generate' key at the top. Reads and parses the file, no more; a file that
 /// cannot be read or parsed gives false (loading it then reports the error with its location).

@@ -5,6 +5,7 @@
 
 #include "frontends/safetensors.hpp"
 #include "frontends/yaml/graph_parser.hpp"
+#include "frontends/yaml/seq2seq.hpp"
 #include "graph/checked.hpp"
 #include "graph/schema.hpp"
 
@@ -41,7 +42,7 @@ std::unique_ptr<Graph> Parser::parse(const std::string& text) {
                                    : "an empty document"));
   for (const auto& kv : root) {
     std::string key = kv.first.IsScalar() ? kv.first.Scalar() : std::string();
-    if (key == "encoder" || key == "decoder" || key == "generate")
+    if (is_seq2seq_key(key))
       error(kv.first, "this is a sequence-to-sequence model (it has '" + key +
                           "'): run it with 'kilnc generate' or kiln::Generator (include/kiln/generate.hpp)");
   }

@@ -21,7 +21,7 @@
 
 #include "ops/gemm.hpp"
 #include "ops/isa.hpp"
-#include "tests/gemm_levels.hpp"
+#include "tests/gemm_test_util.hpp"
 #include "tests/test_util.hpp"
 
 namespace {
@@ -43,12 +43,7 @@ struct AlignedFloats {
   float* data;
 };
 
-std::vector<float> random_floats(std::mt19937& rng, std::size_t n, float lo, float hi) {
-  std::uniform_real_distribution<float> d(lo, hi);
-  std::vector<float> v(n);
-  for (float& x : v) x = d(rng);
-  return v;
-}
+using kiln::test::random_floats;
 
 struct Shape {
   std::int64_t rows, n, k;

@@ -1,9 +1,11 @@
 #pragma once
 // For the tests of Kiln's GEMM kernels (ops/gemm, ops/qgemm): the instruction-set levels whose variants this
-// CPU runs under the cap, and a guard that forces one of them. Tests name no level they expect: they run
+// CPU runs under the cap, a guard that forces one of them, and random operands. Tests name no level they expect: they run
 // every level gemm_levels() gives and ask the library (gemm::variant(), qgemm::variant()) what ran.
 
+#include <cstddef>
 #include <optional>
+#include <random>
 #include <vector>
 
 #include "ops/gemm.hpp"
@@ -26,5 +28,13 @@ struct VariantChoice {
   VariantChoice(const VariantChoice&) = delete;
   VariantChoice& operator=(const VariantChoice&) = delete;
 };
+
+/// n floats drawn uniformly from [lo, hi).
+inline std::vector<float> random_floats(std::mt19937& rng, std::size_t n, float lo, float hi) {
+  std::uniform_real_distribution<float> d(lo, hi);
+  std::vector<float> v(n);
+  for (float& x : v) x = d(rng);
+  return v;
+}
 
 }  // namespace kiln::test
